@@ -1,0 +1,7 @@
+"""`python -m broker` runs the broker (same as `chillly broker`)."""
+
+import sys
+
+from broker.relay import main
+
+sys.exit(main())

@@ -1,0 +1,341 @@
+"""The bus client every process uses: publish, subscribe by topic prefix, request/reply.
+
+Design notes (why, not what):
+- Publishing is synchronous and never blocks: a PUB socket drops at its high-water mark
+  instead of waiting, which is what keeps a slow subscriber from slowing anyone else.
+- `seq` counts per (publisher, topic), so a subscriber that takes only some of a publisher's
+  topics can still tell a lost message from a filtered one. A seq that goes backwards means the
+  publisher restarted; a seq that jumps means loss (`gaps` counter, optional `on_gap` callback).
+- Malformed frames are counted and dropped; a handler that raises is logged and counted. The
+  receive loop never dies of input.
+- `ready()` proves the whole path through the broker (our subscription reached it and our own
+  publication came back) instead of sleeping to beat ZeroMQ's slow-joiner window.
+- Commands are idempotent on their request id: a resend gets the cached reply, a duplicate that
+  arrives while the first is still running is ignored, and the handler runs once.
+- ZeroMQ reconnects and resubscribes by itself, so a peer rides out a broker restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import os
+import secrets
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from broker.codec import DecodeError, Envelope, decode, encode_payload
+from chillly import topics
+from chillly.clock import Clock, SystemClock
+from chillly.messages import Command, Message, Probe, Reply
+
+log = logging.getLogger("bus")
+
+Handler = Callable[[Envelope], Any]
+CommandHandler = Callable[[dict[str, Any]], Awaitable[Any]]
+GapCallback = Callable[[str, str, int, int], Any]
+
+_BATCH = 512
+
+
+class BusNotReady(RuntimeError):
+    """The broker path could not be proven within the time allowed."""
+
+
+class RequestTimeout(TimeoutError):
+    """No reply to a command after every attempt."""
+
+
+class CommandError(Exception):
+    """Raised by a command handler to send a clean error reply (`ok: false`) to the requester."""
+
+
+class Bus:
+    """One process's connection to the broker."""
+
+    def __init__(
+        self,
+        publish_addr: str,
+        subscribe_addr: str,
+        name: str,
+        *,
+        clock: Clock | None = None,
+        hwm: int = 100_000,
+        on_gap: GapCallback | None = None,
+    ) -> None:
+        self.name = name
+        self.instance = f"{name}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.clock: Clock = clock or SystemClock()
+        self.on_gap = on_gap
+        self.counters: dict[str, int] = {
+            "published": 0, "received": 0, "malformed": 0, "gaps": 0, "lost": 0,
+            "handler_errors": 0, "commands": 0, "duplicate_commands": 0,
+        }
+        self._ctx = zmq.asyncio.Context()
+        # Async sockets own the handles; sync shadows do the non-blocking sends and drains.
+        self._pub_async = self._ctx.socket(zmq.PUB)
+        self._pub = zmq.Socket.shadow(self._pub_async.underlying)
+        self._sub = self._ctx.socket(zmq.SUB)
+        self._sub_sync = zmq.Socket.shadow(self._sub.underlying)
+        for sock in (self._pub, self._sub_sync):
+            sock.setsockopt(zmq.LINGER, 0)
+        self._pub.setsockopt(zmq.SNDHWM, hwm)
+        self._sub_sync.setsockopt(zmq.RCVHWM, hwm)
+        # Reconnect quickly after a broker restart, backing off to one second.
+        for sock in (self._pub, self._sub_sync):
+            sock.setsockopt(zmq.RECONNECT_IVL, 50)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        self._pub.connect(publish_addr)
+        self._sub_sync.connect(subscribe_addr)
+        self._seq: dict[str, int] = {}
+        self._last_seen: dict[tuple[str, str], int] = {}
+        self._handlers: list[tuple[str, Handler, bool]] = []
+        self._subscribed: set[str] = set()
+        self._pending: dict[str, asyncio.Future[Reply]] = {}
+        self._reply_cache: OrderedDict[str, Reply] = OrderedDict()
+        self._inflight: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._recv_task: asyncio.Task[None] | None = None
+        self._probe_seen: asyncio.Event | None = None
+        self._rid_counter = itertools.count(1)
+        self._closed = False
+        self.on(topics.reply(self.instance), self._on_reply)
+
+    # ------------------------------------------------------------------ publishing
+
+    def publish(self, topic: str, msg: Message) -> None:
+        """Send one message now. Never blocks; at the high-water mark ZeroMQ drops it."""
+        seq = self._seq.get(topic, 0) + 1
+        self._seq[topic] = seq
+        payload = encode_payload(msg.body(), self.name, seq, self.clock.now_ms())
+        self._pub.send_multipart((topic.encode(), payload), zmq.NOBLOCK, copy=False)
+        self.counters["published"] += 1
+
+    # ------------------------------------------------------------------ subscribing
+
+    def on(self, prefix: str, handler: Handler) -> None:
+        """Deliver every message whose topic starts with `prefix` to `handler` (sync or async).
+
+        Handlers run in arrival order on the receive loop; an async handler is awaited before the
+        next message is dispatched, so a handler that must not hold up the stream should hand
+        work to a task or queue of its own.
+        """
+        self._handlers.append((prefix, handler, inspect.iscoroutinefunction(handler)))
+        self.subscribe(prefix)
+
+    def subscribe(self, prefix: str) -> None:
+        if prefix not in self._subscribed:
+            self._subscribed.add(prefix)
+            self._sub_sync.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+
+    def unsubscribe(self, prefix: str) -> None:
+        """Stop receiving `prefix` and forget its handlers."""
+        self._handlers = [h for h in self._handlers if h[0] != prefix]
+        if prefix in self._subscribed:
+            self._subscribed.discard(prefix)
+            self._sub_sync.setsockopt(zmq.UNSUBSCRIBE, prefix.encode())
+
+    def start(self) -> None:
+        """Start the receive loop (idempotent)."""
+        if self._recv_task is None:
+            self._recv_task = asyncio.get_running_loop().create_task(self._recv_loop())
+
+    async def _recv_loop(self) -> None:
+        sub, sync = self._sub, self._sub_sync
+        recv = sync.recv_multipart
+        while not self._closed:
+            try:
+                await sub.poll(flags=zmq.POLLIN)
+            except zmq.ZMQError:
+                if self._closed:
+                    return
+                raise
+            for _ in range(_BATCH):
+                try:
+                    frames = recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                await self._dispatch(frames)
+
+    async def _dispatch(self, frames: list[bytes]) -> None:
+        try:
+            env = decode(frames)
+        except DecodeError as exc:
+            self.counters["malformed"] += 1
+            if self.counters["malformed"] <= 10 or self.counters["malformed"] % 1000 == 0:
+                log.warning("dropped malformed message (%s), %d so far", exc,
+                            self.counters["malformed"])
+            return
+        self.counters["received"] += 1
+        self._track_seq(env)
+        topic = env.topic
+        for prefix, handler, is_async in self._handlers:
+            if topic.startswith(prefix):
+                try:
+                    if is_async:
+                        await handler(env)
+                    else:
+                        handler(env)
+                except Exception:
+                    self.counters["handler_errors"] += 1
+                    log.exception("handler for %s failed on %s", prefix, topic)
+
+    def _track_seq(self, env: Envelope) -> None:
+        key = (env.payload["src"], env.topic)
+        seq = env.payload["seq"]
+        last = self._last_seen.get(key)
+        self._last_seen[key] = seq
+        if last is None or seq == last + 1:
+            return
+        if seq <= last:
+            log.info("%s restarted its sequence on %s (%d after %d)", key[0], env.topic, seq, last)
+            return
+        missing = seq - last - 1
+        self.counters["gaps"] += 1
+        self.counters["lost"] += missing
+        if self.on_gap is not None:
+            try:
+                self.on_gap(key[0], env.topic, last + 1, seq - 1)
+            except Exception:
+                log.exception("gap callback failed")
+
+    # ------------------------------------------------------------------ readiness
+
+    async def ready(self, timeout: float = 10.0) -> None:
+        """Return once a message we publish comes back to us through the broker.
+
+        That proves our publisher and subscriber are connected and that our subscriptions
+        (sent before the probe's) have reached the broker. Raises BusNotReady on timeout.
+        """
+        self.start()
+        seen = asyncio.Event()
+        nonce = secrets.randbits(48)
+
+        def got(env: Envelope) -> None:
+            if env.payload.get("nonce") == nonce:
+                seen.set()
+
+        topic = topics.probe(self.instance)
+        self.on(topic, got)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while not seen.is_set():
+                if loop.time() > deadline:
+                    raise BusNotReady(f"no loopback through the broker within {timeout}s")
+                self.publish(topic, Probe(nonce=nonce))
+                try:
+                    await asyncio.wait_for(seen.wait(), 0.05)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            self.unsubscribe(topic)
+
+    # ------------------------------------------------------------------ request / reply
+
+    def new_rid(self) -> str:
+        return f"{self.instance}-{next(self._rid_counter)}"
+
+    async def request(
+        self,
+        service: str,
+        name: str,
+        args: dict[str, Any] | None = None,
+        *,
+        timeout: float = 2.0,
+        attempts: int = 3,
+        rid: str | None = None,
+    ) -> Reply:
+        """Send a command and wait for its one reply, resending with the same id on time-out."""
+        self.start()
+        rid = rid or self.new_rid()
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        cmd = Command(rid=rid, service=service, name=name, reply_to=topics.reply(self.instance),
+                      args=args or {})
+        topic = topics.command(service, name)
+        try:
+            for _ in range(max(1, attempts)):
+                self.publish(topic, cmd)
+                try:
+                    return await asyncio.wait_for(asyncio.shield(fut), timeout)
+                except asyncio.TimeoutError:
+                    continue
+            raise RequestTimeout(f"no reply to {service}.{name} (rid {rid}) after {attempts} tries")
+        finally:
+            self._pending.pop(rid, None)
+
+    def _on_reply(self, env: Envelope) -> None:
+        fut = self._pending.get(env.payload["rid"])
+        if fut is not None and not fut.done():
+            fut.set_result(env.message())  # type: ignore[arg-type]
+
+    def serve(self, service: str, handlers: dict[str, CommandHandler]) -> None:
+        """Answer commands for `service`; each handler takes the args map and returns a result."""
+
+        async def on_command(env: Envelope) -> None:
+            cmd = env.message()
+            assert isinstance(cmd, Command)
+            self.counters["commands"] += 1
+            cached = self._reply_cache.get(cmd.rid)
+            if cached is not None:
+                self.counters["duplicate_commands"] += 1
+                self.publish(cmd.reply_to, cached)
+                return
+            if cmd.rid in self._inflight:
+                self.counters["duplicate_commands"] += 1
+                return
+            self._inflight.add(cmd.rid)
+            self._spawn(self._run_command(cmd, handlers.get(cmd.name)))
+
+        self.on(topics.commands(service), on_command)
+
+    async def _run_command(self, cmd: Command, handler: CommandHandler | None) -> None:
+        try:
+            if handler is None:
+                reply = Reply(rid=cmd.rid, ok=False, error=f"unknown command {cmd.name!r}")
+            else:
+                try:
+                    result = await handler(dict(cmd.args))
+                    reply = Reply(rid=cmd.rid, ok=True, result=result)
+                except CommandError as exc:
+                    reply = Reply(rid=cmd.rid, ok=False, error=str(exc))
+                except Exception as exc:
+                    self.counters["handler_errors"] += 1
+                    log.exception("command %s.%s failed", cmd.service, cmd.name)
+                    reply = Reply(rid=cmd.rid, ok=False, error=f"internal error: {exc!r}")
+            self._reply_cache[cmd.rid] = reply
+            while len(self._reply_cache) > 10_000:
+                self._reply_cache.popitem(last=False)
+            self.publish(cmd.reply_to, reply)
+        finally:
+            self._inflight.discard(cmd.rid)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def close(self) -> None:
+        """Stop receiving and close every socket with linger 0."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._tasks) + ([self._recv_task] if self._recv_task else []):
+            task.cancel()
+        for task in list(self._tasks) + ([self._recv_task] if self._recv_task else []):
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._pub_async.close(linger=0)
+        self._sub.close(linger=0)
+        self._ctx.term()

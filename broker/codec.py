@@ -1,0 +1,78 @@
+"""The one serialization seam of the bus: `[topic, msgpack payload]` frames in and out.
+
+Nothing else in the project calls msgpack for bus traffic. Decoding is strict: two frames, a
+UTF-8 topic, a msgpack map that matches the schema of its `type` and version (chillly.messages).
+Anything else raises `DecodeError`, which subscribers count and drop instead of dying.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import msgpack
+
+from chillly.messages import Message, SchemaError, validate
+
+
+class DecodeError(ValueError):
+    """A frame set that is not a valid bus message."""
+
+
+class Envelope(NamedTuple):
+    """A decoded, validated message: its topic, its payload map and its message class."""
+
+    topic: str
+    payload: dict[str, Any]
+    cls: type[Message]
+
+    @property
+    def src(self) -> str:
+        return self.payload["src"]
+
+    @property
+    def seq(self) -> int:
+        return self.payload["seq"]
+
+    @property
+    def type(self) -> str:
+        return self.payload["type"]
+
+    def message(self) -> Message:
+        """The typed, immutable message."""
+        return self.cls.from_payload(self.payload)
+
+
+def encode_payload(body: dict[str, Any], src: str, seq: int, ts: int) -> bytes:
+    body["src"] = src
+    body["seq"] = seq
+    body["ts"] = ts
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def encode(topic: str, msg: Message, src: str, seq: int, ts: int) -> list[bytes]:
+    """Frames for one message; the envelope's `src`, `seq`, `ts` are stamped here."""
+    return [topic.encode("utf-8"), encode_payload(msg.body(), src, seq, ts)]
+
+
+def unpack(data: bytes) -> Any:
+    """Raw msgpack decode without schema checks (for `chillly tap`)."""
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise DecodeError(f"payload is not msgpack: {exc.__class__.__name__}") from None
+
+
+def decode(frames: list[bytes]) -> Envelope:
+    """Decode and validate one message, or raise DecodeError saying what is wrong."""
+    if len(frames) != 2:
+        raise DecodeError(f"expected 2 frames, got {len(frames)}")
+    try:
+        topic = frames[0].decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError("topic is not UTF-8") from None
+    payload = unpack(frames[1])
+    try:
+        cls = validate(payload)
+    except SchemaError as exc:
+        raise DecodeError(str(exc)) from None
+    return Envelope(topic, payload, cls)

@@ -1,0 +1,52 @@
+"""`chillly`: one console command, a subcommand per process and per tool.
+
+Each subcommand lives in the package that owns it and is imported only when chosen, so
+`chillly tap` does not pay for the sim's imports. A module that adds a subcommand registers it
+in COMMANDS as "module:function"; the function gets the argparse namespace and returns the exit
+code. Options given on the command line override the environment (same names, lower case).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+# name -> (help, "module:add_arguments" or None, "module:run")
+COMMANDS: dict[str, tuple[str, str | None, str]] = {
+    "broker": ("run the bus relay (XSUB/XPUB)", None, "broker.relay:cli"),
+    "tap": ("print bus messages matching topic prefixes", "broker.tap:add_arguments",
+            "broker.tap:cli"),
+    "status": ("show every process's last heartbeat", "chillly.status:add_arguments",
+               "chillly.status:cli"),
+}
+
+
+def _load(ref: str) -> Callable[..., Any]:
+    module, func = ref.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chillly", description="CHILLLY trading backend")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, add_args, _) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if add_args:
+            _load(add_args)(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    return int(_load(COMMANDS[args.command][2])(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,328 @@
+"""Typed, immutable message definitions: the body of every payload on the bus.
+
+A payload on the wire is one msgpack map: the envelope (`type`, `v`, `src`, `seq`, `ts`) plus the
+fields of one message class below. The codec (broker.codec) stamps the envelope and checks each
+incoming payload against the class registered for its `type` and version, so a consumer never
+sees a half-formed message. Field types are kept to msgpack's own (int, float, str, bool, list,
+dict, None) so a subscriber in any language can read them; docs/wire-format.md lists them all.
+
+To add a message: subclass `Message` with `TYPE` and `V`, frozen dataclass, msgpack-native fields.
+Bump `V` when a field changes meaning or a required field is added.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+ENVELOPE = ("type", "v", "src", "seq", "ts")
+
+_REGISTRY: dict[str, type["Message"]] = {}
+
+
+class SchemaError(ValueError):
+    """A payload that does not match the message schema for its type and version."""
+
+
+def _accepts(tp: Any) -> tuple[tuple[type, ...], bool]:
+    """Python types accepted on the wire for an annotation, and whether None is allowed."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        accepted: list[type] = []
+        nullable = False
+        for arg in typing.get_args(tp):
+            if arg is type(None):
+                nullable = True
+            else:
+                accepted.extend(_accepts(arg)[0])
+        return tuple(accepted), nullable
+    base = origin or tp
+    if base is float:
+        return (float, int), False
+    if base is int:
+        return (int,), False
+    if base is Any:
+        return (object,), True
+    return (base,), False
+
+
+class Message:
+    """Base of every bus message. Subclasses are frozen dataclasses registered by TYPE."""
+
+    TYPE: ClassVar[str] = ""
+    V: ClassVar[int] = 1
+    _fields: ClassVar[tuple[str, ...]] = ()
+    _spec: ClassVar[tuple[tuple[str, tuple[type, ...], bool, bool], ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+
+    @classmethod
+    def _register(cls) -> None:
+        hints = typing.get_type_hints(cls)
+        spec = []
+        names = []
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            accepted, nullable = _accepts(hints[f.name])
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            spec.append((f.name, accepted, nullable, required))
+            names.append(f.name)
+        cls._fields = tuple(names)
+        cls._spec = tuple(spec)
+        if cls.TYPE in _REGISTRY:
+            raise RuntimeError(f"message type {cls.TYPE!r} registered twice")
+        _REGISTRY[cls.TYPE] = cls
+
+    def body(self) -> dict[str, Any]:
+        """The message's fields as a plain dict (without the envelope)."""
+        d = {"type": self.TYPE, "v": self.V}
+        for name in self._fields:
+            d[name] = getattr(self, name)
+        return d
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> "Message":
+        """Build the typed message from a payload that `validate` accepted."""
+        return cls(**{name: payload[name] for name in cls._fields if name in payload})
+
+
+def message(cls: type) -> type:
+    """Class decorator: a frozen, slotted dataclass registered in the type table."""
+    dc = dataclass(frozen=True, slots=True)(cls)
+    dc._register()  # type: ignore[attr-defined]
+    return dc
+
+
+def registry() -> dict[str, type[Message]]:
+    return dict(_REGISTRY)
+
+
+def validate(payload: Any) -> type[Message]:
+    """Check a decoded payload against its schema; return its message class or raise SchemaError."""
+    if not isinstance(payload, dict):
+        raise SchemaError("payload is not a map")
+    mtype = payload.get("type")
+    cls = _REGISTRY.get(mtype) if isinstance(mtype, str) else None
+    if cls is None:
+        raise SchemaError(f"unknown message type {mtype!r}")
+    if payload.get("v") != cls.V:
+        raise SchemaError(f"{mtype}: schema version {payload.get('v')!r}, expected {cls.V}")
+    src, seq, ts = payload.get("src"), payload.get("seq"), payload.get("ts")
+    if not isinstance(src, str) or type(seq) is not int or type(ts) is not int:
+        raise SchemaError(f"{mtype}: bad envelope (src, seq, ts)")
+    for name, accepted, nullable, required in cls._spec:
+        if name not in payload:
+            if required:
+                raise SchemaError(f"{mtype}: missing field {name!r}")
+            continue
+        value = payload[name]
+        if value is None:
+            if not nullable:
+                raise SchemaError(f"{mtype}: field {name!r} is null")
+            continue
+        if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
+            raise SchemaError(f"{mtype}: field {name!r} has type {type(value).__name__}")
+    return cls
+
+
+def parse(payload: dict[str, Any]) -> Message:
+    """Validate and build the typed message for a payload."""
+    return validate(payload).from_payload(payload)
+
+
+# --------------------------------------------------------------------------- market data
+
+
+@message
+class Bar(Message):
+    """One OHLCV bar keyed by (contract, tf, t). `final` is published exactly once per key;
+    `rev` counts revisions of the same key (partials and late corrections)."""
+
+    TYPE: ClassVar[str] = "bar"
+    contract: str
+    tf: str
+    t: int
+    o: float
+    h: float
+    l: float  # noqa: E741
+    c: float
+    v: int
+    final: bool
+    rev: int = 0
+    origin: str = "poll"  # "poll" (venue bars), "trades" (built from prints), "agg" (aggregator)
+
+
+@message
+class Quote(Message):
+    TYPE: ClassVar[str] = "quote"
+    contract: str
+    bid: float | None = None
+    ask: float | None = None
+    last: float | None = None
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
+    volume: int | None = None
+    change: float | None = None
+    vt: int | None = None  # venue timestamp, epoch ms
+
+
+@message
+class Trade(Message):
+    TYPE: ClassVar[str] = "trade"
+    contract: str
+    price: float
+    size: int
+    aggressor: int  # 0 buy, 1 sell (TradeLogType)
+    t: int
+
+
+@message
+class Depth(Message):
+    """Book changes. `snapshot` true means: clear the book, then apply `levels`.
+    Each level is [dom_type, price, volume, current_volume, t]."""
+
+    TYPE: ClassVar[str] = "depth"
+    contract: str
+    snapshot: bool
+    levels: list[Any]
+
+
+@message
+class ContractInfo(Message):
+    TYPE: ClassVar[str] = "contract"
+    contract: str
+    symbol: str
+    symbol_id: str
+    name: str
+    description: str
+    tick_size: float
+    tick_value: float
+    active: bool
+
+
+@message
+class ClockTick(Message):
+    """A timeframe boundary passed in market time: the bucket starting at `t` just closed."""
+
+    TYPE: ClassVar[str] = "clock"
+    tf: str
+    t: int
+
+
+@message
+class SubscriptionSet(Message):
+    TYPE: ClassVar[str] = "subs"
+    contracts: list[Any]
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@message
+class Heartbeat(Message):
+    TYPE: ClassVar[str] = "hb"
+    name: str
+    pid: int
+    state: str
+    uptime_ms: int
+    counters: dict[str, Any] = field(default_factory=dict)
+
+
+@message
+class Alarm(Message):
+    TYPE: ClassVar[str] = "alarm"
+    name: str
+    code: str
+    active: bool
+    text: str = ""
+
+
+@message
+class Probe(Message):
+    TYPE: ClassVar[str] = "probe"
+    nonce: int
+
+
+@message
+class Command(Message):
+    """A request. Handlers are idempotent on `rid`; the one reply goes to topic `reply_to`."""
+
+    TYPE: ClassVar[str] = "cmd"
+    rid: str
+    service: str
+    name: str
+    reply_to: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@message
+class Reply(Message):
+    TYPE: ClassVar[str] = "reply"
+    rid: str
+    ok: bool
+    result: Any = None
+    error: str | None = None
+
+
+# --------------------------------------------------------------------------- trading (gateway)
+
+
+@message
+class OrderEvent(Message):
+    """An order's state as the venue reported it (fields of projectx-api.md's Order)."""
+
+    TYPE: ClassVar[str] = "order"
+    account: int
+    order_id: int
+    contract: str
+    status: int
+    side: int
+    size: int
+    order_type: int
+    fill_volume: int = 0
+    filled_price: float | None = None
+    limit_price: float | None = None
+    stop_price: float | None = None
+    custom_tag: str | None = None
+    client_id: str | None = None
+    vt: int | None = None
+
+
+@message
+class FillEvent(Message):
+    TYPE: ClassVar[str] = "fill"
+    account: int
+    trade_id: int
+    order_id: int
+    contract: str
+    side: int
+    size: int
+    price: float
+    fees: float = 0.0
+    pnl: float | None = None
+    vt: int | None = None
+
+
+@message
+class PositionEvent(Message):
+    TYPE: ClassVar[str] = "position"
+    account: int
+    contract: str
+    side: int  # PositionType: 0 flat, 1 long, 2 short
+    size: int
+    avg_price: float | None = None
+    vt: int | None = None
+
+
+@message
+class AccountEvent(Message):
+    TYPE: ClassVar[str] = "account"
+    account: int
+    name: str
+    balance: float
+    can_trade: bool
+    vt: int | None = None

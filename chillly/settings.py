@@ -1,0 +1,152 @@
+"""Typed configuration for every CHILLLY process, read once from the environment and `.env`.
+
+Every process reads the same base names (ARCHITECTURE.md §6) so that they all agree on the bus
+addresses, the venue and the clock. Processes with extra options subclass `Settings` in their
+own package; `load_settings` is the only way a process reads its configuration, so a bad value
+always stops the process the same way: one line naming the variable, the value and what is
+expected, exit code 2.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: TopstepX production endpoints (projectx-api.md §1).
+TOPSTEPX_API_URL = "https://api.topstepx.com"
+TOPSTEPX_USER_HUB_URL = "https://rtc.topstepx.com/hubs/user"
+TOPSTEPX_MARKET_HUB_URL = "https://rtc.topstepx.com/hubs/market"
+
+_ADDR_RE = re.compile(r"^(tcp://(\*|\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}|ipc://.+|inproc://.+)$")
+# A configured contract is a symbol root ("ES", "MNQ", "6E") or a full TopstepX contract id.
+_CONTRACT_RE = re.compile(r"^([A-Z0-9]{1,6}|CON\.[A-Z0-9]+(\.[A-Z0-9]+)+)$")
+
+S = TypeVar("S", bound="Settings")
+
+
+class Settings(BaseSettings):
+    """Settings shared by every process. Field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        validate_default=True,
+    )
+
+    # Venue credentials and account (secrets are SecretStr: never shown in logs or reprs).
+    topstep_username: str = ""
+    topstep_api_key: SecretStr | None = None
+    topstep_account_id: int | None = None
+    topstep_account_name: str | None = None
+
+    # Venue addresses; empty means "the sim's" when no credentials are set, TopstepX's otherwise.
+    topstep_api_url: str = ""
+    topstep_user_hub_url: str = ""
+    topstep_market_hub_url: str = ""
+    sim_host: str = "127.0.0.1"
+    sim_port: int = Field(default=7110, ge=1, le=65535)
+
+    default_contracts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["ES", "NQ"])
+    database_path: Path = Path("run/market.db")
+    run_dir: Path = Path("run")
+
+    # The bus: publishers connect to the broker's XSUB side, subscribers to its XPUB side.
+    bus_publish_addr: str = "tcp://127.0.0.1:7101"
+    bus_subscribe_addr: str = "tcp://127.0.0.1:7102"
+    bus_hwm: int = Field(default=100_000, ge=0)
+
+    # The shared clock (chillly.clock): CLOCK_SPEED times real time after CLOCK_ANCHOR.
+    clock_speed: float = Field(default=1.0, gt=0)
+    clock_anchor: datetime | None = None
+
+    heartbeat_interval: float = Field(default=2.0, gt=0)
+    log_level: str = "INFO"
+
+    @field_validator("bus_publish_addr", "bus_subscribe_addr")
+    @classmethod
+    def _check_addr(cls, value: str) -> str:
+        if not _ADDR_RE.match(value):
+            raise ValueError("expected tcp://host:port, ipc://path or inproc://name")
+        return value
+
+    @field_validator("default_contracts", mode="before")
+    @classmethod
+    def _split_contracts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            bad = [v for v in value if not isinstance(v, str) or not _CONTRACT_RE.match(v)]
+            if bad:
+                raise ValueError(
+                    "expected a comma-separated list of symbols (ES,MNQ) or contract ids "
+                    "(CON.F.US.EP.Z26)"
+                )
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @field_validator("clock_anchor")
+    @classmethod
+    def _anchor_utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+    @model_validator(mode="after")
+    def _fill_venue(self) -> "Settings":
+        if self.clock_speed != 1.0 and self.clock_anchor is None:
+            raise ValueError("CLOCK_ANCHOR: expected an ISO UTC instant when CLOCK_SPEED is not 1")
+        sim_base = f"http://{self.sim_host}:{self.sim_port}"
+        live = self.uses_live_venue
+        if not self.topstep_api_url:
+            self.topstep_api_url = TOPSTEPX_API_URL if live else sim_base
+        if not self.topstep_user_hub_url:
+            self.topstep_user_hub_url = TOPSTEPX_USER_HUB_URL if live else f"{sim_base}/hubs/user"
+        if not self.topstep_market_hub_url:
+            self.topstep_market_hub_url = (
+                TOPSTEPX_MARKET_HUB_URL if live else f"{sim_base}/hubs/market"
+            )
+        return self
+
+    @property
+    def uses_live_venue(self) -> bool:
+        """True when credentials are configured: then the real TopstepX is the default venue."""
+        return bool(self.topstep_api_key and self.topstep_api_key.get_secret_value())
+
+    @property
+    def clock_anchor_ms(self) -> int | None:
+        return None if self.clock_anchor is None else int(self.clock_anchor.timestamp() * 1000)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = [str(p) for p in error.get("loc", ()) if p not in ("__root__",)]
+    name = loc[0].upper() if loc else ""
+    msg = str(error.get("msg", "invalid value"))
+    msg = msg.removeprefix("Value error, ")
+    value = error.get("input")
+    if not name:
+        # Model-level errors carry the variable name in their message ("NAME: ...").
+        return f"bad setting {msg}"
+    shown = "<hidden>" if "KEY" in name or "SECRET" in name else repr(value)
+    return f"bad setting {name}={shown}: {msg}"
+
+
+def load_settings(cls: type[S] = Settings, **overrides: Any) -> S:  # type: ignore[assignment]
+    """Read settings or stop the process: one line on stderr naming the variable, exit code 2."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        print(f"chillly: {_describe(first)}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

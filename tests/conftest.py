@@ -1,0 +1,59 @@
+"""Fixtures shared by unit and integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import Procs, free_port
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture
+def bus_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for processes of one test: its own bus ports, run dir and database."""
+    return {
+        "BUS_PUBLISH_ADDR": f"tcp://127.0.0.1:{free_port()}",
+        "BUS_SUBSCRIBE_ADDR": f"tcp://127.0.0.1:{free_port()}",
+        "RUN_DIR": str(tmp_path / "run"),
+        "DATABASE_PATH": str(tmp_path / "market.db"),
+        "HEARTBEAT_INTERVAL": "0.2",
+        "SIM_PORT": str(free_port()),
+        "LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture
+def procs(request: pytest.FixtureRequest, tmp_path: Path, bus_env: dict[str, str]) -> Iterator[Procs]:
+    """Start real child processes; all are stopped at the end, logs printed on failure."""
+    p = Procs(tmp_path, bus_env)
+    yield p
+    p.cleanup()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(p.dump_logs())
+
+
+@pytest.fixture
+def broker(procs: Procs):  # type: ignore[no-untyped-def]
+    """A real broker process on this test's ports."""
+    return procs.spawn(["-m", "broker"], name="broker")
+
+
+@pytest.fixture
+async def bus(broker, bus_env: dict[str, str]) -> AsyncIterator["object"]:  # type: ignore[no-untyped-def]
+    """A bus client in the test process, proven connected through the real broker."""
+    from broker.bus import Bus
+
+    b = Bus(bus_env["BUS_PUBLISH_ADDR"], bus_env["BUS_SUBSCRIBE_ADDR"], "test")
+    await b.ready(timeout=15)
+    yield b
+    await b.close()

@@ -1,0 +1,142 @@
+"""Shared test helpers: free ports, polling waits, real child processes.
+
+Wait for conditions with `eventually`/`aeventually`, never with a bare sleep. Child processes
+are started with `Procs.spawn`, their output goes to a file under the test's tmp dir, and every
+child is stopped (SIGTERM, then SIGKILL) when the test ends; its log is printed on failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def eventually(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
+               what: str = "condition") -> Any:
+    """Poll `cond` until it returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+async def aeventually(cond: Callable[[], Any | Awaitable[Any]], timeout: float = 10.0,
+                      interval: float = 0.02, what: str = "condition") -> Any:
+    """Async `eventually`: `cond` may be sync or async."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+class Proc:
+    """A child process with its log file."""
+
+    def __init__(self, name: str, popen: subprocess.Popen[bytes], log_path: Path) -> None:
+        self.name = name
+        self.popen = popen
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def terminate(self, timeout: float = 5.0) -> int:
+        """SIGTERM and wait; returns the exit code (SIGKILL after `timeout`)."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+            return -9
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait()
+
+    def wait(self, timeout: float = 10.0) -> int:
+        return self.popen.wait(timeout)
+
+
+class Procs:
+    """Starts children for one test and cleans them all up."""
+
+    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
+        self.tmp = tmp
+        self.env = env
+        self.children: list[Proc] = []
+        self._n = 0
+
+    def spawn(self, args: list[str], name: str | None = None, env: dict[str, str] | None = None,
+              stdout_pipe: bool = False) -> Proc:
+        """Run `args` (e.g. ["-m", "broker"] is run with this Python) as a child process."""
+        self._n += 1
+        name = name or args[0]
+        log_path = self.tmp / f"{self._n:02d}-{name.replace('/', '_')}.log"
+        full_env = {**os.environ, **self.env, **(env or {})}
+        full_env.setdefault("PYTHONUNBUFFERED", "1")
+        cmd = [PYTHON, *args] if args[0].startswith("-") or args[0].endswith(".py") else args
+        out = open(log_path, "wb")
+        popen = subprocess.Popen(cmd, cwd=str(ROOT), env=full_env,
+                                 stdout=subprocess.PIPE if stdout_pipe else out,
+                                 stderr=out if stdout_pipe else subprocess.STDOUT)
+        out.close()
+        proc = Proc(name, popen, log_path)
+        self.children.append(proc)
+        return proc
+
+    def chillly(self, *args: str, name: str | None = None, env: dict[str, str] | None = None,
+                stdout_pipe: bool = False) -> Proc:
+        """Run a `chillly` subcommand as a child process."""
+        return self.spawn(["-m", "chillly.cli", *args], name=name or args[0], env=env,
+                          stdout_pipe=stdout_pipe)
+
+    def cleanup(self) -> None:
+        for p in reversed(self.children):
+            if p.alive():
+                p.terminate(3.0)
+
+    def dump_logs(self) -> str:
+        parts = []
+        for p in self.children:
+            parts.append(f"----- {p.name} (pid {p.pid}, rc {p.popen.poll()}) -----\n{p.log()[-4000:]}")
+        return "\n".join(parts)
