@@ -25,6 +25,12 @@ def bar(tf: str, contract: str) -> str:
     return f"bar.{_seg(tf, 'timeframe')}.{_seg(contract, 'contract')}."
 
 
+def history_bar(tf: str, contract: str) -> str:
+    """Final bars re-sent on request (backfill for a store or a tool), kept apart from the live
+    `bar.` stream so that stream's "one final per bar" promise holds."""
+    return f"hist.{_seg(tf, 'timeframe')}.{_seg(contract, 'contract')}."
+
+
 def bars(tf: str | None = None) -> str:
     """Prefix: all bars, or all bars of one timeframe."""
     return "bar." if tf is None else f"bar.{_seg(tf, 'timeframe')}."
@@ -99,6 +105,8 @@ def probe(instance: str) -> str:
     return f"_probe.{_seg(instance, 'instance')}."
 
 
+HISTORY = "hist."
+CONTRACTS = "contract."
 HEARTBEATS = "hb."
 ALARMS = "alarm."
 QUOTES = "quote."
