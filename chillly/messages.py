@@ -7,7 +7,8 @@ sees a half-formed message. Field types are kept to msgpack's own (int, float, s
 dict, None) so a subscriber in any language can read them; docs/wire-format.md lists them all.
 
 To add a message: subclass `Message` with `TYPE` and `V`, frozen dataclass, msgpack-native fields.
-Bump `V` when a field changes meaning or a required field is added.
+Bump `V` when a field changes meaning or a required field is added. A field may not reuse an
+envelope name (type, v, src, seq, ts): registration refuses it.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class Message:
         spec = []
         names = []
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name in ENVELOPE:
+                raise RuntimeError(f"{cls.__name__}.{f.name} clashes with the envelope")
             accepted, nullable = _accepts(hints[f.name])
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
             spec.append((f.name, accepted, nullable, required))
@@ -149,7 +152,7 @@ class Bar(Message):
     h: float
     l: float  # noqa: E741
     c: float
-    v: int
+    volume: int  # NOT "v": "v" is the envelope's schema version
     final: bool
     rev: int = 0
     origin: str = "poll"  # "poll" (venue bars), "trades" (built from prints), "agg" (aggregator)
