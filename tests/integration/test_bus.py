@@ -1,0 +1,167 @@
+"""The bus end to end: a real broker process, real peer processes, tcp and ipc."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import msgpack
+import pytest
+import zmq
+
+from broker.bus import Bus, RequestTimeout
+from tests.support import Procs, aeventually, eventually
+
+EP = "CON.F.US.EP.Z26"
+EP_LOOKALIKE = "CON.F.US.EP.Z261"  # shares EP's prefix: must never leak into EP's stream
+NQ = "CON.F.US.ENQ.Z26"
+
+
+@pytest.fixture(params=["tcp", "ipc"])
+def transport_env(request: pytest.FixtureRequest, bus_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    if request.param == "ipc":
+        bus_env["BUS_PUBLISH_ADDR"] = f"ipc://{tmp_path}/pub.sock"
+        bus_env["BUS_SUBSCRIBE_ADDR"] = f"ipc://{tmp_path}/sub.sock"
+    return bus_env
+
+
+def read_lines(path: Path) -> list[dict]:  # type: ignore[type-arg]
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def start_sub(procs: Procs, tmp_path: Path, name: str, prefixes: str) -> tuple[object, Path]:
+    out = tmp_path / f"{name}.jsonl"
+    p = procs.spawn(["-m", "tests.integration.peer"], name=name, env={
+        "PEER_MODE": "sub", "PEER_NAME": name, "PEER_PREFIXES": prefixes, "PEER_OUT": str(out)})
+    eventually(lambda: "READY" in p.log(), 20, what=f"{name} ready")
+    return p, out
+
+
+def start_pub(procs: Procs, name: str, contracts: str, count: int = 0, interval: float = 0.0,
+              env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return procs.spawn(["-m", "tests.integration.peer"], name=name, env={
+        "PEER_MODE": "pub", "PEER_NAME": name, "PEER_CONTRACTS": contracts,
+        "PEER_COUNT": str(count), "PEER_INTERVAL": str(interval), **(env or {})})
+
+
+def test_delivery_in_order_and_contract_isolation(procs: Procs, transport_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    procs.spawn(["-m", "broker"], name="broker")
+    _, ep_out = start_sub(procs, tmp_path, "sub-ep", f"bar.1m.{EP}.")
+    _, all_out = start_sub(procs, tmp_path, "sub-all", "bar.")
+    pub = start_pub(procs, "pub", f"{EP},{EP_LOOKALIKE},{NQ}", count=2000)
+    assert pub.wait(30) == 0
+    eventually(lambda: len(read_lines(all_out)) >= 6000, 20, what="all 6000 messages")
+    ep = read_lines(ep_out)
+    assert {m["topic"] for m in ep} == {f"bar.1m.{EP}."}
+    assert [m["seq"] for m in ep] == list(range(1, 2001))
+    assert [m["t"] for m in ep] == [i * 60_000 for i in range(2000)]
+    everything = read_lines(all_out)
+    assert len(everything) == 6000
+    for contract in (EP, EP_LOOKALIKE, NQ):
+        seqs = [m["seq"] for m in everything if m["topic"] == f"bar.1m.{contract}."]
+        assert seqs == list(range(1, 2001))
+
+
+def test_stalled_subscriber_slows_neither_publisher_nor_others(procs: Procs, bus_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    procs.spawn(["-m", "broker"], name="broker", env={"BUS_HWM": "1000"})
+    stalled, stalled_out = start_sub(procs, tmp_path, "sub-stalled", "bar.")
+    _, fast_out = start_sub(procs, tmp_path, "sub-fast", "bar.")
+    os.kill(stalled.pid, signal.SIGSTOP)  # it stops reading entirely
+    try:
+        pub = start_pub(procs, "pub", EP, count=30_000, interval=0.0,
+                        env={"BUS_HWM": "1000", "PEER_THEN_INTERVAL": "0.05"})
+        # The burst goes out: PUB never waits for a subscriber that does not read.
+        eventually(lambda: "SENT 30000" in pub.log(), 60, what="publisher done with its burst")
+        eventually(lambda: len(read_lines(fast_out)) >= 30_000, 30, what="fast subscriber")
+        fast = read_lines(fast_out)
+        assert [m["seq"] for m in fast[:30_000]] == list(range(1, 30_001))
+    finally:
+        os.kill(stalled.pid, signal.SIGCONT)
+    # The stalled subscriber lost what overflowed its queues, and knows it did (seq gap).
+    def resumed() -> bool:
+        lines = read_lines(stalled_out)
+        return bool(lines) and lines[-1]["seq"] > 30_000
+    eventually(resumed, 30, what="stalled subscriber receives again")
+    got = read_lines(stalled_out)
+    assert len(got) < got[-1]["seq"]
+    assert got[-1]["lost"] == got[-1]["seq"] - len(got)
+
+
+def test_traffic_resumes_after_broker_is_killed_and_restarted(procs: Procs, transport_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    broker = procs.spawn(["-m", "broker"], name="broker")
+    _, out = start_sub(procs, tmp_path, "sub", "bar.")
+    start_pub(procs, "pub", EP, interval=0.01)
+    eventually(lambda: len(read_lines(out)) > 20, 20, what="traffic before the kill")
+    broker.kill()
+    before = len(read_lines(out))
+    procs.spawn(["-m", "broker"], name="broker-2")
+    eventually(lambda: len(read_lines(out)) > before + 50, 30, what="traffic after restart")
+    seqs = [m["seq"] for m in read_lines(out)]
+    assert seqs == sorted(seqs)  # still one ordered stream, with a gap over the outage
+
+
+def test_sigterm_stops_every_process_with_exit_0_within_2s(procs: Procs, bus_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    broker = procs.spawn(["-m", "broker"], name="broker")
+    sub, _ = start_sub(procs, tmp_path, "sub", "bar.")
+    pub = start_pub(procs, "pub", EP, interval=0.001)
+    eventually(lambda: "running" in pub.log(), 20, what="publisher running")
+    for p in (pub, sub, broker):
+        p.popen.send_signal(signal.SIGTERM)
+        assert p.popen.wait(2.5) == 0, p.log()
+        assert "stopped (STOPPED)" in p.log()
+
+
+async def test_malformed_messages_are_counted_and_dropped_without_dying(procs: Procs, bus: Bus, bus_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sub, out = start_sub(procs, tmp_path, "sub", "bar.")
+    raw = zmq.Context.instance().socket(zmq.PUB)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.connect(bus_env["BUS_PUBLISH_ADDR"])
+    try:
+        from chillly.messages import Bar
+        from chillly import topics
+        good = Bar(contract=EP, tf="1m", t=0, o=1, h=1, l=1, c=1, volume=1, final=True)
+
+        def sent_and_seen() -> bool:
+            raw.send_multipart([b"bar.1m.x.", b"\xc1\xc1not msgpack"])
+            raw.send_multipart([b"bar.1m.x.", msgpack.packb({"type": "bar", "v": 1})])
+            raw.send_multipart([b"bar.1m.x."])
+            bus.publish(topics.bar("1m", EP), good)
+            lines = read_lines(out)
+            return bool(lines) and lines[-1]["malformed"] >= 3
+
+        await aeventually(sent_and_seen, 20, interval=0.1, what="malformed counted")
+    finally:
+        raw.close(0)
+    assert sub.alive()
+
+
+async def test_request_reply_is_idempotent_on_request_id(procs: Procs, bus: Bus, bus_env) -> None:  # type: ignore[no-untyped-def]
+    server = procs.spawn(["-m", "tests.integration.peer"], name="server", env={
+        "PEER_MODE": "serve", "PEER_NAME": "server", "PEER_SERVICE": "peer", "PEER_DELAY": "0.5"})
+    eventually(lambda: "READY" in server.log(), 20, what="server ready")
+    # A short time-out makes the client resend the same id while the first is still running.
+    reply = await bus.request("peer", "add", {"x": 7}, timeout=0.15, attempts=20)
+    assert reply.ok and reply.result == {"served": 1, "echo": 7}
+    again = await bus.request("peer", "add", {"x": 7}, rid=reply.rid, timeout=1, attempts=3)
+    assert again.result == {"served": 1, "echo": 7}  # cached reply, handler not run again
+    fresh = await bus.request("peer", "add", {"x": 8}, timeout=2, attempts=2)
+    assert fresh.result == {"served": 2, "echo": 8}
+    failed = await bus.request("peer", "fail", timeout=2)
+    assert not failed.ok and failed.error == "refused on purpose"
+    unknown = await bus.request("peer", "nosuch", timeout=2)
+    assert not unknown.ok and "unknown command" in (unknown.error or "")
+    with pytest.raises(RequestTimeout):
+        await bus.request("nobody", "add", timeout=0.1, attempts=2)
+
+
+def test_second_broker_on_same_address_exits_2(procs: Procs, transport_env) -> None:  # type: ignore[no-untyped-def]
+    first = procs.spawn(["-m", "broker"], name="broker")
+    eventually(lambda: "relaying" in first.log(), 20, what="first broker")
+    second = procs.spawn(["-m", "broker"], name="broker-2")
+    assert second.wait(10) == 2
+    assert "address in use" in second.log().lower() or "Address already in use" in second.log()
+    assert first.alive()
