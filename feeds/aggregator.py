@@ -1,0 +1,341 @@
+"""Higher-timeframe bars from final 1m bars: the pure core of the `aggregator` process.
+
+After NautilusTrader's `BarAggregator(instrument, bar_type, handler)`: no I/O, an injected
+clock, and a handler that receives every bar it produces. The process (aggregator_process.py)
+wires the handler to the bus and feeds the core from the bus and the database.
+
+Rules (docs/store.md explains the why):
+- A bucket holds its 1m bars keyed by minute, so a re-sent or revised 1m bar replaces its
+  minute instead of adding to it: volume is never counted twice, and the result depends only on
+  the set of 1m bars, never on their arrival order.
+- Buckets are chosen by the 1m bar's timestamp. Minute timeframes ("5m") are aligned to the
+  UTC epoch (so to the hour when N divides 60); hour timeframes are aligned to the UTC hour, as
+  the venue's hourly bars are; timeframes listed as session timeframes ("4h", "1d" by default)
+  are anchored to the CME session open (17:00 America/Chicago, DST-correct) and never cross a
+  session boundary, so the weekend (no bars) yields no buckets.
+- A bucket is complete when the 1m bar of its last trading minute arrives (calendar-aware: the
+  daily bar is complete with the 15:59 CT bar), when a 1m bar of a later bucket arrives, or when
+  the clock passes the bucket's end plus a grace period (`on_time`). Every 1m bar before that
+  yields a partial (final=False, rev+1); completion yields the final (final=True, rev+1); a 1m
+  bar that changes a finished bucket yields a revision (final=True, rev+1). A 1m bar that
+  changes nothing yields nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import time
+from functools import lru_cache
+
+from chillly.calendar import SESSION_OPEN, is_market_open, session_open_ms, trading_date
+from chillly.clock import Clock, DAY_MS, HOUR_MS, MINUTE_MS
+from chillly.messages import Bar
+
+_TF_RE = re.compile(r"^([1-9][0-9]{0,4})([mh])$")
+
+#: Timeframes anchored to the session by default (the issue: 4h and daily bars).
+DEFAULT_SESSION_TFS = ("4h", "1d")
+DEFAULT_TFS = ("5m", "15m", "30m", "1h", "4h", "1d")
+
+#: emit(bar, resend): resend=True means "an unchanged final re-sent for a reader that missed it".
+Handler = Callable[[Bar, bool], None]
+
+
+def tf_ms(tf: str) -> int:
+    """Length of a timeframe string ("5m", "2h", "1d") in ms; ValueError if not whole."""
+    if tf == "1d":
+        return DAY_MS
+    m = _TF_RE.match(tf)
+    if not m:
+        raise ValueError(f"bad timeframe {tf!r}: expected a whole 'Nm', 'Nh' or '1d'")
+    n = int(m.group(1))
+    ms = n * (MINUTE_MS if m.group(2) == "m" else HOUR_MS)
+    if ms > DAY_MS:
+        raise ValueError(f"bad timeframe {tf!r}: longer than a day (use 1d)")
+    return ms
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    """How one timeframe cuts time into buckets."""
+
+    tf: str
+    ms: int
+    session: bool = False
+    session_open: time = SESSION_OPEN
+    use_calendar: bool = True
+
+    @classmethod
+    def of(cls, tf: str, session_tfs: Iterable[str] = DEFAULT_SESSION_TFS,
+           session_open: time = SESSION_OPEN, use_calendar: bool = True) -> "BucketSpec":
+        ms = tf_ms(tf)
+        if ms == MINUTE_MS:
+            raise ValueError("1m is the input timeframe, not an aggregate")
+        return cls(tf, ms, tf in set(session_tfs), session_open, use_calendar)
+
+    def bounds(self, t: int) -> tuple[int, int]:
+        """[start, end) of the bucket holding the minute that opens at `t`."""
+        if not self.session:
+            start = t - t % self.ms
+            return start, start + self.ms
+        return _session_bounds(t, self.ms, self.session_open)
+
+    def last_minute(self, start: int, end: int) -> int:
+        """Open time of the last tradable minute of a bucket (end - 1m without the calendar)."""
+        if not self.use_calendar:
+            return end - MINUTE_MS
+        return _last_open_minute(start, end)
+
+
+@lru_cache(maxsize=4096)
+def _session_bounds(t: int, ms: int, open_at: time) -> tuple[int, int]:
+    day = trading_date(t, open_at)
+    s_start = session_open_ms(day, open_at)
+    s_end = session_open_ms(day.fromordinal(day.toordinal() + 1), open_at)
+    start = s_start + ((t - s_start) // ms) * ms
+    return start, min(start + ms, s_end)
+
+
+@lru_cache(maxsize=4096)
+def _last_open_minute(start: int, end: int) -> int:
+    m = end - MINUTE_MS
+    while m >= start:
+        if is_market_open(m):
+            return m
+        m -= MINUTE_MS
+    return end - MINUTE_MS
+
+
+def _ohlcv(bars: dict[int, Bar]) -> tuple[float, float, float, float, int]:
+    ts = sorted(bars)
+    first, last = bars[ts[0]], bars[ts[-1]]
+    return (first.o, max(b.h for b in bars.values()), min(b.l for b in bars.values()), last.c,
+            sum(b.volume for b in bars.values()))
+
+
+@dataclass
+class _Bucket:
+    start: int
+    end: int
+    last_minute: int
+    minutes: dict[int, Bar] = field(default_factory=dict)
+    rev: int = -1             # rev of the last bar emitted (or stored) for this bucket
+    final: bool = False       # a final has been emitted (or is stored) for this bucket
+    sig: tuple | None = None  # OHLCV last emitted (or stored)
+    complete: bool = False
+
+    def value(self) -> tuple[float, float, float, float, int]:
+        return _ohlcv(self.minutes)
+
+
+class BarAggregator:
+    """One (contract, timeframe): turns final 1m bars into bars of `spec.tf`, calls `handler`.
+
+    `retention_ms` bounds memory: finished buckets older than that (by the newest 1m bar seen)
+    are forgotten; a 1m bar for a forgotten bucket is counted in `too_late` and ignored (the
+    process then recomputes that window from the database).
+    """
+
+    def __init__(self, contract: str, spec: BucketSpec, handler: Handler, clock: Clock,
+                 *, grace_ms: int = 2 * MINUTE_MS, retention_ms: int = 3 * DAY_MS) -> None:
+        self.contract = contract
+        self.spec = spec
+        self.handler = handler
+        self.clock = clock
+        self.grace_ms = grace_ms
+        self.retention_ms = retention_ms
+        self.buckets: dict[int, _Bucket] = {}
+        self.newest = 0  # open time of the newest 1m bar applied
+        self.counters = {"in": 0, "unchanged": 0, "too_late": 0, "partials": 0, "finals": 0,
+                         "revisions": 0, "resent": 0}
+
+    # ------------------------------------------------------------------ live path
+
+    def handle_bar(self, bar: Bar) -> None:
+        """Apply one final 1m bar and emit what it changed."""
+        self.counters["in"] += 1
+        bucket = self._apply(bar)
+        if bucket is None:
+            return
+        if bar.t >= bucket.last_minute:
+            bucket.complete = True
+        if bar.t > self.newest:
+            self.newest = bar.t
+            # A bar of a later bucket proves every earlier bucket is over (finals are in order).
+            for other in self.buckets.values():
+                if not other.complete and other.end <= bar.t:
+                    other.complete = True
+                    self._emit(other)
+        self._emit(bucket)
+        self.on_time(self.clock.now_ms())
+        self._prune()
+
+    def on_time(self, now_ms: int) -> None:
+        """The clock passed `now_ms`: finish buckets whose end plus grace is behind us."""
+        for bucket in sorted(self.buckets.values(), key=lambda b: b.start):
+            if not bucket.complete and bucket.end + self.grace_ms <= now_ms:
+                bucket.complete = True
+                self._emit(bucket)
+
+    # ------------------------------------------------------------------ recovery path
+
+    def seed(self, stored: Iterable[Bar]) -> None:
+        """What the database already holds for this timeframe: finals with their rev."""
+        for b in stored:
+            start, end = self.spec.bounds(b.t)
+            bucket = self._bucket(start, end)
+            if b.rev >= bucket.rev:
+                bucket.rev = b.rev
+                bucket.final = b.final
+                bucket.sig = (b.o, b.h, b.l, b.c, b.volume)
+
+    def load(self, bars: Iterable[Bar], now_ms: int, reference: dict[int, Bar] | None = None
+             ) -> None:
+        """Merge historical 1m bars quietly, then emit each touched bucket once.
+
+        `reference` maps bucket open time to the row the database holds (for a reader that may
+        have missed live output): an unchanged final it lacks or holds differently is re-sent.
+        """
+        touched: dict[int, _Bucket] = {}
+        for bar in bars:
+            self.counters["in"] += 1
+            bucket = self._apply(bar)
+            if bar.t > self.newest:
+                self.newest = bar.t
+            start = bucket.start if bucket is not None else self.spec.bounds(bar.t)[0]
+            b = self.buckets.get(start)
+            if b is not None:
+                touched[start] = b
+        if reference:
+            for start in reference:
+                b = self.buckets.get(start)
+                if b is not None:
+                    touched.setdefault(start, b)
+        for start in sorted(touched):
+            bucket = touched[start]
+            if not bucket.minutes:
+                continue
+            if (bucket.last_minute in bucket.minutes or bucket.end <= self.newest
+                    or bucket.end + self.grace_ms <= now_ms):
+                bucket.complete = True
+            if not self._emit(bucket) and reference is not None and bucket.final:
+                ref = reference.get(start)
+                if ref is None or (ref.o, ref.h, ref.l, ref.c, ref.volume) != bucket.sig \
+                        or ref.rev != bucket.rev:
+                    self.counters["resent"] += 1
+                    self.handler(self._bar(bucket, bucket.rev, True), True)
+        self._prune()
+
+    # ------------------------------------------------------------------ internals
+
+    def _bucket(self, start: int, end: int) -> _Bucket:
+        bucket = self.buckets.get(start)
+        if bucket is None:
+            bucket = _Bucket(start, end, self.spec.last_minute(start, end))
+            self.buckets[start] = bucket
+        return bucket
+
+    def _apply(self, bar: Bar) -> _Bucket | None:
+        """Put the bar in its minute; None if it changed nothing (or is too old to hold)."""
+        start, end = self.spec.bounds(bar.t)
+        if start not in self.buckets and end + self.retention_ms < self.newest:
+            self.counters["too_late"] += 1
+            return None
+        bucket = self._bucket(start, end)
+        old = bucket.minutes.get(bar.t)
+        if old is not None and (old.o, old.h, old.l, old.c, old.volume) == (
+                bar.o, bar.h, bar.l, bar.c, bar.volume):
+            self.counters["unchanged"] += 1
+            return None
+        bucket.minutes[bar.t] = bar
+        return bucket
+
+    def _bar(self, bucket: _Bucket, rev: int, final: bool) -> Bar:
+        o, h, low, c, v = bucket.value()
+        return Bar(contract=self.contract, tf=self.spec.tf, t=bucket.start, o=o, h=h, l=low, c=c,
+                   volume=v, final=final, rev=rev, origin="agg")
+
+    def _emit(self, bucket: _Bucket) -> bool:
+        """Emit the bucket if it differs from what was last emitted; True if it emitted."""
+        if not bucket.minutes:
+            return False
+        sig = bucket.value()
+        if bucket.final and sig == bucket.sig:
+            return False
+        # Once a final is out, any change is a revision (final again), never a partial.
+        final = bucket.complete or bucket.final
+        if not final and sig == bucket.sig:
+            return False
+        if final:
+            self.counters["revisions" if bucket.final else "finals"] += 1
+        else:
+            self.counters["partials"] += 1
+        bucket.rev += 1
+        bucket.sig = sig
+        bucket.final = bucket.final or final
+        self.handler(self._bar(bucket, bucket.rev, final), False)
+        return True
+
+    def _prune(self) -> None:
+        horizon = self.newest - self.retention_ms
+        old = [s for s, b in self.buckets.items() if b.complete and b.end < horizon]
+        for s in old:
+            del self.buckets[s]
+
+
+class Aggregators:
+    """Every configured timeframe for every contract: the process's one entry point."""
+
+    def __init__(self, specs: list[BucketSpec], handler: Handler, clock: Clock,
+                 *, grace_ms: int = 2 * MINUTE_MS, retention_ms: int = 3 * DAY_MS) -> None:
+        self.specs = specs
+        self.handler = handler
+        self.clock = clock
+        self.grace_ms = grace_ms
+        self.retention_ms = retention_ms
+        self.by_contract: dict[str, list[BarAggregator]] = {}
+
+    def for_contract(self, contract: str) -> list[BarAggregator]:
+        aggs = self.by_contract.get(contract)
+        if aggs is None:
+            aggs = [BarAggregator(contract, s, self.handler, self.clock, grace_ms=self.grace_ms,
+                                  retention_ms=self.retention_ms) for s in self.specs]
+            self.by_contract[contract] = aggs
+        return aggs
+
+    def handle_bar(self, bar: Bar) -> None:
+        """A final 1m bar from the live stream; anything else is not ours to aggregate."""
+        if bar.tf != "1m" or not bar.final:
+            return
+        for agg in self.for_contract(bar.contract):
+            agg.handle_bar(bar)
+
+    def on_time(self, now_ms: int) -> None:
+        for aggs in self.by_contract.values():
+            for agg in aggs:
+                agg.on_time(now_ms)
+
+    def counters(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for aggs in self.by_contract.values():
+            for agg in aggs:
+                for k, v in agg.counters.items():
+                    total[k] = total.get(k, 0) + v
+        return total
+
+
+def aggregate(bars: Iterable[Bar], spec: BucketSpec) -> list[Bar]:
+    """Plain batch aggregation of final 1m bars (finals only, oldest first): for tests, checks
+    and the benchmark's baseline."""
+    groups: dict[tuple[str, int], dict[int, Bar]] = {}
+    for b in bars:
+        start, _ = spec.bounds(b.t)
+        groups.setdefault((b.contract, start), {})[b.t] = b
+    out = []
+    for (contract, start), minutes in sorted(groups.items(), key=lambda kv: kv[0][1]):
+        o, h, low, c, v = _ohlcv(minutes)
+        out.append(Bar(contract=contract, tf=spec.tf, t=start, o=o, h=h, l=low, c=c, volume=v,
+                       final=True, rev=0, origin="agg"))
+    return out
