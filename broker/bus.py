@@ -96,6 +96,7 @@ class Bus:
         self._seq: dict[str, int] = {}
         self._last_seen: dict[tuple[str, str], int] = {}
         self._handlers: list[tuple[str, Handler, bool]] = []
+        self._routes: dict[str, list[tuple[Handler, bool]]] = {}
         self._subscribed: set[str] = set()
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._reply_cache: OrderedDict[str, Reply] = OrderedDict()
@@ -127,6 +128,7 @@ class Bus:
         work to a task or queue of its own.
         """
         self._handlers.append((prefix, handler, inspect.iscoroutinefunction(handler)))
+        self._routes.clear()
         self.subscribe(prefix)
 
     def subscribe(self, prefix: str) -> None:
@@ -137,6 +139,7 @@ class Bus:
     def unsubscribe(self, prefix: str) -> None:
         """Stop receiving `prefix` and forget its handlers."""
         self._handlers = [h for h in self._handlers if h[0] != prefix]
+        self._routes.clear()
         if prefix in self._subscribed:
             self._subscribed.discard(prefix)
             self._sub_sync.setsockopt(zmq.UNSUBSCRIBE, prefix.encode())
@@ -149,6 +152,7 @@ class Bus:
     async def _recv_loop(self) -> None:
         sub, sync = self._sub, self._sub_sync
         recv = sync.recv_multipart
+        dispatch = self._dispatch
         while not self._closed:
             try:
                 await sub.poll(flags=zmq.POLLIN)
@@ -161,9 +165,22 @@ class Bus:
                     frames = recv(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                await self._dispatch(frames)
+                pending = dispatch(frames)
+                if pending is not None:
+                    await pending
 
-    async def _dispatch(self, frames: list[bytes]) -> None:
+    def _route(self, topic: str) -> list[tuple[Handler, bool]]:
+        """Handlers for a topic, cached: topics repeat, prefix scans need not."""
+        routes = self._routes.get(topic)
+        if routes is None:
+            routes = [(h, a) for prefix, h, a in self._handlers if topic.startswith(prefix)]
+            if len(self._routes) > 50_000:
+                self._routes.clear()
+            self._routes[topic] = routes
+        return routes
+
+    def _dispatch(self, frames: list[bytes]) -> Awaitable[None] | None:
+        """Decode and run sync handlers now; return a coroutine only if async handlers match."""
         try:
             env = decode(frames)
         except DecodeError as exc:
@@ -171,20 +188,30 @@ class Bus:
             if self.counters["malformed"] <= 10 or self.counters["malformed"] % 1000 == 0:
                 log.warning("dropped malformed message (%s), %d so far", exc,
                             self.counters["malformed"])
-            return
+            return None
         self.counters["received"] += 1
         self._track_seq(env)
-        topic = env.topic
-        for prefix, handler, is_async in self._handlers:
-            if topic.startswith(prefix):
-                try:
-                    if is_async:
-                        await handler(env)
-                    else:
-                        handler(env)
-                except Exception:
-                    self.counters["handler_errors"] += 1
-                    log.exception("handler for %s failed on %s", prefix, topic)
+        routes = self._route(env.topic)
+        for i, (handler, is_async) in enumerate(routes):
+            if is_async:
+                return self._dispatch_async(env, routes[i:])
+            try:
+                handler(env)
+            except Exception:
+                self.counters["handler_errors"] += 1
+                log.exception("handler failed on %s", env.topic)
+        return None
+
+    async def _dispatch_async(self, env: Envelope, routes: list[tuple[Handler, bool]]) -> None:
+        for handler, is_async in routes:
+            try:
+                if is_async:
+                    await handler(env)
+                else:
+                    handler(env)
+            except Exception:
+                self.counters["handler_errors"] += 1
+                log.exception("handler failed on %s", env.topic)
 
     def _track_seq(self, env: Envelope) -> None:
         key = (env.payload["src"], env.topic)
