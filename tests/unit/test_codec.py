@@ -87,7 +87,7 @@ def test_arbitrary_frames_never_crash_the_decoder(frames: list[bytes]) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.sampled_from(["type", "v", "src", "seq", "ts", "contract", "tf", "t",
                                         "o", "h", "l", "c", "volume", "final", "x"]),
-                       st.one_of(st.none(), st.integers(), st.floats(allow_nan=False),
+                       st.one_of(st.none(), st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=False),
                                  st.text(max_size=5), st.booleans()), max_size=14))
 def test_arbitrary_maps_are_either_valid_or_rejected(payload: dict) -> None:  # type: ignore[type-arg]
     try:
