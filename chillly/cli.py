@@ -21,6 +21,12 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
             "broker.tap:cli"),
     "status": ("show every process's last heartbeat", "chillly.status:add_arguments",
                "chillly.status:cli"),
+    "aggregator": ("build 5m..1d bars from final 1m bars", None,
+                   "feeds.aggregator_process:cli"),
+    "store": ("write bars, contracts and ticks to the market database", None,
+              "store.cli:store_cli"),
+    "series": ("serve the last N bars per contract and timeframe", None, "store.cli:series_cli"),
+    "bars": ("print the last bars of a contract", "store.cli:add_arguments", "store.cli:bars_cli"),
 }
 
 

@@ -189,6 +189,7 @@ class BarAggregator:
             if b.rev >= bucket.rev:
                 bucket.rev = b.rev
                 bucket.final = b.final
+                bucket.complete = bucket.complete or b.final
                 bucket.sig = (b.o, b.h, b.l, b.c, b.volume)
 
     def load(self, bars: Iterable[Bar], now_ms: int, reference: dict[int, Bar] | None = None
@@ -198,6 +199,9 @@ class BarAggregator:
         `reference` maps bucket open time to the row the database holds (for a reader that may
         have missed live output): an unchanged final it lacks or holds differently is re-sent.
         """
+        if reference:
+            # Buckets we no longer (or never) held start from what the reader has stored.
+            self.seed(b for t, b in reference.items() if t not in self.buckets)
         touched: dict[int, _Bucket] = {}
         for bar in bars:
             self.counters["in"] += 1

@@ -1,0 +1,223 @@
+"""The `aggregator` process: 5m..1d bars from final 1m bars (core: feeds/aggregator.py).
+
+- Input: final bars on `bar.1m.` (partials and `hist.` re-sends are ignored; the store's
+  recovery asks us to `reconcile` from the database instead, see below).
+- Output: `bar.<tf>.<contract>.` partials, finals and revisions, origin "agg"; unchanged finals
+  re-sent for a reader that missed them go on `hist.<tf>.<contract>.`.
+- Completion: by the bars themselves (the bucket's last trading minute, or a bar of a later
+  bucket), else by this process's clock once AGGREGATOR_GRACE market seconds have passed the
+  bucket's end. The clock is the shared one (CLOCK_SPEED), so accelerated runs agree.
+- Warm-up: on start, for every contract with stored 1m bars, the last AGGREGATOR_WARMUP_DAYS of
+  1m bars and the stored higher-timeframe bars are read from the database (read-only), so a
+  restart mid-bucket continues the bucket, and buckets finished while we were down are
+  published.
+- Service "aggregator", command `reconcile {"contract", "start", "end"}`: recompute that window
+  from the database and publish what the database lacks (the store calls it after a backfill).
+  A sequence gap on our `bar.1m.` input triggers the same, after the store had time to commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sqlite3
+from datetime import time
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from broker.bus import CommandError
+from broker.codec import Envelope
+from chillly import topics
+from chillly.clock import DAY_MS, MINUTE_MS
+from chillly.messages import Bar
+from chillly.process import Service
+from chillly.settings import Settings
+from feeds.aggregator import DEFAULT_SESSION_TFS, DEFAULT_TFS, Aggregators, BucketSpec, tf_ms
+
+log = logging.getLogger("aggregator")
+
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+
+
+def _split(value: Any) -> Any:
+    if isinstance(value, str):
+        value = [p.strip() for p in value.split(",") if p.strip()]
+    if isinstance(value, list):
+        for tf in value:
+            tf_ms(tf)  # ValueError names the bad timeframe
+            if tf == "1m":
+                raise ValueError("1m is the input timeframe, not an aggregate")
+    return value
+
+
+class AggregatorSettings(Settings):
+    aggregator_timeframes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_TFS))
+    aggregator_session_timeframes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_SESSION_TFS))
+    aggregator_session_open: str = "17:00"  # America/Chicago
+    aggregator_grace: float = Field(default=120.0, ge=0)  # market seconds after a bucket's end
+    aggregator_retention_days: float = Field(default=3.0, gt=0)
+    aggregator_warmup_days: float = Field(default=1.0, ge=0)
+
+    aggregator_gap_delay: float = Field(default=1.0, ge=0)  # real s before a gap reconcile
+
+    @field_validator("aggregator_timeframes", "aggregator_session_timeframes", mode="before")
+    @classmethod
+    def _tfs(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("aggregator_session_open")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        if not _HHMM.match(value):
+            raise ValueError("expected HH:MM (America/Chicago), e.g. 17:00")
+        return value
+
+    def specs(self) -> list[BucketSpec]:
+        hh, mm = map(int, self.aggregator_session_open.split(":"))
+        return [BucketSpec.of(tf, self.aggregator_session_timeframes, time(hh, mm))
+                for tf in dict.fromkeys(self.aggregator_timeframes)]
+
+
+class AggregatorProcess(Service):
+    name = "aggregator"
+    settings_cls = AggregatorSettings
+    settings: AggregatorSettings
+
+    async def on_start(self) -> None:
+        s = self.settings
+        self.specs = s.specs()
+        self.aggs = Aggregators(self.specs, self._emit, self.clock,
+                                grace_ms=int(s.aggregator_grace * 1000),
+                                retention_ms=int(s.aggregator_retention_days * DAY_MS))
+        self.counters.update({"bars_in": 0, "emitted": 0, "resent": 0, "reconciles": 0})
+        self._held: list[Bar] | None = []     # live bars that arrive during warm-up
+        self._last_seen: dict[str, int] = {}
+        self._db_lock = asyncio.Lock()
+        self.bus.on(topics.bars("1m"), self._on_bar)
+        self.bus.serve("aggregator", {"reconcile": self._cmd_reconcile})
+        self.bus.on_gap = self._on_gap
+        await self._warm_up()
+        held, self._held = self._held or [], None
+        for bar in held:
+            self.aggs.handle_bar(bar)
+
+    # ------------------------------------------------------------------ live
+
+    def _emit(self, bar: Bar, resend: bool) -> None:
+        if resend:
+            self.bus.publish(topics.history_bar(bar.tf, bar.contract), bar)
+            self.counters["resent"] += 1
+        else:
+            self.bus.publish(topics.bar(bar.tf, bar.contract), bar)
+            self.counters["emitted"] += 1
+
+    def _on_bar(self, env: Envelope) -> None:
+        if not env.payload["final"]:
+            return
+        bar = env.message()
+        assert isinstance(bar, Bar)
+        self.counters["bars_in"] += 1
+        if bar.t > self._last_seen.get(bar.contract, -1):
+            self._last_seen[bar.contract] = bar.t
+        if self._held is not None:
+            self._held.append(bar)
+        else:
+            self.aggs.handle_bar(bar)
+
+    def _on_gap(self, src: str, topic: str, first: int, last: int) -> None:
+        if not topic.startswith(topics.bars("1m")):
+            return
+        contract = topic[len(topics.bars("1m")):].rstrip(".")
+        since = self._last_seen.get(contract, self.clock.now_ms() - DAY_MS)
+        log.warning("lost 1m bars of %s; reconciling from the database", contract)
+        asyncio.get_running_loop().call_later(
+            self.settings.aggregator_gap_delay,
+            lambda: asyncio.ensure_future(self._reconcile(contract, since, self.clock.now_ms())))
+
+    async def run(self) -> None:
+        while not self.stopping.is_set():
+            self.aggs.on_time(self.clock.now_ms())
+            self.counters.update(self.aggs.counters())
+            try:
+                await asyncio.wait_for(self.stopping.wait(), 0.25)
+            except asyncio.TimeoutError:
+                pass
+
+    # ------------------------------------------------------------------ database side
+
+    def _read(self, contract: str | None, start: int | None, end: int
+              ) -> list[tuple[str, int, list[Bar], dict[str, list[Bar]]]]:
+        """(contract, start, 1m bars, stored bars per tf) for one contract's window, or for
+        every stored contract's warm-up window when `contract` is None."""
+        from store import queries
+        from store.db import open_reader
+
+        try:
+            conn = open_reader(self.settings.database_path)
+        except sqlite3.OperationalError:
+            return []   # no database yet: nothing to warm up from
+        try:
+            if contract is None:
+                jobs = []
+                for c in queries.known_contracts(conn):
+                    last = queries.last_time(conn, c, "1m")
+                    if last is not None:
+                        jobs.append((c, last - int(self.settings.aggregator_warmup_days * DAY_MS)))
+            else:
+                jobs = [(contract, start or 0)]
+            out = []
+            for c, s in jobs:
+                lo = min(spec.bounds(s)[0] for spec in self.specs)
+                m1 = queries.bars_between(conn, c, "1m", lo, end + MINUTE_MS)
+                stored = {spec.tf: queries.bars_between(conn, c, spec.tf, lo, end + DAY_MS)
+                          for spec in self.specs}
+                out.append((c, s, m1, stored))
+            return out
+        except sqlite3.Error as exc:
+            log.warning("cannot read the database: %s", exc)
+            return []
+        finally:
+            conn.close()
+
+    def _apply(self, contract: str, start: int, m1: list[Bar], stored: dict[str, list[Bar]]
+               ) -> None:
+        now = self.clock.now_ms()
+        for agg in self.aggs.for_contract(contract):
+            lo = agg.spec.bounds(start)[0]
+            ref = {b.t: b for b in stored.get(agg.spec.tf, []) if b.t >= lo}
+            agg.load([b for b in m1 if b.t >= lo], now, reference=ref)
+
+    async def _reconcile(self, contract: str | None, start: int | None, end: int) -> int:
+        loop = asyncio.get_running_loop()
+        async with self._db_lock:
+            before = self.counters["emitted"] + self.counters["resent"]
+            jobs = await loop.run_in_executor(None, self._read, contract, start, end)
+            for c, s, m1, stored in jobs:
+                self._apply(c, s, m1, stored)
+            self.counters["reconciles"] += 1
+            return self.counters["emitted"] + self.counters["resent"] - before
+
+    async def _warm_up(self) -> None:
+        n = await self._reconcile(None, None, self.clock.now_ms())
+        log.info("warmed up from %s: %d bar(s) published", self.settings.database_path, n)
+
+    async def _cmd_reconcile(self, args: dict[str, Any]) -> dict[str, Any]:
+        contract = args.get("contract")
+        start, end = args.get("start"), args.get("end", self.clock.now_ms())
+        if not isinstance(contract, str) or not contract.startswith("CON."):
+            raise CommandError("reconcile needs a full contract id")
+        if not isinstance(start, int) or not isinstance(end, int) or start > end:
+            raise CommandError("reconcile needs integer ms start <= end")
+        n = await self._reconcile(contract, start, end)
+        return {"contract": contract, "published": n}
+
+
+def cli(args: Any) -> int:
+    from chillly.process import run_service
+
+    return run_service(AggregatorProcess)

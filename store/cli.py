@@ -1,0 +1,104 @@
+"""Command-line entries: `chillly store`, `chillly series` (processes) and `chillly bars` (tool).
+
+`chillly bars CONTRACT --tf 5m --last 20` asks the series process (it includes the bar still
+forming) and falls back to reading the database read-only when the series process (or the
+broker) does not answer, so the tool works whenever there is data at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+from chillly.process import run_service
+from chillly.settings import Settings, load_settings
+
+
+def store_cli(args: argparse.Namespace) -> int:
+    from store.process import Store
+
+    return run_service(Store)
+
+
+def series_cli(args: argparse.Namespace) -> int:
+    from store.series import Series
+
+    return run_service(Series)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("contract", help="contract id (CON.F.US.EP.Z26) or symbol (ES)")
+    p.add_argument("--tf", default="1m", help="timeframe: 1m, 5m, 15m, 30m, 1h, 4h, 1d ...")
+    p.add_argument("--last", type=int, default=20, help="how many bars (newest last)")
+    p.add_argument("--db", action="store_true", help="read the database, skip the series process")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the series")
+
+
+async def _from_series(settings: Settings, args: argparse.Namespace) -> dict[str, Any] | None:
+    from broker.bus import Bus, BusNotReady, RequestTimeout
+
+    bus = Bus(settings.bus_publish_addr, settings.bus_subscribe_addr, "bars-cli")
+    try:
+        await bus.ready(timeout=args.timeout)
+        reply = await bus.request("series", "window",
+                                  {"contract": args.contract, "tf": args.tf, "last": args.last},
+                                  timeout=args.timeout, attempts=1)
+    except (BusNotReady, RequestTimeout):
+        return None
+    finally:
+        await bus.close()
+    if not reply.ok:
+        raise LookupError(reply.error or "series refused the request")
+    return reply.result  # type: ignore[no-any-return]
+
+
+def _from_db(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from store import queries
+    from store.db import open_reader
+
+    try:
+        conn = open_reader(settings.database_path)
+    except sqlite3.OperationalError as exc:
+        raise LookupError(f"cannot open {settings.database_path}: {exc}") from None
+    try:
+        contract = queries.resolve_contract(conn, args.contract, queries.known_contracts(conn))
+        if contract is None:
+            raise LookupError(f"unknown contract {args.contract!r}")
+        bars = queries.last_bars(conn, contract, args.tf, args.last)
+    finally:
+        conn.close()
+    return {"contract": contract, "tf": args.tf,
+            "bars": [[b.t, b.o, b.h, b.l, b.c, b.volume, b.final] for b in bars]}
+
+
+def format_table(result: dict[str, Any], source: str) -> str:
+    rows = result.get("bars", [])
+    lines = [f"{result['contract']} {result['tf']}  ({len(rows)} bars from the {source})",
+             f"{'open time (UTC)':<17} {'open':>11} {'high':>11} {'low':>11} {'close':>11} "
+             f"{'volume':>9}  state"]
+    for t, o, h, low, c, v, final in rows:
+        when = datetime.fromtimestamp(t / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+        lines.append(f"{when:<17} {o:>11.2f} {h:>11.2f} {low:>11.2f} {c:>11.2f} {v:>9d}  "
+                     f"{'final' if final else 'partial'}")
+    return "\n".join(lines)
+
+
+def bars_cli(args: argparse.Namespace) -> int:
+    settings = load_settings(Settings)
+    if args.last < 1:
+        print("chillly bars: --last must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        result = None if args.db else asyncio.run(_from_series(settings, args))
+        source = "series process"
+        if result is None:
+            result, source = _from_db(settings, args), "database"
+    except LookupError as exc:
+        print(f"chillly bars: {exc}", file=sys.stderr)
+        return 1
+    print(format_table(result, source))
+    return 0

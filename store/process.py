@@ -1,0 +1,224 @@
+"""The `store` process: the only writer of the market database (DATABASE_PATH).
+
+It subscribes to final bars of every timeframe (`bar.` live, `hist.` re-sent), contract
+metadata and, with STORE_RECORD_TICKS, quotes and trades, and hands rows to the writer thread
+(store/writer.py): the event loop never touches the disk.
+
+Partial bars are not stored: the database holds what is settled, the series process holds the
+forming bar in memory. Every stored row is a final, so a reader never has to filter.
+
+Recovery (what it missed while down, or lost on the bus):
+- At start, for every contract it knows, it asks service "feeds" to `backfill` 1m bars from its
+  newest stored 1m bar to now (the feed publishes them on `hist.1m.<contract>.` before it
+  replies), waits until they are committed, then asks service "aggregator" to `reconcile` the
+  same window: the aggregator recomputes the higher timeframes from the database and publishes
+  what the database lacks.
+- When the bus reports a sequence gap on a `bar.` topic, the same is done for that contract
+  from its newest stored 1m bar. Requests are coalesced per contract and retried with backoff
+  while the feed is not answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+
+from pydantic import Field
+
+from broker.bus import BusNotReady, RequestTimeout
+from broker.codec import Envelope
+from chillly import topics
+from chillly.clock import DAY_MS, MINUTE_MS
+from chillly.process import Service, StartupError
+from chillly.settings import Settings
+from store import queries
+from store.db import open_reader, open_writer
+from store.migrations import MigrationError
+from store.writer import Writer
+
+log = logging.getLogger("store")
+
+
+class StoreSettings(Settings):
+    store_batch_rows: int = Field(default=2000, ge=1)
+    store_flush_interval: float = Field(default=0.2, gt=0, le=10)
+    store_record_ticks: bool = False
+    store_recover: bool = True
+    store_recover_days: float = Field(default=5.0, gt=0)
+    store_request_timeout: float = Field(default=15.0, gt=0)
+
+
+class Store(Service):
+    name = "store"
+    settings_cls = StoreSettings
+    settings: StoreSettings
+
+    async def on_start(self) -> None:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        try:
+            conn = await loop.run_in_executor(None, open_writer, s.database_path)
+        except (sqlite3.Error, MigrationError, OSError) as exc:
+            raise StartupError(f"cannot open {s.database_path}: {exc}") from None
+        self.last_final: dict[tuple[str, str], int] = await loop.run_in_executor(
+            None, self._read_last_final)
+        self.writer = Writer(conn, s.store_batch_rows, s.store_flush_interval)
+        self.writer.start()
+        self.counters.update({"bars_in": 0, "partials_skipped": 0, "contracts_in": 0,
+                              "quotes_in": 0, "trades_in": 0, "recoveries": 0,
+                              "recovery_failures": 0, "bar_gaps": 0})
+        self._dirty: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self.bus.on(topics.bars(), self._on_bar)
+        self.bus.on(topics.HISTORY, self._on_bar)
+        self.bus.on(topics.CONTRACTS, self._on_contract)
+        if s.store_record_ticks:
+            self.bus.on(topics.QUOTES, self._on_quote)
+            self.bus.on(topics.TRADES, self._on_trade)
+        self.bus.on_gap = self._on_gap
+        if s.store_recover:
+            for (contract, tf), t in self.last_final.items():
+                if tf == "1m":
+                    self._mark(contract, t)
+
+    def _read_last_final(self) -> dict[tuple[str, str], int]:
+        conn = open_reader(self.settings.database_path)
+        try:
+            return {k: queries.last_time(conn, *k) or 0 for k in queries.series_keys(conn)}
+        finally:
+            conn.close()
+
+    # ------------------------------------------------------------------ ingest (loop side)
+
+    def _on_bar(self, env: Envelope) -> None:
+        p = env.payload
+        if not p["final"] or p.get("origin") == "trades":
+            self.counters["partials_skipped"] += 1
+            return
+        contract, tf, t = p["contract"], p["tf"], p["t"]
+        self.writer.add("bars", (contract, tf, t, p["o"], p["h"], p["l"], p["c"], p["volume"], 1,
+                                 p.get("rev", 0), p.get("origin", "poll"), p["ts"]))
+        self.counters["bars_in"] += 1
+        key = (contract, tf)
+        if t > self.last_final.get(key, -1):
+            self.last_final[key] = t
+
+    def _on_contract(self, env: Envelope) -> None:
+        p = env.payload
+        self.writer.add("contracts", (p["contract"], p["symbol"], p["symbol_id"], p["name"],
+                                      p["description"], p["tick_size"], p["tick_value"],
+                                      int(p["active"]), p["ts"]))
+        self.counters["contracts_in"] += 1
+
+    def _on_quote(self, env: Envelope) -> None:
+        p = env.payload
+        self.writer.add("quotes", (p["contract"], p.get("vt") or p["ts"], p.get("bid"),
+                                   p.get("ask"), p.get("last"), p.get("volume")))
+        self.counters["quotes_in"] += 1
+
+    def _on_trade(self, env: Envelope) -> None:
+        p = env.payload
+        self.writer.add("trades", (p["contract"], p["t"], p["price"], p["size"], p["aggressor"]))
+        self.counters["trades_in"] += 1
+
+    # ------------------------------------------------------------------ recovery
+
+    def _on_gap(self, src: str, topic: str, first: int, last: int) -> None:
+        if not topic.startswith("bar.") or not self.settings.store_recover:
+            return
+        parts = topic.split(".", 2)
+        if len(parts) < 3:
+            return
+        contract = parts[2].rstrip(".")
+        self.counters["bar_gaps"] += 1
+        log.warning("lost %d message(s) from %s on %s: recovering %s", last - first + 1, src,
+                    topic, contract)
+        self._mark(contract, self.last_final.get((contract, "1m"), 0))
+
+    def _mark(self, contract: str, since: int) -> None:
+        prev = self._dirty.get(contract)
+        self._dirty[contract] = since if prev is None else min(prev, since)
+        self._wake.set()
+
+    async def _recovery_loop(self) -> None:
+        while True:
+            try:
+                await self.bus.ready(timeout=5)
+                break
+            except BusNotReady:
+                log.warning("bus not ready yet; recovery waits")
+        backoff = 1.0
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._dirty:
+                contract = min(self._dirty)
+                since = self._dirty.pop(contract)
+                if await self._recover(contract, since):
+                    backoff = 1.0
+                    continue
+                self.counters["recovery_failures"] += 1
+                self._mark(contract, since)
+                self._wake.clear()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _recover(self, contract: str, since: int) -> bool:
+        """Backfill 1m from `since` to now, then have the aggregator fill the higher timeframes.
+        False when the feed did not answer (retry later)."""
+        s = self.settings
+        end = self.clock.now_ms()
+        start = max(since, end - int(s.store_recover_days * DAY_MS))
+        if start < end:
+            try:
+                reply = await self.bus.request(
+                    "feeds", "backfill", {"contract": contract, "tf": "1m", "start": start,
+                                          "end": end},
+                    timeout=s.store_request_timeout, attempts=1)
+            except RequestTimeout:
+                log.warning("feeds did not answer backfill of %s; will retry", contract)
+                return False
+            if not reply.ok:
+                log.warning("feeds refused backfill of %s: %s", contract, reply.error)
+                return False
+            log.info("backfilled %s from %d: %s", contract, start, reply.result)
+        await asyncio.wrap_future(self.writer.barrier())
+        try:
+            reply = await self.bus.request(
+                "aggregator", "reconcile",
+                {"contract": contract, "start": start - MINUTE_MS, "end": end},
+                timeout=s.store_request_timeout, attempts=1)
+            if not reply.ok:
+                log.warning("aggregator refused reconcile of %s: %s", contract, reply.error)
+        except RequestTimeout:
+            # The aggregator's own warm-up recomputes from the database when it starts.
+            log.warning("aggregator did not answer reconcile of %s", contract)
+        self.counters["recoveries"] += 1
+        return True
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        recovery = asyncio.create_task(self._recovery_loop())
+        try:
+            while not self.stopping.is_set():
+                self.counters.update(self.writer.counters)
+                self.counters["queued"] = self.writer.pending()
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), 0.5)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            recovery.cancel()
+
+    async def on_stop(self) -> None:
+        writer = getattr(self, "writer", None)
+        if writer is None:
+            return
+        loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(None, writer.close, 1.2):
+            log.error("writer did not finish; %d rows unwritten", writer.pending())
+        else:
+            log.info("flushed; %d rows written in %d commits", writer.counters["rows_written"],
+                     writer.counters["commits"])

@@ -1,0 +1,103 @@
+"""Read-side queries on the market database, for every process that is not the store.
+
+Every function takes a connection from `store.db.open_reader` (read-only). Bars come back as
+`chillly.messages.Bar` (final rows only: the store stores finals), oldest first.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from typing import Any
+
+from chillly.messages import Bar
+
+_COLS = "contract, tf, t, o, h, l, c, volume, final, rev, origin"
+
+
+def _bar(row: tuple[Any, ...]) -> Bar:
+    contract, tf, t, o, h, low, c, volume, final, rev, origin = row
+    return Bar(contract=contract, tf=tf, t=t, o=o, h=h, l=low, c=c, volume=volume,
+               final=bool(final), rev=rev, origin=origin)
+
+
+def bars_between(conn: sqlite3.Connection, contract: str, tf: str, start: int, end: int
+                 ) -> list[Bar]:
+    """Bars with start <= t < end, oldest first."""
+    rows = conn.execute(
+        f"SELECT {_COLS} FROM bars WHERE contract=? AND tf=? AND t>=? AND t<? ORDER BY t",
+        (contract, tf, start, end)).fetchall()
+    return [_bar(r) for r in rows]
+
+
+def last_bars(conn: sqlite3.Connection, contract: str, tf: str, n: int,
+              before: int | None = None) -> list[Bar]:
+    """The last `n` bars (optionally with t < before), oldest first."""
+    if before is None:
+        rows = conn.execute(
+            f"SELECT {_COLS} FROM bars WHERE contract=? AND tf=? ORDER BY t DESC LIMIT ?",
+            (contract, tf, n)).fetchall()
+    else:
+        rows = conn.execute(
+            f"SELECT {_COLS} FROM bars WHERE contract=? AND tf=? AND t<? ORDER BY t DESC LIMIT ?",
+            (contract, tf, before, n)).fetchall()
+    return [_bar(r) for r in reversed(rows)]
+
+
+def last_time(conn: sqlite3.Connection, contract: str, tf: str) -> int | None:
+    """Open time of the newest stored bar of (contract, tf), or None."""
+    row = conn.execute("SELECT MAX(t) FROM bars WHERE contract=? AND tf=?",
+                       (contract, tf)).fetchone()
+    return None if row is None else row[0]
+
+
+def series_keys(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """Every (contract, tf) with stored bars (a skip-scan over the primary key, not a full scan)."""
+    out: list[tuple[str, str]] = []
+    row = conn.execute("SELECT contract, tf FROM bars ORDER BY contract, tf LIMIT 1").fetchone()
+    while row is not None:
+        out.append((row[0], row[1]))
+        row = conn.execute(
+            "SELECT contract, tf FROM bars WHERE (contract, tf) > (?, ?) "
+            "ORDER BY contract, tf LIMIT 1", row).fetchone()
+    return out
+
+
+def known_contracts(conn: sqlite3.Connection) -> list[str]:
+    """Contracts with stored 1m bars or stored metadata."""
+    ids = {c for c, tf in series_keys(conn) if tf == "1m"}
+    ids.update(r[0] for r in conn.execute("SELECT contract FROM contracts"))
+    return sorted(ids)
+
+
+def contract_info(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    cur = conn.execute("SELECT contract, symbol, symbol_id, name, description, tick_size, "
+                       "tick_value, active, updated_ms FROM contracts ORDER BY contract")
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def resolve_contract(conn: sqlite3.Connection | None, text: str, candidates: list[str]) -> str | None:
+    """A full contract id for an id or a symbol: an id is taken as is; a symbol ("ES", "ESZ6",
+    "F.US.EP") is matched against stored metadata (active contracts first: name = root + month
+    code + year), then against the ids we hold (CON.F.US.EP.Z26 matches "EP")."""
+    if text in candidates or text.startswith("CON."):
+        return text
+    want = text.upper()
+    rows: list[tuple[Any, ...]] = []
+    if conn is not None:
+        try:
+            rows = conn.execute("SELECT contract, name, symbol, symbol_id FROM contracts "
+                                "ORDER BY active DESC, updated_ms DESC").fetchall()
+        except sqlite3.Error:
+            rows = []
+    month = re.compile(rf"^{re.escape(want)}[FGHJKMNQUVXZ][0-9]{{1,2}}$")
+    for contract, name, symbol, symbol_id in rows:
+        if want in (str(name).upper(), str(symbol).upper(), str(symbol_id).upper()) \
+                or month.match(str(name).upper()):
+            return contract
+    for c in sorted(candidates, reverse=True):
+        parts = c.split(".")
+        if len(parts) >= 2 and parts[-2].upper() == want:
+            return c
+    return None
