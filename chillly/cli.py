@@ -27,6 +27,17 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
               "store.cli:store_cli"),
     "series": ("serve the last N bars per contract and timeframe", None, "store.cli:series_cli"),
     "bars": ("print the last bars of a contract", "store.cli:add_arguments", "store.cli:bars_cli"),
+    "feed-bars": ("run the 1m bar poller, clock ticks and backfill service", None,
+                  "feeds.bars:cli"),
+    "feed-market": ("run the market hub feed (quotes, trades, depth)", None, "feeds.market:cli"),
+    "subscriptions": ("print the subscribed contracts (`subscriptions serve` runs the process)",
+                      "feeds.subscriptions:add_list_arguments", "feeds.subscriptions:cli_list"),
+    "subscribe": ("subscribe a contract (symbol or id)", "feeds.subscriptions:add_contract_argument",
+                  "feeds.subscriptions:cli_subscribe"),
+    "unsubscribe": ("unsubscribe a contract", "feeds.subscriptions:add_contract_argument",
+                    "feeds.subscriptions:cli_unsubscribe"),
+    "backfill": ("fetch history from the venue onto the bus (hist.<tf>.<contract>.)",
+                 "feeds.bars:add_backfill_arguments", "feeds.bars:cli_backfill"),
 }
 
 

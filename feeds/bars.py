@@ -1,0 +1,289 @@
+"""The `feed-bars` process: polled 1m bars, exactly one final per minute, and history on demand.
+
+- Follows the subscription set (`subs.set.`; asks the subscriptions service at start).
+- Polls History/retrieveBars for each subscribed contract (1 minute, partial bar included) every
+  FEED_POLL_INTERVAL market seconds, aligned to the minute plus FEED_FINAL_DELAY so a minute's
+  final goes out right after it closes. `finals.FinalTracker` decides what to publish on
+  `bar.1m.<id>.`; the high-water mark of every contract is saved in RUN_DIR/feed-bars-hwm.json
+  after each batch of finals, so a restart resumes exactly where the stream stopped.
+- Publishes `ClockTick` on `clock.<tf>.` when a bucket of a FEED_CLOCK_TIMEFRAMES timeframe
+  closes in market time (only for buckets in which the market was open).
+- Serves `feeds.backfill` (final bars on `hist.<tf>.<id>.`, reply with count and range) and the
+  `chillly backfill` tool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from broker.bus import CommandError
+from chillly import topics
+from chillly.calendar import is_market_open
+from chillly.clock import DAY_MS, MINUTE_MS, ms_to_iso
+from chillly.messages import Alarm, Bar, ClockTick, SubscriptionSet
+from chillly.process import Service, StartupError, run_service
+from feeds.aggregator import BucketSpec, tf_ms
+from feeds.client import ProjectXClient, tf_to_unit
+from feeds.contracts import ContractNotFound, ContractResolver, is_contract_id
+from feeds.errors import VenueError
+from feeds.finals import FinalTracker, minute_floor
+from feeds.settings import FeedSettings
+from feeds.state import JsonState
+
+log = logging.getLogger("feeds.bars")
+
+SERVICE = "feeds"
+HWM_FILE = "feed-bars-hwm.json"
+UNREACHABLE_AFTER = 3  # failed polls in a row before the venue_unreachable alarm
+
+
+def closing_buckets(tfs: list[str], minute_t: int) -> list[tuple[str, int]]:
+    """(tf, bucket open) of every bucket that closes when the minute opening at `minute_t`
+    ends, for buckets in which the market was open at some minute we can see cheaply (its first
+    or its last minute)."""
+    end = minute_t + MINUTE_MS
+    out = []
+    for tf in tfs:
+        if tf == "1m":
+            start = minute_t
+        else:
+            start, b_end = BucketSpec.of(tf).bounds(minute_t)
+            if b_end != end:
+                continue
+        if is_market_open(start) or is_market_open(minute_t):
+            out.append((tf, start))
+    return out
+
+
+class FeedBarsService(Service):
+    name = "feed-bars"
+    settings_cls = FeedSettings
+
+    async def on_start(self) -> None:
+        s: FeedSettings = self.settings  # type: ignore[assignment]
+        for tf in s.feed_clock_timeframes:
+            try:
+                if tf != "1m":
+                    BucketSpec.of(tf)
+            except ValueError as exc:
+                raise StartupError(f"FEED_CLOCK_TIMEFRAMES: {exc}") from None
+        self.client = ProjectXClient.from_settings(s, self.clock)
+        self.resolver = ContractResolver(self.client)
+        self.hwm_state = JsonState(s.run_dir / HWM_FILE)
+        try:
+            saved = self.hwm_state.load({}) or {}
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        self.hwms: dict[str, int] = {k: int(v) for k, v in saved.items() if isinstance(v, int)}
+        self.trackers: dict[str, FinalTracker] = {}
+        self.contracts: list[str] = []
+        self.have_set = asyncio.Event()
+        self.failures = 0
+        self.alarmed = False
+        self.counters.update({"polls": 0, "poll_failures": 0, "finals": 0, "partials": 0,
+                              "clock_ticks": 0, "backfills": 0, "backfill_bars": 0,
+                              "sets": 0})
+        self.bus.on(topics.subscription_set(), self._on_set)
+        self.bus.serve(SERVICE, {"backfill": self.cmd_backfill})
+
+    # ------------------------------------------------------------------ the subscription set
+
+    def _on_set(self, env: Any) -> None:
+        msg = env.message()
+        assert isinstance(msg, SubscriptionSet)
+        self.apply_set([c for c in msg.contracts if isinstance(c, str)])
+
+    def apply_set(self, contracts: list[str]) -> None:
+        self.counters["sets"] += 1
+        if contracts != self.contracts:
+            log.info("following %s", ", ".join(contracts) or "nothing")
+        self.contracts = list(contracts)
+        for cid in contracts:
+            if cid not in self.trackers:
+                self.trackers[cid] = FinalTracker(cid, self.hwms.get(cid))
+        self.have_set.set()
+
+    async def _ask_set(self) -> None:
+        """At start: ask the subscriptions service for the set (until it or a broadcast comes)."""
+        while not self.have_set.is_set():
+            try:
+                reply = await self.bus.request("subscriptions", "list", {}, timeout=1.0,
+                                               attempts=1)
+                if reply.ok and isinstance(reply.result, dict) and not self.have_set.is_set():
+                    self.apply_set([c for c in reply.result.get("contracts", [])
+                                    if isinstance(c, str)])
+            except Exception:
+                pass
+
+    # ------------------------------------------------------------------ polling
+
+    async def run(self) -> None:
+        await asyncio.gather(self._ask_set(), self._poll_loop(), self._clock_loop())
+
+    def next_poll_ms(self, now: int) -> int:
+        s: FeedSettings = self.settings  # type: ignore[assignment]
+        interval = int(s.feed_poll_interval * 1000)
+        delay = int(s.feed_final_delay * 1000)
+        base = now - delay
+        return base - base % interval + interval + delay
+
+    async def _poll_loop(self) -> None:
+        await self.have_set.wait()
+        while True:
+            await self.poll_all()
+            await self.clock.sleep_until(self.next_poll_ms(self.clock.now_ms()))
+
+    async def poll_all(self) -> None:
+        contracts = list(self.contracts)
+        if not contracts:
+            return
+        results = await asyncio.gather(*(self.poll(cid) for cid in contracts))
+        if all(results):
+            self.failures = 0
+            if self.alarmed:
+                self._alarm(False, "venue answers again")
+        else:
+            self.failures += 1
+            if self.failures >= UNREACHABLE_AFTER and not self.alarmed:
+                self._alarm(True, f"{self.failures} polls in a row failed")
+
+    def _alarm(self, active: bool, text: str) -> None:
+        self.alarmed = active
+        self.bus.publish(topics.alarm(self.name), Alarm(name=self.name, code="venue_unreachable",
+                                                        active=active, text=text))
+
+    async def poll(self, cid: str) -> bool:
+        s: FeedSettings = self.settings  # type: ignore[assignment]
+        tracker = self.trackers[cid]
+        request_ms = self.clock.now_ms()
+        start = tracker.start_ms(request_ms, s.feed_initial_lookback_min,
+                                 int(s.feed_catchup_max_days * DAY_MS))
+        end = minute_floor(request_ms) + 2 * MINUTE_MS
+        self.counters["polls"] += 1
+        try:
+            bars = await self.client.bars_between(cid, start, end, include_partial=True)
+        except VenueError as exc:
+            self.counters["poll_failures"] += 1
+            log.warning("poll %s failed: %s", cid, exc)
+            return False
+        if cid not in self.trackers or self.trackers[cid] is not tracker:
+            return True  # unsubscribed meanwhile
+        before = tracker.hwm
+        for bar in tracker.on_bars(bars, request_ms, int(s.feed_final_delay * 1000)):
+            self.bus.publish(topics.bar("1m", cid), bar)
+            self.counters["finals" if bar.final else "partials"] += 1
+        if tracker.hwm is not None and tracker.hwm != before:
+            self.hwms[cid] = tracker.hwm
+            await self.hwm_state.save(dict(self.hwms))
+        return True
+
+    # ------------------------------------------------------------------ clock ticks
+
+    async def _clock_loop(self) -> None:
+        s: FeedSettings = self.settings  # type: ignore[assignment]
+        next_end = minute_floor(self.clock.now_ms()) + MINUTE_MS
+        while True:
+            await self.clock.sleep_until(next_end)
+            now = self.clock.now_ms()
+            if now - next_end > 5 * MINUTE_MS:  # we were paused: do not replay a backlog
+                next_end = minute_floor(now)
+            minute_t = next_end - MINUTE_MS
+            for tf, start in closing_buckets(s.feed_clock_timeframes, minute_t):
+                self.bus.publish(topics.clock_tick(tf), ClockTick(tf=tf, t=start))
+                self.counters["clock_ticks"] += 1
+            next_end += MINUTE_MS
+
+    # ------------------------------------------------------------------ backfill
+
+    async def cmd_backfill(self, args: dict[str, Any]) -> dict[str, Any]:
+        s: FeedSettings = self.settings  # type: ignore[assignment]
+        text = args.get("contract")
+        if not isinstance(text, str) or not text.strip():
+            raise CommandError('expected {"contract": id or symbol, "days": N} or start/end ms')
+        tf = args.get("tf", "1m")
+        try:
+            unit, number = tf_to_unit(tf) if isinstance(tf, str) else (0, 0)
+            length = tf_ms(tf)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if not unit:
+            raise CommandError("tf: expected a string like 1m, 5m, 1h, 1d")
+        now = self.clock.now_ms()
+        if "days" in args:
+            days = args["days"]
+            if isinstance(days, bool) or not isinstance(days, (int, float)) or days <= 0:
+                raise CommandError("days: expected a number > 0")
+            if days > s.feed_backfill_max_days:
+                raise CommandError(f"days: at most {s.feed_backfill_max_days:g}")
+            start, end = now - int(days * DAY_MS), now
+        else:
+            start, end = args.get("start"), args.get("end", now)
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
+                raise CommandError("start/end: expected epoch ms integers (or give days)")
+            if end <= start:  # type: ignore[operator]
+                raise CommandError("end must be after start")
+        try:
+            contract = (text.strip() if is_contract_id(text.strip())
+                        else (await self.resolver.resolve(text)).id)
+            bars = await self.client.bars_between(contract, start, end, unit=unit,  # type: ignore[arg-type]
+                                                  unit_number=number, include_partial=False)
+        except ContractNotFound as exc:
+            raise CommandError(str(exc)) from None
+        except VenueError as exc:
+            raise CommandError(f"venue: {exc}") from None
+        topic = topics.history_bar(tf, contract)
+        published: list[int] = []
+        for i, vb in enumerate(bars):
+            if vb.t + length > now:
+                continue  # still forming: only finals are history
+            self.bus.publish(topic, Bar(contract=contract, tf=tf, t=vb.t, o=vb.o, h=vb.h, l=vb.l,
+                                        c=vb.c, volume=vb.v, final=True, rev=0, origin="poll"))
+            published.append(vb.t)
+            if i % 1000 == 999:
+                await asyncio.sleep(0)
+        self.counters["backfills"] += 1
+        self.counters["backfill_bars"] += len(published)
+        log.info("backfill %s %s: %d bars", contract, tf, len(published))
+        return {"contract": contract, "tf": tf, "count": len(published),
+                "first": published[0] if published else None,
+                "last": published[-1] if published else None}
+
+    async def on_stop(self) -> None:
+        await self.client.aclose()
+
+
+def main() -> int:
+    return run_service(FeedBarsService)
+
+
+def cli(args: object) -> int:
+    return main()
+
+
+# ---------------------------------------------------------------------- `chillly backfill`
+
+
+def add_backfill_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("contract", help="a symbol (ES) or a contract id (CON.F.US.EP.Z26)")
+    p.add_argument("--days", type=float, default=1.0, help="how many days back (default 1)")
+    p.add_argument("--tf", default="1m", help="timeframe: 1m (default), 5m, 1h, 1d ...")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the reply")
+
+
+def cli_backfill(ns: argparse.Namespace) -> int:
+    from feeds.subscriptions import request
+
+    ok, result, error = asyncio.run(request(
+        SERVICE, "backfill", {"contract": ns.contract, "days": ns.days, "tf": ns.tf},
+        ns.timeout))
+    if not ok:
+        print(f"chillly backfill: {error}", file=sys.stderr)
+        return 1
+    first, last = result.get("first"), result.get("last")
+    span = f"{ms_to_iso(first)} .. {ms_to_iso(last)}" if first is not None else "no bars"
+    print(f"{result.get('contract')} {result.get('tf')}: {result.get('count')} bars, {span}")
+    return 0

@@ -1,0 +1,51 @@
+"""Small JSON state files in RUN_DIR, written atomically (temp file, fsync, rename).
+
+A reader (or a restart after a crash at any instant) sees either the old file or the new one,
+never half of one. Writes are tiny, so they run in a worker thread to keep the event loop free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    """The file's content, or `default` when it does not exist. A corrupt file raises
+    ValueError naming it: state is never silently replaced."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+
+
+class JsonState:
+    """One JSON file, saved atomically off the event loop; saves never run concurrently."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    def load(self, default: Any = None) -> Any:
+        return read_json(self.path, default)
+
+    async def save(self, data: Any) -> None:
+        async with self._lock:
+            await asyncio.to_thread(write_json_atomic, self.path, data)

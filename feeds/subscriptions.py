@@ -1,0 +1,279 @@
+"""The `subscriptions` process: owns the set of subscribed contracts.
+
+- The set is a list of contract ids (with the symbol each came from), saved atomically to
+  RUN_DIR/subscriptions.json on every change and restored on restart; when nothing is saved it
+  starts from DEFAULT_CONTRACTS (resolved at the venue, retried until the venue answers).
+- Commands (service "subscriptions"): `subscribe {"contract": "ES" or id}`, `unsubscribe {...}`,
+  `list {}`; each replies `{"contracts": [ids], ...}`.
+- It publishes `SubscriptionSet` on `subs.set.` on every change and every FEED_SET_INTERVAL
+  seconds (the feeds follow it live), and `ContractInfo` on `contract.<id>.` when a contract is
+  resolved and every FEED_CONTRACT_INFO_INTERVAL seconds (late joiners learn it).
+- CLI tools: `chillly subscribe X`, `chillly unsubscribe X`, `chillly subscriptions`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from broker.bus import Bus, CommandError, RequestTimeout
+from chillly import topics
+from chillly.messages import SubscriptionSet
+from chillly.process import Service, StartupError, run_service
+from chillly.settings import load_settings
+from feeds.client import ProjectXClient
+from feeds.contracts import ContractNotFound, ContractResolver, is_contract_id, to_info
+from feeds.errors import VenueError
+from feeds.models import Contract
+from feeds.settings import FeedSettings
+from feeds.state import JsonState
+
+log = logging.getLogger("feeds.subscriptions")
+
+SERVICE = "subscriptions"
+STATE_FILE = "subscriptions.json"
+
+
+class SubscriptionsService(Service):
+    name = "subscriptions"
+    settings_cls = FeedSettings
+
+    async def on_start(self) -> None:
+        s: FeedSettings = self.settings  # type: ignore[assignment]
+        self.client = ProjectXClient.from_settings(s, self.clock)
+        self.resolver = ContractResolver(self.client)
+        self.state = JsonState(s.run_dir / STATE_FILE)
+        try:
+            saved = self.state.load()
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        self.entries: list[dict[str, Any]] = []   # {"contract": id, "symbol": str|None, "info": {...}}
+        self.loaded = saved is not None
+        if saved is not None:
+            for e in saved.get("contracts", []):
+                if isinstance(e, dict) and isinstance(e.get("contract"), str):
+                    self.entries.append(e)
+        self.counters.update({"changes": 0, "rejected_commands": 0})
+        self._lock = asyncio.Lock()
+        self.bus.serve(SERVICE, {"subscribe": self.cmd_subscribe,
+                                 "unsubscribe": self.cmd_unsubscribe, "list": self.cmd_list})
+
+    def ids(self) -> list[str]:
+        return [e["contract"] for e in self.entries]
+
+    def result(self, **extra: Any) -> dict[str, Any]:
+        return {"contracts": self.ids(),
+                "symbols": {e["contract"]: e.get("symbol") for e in self.entries}, **extra}
+
+    async def run(self) -> None:
+        if not self.loaded:
+            await self._resolve_defaults()
+        await asyncio.gather(self._publish_loop(), self._info_loop())
+
+    async def _resolve_defaults(self) -> None:
+        s: FeedSettings = self.settings  # type: ignore[assignment]
+        pending = list(s.default_contracts)
+        delay = 0.5
+        while pending:
+            left = []
+            for text in pending:
+                try:
+                    contract = await self.resolver.resolve(text)
+                except ContractNotFound as exc:
+                    log.error("DEFAULT_CONTRACTS: %s (skipped)", exc)
+                    continue
+                except VenueError as exc:
+                    log.warning("cannot resolve %s yet: %s", text, exc)
+                    left.append(text)
+                    continue
+                async with self._lock:
+                    if contract.id not in self.ids():
+                        self.entries.append(self._entry(contract, text))
+            pending = left
+            if pending:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        async with self._lock:
+            await self._changed()
+
+    def _entry(self, contract: Contract, text: str) -> dict[str, Any]:
+        info = to_info(contract, None if is_contract_id(text) else text.upper())
+        return {"contract": contract.id, "symbol": info.symbol, "info": info.body()}
+
+    async def _changed(self) -> None:
+        self.counters["changes"] += 1
+        await self.state.save({"contracts": self.entries})
+        self.publish_set()
+
+    def publish_set(self) -> None:
+        self.bus.publish(topics.subscription_set(), SubscriptionSet(contracts=self.ids()))
+
+    def publish_infos(self) -> None:
+        from chillly.messages import ContractInfo
+
+        for e in self.entries:
+            info = e.get("info")
+            if isinstance(info, dict):
+                try:
+                    msg = ContractInfo(**{k: info[k] for k in ContractInfo.__dataclass_fields__})
+                except (KeyError, TypeError):
+                    continue
+                self.bus.publish(topics.contract_info(e["contract"]), msg)
+
+    async def _publish_loop(self) -> None:
+        s: FeedSettings = self.settings  # type: ignore[assignment]
+        while True:
+            if self.loaded or self.entries:
+                self.publish_set()
+            await asyncio.sleep(s.feed_set_interval)
+
+    async def _info_loop(self) -> None:
+        s: FeedSettings = self.settings  # type: ignore[assignment]
+        while True:
+            self.publish_infos()
+            await asyncio.sleep(s.feed_contract_info_interval)
+
+    # ------------------------------------------------------------------ commands
+
+    async def _resolve_cmd(self, args: dict[str, Any]) -> tuple[str, Contract | None]:
+        text = args.get("contract")
+        if not isinstance(text, str) or not text.strip():
+            self.counters["rejected_commands"] += 1
+            raise CommandError('expected {"contract": "ES" or a contract id}')
+        text = text.strip()
+        try:
+            return text, await self.resolver.resolve(text)
+        except ContractNotFound as exc:
+            self.counters["rejected_commands"] += 1
+            raise CommandError(str(exc)) from None
+        except VenueError as exc:
+            raise CommandError(f"cannot reach the venue to resolve {text}: {exc}") from None
+
+    async def cmd_subscribe(self, args: dict[str, Any]) -> dict[str, Any]:
+        text, contract = await self._resolve_cmd(args)
+        assert contract is not None
+        async with self._lock:
+            if contract.id in self.ids():
+                return self.result(contract=contract.id, changed=False)
+            entry = self._entry(contract, text)
+            self.entries.append(entry)
+            self.loaded = True
+            await self._changed()
+        self.publish_infos()
+        log.info("subscribed %s (%s)", contract.id, text)
+        return self.result(contract=contract.id, changed=True)
+
+    async def cmd_unsubscribe(self, args: dict[str, Any]) -> dict[str, Any]:
+        text = args.get("contract")
+        if not isinstance(text, str) or not text.strip():
+            self.counters["rejected_commands"] += 1
+            raise CommandError('expected {"contract": "ES" or a contract id}')
+        text = text.strip()
+        # Match what we hold first (no venue needed): the id, or the symbol it came from.
+        match = [e for e in self.entries
+                 if e["contract"] == text or (e.get("symbol") or "").upper() == text.upper()]
+        if not match and not is_contract_id(text):
+            _, contract = await self._resolve_cmd(args)
+            match = [e for e in self.entries if contract and e["contract"] == contract.id]
+        if not match:
+            self.counters["rejected_commands"] += 1
+            raise CommandError(f"{text} is not subscribed")
+        async with self._lock:
+            gone = {e["contract"] for e in match}
+            self.entries = [e for e in self.entries if e["contract"] not in gone]
+            self.loaded = True
+            await self._changed()
+        log.info("unsubscribed %s", ", ".join(sorted(gone)))
+        return self.result(contract=sorted(gone)[0], changed=True)
+
+    async def cmd_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self.result()
+
+    async def on_stop(self) -> None:
+        await self.client.aclose()
+
+
+def main() -> int:
+    return run_service(SubscriptionsService)
+
+
+def cli(args: object) -> int:
+    return main()
+
+
+# ---------------------------------------------------------------------- CLI tools
+
+
+def add_contract_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("contract", help="a symbol (ES, MNQ) or a contract id (CON.F.US.EP.Z26)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the reply")
+
+
+def add_list_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", nargs="?", choices=["list", "serve"], default="list",
+                   help="list (default): print the subscribed set; serve: run the process")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the reply")
+    p.add_argument("--json", action="store_true", help="print the reply as JSON")
+
+
+async def request(service: str, name: str, args: dict[str, Any], timeout: float
+                  ) -> tuple[bool, Any, str | None]:
+    """Send one command over the bus and wait for its reply: (ok, result, error)."""
+    settings = load_settings()
+    bus = Bus(settings.bus_publish_addr, settings.bus_subscribe_addr, f"cli-{name}")
+    try:
+        try:
+            await bus.ready(timeout=min(5.0, timeout))
+        except Exception:
+            return False, None, "no broker: is `chillly broker` running?"
+        attempts = 3
+        try:
+            reply = await bus.request(service, name, args, timeout=timeout / attempts,
+                                      attempts=attempts)
+        except RequestTimeout:
+            return False, None, f"no reply from {service} within {timeout:.0f}s: is it running?"
+        return reply.ok, reply.result, reply.error
+    finally:
+        await bus.close()
+
+
+def _print_set(result: Any) -> None:
+    symbols = result.get("symbols", {}) if isinstance(result, dict) else {}
+    for cid in (result or {}).get("contracts", []):
+        sym = symbols.get(cid)
+        print(f"{cid}" + (f"  {sym}" if sym else ""))
+
+
+def _run_tool(name: str, args: dict[str, Any], timeout: float, as_json: bool = False) -> int:
+    import json
+
+    ok, result, error = asyncio.run(request(SERVICE, name, args, timeout))
+    if not ok:
+        print(f"chillly {name}: {error}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(result))
+    else:
+        if name != "list" and isinstance(result, dict):
+            what = "subscribed" if name == "subscribe" else "unsubscribed"
+            print(f"{what} {result.get('contract')}"
+                  + ("" if result.get("changed", True) else " (already)"))
+        _print_set(result)
+    return 0
+
+
+def cli_subscribe(ns: argparse.Namespace) -> int:
+    return _run_tool("subscribe", {"contract": ns.contract}, ns.timeout)
+
+
+def cli_unsubscribe(ns: argparse.Namespace) -> int:
+    return _run_tool("unsubscribe", {"contract": ns.contract}, ns.timeout)
+
+
+def cli_list(ns: argparse.Namespace) -> int:
+    if ns.action == "serve":
+        return main()
+    return _run_tool("list", {}, ns.timeout, ns.json)

@@ -1,0 +1,143 @@
+"""Pure normalisers from market-hub payloads to bus messages (projectx-api.md §6).
+
+- Quotes: a quote may carry only some fields; each is merged into the last known quote of the
+  contract, so every published `Quote` is the full current picture.
+- Trades: `GatewayTrade` carries one print or a list of them; each print is one `Trade`.
+- Depth: a batch that contains a Reset (DomType 6) becomes a snapshot (`snapshot=True`, the
+  entries after the last Reset); any other batch is an update. `null` entries are skipped.
+- Optional live 1m bar from prints (origin "trades", never final: the polled bar is the authority).
+Anything malformed is counted in `rejected` and skipped; nothing raises.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chillly.clock import MINUTE_MS, iso_to_ms
+from chillly.messages import Bar, Depth, Quote, Trade
+
+DOM_RESET = 6
+_QUOTE_FIELDS = {"bestBid": "bid", "bestAsk": "ask", "lastPrice": "last", "open": "open",
+                 "high": "high", "low": "low", "volume": "volume", "change": "change"}
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v)
+
+
+def _ts(v: Any) -> int | None:
+    if isinstance(v, str):
+        try:
+            return iso_to_ms(v)
+        except ValueError:
+            return None
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    return None
+
+
+def as_list(data: Any) -> list[Any]:
+    if isinstance(data, list):
+        return data
+    return [] if data is None else [data]
+
+
+def split_args(args: Any) -> tuple[str, Any] | None:
+    """[contractId, data] -> (contractId, data), or None when malformed."""
+    if isinstance(args, list) and len(args) >= 2 and isinstance(args[0], str) and args[0]:
+        return args[0], args[1]
+    return None
+
+
+class TickNormaliser:
+    def __init__(self, live_bars: bool = False) -> None:
+        self.quotes: dict[str, dict[str, Any]] = {}
+        self.live_bars = live_bars
+        self._bars: dict[str, list[Any]] = {}   # contract -> [t, o, h, l, c, v, rev]
+        self.rejected = 0
+
+    def forget(self, contract: str) -> None:
+        self.quotes.pop(contract, None)
+        self._bars.pop(contract, None)
+
+    def quote(self, contract: str, data: Any) -> Quote | None:
+        if not isinstance(data, dict):
+            self.rejected += 1
+            return None
+        known = self.quotes.setdefault(contract, {})
+        for wire, ours in _QUOTE_FIELDS.items():
+            if wire in data:
+                value = _num(data[wire])
+                if value is not None:
+                    known[ours] = int(value) if ours == "volume" else value
+        vt = _ts(data.get("timestamp")) or _ts(data.get("lastUpdated"))
+        if vt is not None:
+            known["vt"] = vt
+        return Quote(contract=contract, **known)
+
+    def trades(self, contract: str, data: Any) -> tuple[list[Trade], Bar | None]:
+        out: list[Trade] = []
+        for p in as_list(data):
+            if not isinstance(p, dict):
+                if p is not None:
+                    self.rejected += 1
+                continue
+            price, size, t = _num(p.get("price")), _num(p.get("volume")), _ts(p.get("timestamp"))
+            side = p.get("type")
+            if price is None or size is None or t is None:
+                self.rejected += 1
+                continue
+            out.append(Trade(contract=contract, price=price, size=int(size),
+                             aggressor=side if isinstance(side, int) else -1, t=t))
+        bar = self._live_bar(contract, out) if self.live_bars and out else None
+        return out, bar
+
+    def _live_bar(self, contract: str, prints: list[Trade]) -> Bar | None:
+        cur = self._bars.get(contract)
+        changed = False
+        for tr in prints:
+            m = tr.t - tr.t % MINUTE_MS
+            if cur is None or m > cur[0]:
+                cur = [m, tr.price, tr.price, tr.price, tr.price, tr.size, 0]
+                self._bars[contract] = cur
+                changed = True
+            elif m == cur[0]:
+                cur[2] = max(cur[2], tr.price)
+                cur[3] = min(cur[3], tr.price)
+                cur[4] = tr.price
+                cur[5] += tr.size
+                cur[6] += 1
+                changed = True
+        if not changed or cur is None:
+            return None
+        return Bar(contract=contract, tf="1m", t=cur[0], o=cur[1], h=cur[2], l=cur[3], c=cur[4],
+                   volume=cur[5], final=False, rev=cur[6], origin="trades")
+
+    def depth(self, contract: str, data: Any) -> Depth | None:
+        entries = as_list(data)
+        levels: list[list[Any]] = []
+        snapshot = False
+        for e in entries:
+            if not isinstance(e, dict):
+                if e is not None:
+                    self.rejected += 1
+                continue
+            kind = e.get("type")
+            if not isinstance(kind, int) or isinstance(kind, bool):
+                self.rejected += 1
+                continue
+            if kind == DOM_RESET:
+                snapshot = True
+                levels = []
+                continue
+            price = _num(e.get("price"))
+            if price is None:
+                self.rejected += 1
+                continue
+            vol, cur = _num(e.get("volume")), _num(e.get("currentVolume"))
+            levels.append([kind, price, int(vol or 0), int(cur or 0), _ts(e.get("timestamp"))])
+        if not snapshot and not levels:
+            return None
+        return Depth(contract=contract, snapshot=snapshot, levels=levels)
