@@ -15,7 +15,8 @@ Rules (docs/store.md explains the why):
   session boundary, so the weekend (no bars) yields no buckets.
 - A bucket is complete when the 1m bar of its last trading minute arrives (calendar-aware: the
   daily bar is complete with the 15:59 CT bar), when a 1m bar of a later bucket arrives, or when
-  the clock passes the bucket's end plus a grace period (`on_time`). Every 1m bar before that
+  the clock passes the bucket's end plus a grace period with no 1m bar arriving meanwhile
+  (`on_time`). Every 1m bar before that
   yields a partial (final=False, rev+1); completion yields the final (final=True, rev+1); a 1m
   bar that changes a finished bucket yields a revision (final=True, rev+1). A 1m bar that
   changes nothing yields nothing.
@@ -148,6 +149,7 @@ class BarAggregator:
         self.retention_ms = retention_ms
         self.buckets: dict[int, _Bucket] = {}
         self.newest = 0  # open time of the newest 1m bar applied
+        self.last_arrival = 0  # clock time the last 1m bar arrived
         self.counters = {"in": 0, "unchanged": 0, "too_late": 0, "partials": 0, "finals": 0,
                          "revisions": 0, "resent": 0}
 
@@ -156,6 +158,7 @@ class BarAggregator:
     def handle_bar(self, bar: Bar) -> None:
         """Apply one final 1m bar and emit what it changed."""
         self.counters["in"] += 1
+        self.last_arrival = self.clock.now_ms()
         bucket = self._apply(bar)
         if bucket is None:
             return
@@ -173,7 +176,11 @@ class BarAggregator:
         self._prune()
 
     def on_time(self, now_ms: int) -> None:
-        """The clock passed `now_ms`: finish buckets whose end plus grace is behind us."""
+        """The clock passed `now_ms`: finish buckets whose end plus grace is behind us, once
+        the input has also been quiet for the grace (a replay of old bars, which arrive long
+        after their buckets ended, must not finish each bucket on its first minute)."""
+        if now_ms - self.last_arrival < self.grace_ms:
+            return
         for bucket in sorted(self.buckets.values(), key=lambda b: b.start):
             if not bucket.complete and bucket.end + self.grace_ms <= now_ms:
                 bucket.complete = True

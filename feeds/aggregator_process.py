@@ -28,12 +28,12 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from broker.bus import CommandError
+from broker.bus import BusNotReady, CommandError
 from broker.codec import Envelope
 from chillly import topics
 from chillly.clock import DAY_MS, MINUTE_MS
 from chillly.messages import Bar
-from chillly.process import Service
+from chillly.process import Service, StartupError
 from chillly.settings import Settings
 from feeds.aggregator import DEFAULT_SESSION_TFS, DEFAULT_TFS, Aggregators, BucketSpec, tf_ms
 
@@ -101,6 +101,10 @@ class AggregatorProcess(Service):
         self.bus.on(topics.bars("1m"), self._on_bar)
         self.bus.serve("aggregator", {"reconcile": self._cmd_reconcile})
         self.bus.on_gap = self._on_gap
+        try:
+            await self.bus.ready(timeout=10)   # our subscriptions reached the broker
+        except BusNotReady as exc:
+            raise StartupError(f"no broker: {exc}") from None
         await self._warm_up()
         held, self._held = self._held or [], None
         for bar in held:

@@ -77,6 +77,10 @@ class Store(Service):
             self.bus.on(topics.QUOTES, self._on_quote)
             self.bus.on(topics.TRADES, self._on_trade)
         self.bus.on_gap = self._on_gap
+        try:
+            await self.bus.ready(timeout=10)   # our subscriptions reached the broker
+        except BusNotReady as exc:
+            raise StartupError(f"no broker: {exc}") from None
         if s.store_recover:
             for (contract, tf), t in self.last_final.items():
                 if tf == "1m":

@@ -20,10 +20,10 @@ from typing import Any
 
 from pydantic import Field
 
-from broker.bus import CommandError
+from broker.bus import BusNotReady, CommandError
 from broker.codec import Envelope
 from chillly import topics
-from chillly.process import Service
+from chillly.process import Service, StartupError
 from chillly.settings import Settings
 from feeds.aggregator import tf_ms
 from store import queries
@@ -80,6 +80,10 @@ class Series(Service):
         self.counters.update({"bars_in": 0, "stale_ignored": 0, "windows": 0, "db_reads": 0})
         self.bus.on(topics.bars(), self._on_bar)
         self.bus.on(topics.HISTORY, self._on_bar)
+        try:
+            await self.bus.ready(timeout=10)   # our subscriptions reached the broker
+        except BusNotReady as exc:
+            raise StartupError(f"no broker: {exc}") from None
         loop = asyncio.get_running_loop()
         warm = await loop.run_in_executor(None, self._read_warm)
         for contract, tf, bars in warm:

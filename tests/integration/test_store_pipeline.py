@@ -1,0 +1,53 @@
+"""Real broker + store + aggregator + series processes with a real SQLite file: final 1m bars
+published on the bus end up stored at every timeframe, equal to a plain aggregation of the same
+1m bars, and are served by the series process and `chillly bars`."""
+
+from __future__ import annotations
+
+from feeds.aggregator import BucketSpec, aggregate
+from tests.integration.test_store_support import (
+    C, Heartbeats, db_rows, key, publish_bars, synthetic_bars,
+)
+from tests.support import aeventually
+
+ENV = {"AGGREGATOR_GRACE": "1", "STORE_FLUSH_INTERVAL": "0.05", "STORE_RECOVER": "false"}
+
+
+async def test_final_1m_bars_become_stored_bars_at_every_timeframe(procs, bus, bus_env) -> None:
+    hb = Heartbeats(bus)
+    for name in ("store", "aggregator", "series"):
+        procs.chillly(name, env=ENV)
+    await aeventually(lambda: hb.running("store", "aggregator", "series"), timeout=20,
+                      what="store, aggregator and series running")
+    bars = synthetic_bars()
+    publish_bars(bus, bars)
+    db = bus_env["DATABASE_PATH"]
+
+    await aeventually(lambda: len(db_rows(db, "1m")) == len(bars), timeout=15,
+                      what="every final 1m bar stored")
+    assert db_rows(db, "1m") == [key(b) for b in bars]   # partials were not stored
+
+    for tf in ("5m", "15m", "30m", "1h", "4h", "1d"):
+        expected = [key(b) for b in aggregate(bars, BucketSpec.of(tf))]
+        await aeventually(lambda tf=tf, e=expected: db_rows(db, tf) == e, timeout=15,
+                          what=f"stored {tf} bars equal the aggregation of the 1m bars")
+    # Two sessions: the one opened 2026-01-13 17:00 CT and the one opened 2026-01-14 17:00 CT.
+    assert [r[0] for r in db_rows(db, "1d")] == [1768345200000, 1768431600000]
+
+    reply = await bus.request("series", "window", {"contract": "EP", "tf": "5m", "last": 3},
+                              timeout=3)
+    assert reply.ok, reply.error
+    assert reply.result["contract"] == C
+    assert [tuple(r[:6]) for r in reply.result["bars"]] == \
+        [key(b) for b in aggregate(bars, BucketSpec.of("5m"))][-3:]
+    bad = await bus.request("series", "window", {"contract": C, "tf": "7x", "last": 3}, timeout=3)
+    assert not bad.ok and "timeframe" in (bad.error or "")
+
+    out = procs.chillly("bars", C, "--tf", "1h", "--last", "2", stdout_pipe=True)
+    assert out.wait(15) == 0
+    text = out.popen.stdout.read().decode()  # type: ignore[union-attr]
+    assert "series process" in text and "2026-01-15 00:00" in text and "final" in text
+    out = procs.chillly("bars", C, "--tf", "1d", "--last", "5", "--db", stdout_pipe=True)
+    assert out.wait(15) == 0
+    text = out.popen.stdout.read().decode()  # type: ignore[union-attr]
+    assert "2 bars from the database" in text

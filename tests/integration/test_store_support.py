@@ -1,0 +1,87 @@
+"""Helpers for the store/aggregator integration tests: synthetic 1m series, waits, DB reads.
+
+The synthetic series is test data (deterministic prices at market-open minutes), published by
+the test on the real bus exactly as the feed publishes final 1m bars.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from chillly import topics
+from chillly.calendar import is_market_open
+from chillly.clock import MINUTE_MS
+from chillly.messages import Bar
+
+C = "CON.F.US.EP.Z26"
+
+# Wednesday 2026-01-14 20:00 UTC (14:00 CT) to Thursday 00:30 UTC: crosses the 16:00 CT halt
+# and the 17:00 CT session open, so daily and 4h buckets of two sessions are involved.
+START = int(datetime(2026, 1, 14, 20, tzinfo=timezone.utc).timestamp() * 1000)
+END = int(datetime(2026, 1, 15, 0, 30, tzinfo=timezone.utc).timestamp() * 1000)
+
+
+def synthetic_bars(start: int = START, end: int = END, contract: str = C) -> list[Bar]:
+    out = []
+    t = start
+    while t < end:
+        if is_market_open(t):
+            i = (t - start) // MINUTE_MS
+            base = 5000 + round(20 * math.sin(i / 17.0)) * 0.25
+            o = base
+            c = base + ((i % 7) - 3) * 0.25
+            out.append(Bar(contract=contract, tf="1m", t=t, o=o, h=max(o, c) + 0.5,
+                           l=min(o, c) - 0.25 * (i % 3), c=c, volume=10 + (i * 37) % 90,
+                           final=True, rev=1, origin="poll"))
+        t += MINUTE_MS
+    return out
+
+
+def publish_bars(bus: Any, bars: list[Bar], partial_too: bool = True) -> None:
+    """As the feed does: a partial revision, then the one final, per minute."""
+    for b in bars:
+        topic = topics.bar("1m", b.contract)
+        if partial_too:
+            bus.publish(topic, Bar(contract=b.contract, tf="1m", t=b.t, o=b.o, h=b.h, l=b.l,
+                                   c=b.o, volume=1, final=False, rev=0, origin="poll"))
+        bus.publish(topic, b)
+
+
+class Heartbeats:
+    """Latest heartbeat per process name, from the test's bus."""
+
+    def __init__(self, bus: Any) -> None:
+        self.last: dict[str, dict[str, Any]] = {}
+        bus.on(topics.HEARTBEATS, self._on)
+
+    def _on(self, env: Any) -> None:
+        self.last[env.payload["name"]] = env.payload
+
+    def running(self, *names: str) -> bool:
+        return all(self.last.get(n, {}).get("state") == "RUNNING" for n in names)
+
+    def pid(self, name: str) -> int | None:
+        return self.last.get(name, {}).get("pid")
+
+
+def db_rows(path: str | Path, tf: str, contract: str = C) -> list[tuple]:
+    """(t, o, h, l, c, volume) of stored bars, oldest first; [] while the file is not there."""
+    try:
+        conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+    except sqlite3.OperationalError:
+        return []
+    try:
+        return conn.execute("SELECT t, o, h, l, c, volume FROM bars WHERE contract=? AND tf=? "
+                            "ORDER BY t", (contract, tf)).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+
+
+def key(b: Bar) -> tuple:
+    return (b.t, b.o, b.h, b.l, b.c, b.volume)

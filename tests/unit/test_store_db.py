@@ -1,0 +1,103 @@
+"""The store's database layer: migrations, the batched writer and its upsert guard, readers."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from store import queries
+from store.db import open_reader, open_writer
+from store.migrations import LATEST, MigrationError, current_version, migrate
+from store.series import SeriesCache
+from store.writer import Writer
+
+C = "CON.F.US.EP.Z26"
+
+
+def row(t: int, volume: int = 1, final: int = 1, rev: int = 0, tf: str = "1m",
+        contract: str = C) -> tuple:
+    return (contract, tf, t, 1.0, 2.0, 0.5, 1.5, volume, final, rev, "poll", 0)
+
+
+def test_migrations_apply_once_and_refuse_a_newer_database(tmp_path: Path) -> None:
+    conn = open_writer(tmp_path / "m.db")
+    assert current_version(conn) == LATEST
+    assert migrate(conn) == []
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.execute("INSERT INTO schema_version VALUES (?, 'future', 0)", (LATEST + 1,))
+    with pytest.raises(MigrationError):
+        migrate(conn)
+
+
+def test_writer_upsert_never_lets_an_older_rev_or_a_partial_win(tmp_path: Path) -> None:
+    w = Writer(open_writer(tmp_path / "w.db"), batch_rows=3, flush_s=0.01)
+    w.start()
+    w.add("bars", row(0, volume=5, rev=2))
+    w.add("bars", row(0, volume=9, rev=1))            # older revision: ignored
+    w.add("bars", row(0, volume=7, final=0, rev=9))   # partial: ignored
+    w.add("bars", row(60_000, volume=3))
+    w.add("bars", row(60_000, volume=4))              # same rev re-sent: replaces (idempotent)
+    w.add("bars", row(120_000, volume=1, rev=0))
+    w.add("bars", row(120_000, volume=2, rev=1))      # newer revision wins
+    w.barrier().result(timeout=5)
+    assert w.close()
+    r = open_reader(tmp_path / "w.db")
+    got = [(b.t, b.volume, b.rev) for b in queries.bars_between(r, C, "1m", 0, 10**9)]
+    assert got == [(0, 5, 2), (60_000, 4, 0), (120_000, 2, 1)]
+    assert w.counters["commits"] >= 2
+
+
+def test_close_flushes_everything_queued(tmp_path: Path) -> None:
+    w = Writer(open_writer(tmp_path / "f.db"), batch_rows=100_000, flush_s=5)
+    w.start()
+    for i in range(5000):
+        w.add("bars", row(i * 60_000))
+    assert w.close(timeout=5)
+    r = open_reader(tmp_path / "f.db")
+    assert r.execute("SELECT COUNT(*) FROM bars").fetchone()[0] == 5000
+
+
+def test_reader_is_read_only(tmp_path: Path) -> None:
+    open_writer(tmp_path / "r.db").close()
+    r = open_reader(tmp_path / "r.db")
+    with pytest.raises(sqlite3.OperationalError):
+        r.execute("INSERT INTO contracts VALUES ('x','x','x','x','x',1,1,1,0)")
+    with pytest.raises(sqlite3.OperationalError):
+        open_reader(tmp_path / "missing.db")
+
+
+def test_queries_keys_last_bars_and_symbol_resolution(tmp_path: Path) -> None:
+    conn = open_writer(tmp_path / "q.db")
+    for i in range(10):
+        conn.execute("INSERT INTO bars VALUES (?,?,?,1,2,0.5,1.5,1,1,0,'poll',0)",
+                     (C, "1m", i * 60_000))
+    conn.execute("INSERT INTO bars VALUES (?,?,?,1,2,0.5,1.5,1,1,0,'agg',0)", (C, "5m", 0))
+    conn.execute("INSERT INTO bars VALUES (?,?,?,1,2,0.5,1.5,1,1,0,'poll',0)",
+                 ("CON.F.US.ENQ.Z26", "1m", 0))
+    conn.execute("INSERT INTO contracts VALUES (?,?,?,?,?,?,?,?,?)",
+                 (C, "ES", "F.US.EP", "ESZ6", "E-mini S&P", 0.25, 12.5, 1, 0))
+    r = open_reader(tmp_path / "q.db")
+    assert queries.series_keys(r) == [("CON.F.US.ENQ.Z26", "1m"), (C, "1m"), (C, "5m")]
+    assert [b.t for b in queries.last_bars(r, C, "1m", 3)] == [420_000, 480_000, 540_000]
+    assert queries.last_time(r, C, "1m") == 540_000
+    assert queries.known_contracts(r) == ["CON.F.US.ENQ.Z26", C]
+    for text in ("ES", "esz6", "F.US.EP", C):
+        assert queries.resolve_contract(r, text, queries.known_contracts(r)) == C
+    assert queries.resolve_contract(r, "ENQ", queries.known_contracts(r)) == "CON.F.US.ENQ.Z26"
+    assert queries.resolve_contract(r, "ZZ", []) is None
+
+
+def test_series_cache_merge_rule_and_bound() -> None:
+    cache = SeriesCache(size=10)
+    assert cache.put(C, "5m", [0, 1, 1, 1, 1, 5, False, 0])
+    assert cache.put(C, "5m", [0, 1, 1, 1, 1, 6, True, 3])
+    assert not cache.put(C, "5m", [0, 1, 1, 1, 1, 7, False, 9])   # partial after final
+    assert not cache.put(C, "5m", [0, 1, 1, 1, 1, 8, True, 2])    # older revision
+    assert cache.put(C, "5m", [0, 1, 1, 1, 1, 9, True, 4])
+    assert cache.window(C, "5m", 5) == [[0, 1, 1, 1, 1, 9, True, 4]]
+    for i in range(1, 100):
+        cache.put(C, "5m", [i * 300_000, 1, 1, 1, 1, 1, True, 0])
+    assert len(cache.data[(C, "5m")]) <= 10 + 10 // 4 + 8
+    assert [r[0] for r in cache.window(C, "5m", 2)] == [98 * 300_000, 99 * 300_000]
