@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
             "broker.tap:cli"),
     "status": ("show every process's last heartbeat", "chillly.status:add_arguments",
                "chillly.status:cli"),
+    "sim": ("run the local TopstepX-compatible venue", "sim.server:add_arguments",
+            "sim.server:cli"),
     "aggregator": ("build 5m..1d bars from final 1m bars", None,
                    "feeds.aggregator_process:cli"),
     "store": ("write bars, contracts and ticks to the market database", None,

@@ -1,0 +1,303 @@
+"""`chillly sim`: the local TopstepX-compatible venue, one aiohttp server on one port.
+
+aiohttp (already installed as a dependency of pysignalr) serves plain HTTP and WebSockets from
+the same port and the same event loop, so the REST handlers, both SignalR hubs and the market
+loop share state without locks or threads: a print is fed to the trading engine and then
+fanned out to the hubs in one synchronous step, which is what keeps fills, hub events and
+history in the same order a client would see on the live venue.
+
+The sim is a `Service` like every process (heartbeats with its counters on the bus; when no
+broker runs the heartbeats are simply dropped). Routes:
+- /api/...                REST (sim/rest.py), GET /api/Status/ping
+- /hubs/user, /hubs/market  + /negotiate (sim/hubs.py)
+- /admin/faults, /admin/counters, /admin/state  (sim/admin.py; loopback tooling, no auth)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+from chillly.clock import DAY_MS, Clock
+from chillly.process import Service, StartupError, run_service
+from sim.admin import Admin
+from sim.auth import Claims, Tokens
+from sim.contracts import Catalogue
+from sim.faults import Faults
+from sim.history import History
+from sim.hubs import MarketHub, UserHub
+from sim.market import Market
+from sim.prices import Tape
+from sim.rest import Api
+from sim.settings import SimSettings
+
+log = logging.getLogger("sim")
+
+
+def _history_start(now_ms: int, days: int) -> int:
+    """The history horizon: UTC midnight `days` days before now."""
+    start = now_ms - days * DAY_MS
+    return start - start % DAY_MS
+
+
+def load_engine() -> tuple[Any, Any]:
+    """SIM-B's trading engine, or (None, None) when its module is not there yet."""
+    try:
+        from sim import trading
+    except ImportError as exc:
+        log.warning("trading engine unavailable (%s): serving market data and auth only", exc)
+        return None, None
+    return trading.TradingEngine, getattr(trading, "BadRequest", None)
+
+
+class Venue:
+    """Every part of the sim, wired; owned by the service (and by in-process tests/benches)."""
+
+    def __init__(self, settings: SimSettings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        now = clock.now_ms()
+        self.faults = Faults(
+            rest_fail_rate=settings.sim_fault_rest_fail_rate,
+            rest_delay_ms=settings.sim_fault_rest_delay_ms,
+            force_429=settings.sim_fault_force_429,
+            drop_hubs_every_s=settings.sim_fault_drop_hubs_every_s)
+        self.tokens = Tokens(clock, settings.sim_token_secret, settings.sim_token_lifetime_s)
+        self.catalogue = Catalogue(clock, settings.sim_roots)
+        self.tape = Tape(settings.sim_seed, settings.sim_always_open,
+                         _history_start(now, settings.sim_history_days))
+        self.history = History(self.tape)
+        self.market = Market(clock, self.catalogue, self.tape, self.history,
+                             settings.sim_always_open, settings.sim_seed)
+        self.market_hub = MarketHub(self.tokens, self.market, clock, settings.sim_hub_ping_s)
+        self.user_hub = UserHub(self.tokens, settings.sim_hub_ping_s)
+        self.api = Api(settings, clock, self.tokens, self.catalogue, self.history, self.faults,
+                       on_logout=self._on_logout)
+        self.engine: Any = None
+        engine_cls, bad_request = load_engine()
+        if engine_cls is not None:
+            try:
+                engine = engine_cls(clock, self.catalogue, self.market,
+                                    emit=self.user_hub.broadcast,
+                                    bracket_mode=settings.sim_bracket_mode)
+                handlers = engine.rest_handlers()
+            except Exception:
+                # A half-finished engine must not take market data down with it.
+                log.exception("trading engine failed to start: serving market data and auth only")
+            else:
+                self.engine = engine
+                self.api.add_engine_handlers(handlers, bad_request)
+                self.user_hub.accounts = engine.accounts
+        self.admin = Admin(self)
+        self.counters: dict[str, int] = {"ticks": 0, "prints": 0, "engine_errors": 0,
+                                         "hub_drops": 0}
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        for hub, path in ((self.user_hub, "/hubs/user"), (self.market_hub, "/hubs/market")):
+            app.router.add_post(path + "/negotiate", hub.negotiate)
+            app.router.add_get(path, hub.websocket)
+        self.admin.routes(app)
+        app.router.add_route("*", "/api/{tail:.*}", self.api.handle)
+        return app
+
+    # ---- the market loop --------------------------------------------------------------------
+    def tick(self) -> int:
+        """One market step: prints to the engine first, then to the hubs. Returns print count."""
+        updates = self.market.step(self.clock.now_ms())
+        n = 0
+        engine = self.engine
+        for up in updates:
+            n += len(up.prints)
+            if engine is None:
+                continue
+            cid = up.contract_id
+            to_price = self.tape.to_price
+            try:
+                for t, p, size, _side in up.prints:
+                    engine.on_trade(cid, to_price(cid, p), size, t)
+                bid, ask = self.market.best_bid(cid), self.market.best_ask(cid)
+                if bid is not None and ask is not None:
+                    engine.on_quote(cid, bid, ask, up.prints[-1][0])
+            except Exception:
+                self.counters["engine_errors"] += 1
+                log.exception("trading engine failed on %s", cid)
+        self.market_hub.publish(updates)
+        self.counters["ticks"] += 1
+        self.counters["prints"] += n
+        return n
+
+    # ---- faults -----------------------------------------------------------------------------
+    def hubs(self) -> tuple[UserHub, MarketHub]:
+        return self.user_hub, self.market_hub
+
+    async def drop_hubs(self) -> int:
+        n = 0
+        for hub in self.hubs():
+            n += len(hub.connections)
+            if self.faults.drop_mode == "close":
+                await hub.close_all("Connection closed with an error.", True)
+            else:
+                hub.abort_all()
+        self.counters["hub_drops"] += 1
+        return n
+
+    async def expire_tokens(self) -> None:
+        self.tokens.expire_all_now()
+        if self.settings.sim_hub_close_on_expiry:
+            for hub in self.hubs():
+                await hub.close_expired()
+
+    async def logout_all(self) -> int:
+        """GatewayLogout on every connection, every token revoked, connections closed."""
+        from sim.hubs import event
+        n = 0
+        for hub in self.hubs():
+            n += len(hub.connections)
+            hub.send_all(event("GatewayLogout", []))
+        self.tokens.expire_all_now()
+        for hub in self.hubs():
+            await hub.close_all("The session was logged out.", False)
+        return n
+
+    def _on_logout(self, claims: Claims) -> None:
+        """Auth/logout: the hub connections opened with that token go too."""
+        for hub in self.hubs():
+            for conn in list(hub.connections):
+                if conn.claims.jti == claims.jti:
+                    asyncio.get_running_loop().create_task(
+                        conn.close("The session was logged out.", False))
+
+    def all_counters(self) -> dict[str, int]:
+        out = dict(self.counters)
+        out.update({k: int(v) for k, v in self.api.counters.items()})
+        for hub in self.hubs():
+            out[f"{hub.name}_connections"] = len(hub.connections)
+            for k, v in hub.counters.items():
+                out[f"{hub.name}_{k}"] = v
+        out["tokens_issued"] = self.tokens.issued
+        return out
+
+
+class SimService(Service):
+    name = "sim"
+    settings_cls = SimSettings
+
+    async def on_start(self) -> None:
+        settings: SimSettings = self.settings  # type: ignore[assignment]
+        self.venue = Venue(settings, self.clock)
+        self.venue.market.start(self.clock.now_ms())
+        self.runner = web.AppRunner(self.venue.app(), access_log=None, shutdown_timeout=0.5)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, settings.sim_host, settings.sim_port,
+                           reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.runner.cleanup()
+            raise StartupError(f"cannot listen on {settings.sim_host}:{settings.sim_port}: "
+                               f"{exc.strerror or exc}") from None
+        now = datetime.fromtimestamp(self.clock.now_ms() / 1000, tz=timezone.utc)
+        log.info("venue on http://%s:%d (market time %s, speed %g, seed %d, %s, engine %s)",
+                 settings.sim_host, settings.sim_port, now.isoformat(timespec="seconds"),
+                 self.clock.speed, settings.sim_seed,
+                 "always open" if settings.sim_always_open else "CME hours",
+                 "on" if self.venue.engine is not None else "OFF")
+
+    async def run(self) -> None:
+        await asyncio.gather(self._market_loop(), self._housekeeping())
+
+    async def _market_loop(self) -> None:
+        interval = self.settings.sim_tick_interval_s  # type: ignore[attr-defined]
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                self.venue.tick()
+            except Exception:
+                log.exception("market step failed")
+            self.counters.update(self.venue.all_counters())
+            await asyncio.sleep(max(0.0, interval - (loop.time() - started)))
+
+    async def _housekeeping(self) -> None:
+        """Hub pings, periodic drop faults, closing expired hub sessions: once a second."""
+        loop = asyncio.get_running_loop()
+        settings: SimSettings = self.settings  # type: ignore[assignment]
+        last_ping = last_drop = loop.time()
+        while True:
+            await asyncio.sleep(0.25)
+            now = loop.time()
+            if now - last_ping >= settings.sim_hub_ping_s:
+                for hub in self.venue.hubs():
+                    hub.ping()
+                last_ping = now
+            every = self.venue.faults.drop_hubs_every_s
+            if every > 0 and now - last_drop >= every:
+                last_drop = now
+                await self.venue.drop_hubs()
+            elif every <= 0:
+                last_drop = now
+            if settings.sim_hub_close_on_expiry:
+                for hub in self.venue.hubs():
+                    await hub.close_expired()
+
+    async def on_stop(self) -> None:
+        venue = getattr(self, "venue", None)
+        if venue is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.gather(
+                *(hub.close_all() for hub in venue.hubs()), return_exceptions=True), 0.5)
+        except asyncio.TimeoutError:
+            for hub in venue.hubs():
+                hub.abort_all()
+        await self.runner.cleanup()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="listen address (SIM_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listen port (SIM_PORT, default 7110)")
+    parser.add_argument("--seed", type=int, help="price process seed (SIM_SEED)")
+    parser.add_argument("--history-days", type=int, help="days of history (SIM_HISTORY_DAYS)")
+    parser.add_argument("--always-open", action="store_true", default=None,
+                        help="ignore CME hours: the market never closes (SIM_ALWAYS_OPEN)")
+    parser.add_argument("--username", help="required userName (SIM_USERNAME; empty = demo)")
+    parser.add_argument("--api-key", help="required apiKey (SIM_API_KEY; empty = demo)")
+    parser.add_argument("--token-lifetime", type=float,
+                        help="token lifetime in market seconds (SIM_TOKEN_LIFETIME_S)")
+    parser.add_argument("--bracket-mode", choices=("auto_oco", "position"),
+                        help="bracket mode of the default account (SIM_BRACKET_MODE)")
+    parser.add_argument("--fault-drop-hubs-every", type=float,
+                        help="drop hub connections every N seconds (SIM_FAULT_DROP_HUBS_EVERY_S)")
+    parser.add_argument("--fault-rest-fail-rate", type=float,
+                        help="fraction of REST calls answered 500 (SIM_FAULT_REST_FAIL_RATE)")
+    parser.add_argument("--fault-rest-delay-ms", type=int,
+                        help="delay added to REST calls (SIM_FAULT_REST_DELAY_MS)")
+    parser.add_argument("--fault-force-429", action="store_true", default=None,
+                        help="answer every REST call 429 (SIM_FAULT_FORCE_429)")
+
+
+_OPTION_TO_SETTING = {
+    "host": "sim_host", "port": "sim_port", "seed": "sim_seed",
+    "history_days": "sim_history_days", "always_open": "sim_always_open",
+    "username": "sim_username", "api_key": "sim_api_key",
+    "token_lifetime": "sim_token_lifetime_s", "bracket_mode": "sim_bracket_mode",
+    "fault_drop_hubs_every": "sim_fault_drop_hubs_every_s",
+    "fault_rest_fail_rate": "sim_fault_rest_fail_rate",
+    "fault_rest_delay_ms": "sim_fault_rest_delay_ms", "fault_force_429": "sim_fault_force_429",
+}
+
+
+def cli(args: argparse.Namespace) -> int:
+    overrides = {setting: getattr(args, option) for option, setting in _OPTION_TO_SETTING.items()
+                 if getattr(args, option, None) is not None}
+    return run_service(SimService, **overrides)
+
+
+def main() -> int:
+    return run_service(SimService)
