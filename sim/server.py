@@ -45,14 +45,24 @@ def _history_start(now_ms: int, days: int) -> int:
     return start - start % DAY_MS
 
 
-def load_engine() -> tuple[Any, Any]:
-    """SIM-B's trading engine, or (None, None) when its module is not there yet."""
+def load_engine() -> Any:
+    """SIM-B's trading module, or None when it is not there yet."""
     try:
         from sim import trading
     except ImportError as exc:
         log.warning("trading engine unavailable (%s): serving market data and auth only", exc)
-        return None, None
-    return trading.TradingEngine, getattr(trading, "BadRequest", None)
+        return None
+    return trading
+
+
+def engine_accounts(trading: Any, text: str) -> Any:
+    """SIM_ACCOUNTS parsed by the engine's own parser (None = its default account)."""
+    if not text.strip():
+        return None
+    try:
+        return trading.parse_accounts(text)
+    except ValueError as exc:
+        raise StartupError(f"bad setting SIM_ACCOUNTS: {exc}") from None
 
 
 class Venue:
@@ -79,19 +89,20 @@ class Venue:
         self.api = Api(settings, clock, self.tokens, self.catalogue, self.history, self.faults,
                        on_logout=self._on_logout)
         self.engine: Any = None
-        engine_cls, bad_request = load_engine()
-        if engine_cls is not None:
+        trading = load_engine()
+        if trading is not None:
+            accounts = engine_accounts(trading, settings.sim_accounts)
             try:
-                engine = engine_cls(clock, self.catalogue, self.market,
-                                    emit=self.user_hub.broadcast,
-                                    bracket_mode=settings.sim_bracket_mode)
+                engine = trading.TradingEngine(clock, self.catalogue, self.market,
+                                               emit=self.user_hub.broadcast, accounts=accounts,
+                                               bracket_mode=settings.sim_bracket_mode)
                 handlers = engine.rest_handlers()
             except Exception:
                 # A half-finished engine must not take market data down with it.
                 log.exception("trading engine failed to start: serving market data and auth only")
             else:
                 self.engine = engine
-                self.api.add_engine_handlers(handlers, bad_request)
+                self.api.add_engine_handlers(handlers, getattr(trading, "BadRequest", None))
                 self.user_hub.accounts = engine.accounts
         self.admin = Admin(self)
         self.counters: dict[str, int] = {"ticks": 0, "prints": 0, "engine_errors": 0,
@@ -181,6 +192,8 @@ class Venue:
             for k, v in hub.counters.items():
                 out[f"{hub.name}_{k}"] = v
         out["tokens_issued"] = self.tokens.issued
+        for k, v in (getattr(self.engine, "counters", None) or {}).items():
+            out[f"engine_{k}"] = v
         return out
 
 
@@ -270,6 +283,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", help="required apiKey (SIM_API_KEY; empty = demo)")
     parser.add_argument("--token-lifetime", type=float,
                         help="token lifetime in market seconds (SIM_TOKEN_LIFETIME_S)")
+    parser.add_argument("--accounts",
+                        help="accounts id:name[:balance[:flags]],... (SIM_ACCOUNTS)")
     parser.add_argument("--bracket-mode", choices=("auto_oco", "position"),
                         help="bracket mode of the default account (SIM_BRACKET_MODE)")
     parser.add_argument("--fault-drop-hubs-every", type=float,
@@ -287,6 +302,7 @@ _OPTION_TO_SETTING = {
     "history_days": "sim_history_days", "always_open": "sim_always_open",
     "username": "sim_username", "api_key": "sim_api_key",
     "token_lifetime": "sim_token_lifetime_s", "bracket_mode": "sim_bracket_mode",
+    "accounts": "sim_accounts",
     "fault_drop_hubs_every": "sim_fault_drop_hubs_every_s",
     "fault_rest_fail_rate": "sim_fault_rest_fail_rate",
     "fault_rest_delay_ms": "sim_fault_rest_delay_ms", "fault_force_429": "sim_fault_force_429",
