@@ -1,0 +1,76 @@
+"""Helpers for tests and benches that run against a sim process (any helper's tests may use them).
+
+Plain httpx, no project client: wait for the sim to answer, log in, and drive the admin
+endpoint (faults, counters). Start the sim itself as a child process (`chillly sim`) with the
+environment the test wants (SIM_PORT, CLOCK_SPEED, SIM_ALWAYS_OPEN, SIM_RATE_*, ...).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sim_env(run_dir: object, **extra: str) -> dict[str, str]:
+    """Environment for a sim child process on free loopback ports: always open, 3 days of
+    history, its own bus ports (no broker needed), plus `extra` (SIM_*, CLOCK_* ...)."""
+    return {"SIM_PORT": str(free_port()), "SIM_ALWAYS_OPEN": "1", "SIM_HISTORY_DAYS": "3",
+            "BUS_PUBLISH_ADDR": f"tcp://127.0.0.1:{free_port()}",
+            "BUS_SUBSCRIBE_ADDR": f"tcp://127.0.0.1:{free_port()}",
+            "RUN_DIR": f"{run_dir}/run", "HEARTBEAT_INTERVAL": "1", **extra}
+
+
+def wait_ready(base_url: str, timeout: float = 20.0) -> None:
+    """Poll GET /api/Status/ping until the sim answers (fail after `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/api/Status/ping", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.05)
+    raise AssertionError(f"sim at {base_url} not ready after {timeout}s ({last})")
+
+
+def login(base_url: str, user: str = "trader", key: str = "key") -> str:
+    """A session token from Auth/loginKey."""
+    r = httpx.post(f"{base_url}/api/Auth/loginKey", json={"userName": user, "apiKey": key})
+    r.raise_for_status()
+    body = r.json()
+    if not body.get("success"):
+        raise AssertionError(f"login failed: {body}")
+    return str(body["token"])
+
+
+def set_faults(base_url: str, **changes: Any) -> dict[str, Any]:
+    """POST /admin/faults; returns the answer ({"faults": ..., "done": ...})."""
+    r = httpx.post(f"{base_url}/admin/faults", json=changes)
+    r.raise_for_status()
+    return dict(r.json())
+
+
+def clear_faults(base_url: str) -> None:
+    set_faults(base_url, rest_fail_rate=0, rest_delay_ms=0, force_429=False,
+               drop_hubs_every_s=0, drop_mode="abrupt", token_lifetime_s=None)
+
+
+def counters(base_url: str) -> dict[str, Any]:
+    """GET /admin/counters: {"counters": {...}, "paths": {...}}."""
+    r = httpx.get(f"{base_url}/admin/counters")
+    r.raise_for_status()
+    return dict(r.json())
+
+
+def reset_counters(base_url: str) -> None:
+    httpx.post(f"{base_url}/admin/counters/reset").raise_for_status()
