@@ -592,7 +592,7 @@ class TradingEngine:
 
     # ----- Order/modify, Order/cancel ---------------------------------------------------------
 
-    def modify(self, account_id: int, order_id: int, size: int | None = None,
+    def modify(self, account_id: int, order_id: int | None, size: int | None = None,
                limit_price: float | None = None, stop_price: float | None = None,
                trail_price: float | None = None) -> None:
         """Change a working order; None leaves a field unchanged. Raises TradingError."""
@@ -664,7 +664,7 @@ class TradingEngine:
             price = self._market_price(contract, order.side) or last
             self._fill(order, price, now)
 
-    def cancel(self, account_id: int, order_id: int) -> None:
+    def cancel(self, account_id: int, order_id: int | None) -> None:
         order = self._find_order(account_id, order_id, not_found=2)
         account = self._accounts[account_id]
         if not account.simulated:
@@ -729,7 +729,7 @@ class TradingEngine:
             raise TradingError(1, "Account not found.")
         return list(self._by_account[account_id])
 
-    def order_by_id(self, account_id: int, order_id: int) -> Order:
+    def order_by_id(self, account_id: int, order_id: int | None) -> Order:
         return self._find_order(account_id, order_id, not_found=1)
 
     def positions(self, account_id: int) -> list[Position]:
@@ -920,9 +920,11 @@ class TradingEngine:
         if order.custom_tag is not None:
             self._tags[order.account_id].add(order.custom_tag)
 
-    def _find_order(self, account_id: int, order_id: int, not_found: int) -> Order:
+    def _find_order(self, account_id: int, order_id: int | None, not_found: int) -> Order:
         if account_id not in self._accounts:
             raise TradingError(1, "Account not found.")
+        if order_id is None:
+            raise TradingError(not_found, "The orderId field is required.")
         order = self._orders.get(order_id)
         if order is None or order.account_id != account_id:
             raise TradingError(not_found, f"Order {order_id} was not found.")

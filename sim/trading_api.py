@@ -175,9 +175,9 @@ def build_handlers(engine: TradingEngine) -> dict[str, Handler]:
     def order_modify(data: dict[str, Any]) -> dict[str, Any]:
         b = Body(data, "/api/Order/modify")
         try:
-            engine.modify(b.integer("accountId") or 0, _required_order(b),
-                          size=b.integer("size"), limit_price=b.number("limitPrice"), stop_price=b.number("stopPrice"),
-                          trail_price=b.number("trailPrice"))
+            engine.modify(b.integer("accountId") or 0, b.integer("orderId"),
+                          size=b.integer("size"), limit_price=b.number("limitPrice"),
+                          stop_price=b.number("stopPrice"), trail_price=b.number("trailPrice"))
         except TradingError as e:
             return fail(e.code, e.message)
         return ok()
@@ -185,7 +185,7 @@ def build_handlers(engine: TradingEngine) -> dict[str, Handler]:
     def order_cancel(data: dict[str, Any]) -> dict[str, Any]:
         b = Body(data, "/api/Order/cancel")
         try:
-            engine.cancel(b.integer("accountId") or 0, _required_order(b))
+            engine.cancel(b.integer("accountId") or 0, b.integer("orderId"))
         except TradingError as e:
             return fail(e.code, e.message)
         return ok()
@@ -210,11 +210,8 @@ def build_handlers(engine: TradingEngine) -> dict[str, Handler]:
 
     def order_search_by_id(data: dict[str, Any]) -> dict[str, Any]:
         b = Body(data, "/api/Order/searchById")
-        order_id = b.integer("orderId")
         try:
-            if order_id is None:
-                raise TradingError(1, "The orderId field is required.")
-            order = engine.order_by_id(b.integer("accountId") or 0, order_id)
+            order = engine.order_by_id(b.integer("accountId") or 0, b.integer("orderId"))
         except TradingError as e:
             return fail(e.code, e.message, order=None)
         return ok(order=order.to_api())
@@ -316,9 +313,3 @@ def build_handlers(engine: TradingEngine) -> dict[str, Handler]:
         "/api/Trade/search": trade_search,
     }
 
-
-def _required_order(b: Body) -> int:
-    order_id = b.integer("orderId")
-    if order_id is None:
-        raise TradingError(2, "The orderId field is required.")
-    return order_id
