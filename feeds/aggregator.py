@@ -126,9 +126,31 @@ class _Bucket:
     final: bool = False       # a final has been emitted (or is stored) for this bucket
     sig: tuple | None = None  # OHLCV last emitted (or stored)
     complete: bool = False
+    # Running OHLCV: O(1) per 1m bar in time order; recomputed only for out-of-order minutes.
+    o: float = 0.0
+    h: float = 0.0
+    low: float = 0.0
+    c: float = 0.0
+    v: int = 0
+    last_t: int = -1
+
+    def put(self, bar: Bar, replaced: bool) -> None:
+        self.minutes[bar.t] = bar
+        if not replaced and bar.t > self.last_t:
+            if self.last_t < 0:
+                self.o, self.h, self.low, self.v = bar.o, bar.h, bar.l, bar.volume
+            else:
+                self.h = bar.h if bar.h > self.h else self.h
+                self.low = bar.l if bar.l < self.low else self.low
+                self.v += bar.volume
+            self.c = bar.c
+            self.last_t = bar.t
+        else:
+            self.o, self.h, self.low, self.c, self.v = _ohlcv(self.minutes)
+            self.last_t = max(self.minutes)
 
     def value(self) -> tuple[float, float, float, float, int]:
-        return _ohlcv(self.minutes)
+        return (self.o, self.h, self.low, self.c, self.v)
 
 
 class BarAggregator:
@@ -148,8 +170,11 @@ class BarAggregator:
         self.grace_ms = grace_ms
         self.retention_ms = retention_ms
         self.buckets: dict[int, _Bucket] = {}
+        self.open: dict[int, _Bucket] = {}   # buckets not complete yet (usually one)
         self.newest = 0  # open time of the newest 1m bar applied
         self.last_arrival = 0  # clock time the last 1m bar arrived
+        self._bounds_cache = (0, 0)
+        self._prune_at = 0
         self.counters = {"in": 0, "unchanged": 0, "too_late": 0, "partials": 0, "finals": 0,
                          "revisions": 0, "resent": 0}
 
@@ -162,28 +187,28 @@ class BarAggregator:
         bucket = self._apply(bar)
         if bucket is None:
             return
-        if bar.t >= bucket.last_minute:
-            bucket.complete = True
+        if bar.t >= bucket.last_minute or bucket.end <= self.newest:
+            self._complete(bucket)
         if bar.t > self.newest:
             self.newest = bar.t
             # A bar of a later bucket proves every earlier bucket is over (finals are in order).
-            for other in self.buckets.values():
-                if not other.complete and other.end <= bar.t:
-                    other.complete = True
-                    self._emit(other)
+            done = [b for b in self.open.values() if b.end <= bar.t]
+            for other in sorted(done, key=lambda b: b.start):
+                self._complete(other)
+                self._emit(other)
         self._emit(bucket)
-        self.on_time(self.clock.now_ms())
-        self._prune()
+        if self.newest >= self._prune_at:
+            self._prune()
 
     def on_time(self, now_ms: int) -> None:
         """The clock passed `now_ms`: finish buckets whose end plus grace is behind us, once
         the input has also been quiet for the grace (a replay of old bars, which arrive long
         after their buckets ended, must not finish each bucket on its first minute)."""
-        if now_ms - self.last_arrival < self.grace_ms:
+        if not self.open or now_ms - self.last_arrival < self.grace_ms:
             return
-        for bucket in sorted(self.buckets.values(), key=lambda b: b.start):
-            if not bucket.complete and bucket.end + self.grace_ms <= now_ms:
-                bucket.complete = True
+        for bucket in sorted(self.open.values(), key=lambda b: b.start):
+            if bucket.end + self.grace_ms <= now_ms:
+                self._complete(bucket)
                 self._emit(bucket)
 
     # ------------------------------------------------------------------ recovery path
@@ -191,13 +216,14 @@ class BarAggregator:
     def seed(self, stored: Iterable[Bar]) -> None:
         """What the database already holds for this timeframe: finals with their rev."""
         for b in stored:
-            start, end = self.spec.bounds(b.t)
+            start, end = self._bounds(b.t)
             bucket = self._bucket(start, end)
             if b.rev >= bucket.rev:
                 bucket.rev = b.rev
                 bucket.final = b.final
-                bucket.complete = bucket.complete or b.final
                 bucket.sig = (b.o, b.h, b.l, b.c, b.volume)
+                if b.final:
+                    self._complete(bucket)
 
     def load(self, bars: Iterable[Bar], now_ms: int, reference: dict[int, Bar] | None = None
              ) -> None:
@@ -215,7 +241,7 @@ class BarAggregator:
             bucket = self._apply(bar)
             if bar.t > self.newest:
                 self.newest = bar.t
-            start = bucket.start if bucket is not None else self.spec.bounds(bar.t)[0]
+            start = bucket.start if bucket is not None else self._bounds(bar.t)[0]
             b = self.buckets.get(start)
             if b is not None:
                 touched[start] = b
@@ -230,7 +256,7 @@ class BarAggregator:
                 continue
             if (bucket.last_minute in bucket.minutes or bucket.end <= self.newest
                     or bucket.end + self.grace_ms <= now_ms):
-                bucket.complete = True
+                self._complete(bucket)
             if not self._emit(bucket) and reference is not None and bucket.final:
                 ref = reference.get(start)
                 if ref is None or (ref.o, ref.h, ref.l, ref.c, ref.volume) != bucket.sig \
@@ -241,16 +267,28 @@ class BarAggregator:
 
     # ------------------------------------------------------------------ internals
 
+    def _bounds(self, t: int) -> tuple[int, int]:
+        cached = self._bounds_cache
+        if cached[0] <= t < cached[1]:
+            return cached
+        cached = self._bounds_cache = self.spec.bounds(t)
+        return cached
+
     def _bucket(self, start: int, end: int) -> _Bucket:
         bucket = self.buckets.get(start)
         if bucket is None:
             bucket = _Bucket(start, end, self.spec.last_minute(start, end))
             self.buckets[start] = bucket
+            self.open[start] = bucket
         return bucket
+
+    def _complete(self, bucket: _Bucket) -> None:
+        bucket.complete = True
+        self.open.pop(bucket.start, None)
 
     def _apply(self, bar: Bar) -> _Bucket | None:
         """Put the bar in its minute; None if it changed nothing (or is too old to hold)."""
-        start, end = self.spec.bounds(bar.t)
+        start, end = self._bounds(bar.t)
         if start not in self.buckets and end + self.retention_ms < self.newest:
             self.counters["too_late"] += 1
             return None
@@ -260,7 +298,7 @@ class BarAggregator:
                 bar.o, bar.h, bar.l, bar.c, bar.volume):
             self.counters["unchanged"] += 1
             return None
-        bucket.minutes[bar.t] = bar
+        bucket.put(bar, old is not None)
         return bucket
 
     def _bar(self, bucket: _Bucket, rev: int, final: bool) -> Bar:
@@ -294,6 +332,7 @@ class BarAggregator:
         old = [s for s, b in self.buckets.items() if b.complete and b.end < horizon]
         for s in old:
             del self.buckets[s]
+        self._prune_at = self.newest + HOUR_MS
 
 
 class Aggregators:

@@ -61,14 +61,15 @@ class Store(Service):
             conn = await loop.run_in_executor(None, open_writer, s.database_path)
         except (sqlite3.Error, MigrationError, OSError) as exc:
             raise StartupError(f"cannot open {s.database_path}: {exc}") from None
-        self.last_final: dict[tuple[str, str], int] = await loop.run_in_executor(
-            None, self._read_last_final)
+        # Read before subscribing: where each contract's stored 1m series ends at start.
+        self._last1m: dict[str, int] = await loop.run_in_executor(None, self._read_last_1m)
         self.writer = Writer(conn, s.store_batch_rows, s.store_flush_interval)
         self.writer.start()
+        self._add = self.writer.add
         self.counters.update({"bars_in": 0, "partials_skipped": 0, "contracts_in": 0,
                               "quotes_in": 0, "trades_in": 0, "recoveries": 0,
                               "recovery_failures": 0, "bar_gaps": 0})
-        self._dirty: dict[str, int] = {}
+        self._dirty: dict[str, int | None] = {}
         self._wake = asyncio.Event()
         self.bus.on(topics.bars(), self._on_bar)
         self.bus.on(topics.HISTORY, self._on_bar)
@@ -82,31 +83,38 @@ class Store(Service):
         except BusNotReady as exc:
             raise StartupError(f"no broker: {exc}") from None
         if s.store_recover:
-            for (contract, tf), t in self.last_final.items():
-                if tf == "1m":
-                    self._mark(contract, t)
+            for contract, t in self._last1m.items():
+                self._mark(contract, t)
 
-    def _read_last_final(self) -> dict[tuple[str, str], int]:
+    def _last_1m(self, contract: str) -> int | None:
         conn = open_reader(self.settings.database_path)
         try:
-            return {k: queries.last_time(conn, *k) or 0 for k in queries.series_keys(conn)}
+            return queries.last_time(conn, contract, "1m")
+        finally:
+            conn.close()
+
+    def _read_last_1m(self) -> dict[str, int]:
+        conn = open_reader(self.settings.database_path)
+        try:
+            return {c: t for c in queries.known_contracts(conn)
+                    if (t := queries.last_time(conn, c, "1m")) is not None}
         finally:
             conn.close()
 
     # ------------------------------------------------------------------ ingest (loop side)
 
     def _on_bar(self, env: Envelope) -> None:
+        # The hot path: no typed message, no per-row bookkeeping beyond one counter.
         p = env.payload
-        if not p["final"] or p.get("origin") == "trades":
+        if not p["final"]:          # partial revisions, and bars built from trade prints
             self.counters["partials_skipped"] += 1
             return
-        contract, tf, t = p["contract"], p["tf"], p["t"]
-        self.writer.add("bars", (contract, tf, t, p["o"], p["h"], p["l"], p["c"], p["volume"], 1,
-                                 p.get("rev", 0), p.get("origin", "poll"), p["ts"]))
+        self._add("bars", (p["contract"], p["tf"], p["t"], p["o"], p["h"], p["l"], p["c"],
+                           p["volume"], 1, p.get("rev", 0), p.get("origin", "poll"), p["ts"]))
         self.counters["bars_in"] += 1
-        key = (contract, tf)
-        if t > self.last_final.get(key, -1):
-            self.last_final[key] = t
+        if p["tf"] == "1m":
+            # Where a recovery starts if the next message reveals a gap (on_gap runs first).
+            self._last1m[p["contract"]] = p["t"]
 
     def _on_contract(self, env: Envelope) -> None:
         p = env.payload
@@ -138,11 +146,15 @@ class Store(Service):
         self.counters["bar_gaps"] += 1
         log.warning("lost %d message(s) from %s on %s: recovering %s", last - first + 1, src,
                     topic, contract)
-        self._mark(contract, self.last_final.get((contract, "1m"), 0))
+        self._mark(contract, self._last1m.get(contract))
 
-    def _mark(self, contract: str, since: int) -> None:
-        prev = self._dirty.get(contract)
-        self._dirty[contract] = since if prev is None else min(prev, since)
+    def _mark(self, contract: str, since: int | None) -> None:
+        """Queue a recovery of `contract` from `since` (None: from its newest stored 1m bar,
+        read when the recovery runs, after what is queued now is committed)."""
+        if contract in self._dirty:
+            prev = self._dirty[contract]
+            since = None if prev is None or since is None else min(prev, since)
+        self._dirty[contract] = since
         self._wake.set()
 
     async def _recovery_loop(self) -> None:
@@ -168,11 +180,17 @@ class Store(Service):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
 
-    async def _recover(self, contract: str, since: int) -> bool:
+    async def _recover(self, contract: str, since: int | None) -> bool:
         """Backfill 1m from `since` to now, then have the aggregator fill the higher timeframes.
         False when the feed did not answer (retry later)."""
         s = self.settings
         end = self.clock.now_ms()
+        if since is None:
+            await asyncio.wrap_future(self.writer.barrier())
+            since = await asyncio.get_running_loop().run_in_executor(
+                None, self._last_1m, contract)
+            if since is None:
+                since = end - DAY_MS
         start = max(since, end - int(s.store_recover_days * DAY_MS))
         if start < end:
             try:

@@ -1,8 +1,8 @@
 """The one place the market database is written: a writer thread with batched transactions.
 
-The event loop only appends row tuples to in-memory queues (`add_*`, a few hundred ns each);
-the writer thread wakes when a batch is full (`batch_rows`) or `flush_s` has passed since the
-first unwritten row, and writes everything queued in ONE transaction with `executemany`. So a
+The event loop only appends row tuples to in-memory lists (`add`, a short lock, well under a
+microsecond); the writer thread wakes when `batch_rows` rows are waiting or every `flush_s`,
+takes everything queued at once and writes it in ONE transaction with `executemany`. So a
 burst costs one commit per batch instead of one per row, the loop never waits on the disk, and a
 row is at most `flush_s` (plus one commit) away from being durable.
 
@@ -18,7 +18,6 @@ import logging
 import sqlite3
 import threading
 import time
-from collections import deque
 from typing import Any
 
 log = logging.getLogger("store.writer")
@@ -61,9 +60,10 @@ class Writer:
         self.conn = conn
         self.batch_rows = max(1, batch_rows)
         self.flush_s = flush_s
-        self.queues: dict[str, deque[tuple[Any, ...]]] = {k: deque() for k, _ in _KINDS}
-        self._barriers: deque[concurrent.futures.Future[None]] = deque()
-        self._queued = 0
+        # Loop side appends under a short lock; the writer swaps the lists out whole.
+        self._lock = threading.Lock()
+        self._buf: dict[str, list[tuple[Any, ...]]] = {k: [] for k, _ in _KINDS}
+        self._barriers: list[concurrent.futures.Future[None]] = []
         self._wake = threading.Event()
         self._stop = False
         self.counters = {"rows_written": 0, "commits": 0, "write_errors": 0}
@@ -76,20 +76,24 @@ class Writer:
     # ------------------------------------------------------------------ loop side (cheap)
 
     def add(self, kind: str, row: tuple[Any, ...]) -> None:
-        self.queues[kind].append(row)
-        self._queued += 1
-        if self._queued >= self.batch_rows:
+        with self._lock:
+            buf = self._buf[kind]
+            buf.append(row)
+            n = len(buf)
+        if n == self.batch_rows:
             self._wake.set()
 
     def barrier(self) -> "concurrent.futures.Future[None]":
         """A future done once everything queued so far is committed."""
         fut: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._barriers.append(fut)
+        with self._lock:
+            self._barriers.append(fut)
         self._wake.set()
         return fut
 
     def pending(self) -> int:
-        return sum(len(q) for q in self.queues.values())
+        with self._lock:
+            return sum(len(b) for b in self._buf.values())
 
     # ------------------------------------------------------------------ writer thread
 
@@ -110,52 +114,37 @@ class Writer:
                 return
 
     def _write_all(self) -> None:
-        """Drain every queue in batches (one transaction per batch), then release barriers."""
-        barriers = []
-        while self._barriers:
-            barriers.append(self._barriers.popleft())
-        try:
-            while True:
-                batches = []
-                n = 0
-                for kind, sql in _KINDS:
-                    q = self.queues[kind]
-                    take = min(len(q), self.batch_rows)
-                    if take:
-                        # deque.popleft is atomic: the loop may keep appending meanwhile.
-                        batches.append((kind, sql, [q.popleft() for _ in range(take)]))
-                        n += take
-                if not n:
-                    break
-                self._queued = max(0, self._queued - n)
-                try:
-                    self._commit(batches)
-                except Exception:
-                    # Put the rows back in front, in order, so nothing is lost on retry.
-                    for kind, _, rows in reversed(batches):
-                        self.queues[kind].extendleft(reversed(rows))
-                    self._queued += n
-                    raise
-        except Exception:
-            for b in reversed(barriers):
-                self._barriers.appendleft(b)
-            raise
+        """Take everything queued and write it in one transaction, then release barriers."""
+        with self._lock:
+            bufs, self._buf = self._buf, {k: [] for k, _ in _KINDS}
+            barriers, self._barriers = self._barriers, []
+        n = sum(len(rows) for rows in bufs.values())
+        if n:
+            try:
+                self._commit([(sql, bufs[kind]) for kind, sql in _KINDS if bufs[kind]])
+            except Exception:
+                # Put the rows back in front, in order, so nothing is lost on retry.
+                with self._lock:
+                    for kind in bufs:
+                        self._buf[kind] = bufs[kind] + self._buf[kind]
+                    self._barriers = barriers + self._barriers
+                raise
         for b in barriers:
             if not b.done():
                 b.set_result(None)
 
-    def _commit(self, batches: list[tuple[str, str, list[tuple[Any, ...]]]]) -> None:
+    def _commit(self, batches: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for _, sql, rows in batches:
+            for sql, rows in batches:
                 conn.executemany(sql, rows)
             conn.execute("COMMIT")
         except Exception:
             conn.execute("ROLLBACK")
             raise
         self.counters["commits"] += 1
-        self.counters["rows_written"] += sum(len(r) for _, _, r in batches)
+        self.counters["rows_written"] += sum(len(r) for _, r in batches)
 
     def close(self, timeout: float = 1.5) -> bool:
         """Write what is queued and stop the thread; False if it did not finish in time."""

@@ -46,7 +46,7 @@ def test_writer_upsert_never_lets_an_older_rev_or_a_partial_win(tmp_path: Path) 
     r = open_reader(tmp_path / "w.db")
     got = [(b.t, b.volume, b.rev) for b in queries.bars_between(r, C, "1m", 0, 10**9)]
     assert got == [(0, 5, 2), (60_000, 4, 0), (120_000, 2, 1)]
-    assert w.counters["commits"] >= 2
+    assert w.counters["commits"] >= 1
 
 
 def test_close_flushes_everything_queued(tmp_path: Path) -> None:
