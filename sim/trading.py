@@ -321,11 +321,12 @@ class TradingEngine:
                 raise ValueError(f"account {c.id}: bad bracket mode {mode!r}")
             self._accounts[c.id] = Account(c.id, c.name, float(c.balance), c.can_trade,
                                            c.is_visible, c.simulated, c.active, mode)
-        # Ids grow from a clock-derived base so a restarted sim does not reuse recent ids.
-        base_s = max(0, clock.now_ms() // 1000)
-        self._next_order = base_s * 10 + 1
-        self._next_trade = base_s * 10 + 1
-        self._next_position = base_s % 1_000_000_000 + 1
+        # Ids grow from a clock-derived base so a restarted sim does not reuse recent ids
+        # (order/trade ids are int64 and stay below 2**53; position ids are int32).
+        now = max(0, clock.now_ms())
+        self._next_order = now + 1
+        self._next_trade = now + 1
+        self._next_position = (now // 10) % 2_000_000_000 + 1
         self._orders: dict[int, Order] = {}
         self._by_account: dict[int, list[Order]] = {a: [] for a in self._accounts}
         self._tags: dict[int, set[str]] = {a: set() for a in self._accounts}
@@ -615,8 +616,9 @@ class TradingEngine:
                 raise TradingError(3, "Invalid limit price. Price is not aligned to tick size.")
             changes["limit_price"] = round_to_tick(limit_price, tick)
         if stop_price is not None:
-            if order.type not in (STOP, STOP_LIMIT, TRAILING_STOP):
-                raise TradingError(3, f"A {TYPE_NAMES[order.type]} order has no stop price.")
+            if order.type not in (STOP, STOP_LIMIT):
+                raise TradingError(3, f"A {TYPE_NAMES[order.type]} order has no stop price "
+                                      "to modify (a trailing stop moves with trailPrice).")
             if not is_tick_aligned(stop_price, tick):
                 raise TradingError(3, "Invalid stop price. Price is not aligned to tick size.")
             changes["stop_price"] = round_to_tick(stop_price, tick)
@@ -954,6 +956,8 @@ class TradingEngine:
 
     def _flush(self) -> None:
         """Send buffered events only after the state change is complete."""
+        if not self._out:
+            return
         out, self._out = self._out, []
         for name, account_id, envelope in out:
             try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sim.fees import fee_per_side, fees_for
 from sim.trading import AccountConfig, parse_accounts
@@ -524,3 +526,67 @@ def test_a_failing_emit_does_not_corrupt_state(rig: Rig) -> None:
     assert rig.place(type=2, side=0)["success"]
     assert rig.positions()[0]["size"] == 1
     assert rig.engine.counters["emit_errors"] == 5
+
+
+def test_modify_trailing_stop_by_trail_price_and_stop_by_stop_price(rig: Rig) -> None:
+    trail = rig.place(type=5, side=1, trailPrice=5998.0)["orderId"]
+    m = rig.call("/api/Order/modify", {"accountId": ACCOUNT, "orderId": trail,
+                                       "trailPrice": 5996.0})
+    assert m["success"]
+    order = rig.order(trail)
+    assert (order["trailDistance"], order["trailPrice"], order["stopPrice"]) == (16, 4.0, 5996.0)
+    assert rig.call("/api/Order/modify", {"accountId": ACCOUNT, "orderId": trail,
+                                          "stopPrice": 5990.0})["errorCode"] == 3
+    stop = rig.place(type=4, side=1, stopPrice=5995.0)["orderId"]
+    assert rig.call("/api/Order/modify", {"accountId": ACCOUNT, "orderId": stop,
+                                          "stopPrice": 5994.0})["success"]
+    assert rig.order(stop)["stopPrice"] == 5994.0
+    # moved through the market: it fires at once
+    rig.call("/api/Order/modify", {"accountId": ACCOUNT, "orderId": stop, "stopPrice": 6001.0})
+    assert rig.order(stop)["status"] == 2
+
+
+def test_suspended_bracket_leg_cannot_be_modified_but_can_be_cancelled(rig: Rig) -> None:
+    rig.place(type=1, side=0, limitPrice=5990.0, stopLossBracket={"ticks": -8, "type": 4},
+              takeProfitBracket={"ticks": 8, "type": 1})
+    sl = next(o for o in rig.orders() if o["type"] == 4)
+    r = rig.call("/api/Order/modify", {"accountId": ACCOUNT, "orderId": sl["id"], "size": 2})
+    assert r["errorCode"] == 3
+    assert rig.call("/api/Order/cancel", {"accountId": ACCOUNT, "orderId": sl["id"]})["success"]
+    rig.trade(5990.0)                        # the entry fills; only the TP goes live
+    statuses = {o["type"]: o["status"] for o in rig.orders() if o["parentOrderId"]}
+    assert statuses == {4: 3, 1: 1}
+
+
+# ----- property: P&L is conserved ---------------------------------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0, 1]), st.integers(1, 4), st.integers(-40, 40)),
+                min_size=1, max_size=25))
+def test_realised_pnl_equals_cash_flow_when_flat(fills: list[tuple[int, int, int]]) -> None:
+    """Whatever the sequence of fills, once flat: sum of P&L = sells - buys, in dollars, and the
+    balance moved by exactly P&L minus fees; one position row at most, never negative size."""
+    rig = Rig()
+    cash_ticks = 0.0
+    net = 0
+    for side, size, offset in fills:
+        rig.market_at(6000.0 + offset * 0.25)
+        r = rig.place(type=2, side=side, size=size)
+        assert r["success"], r
+        price = rig.order(r["orderId"])["filledPrice"]
+        cash_ticks += (price / 0.25) * size * (1 if side == 1 else -1)
+        net += size if side == 0 else -size
+        rows = rig.positions()
+        assert len(rows) == (0 if net == 0 else 1)
+        if rows:
+            assert rows[0]["size"] == abs(net) and rows[0]["type"] == (1 if net > 0 else 2)
+    if net:
+        rig.call("/api/Position/closeContract", {"accountId": ACCOUNT, "contractId": ES.id})
+        last = rig.trades()[-1]
+        cash_ticks += (last["price"] / 0.25) * abs(net) * (1 if net > 0 else -1)
+    trades = rig.trades()
+    pnl = sum(t["profitAndLoss"] or 0.0 for t in trades)
+    fees = sum(t["fees"] for t in trades)
+    assert pnl == pytest.approx(cash_ticks * 12.5, abs=0.05 * len(trades))
+    assert rig.balance() == pytest.approx(50000.0 + pnl - fees, abs=0.01 * len(trades))
+    assert rig.positions() == []
