@@ -13,6 +13,7 @@ Every call goes through `_call`, which is where the rules live:
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
 import random
@@ -137,12 +138,14 @@ class ProjectXClient:
     # ------------------------------------------------------------------ the one call path
 
     async def _backoff(self, attempt: int, retry_after: float | None) -> None:
+        """Wait before retrying a read. Real seconds: backoff and Retry-After model the network
+        and the venue's wall clock, not the market (with CLOCK_SPEED > 1 this is the cautious
+        reading; at speed 1 both are the same)."""
         self.counters["retries"] += 1
+        delay = min(10.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
         if retry_after is not None:
-            delay = min(retry_after, self.retry_after_max_s)
-        else:
-            delay = min(10.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-        await self.clock.sleep(delay)
+            delay = max(delay, min(retry_after, self.retry_after_max_s))
+        await asyncio.sleep(delay)
 
     async def _call(self, path: str, body: dict[str, Any] | None, *, mode: str = READ,
                     budget: str = REST, token: str | None = None,
@@ -192,7 +195,8 @@ class ProjectXClient:
                     self.counters["http_429"] += 1
                     pause = min(retry_after if retry_after is not None else 1.0,
                                 self.retry_after_max_s)
-                    self.budgets[budget].block_until(self.clock.now_ms() + int(pause * 1000))
+                    self.budgets[budget].block_until(
+                        self.clock.now_ms() + int(pause * 1000 * self.clock.speed))
                 else:
                     self.counters["http_5xx"] += 1
                 if mode == MUTATE:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from chillly.clock import iso_to_ms
@@ -26,6 +26,14 @@ def _ms(value: Any) -> Any:
 class VenueModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore",
                               frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        # REST sends explicit nulls where hub payloads omit the key: treat both the same.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
 
 
 class Account(VenueModel):
@@ -45,11 +53,6 @@ class Contract(VenueModel):
     tick_value: float | None = None
     active_contract: bool | None = None
     symbol_id: str | None = None
-
-    @field_validator("name", "description", mode="before")
-    @classmethod
-    def _none_text(cls, v: Any) -> Any:
-        return "" if v is None else v
 
 
 class VenueBar(VenueModel):
