@@ -90,7 +90,7 @@ class Tape:
     """Deterministic prints for every contract; the one source of both live data and history."""
 
     def __init__(self, seed: int, always_open: bool = False, history_start_ms: int = 0,
-                 cache_minutes: int = 400_000, cache_prints: int = 4_000) -> None:
+                 cache_minutes: int = 100_000, cache_prints: int = 600) -> None:
         self.seed = seed
         self.always_open = always_open
         self.history_start_ms = history_start_ms
@@ -99,6 +99,7 @@ class Tape:
         self._open: dict[int, bool] = {}
         self._knots: dict[tuple[int, int, int], float] = {}
         self._levels: dict[tuple[str, int], int] = {}
+        self._ct_offset: dict[int, int] = {}
         self._ctx: dict[str, tuple[RootSpec, int, int, int, float, int]] = {}
         self._cache_minutes = cache_minutes
         self._cache_prints = cache_prints
@@ -179,13 +180,18 @@ class Tape:
             self._open[hour] = cached
         return cached
 
-    def _activity(self, cid: str, minute: int) -> float:
+    def _activity(self, minute: int) -> float:
         """Day session (08:30-15:00 CT) trades about three times the overnight rate."""
-        spec, _, _, _, _, _ = self._context(cid)
-        local = datetime.fromtimestamp(minute * 60, tz=timezone.utc).astimezone(CHICAGO)
-        hm = local.hour * 60 + local.minute
-        factor = 1.0 if 510 <= hm < 900 else 0.35
-        return factor
+        hour = minute // 60
+        offset = self._ct_offset.get(hour)
+        if offset is None:
+            local = datetime.fromtimestamp(hour * 3600, tz=timezone.utc).astimezone(CHICAGO)
+            offset = int(local.utcoffset().total_seconds()) // 60  # type: ignore[union-attr]
+            if len(self._ct_offset) > 200_000:
+                self._ct_offset.clear()
+            self._ct_offset[hour] = offset
+        hm = (minute + offset) % 1440
+        return 1.0 if 510 <= hm < 900 else 0.35
 
     def minute_bar(self, cid: str, minute: int) -> MinuteBar | None:
         """The OHLCV of one minute, or None when nothing trades in it."""
@@ -210,7 +216,7 @@ class Tape:
         down = int(abs(rng.gauss(0.0, 1.0)) * sigma * 0.5)
         h = max(o, c) + up
         low = max(1, min(o, c) - down)
-        activity = self._activity(cid, minute)
+        activity = self._activity(minute)
         if not self._is_front_like(cid, minute):
             activity *= _BACK_MONTH_ACTIVITY
         n = max(4, int(spec.prints_per_min * activity * (0.6 + 0.8 * rng.random())))

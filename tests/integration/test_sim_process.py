@@ -1,0 +1,46 @@
+"""The sim as a process: heartbeats on the bus like every process, stops cleanly on SIGTERM
+with hub clients connected, refuses a port in use with exit code 2."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from websockets.asyncio.client import connect
+
+from chillly import topics
+from sim.testing import login, wait_ready
+from tests.support import Procs, aeventually
+
+
+async def test_sim_heartbeats_and_stops_cleanly_with_clients_connected(
+        procs: Procs, bus: Any, bus_env: dict[str, str]) -> None:
+    beats: list[Any] = []
+    bus.on(topics.heartbeat("sim"), lambda env: beats.append(env.message()))
+    sim = procs.chillly("sim", name="sim", env={"SIM_ALWAYS_OPEN": "1",
+                                                 "SIM_HISTORY_DAYS": "2"})
+    base = f"http://127.0.0.1:{bus_env['SIM_PORT']}"
+    await asyncio.to_thread(wait_ready, base)
+    await aeventually(lambda: any(b.state == "RUNNING" and b.counters.get("ticks", 0) > 0
+                                  for b in beats), timeout=10, what="a RUNNING heartbeat")
+    token = await asyncio.to_thread(login, base)
+    url = base.replace("http", "ws") + f"/hubs/market?access_token={token}"
+    async with connect(url) as ws:
+        await ws.send('{"protocol":"json","version":1}\x1e')
+        assert await asyncio.wait_for(ws.recv(), 5) == "{}\x1e"
+        rc = await asyncio.to_thread(sim.terminate, 3.0)
+    assert rc == 0
+    assert beats[-1].state == "STOPPED"
+
+
+def test_port_in_use_is_an_operator_error(procs: Procs, bus_env: dict[str, str]) -> None:
+    env = {"SIM_ALWAYS_OPEN": "1", "SIM_HISTORY_DAYS": "1"}
+    procs.chillly("sim", name="first", env=env)
+    wait_ready(f"http://127.0.0.1:{bus_env['SIM_PORT']}")
+    second = procs.chillly("sim", name="second", env=env)
+    assert second.wait(15) == 2
+
+
+def test_bad_setting_is_refused_with_exit_code_2(procs: Procs) -> None:
+    assert procs.chillly("sim", name="bad", env={"SIM_RATE_SCOPE": "planet"}).wait(15) == 2
+    assert procs.chillly("sim", "--port", "0", name="badport").wait(15) == 2
