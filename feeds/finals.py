@@ -31,6 +31,7 @@ class FinalTracker:
     def __init__(self, contract: str, hwm: int | None = None) -> None:
         self.contract = contract
         self.hwm = hwm
+        self._origin: int | None = None
         self._partials: dict[int, tuple[tuple[float, float, float, float, int], int]] = {}
         self.counters = {"finals": 0, "partials": 0, "stale_skipped": 0}
 
@@ -39,7 +40,9 @@ class FinalTracker:
         """Where the next request starts: right after the high-water mark (bounded by
         `max_catchup_ms`), or at the current minute minus `lookback_min` for a new contract."""
         if self.hwm is None:
-            return minute_floor(now_ms) - lookback_min * MINUTE_MS
+            if self._origin is None:  # the subscription's first minute, kept until a final
+                self._origin = minute_floor(now_ms) - lookback_min * MINUTE_MS
+            return self._origin
         start = self.hwm + MINUTE_MS
         if max_catchup_ms is not None:
             start = max(start, minute_floor(now_ms - max_catchup_ms))

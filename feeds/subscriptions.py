@@ -45,9 +45,9 @@ class SubscriptionsService(Service):
         s: FeedSettings = self.settings  # type: ignore[assignment]
         self.client = ProjectXClient.from_settings(s, self.clock)
         self.resolver = ContractResolver(self.client)
-        self.state = JsonState(s.run_dir / STATE_FILE)
+        self.saved = JsonState(s.run_dir / STATE_FILE)
         try:
-            saved = self.state.load()
+            saved = self.saved.load()
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         self.entries: list[dict[str, Any]] = []   # {"contract": id, "symbol": str|None, "info": {...}}
@@ -105,7 +105,7 @@ class SubscriptionsService(Service):
 
     async def _changed(self) -> None:
         self.counters["changes"] += 1
-        await self.state.save({"contracts": self.entries})
+        await self.saved.save({"contracts": self.entries})
         self.publish_set()
 
     def publish_set(self) -> None:

@@ -169,7 +169,9 @@ def test_after_an_outage_the_missed_finals_come_in_time_order_without_duplicates
 
 
 def test_start_is_bounded_by_the_catchup_limit_and_new_contracts_start_now() -> None:
-    assert FinalTracker("C").start_ms(T0 + 30_000, lookback_min=2) == T0 - 2 * MINUTE_MS
+    new = FinalTracker("C")
+    assert new.start_ms(T0 + 30_000, lookback_min=2) == T0 - 2 * MINUTE_MS
+    assert new.start_ms(T0 + 5 * MINUTE_MS) == T0 - 2 * MINUTE_MS  # until its first final
     tr = FinalTracker("C", hwm=T0 - 10 * 86_400_000)
     assert tr.start_ms(T0, max_catchup_ms=86_400_000) == T0 - 86_400_000
 
