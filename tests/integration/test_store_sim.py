@@ -1,0 +1,104 @@
+"""End to end against the sim: sim -> subscriptions -> feed-bars -> aggregator -> store.
+
+The clock runs 60x, anchored so that market time starts at Wednesday 2026-01-14 00:30 UTC
+(Tuesday 18:30 CT); the feed's initial lookback (4 h) reaches back across the 16:00 CT halt and
+the 17:00 CT session open. Then:
+- stored 1m, 5m and 1h bars equal the sim's own History/retrieveBars at those units for the
+  same window, field by field;
+- stored daily bars equal a session-anchored aggregation of the stored 1m bars.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import httpx
+
+from chillly.clock import HOUR_MS, ms_to_iso
+from chillly.messages import Bar
+from feeds.aggregator import BucketSpec, aggregate
+from sim.testing import login, wait_ready
+from tests.integration.test_store_support import Heartbeats, db_rows
+from tests.support import aeventually
+
+SPEED = 60
+MARKET_START = int(datetime(2026, 1, 14, 0, 30, tzinfo=timezone.utc).timestamp() * 1000)
+A = int(datetime(2026, 1, 13, 21, tzinfo=timezone.utc).timestamp() * 1000)   # 15:00 CT
+B = int(datetime(2026, 1, 14, 0, tzinfo=timezone.utc).timestamp() * 1000)    # 18:00 CT
+
+
+def anchor_for(market_ms: int, speed: float) -> str:
+    """CLOCK_ANCHOR that makes market time equal `market_ms` now (market = a + (real - a) * s)."""
+    real = time.time() * 1000
+    anchor = (speed * real - market_ms) / (speed - 1)
+    return ms_to_iso(int(anchor))
+
+
+def contracts_in(db: str) -> list[str]:
+    import sqlite3
+    from pathlib import Path
+
+    try:
+        conn = sqlite3.connect(f"file:{Path(db).resolve()}?mode=ro", uri=True)
+    except sqlite3.OperationalError:
+        return []
+    try:
+        return [r[0] for r in conn.execute("SELECT DISTINCT contract FROM bars WHERE tf='1m'")]
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+
+
+def venue_bars(base: str, token: str, contract: str, unit: int, n: int) -> list[tuple]:
+    r = httpx.post(f"{base}/api/History/retrieveBars", headers={"Authorization": f"Bearer {token}"},
+                   json={"contractId": contract, "live": False, "startTime": ms_to_iso(A),
+                         "endTime": ms_to_iso(B), "unit": unit, "unitNumber": n, "limit": 20000,
+                         "includePartialBar": False})
+    r.raise_for_status()
+    body = r.json()
+    assert body["success"], body
+    from chillly.clock import iso_to_ms
+
+    return sorted((iso_to_ms(b["t"]), b["o"], b["h"], b["l"], b["c"], b["v"])
+                  for b in body["bars"])
+
+
+async def test_stored_bars_equal_the_venues_and_daily_bars_are_session_aggregates(
+        procs, bus, bus_env) -> None:
+    env = {"CLOCK_SPEED": str(SPEED), "CLOCK_ANCHOR": anchor_for(MARKET_START, SPEED),
+           "DEFAULT_CONTRACTS": "ES", "FEED_INITIAL_LOOKBACK_MIN": "240",
+           "SIM_HISTORY_DAYS": "3", "FEED_POLL_INTERVAL": "30"}
+    hb = Heartbeats(bus)
+    procs.chillly("sim", env=env)
+    base = f"http://127.0.0.1:{bus_env['SIM_PORT']}"
+    wait_ready(base)
+    for name in ("store", "aggregator", "feed-bars"):
+        procs.chillly(name, env=env)
+    procs.chillly("subscriptions", "serve", env=env)
+    await aeventually(lambda: hb.running("store", "aggregator", "subscriptions", "feed-bars"),
+                      timeout=30, what="every process running")
+    db = bus_env["DATABASE_PATH"]
+    contract = (await aeventually(lambda: contracts_in(db), timeout=30, what="1m bars stored"))[0]
+    token = login(base)
+
+    expected = {tf: venue_bars(base, token, contract, unit, n)
+                for tf, unit, n in (("1m", 2, 1), ("5m", 2, 5), ("1h", 3, 1))}
+    assert len(expected["1h"]) == 2 and len(expected["1m"]) == 120   # halt 16:00-17:00 CT
+    for tf, want in expected.items():
+        await aeventually(
+            lambda tf=tf, want=want: [r for r in db_rows(db, tf, contract) if A <= r[0] < B]
+            == want, timeout=30, what=f"stored {tf} bars equal the sim's retrieveBars")
+
+    # The session that closed at 16:00 CT on Tuesday is complete: its daily bar is final.
+    day = BucketSpec.of("1d")
+    await aeventually(lambda: len(db_rows(db, "1d", contract)) >= 1, timeout=30,
+                      what="a final daily bar")
+    m1 = [Bar(contract=contract, tf="1m", t=r[0], o=r[1], h=r[2], l=r[3], c=r[4], volume=r[5],
+              final=True) for r in db_rows(db, "1m", contract)]
+    stored_days = db_rows(db, "1d", contract)
+    by_day = {b.t: (b.t, b.o, b.h, b.l, b.c, b.volume) for b in aggregate(m1, day)}
+    assert stored_days[0][0] == day.bounds(A)[0] == A - 22 * HOUR_MS
+    for row in stored_days:
+        assert row == by_day[row[0]]
