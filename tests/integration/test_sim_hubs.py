@@ -59,20 +59,31 @@ def ws_url(base: str, hub: str, token: str | None) -> str:
     return url + (f"?access_token={token}" if token else "")
 
 
+_pending: dict[int, list[dict[str, Any]]] = {}
+
+
 async def records(ws: ClientConnection, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """The next frame's records (after any left over by `until`)."""
+    left = _pending.pop(id(ws), None)
+    if left:
+        return left
     raw = await asyncio.wait_for(ws.recv(), timeout)
     assert isinstance(raw, str) and raw.endswith(RS)
     return [json.loads(part) for part in raw.split(RS) if part]
 
 
 async def until(ws: ClientConnection, pred: Any, timeout: float = 5.0) -> dict[str, Any]:
-    """Read records until one satisfies `pred` (pings and events in between are skipped)."""
+    """Read records until one satisfies `pred` (pings and events in between are skipped; the
+    records after it in the same frame are kept for the next read)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         left = deadline - asyncio.get_running_loop().time()
         assert left > 0, "expected record did not arrive"
-        for rec in await records(ws, left):
+        recs = await records(ws, left)
+        for i, rec in enumerate(recs):
             if pred(rec):
+                if recs[i + 1:]:
+                    _pending[id(ws)] = recs[i + 1:]
                 return rec
 
 
@@ -83,6 +94,7 @@ async def raw(sim: str, token: str) -> AsyncIterator[ClientConnection]:
         await ws.send('{"protocol":"json","version":1}' + RS)
         assert await asyncio.wait_for(ws.recv(), 5) == "{}" + RS
         yield ws
+    _pending.pop(id(ws), None)
 
 
 def test_negotiate_answers_a_connection_id_and_needs_a_token(sim: str, token: str) -> None:
