@@ -358,7 +358,7 @@ class TradingEngine:
         self._last[contract_id] = price
         working = self._working.get(contract_id)
         if working:
-            for order in sorted(working.values(), key=lambda o: o.id):
+            for order in list(working.values()):   # in the order they went live
                 if order.status == OPEN:
                     self._match_print(order, price, t_ms)
         self._flush()
@@ -368,7 +368,7 @@ class TradingEngine:
         working = self._working.get(contract_id)
         if not working:
             return
-        for order in sorted(working.values(), key=lambda o: o.id):
+        for order in list(working.values()):
             if order.status != OPEN or order.limit_price is None:
                 continue
             if order.type not in LIMIT_LIKE and not (order.type == STOP_LIMIT and order.triggered):

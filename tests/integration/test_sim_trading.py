@@ -22,7 +22,7 @@ from tests.support import Procs, aeventually, eventually, free_port
 
 ACCOUNTS = {
     "hub": 2001, "reject": 2002, "pnl": 2003, "limit": 2004, "query": 2005,
-    "position_mode": 2006, "partial": 2007, "tags": 2008,
+    "position_mode": 2006, "partial": 2007, "tags": 2008, "stops": 2009, "modify": 2010,
 }
 USER_EVENTS = ("GatewayUserAccount", "GatewayUserOrder", "GatewayUserPosition",
                "GatewayUserTrade")
@@ -85,7 +85,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
         for key, aid in ACCOUNTS.items())
     env = {"SIM_PORT": str(port), "RUN_DIR": str(tmp / "run"), "LOG_LEVEL": "INFO",
            "SIM_ACCOUNTS": accounts, "SIM_ALWAYS_OPEN": "true", "SIM_HISTORY_DAYS": "1",
-           "CLOCK_SPEED": "20",
+           "CLOCK_SPEED": "60",
            "CLOCK_ANCHOR": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     procs = Procs(tmp, env)
     proc = procs.chillly("sim", name="sim")
@@ -268,17 +268,35 @@ def test_partial_close_then_close(sim: Sim) -> None:
     assert (missing["success"], missing["errorCode"]) == (False, 2)
 
 
-def test_resting_join_bid_fills_from_the_sims_own_prints(sim: Sim) -> None:
+def test_resting_join_orders_fill_from_the_sims_own_prints(sim: Sim) -> None:
     acct = ACCOUNTS["limit"]
-    r = sim.place(acct, type=6, side=0)
-    assert r["success"]
-    order = sim.order(acct, r["orderId"])
-    assert order["type"] == 6 and order["limitPrice"] is not None
-    filled = eventually(lambda: (o := sim.order(acct, r["orderId"]))["status"] == 2 and o,
-                        timeout=20, interval=0.1, what="the join-bid order to fill")
-    assert filled["filledPrice"] == order["limitPrice"]
-    (pos,) = sim.positions(acct)
-    assert (pos["size"], pos["averagePrice"]) == (1, order["limitPrice"])
+    # One joins the bid, one the ask: whichever way the market goes, a print soon trades at one.
+    ids = []
+    for otype, side in ((6, 0), (7, 1)):
+        r = sim.place(acct, type=otype, side=side)
+        assert r["success"], r
+        order = sim.order(acct, r["orderId"])
+        assert (order["type"], order["status"]) == (otype, 1)
+        assert order["limitPrice"] is not None
+        ids.append((r["orderId"], order["limitPrice"]))
+
+    def one_filled() -> dict | None:
+        for oid, _ in ids:
+            o = sim.order(acct, oid)
+            if o["status"] == 2:
+                return o
+        return None
+
+    filled = eventually(one_filled, timeout=20, interval=0.05, what="a join order to fill")
+    assert filled["filledPrice"] == dict(ids)[filled["id"]]
+    for oid, _ in ids:
+        if oid != filled["id"]:
+            sim.post("/api/Order/cancel", {"accountId": acct, "orderId": oid})
+    rows = sim.positions(acct)
+    if rows:   # both may have filled by now: then the account is flat
+        (pos,) = rows
+        assert pos["size"] == 1
+        sim.post("/api/Position/closeContract", {"accountId": acct, "contractId": sim.es["id"]})
 
 
 def test_custom_tag_unique_per_account(sim: Sim) -> None:
@@ -313,3 +331,53 @@ def test_v2_query_paging_and_problem_details(sim: Sim) -> None:
     for oid in ids:
         assert sim.post("/api/Order/cancel", {"accountId": acct, "orderId": oid})["success"]
     sim.post("/api/Position/closeContract", {"accountId": acct, "contractId": sim.es["id"]})
+
+
+async def test_trailing_stop_fires_on_the_sims_prints(sim: Sim) -> None:
+    acct = ACCOUNTS["stops"]
+    entry = sim.place(acct, type=2, side=0, size=2)
+    fill = sim.order(acct, entry["orderId"])["filledPrice"]
+    async with UserHub(sim, acct) as hub:
+        # a sell trailing stop a couple of ticks under the market: whichever way the random walk
+        # goes, a pullback of that size from its running high comes within seconds
+        trail = sim.place(acct, type=5, side=1, trailPrice=fill - 0.5)
+        if not trail["success"]:   # the market moved a lot since the entry; re-anchor
+            trail = sim.place(acct, type=5, side=1, trailPrice=fill - 1.25)
+        assert trail["success"], trail
+        order = sim.order(acct, trail["orderId"])
+        assert order["trailDistance"] >= 1 and order["stopPrice"] is not None
+        assert order["trailPrice"] == pytest.approx(order["trailDistance"] * 0.25)
+        fired = eventually(lambda: (o := sim.order(acct, trail["orderId"]))["status"] == 2 and o,
+                           timeout=30, interval=0.1, what="the trailing stop to fire")
+        assert fired["filledPrice"] <= fired["stopPrice"]
+        await aeventually(lambda: any(n == "GatewayUserAccount" for n, _ in hub.events),
+                          what="events of the trailing stop's fill")
+        filled_at = next(i for i, (n, _, oid, s) in enumerate(hub.seen())
+                         if oid == trail["orderId"] and s == 2)
+        assert [n for n, *_ in hub.seen()[filled_at:filled_at + 4]] == [
+            "GatewayUserOrder", "GatewayUserTrade", "GatewayUserPosition", "GatewayUserAccount"]
+    (pos,) = sim.positions(acct)
+    assert (pos["type"], pos["size"]) == (1, 1)
+    sim.post("/api/Position/closeContract", {"accountId": acct, "contractId": sim.es["id"]})
+
+
+def test_modify_and_cancel_a_resting_limit_over_http(sim: Sim) -> None:
+    acct = ACCOUNTS["modify"]
+    entry = sim.place(acct, type=2, side=0)
+    price = sim.order(acct, entry["orderId"])["filledPrice"]
+    sim.post("/api/Position/closeContract", {"accountId": acct, "contractId": sim.es["id"]})
+    oid = sim.place(acct, type=1, side=0, limitPrice=price - 100.0)["orderId"]
+    m = sim.post("/api/Order/modify", {"accountId": acct, "orderId": oid, "size": 3,
+                                       "limitPrice": price - 90.0, "stopPrice": None,
+                                       "trailPrice": None})
+    assert m == {"success": True, "errorCode": 0, "errorMessage": None}
+    order = sim.order(acct, oid)
+    assert (order["size"], order["limitPrice"], order["status"]) == (3, price - 90.0, 1)
+    bad = sim.post("/api/Order/modify", {"accountId": acct, "orderId": oid, "limitPrice": 1.1})
+    assert (bad["success"], bad["errorCode"]) == (False, 3)
+    assert sim.post("/api/Order/cancel", {"accountId": acct, "orderId": oid})["success"]
+    again = sim.post("/api/Order/cancel", {"accountId": acct, "orderId": oid})
+    assert (again["success"], again["errorCode"]) == (False, 3)
+    assert sim.order(acct, oid)["status"] == 3
+    r = sim.raw("/api/Order/modify", {"accountId": acct, "orderId": "abc"})
+    assert r.status_code == 400
