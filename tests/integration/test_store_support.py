@@ -85,3 +85,42 @@ def db_rows(path: str | Path, tf: str, contract: str = C) -> list[tuple]:
 
 def key(b: Bar) -> tuple:
     return (b.t, b.o, b.h, b.l, b.c, b.volume)
+
+
+class RawPublisher:
+    """A second publisher with its own `src` and hand-set `seq`, through the real codec: lets a
+    test lose messages on purpose (a seq jump) as a congested bus would."""
+
+    def __init__(self, addr: str, src: str = "feed-bars") -> None:
+        import zmq
+
+        self.src = src
+        self.sock = zmq.Context.instance().socket(zmq.PUB)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(addr)
+
+    async def connect(self, bus: Any, timeout: float = 10.0) -> None:
+        """Send probes until `bus` sees one: the broker has our subscriber's subscriptions."""
+        import asyncio
+
+        from chillly.messages import Probe
+
+        seen = asyncio.Event()
+        topic = f"_rawprobe.{self.src}."
+        bus.on(topic, lambda env: seen.set())
+        for i in range(1, int(timeout / 0.02)):
+            self.send(topic, Probe(nonce=i), i)
+            try:
+                await asyncio.wait_for(seen.wait(), 0.02)
+                return
+            except asyncio.TimeoutError:
+                continue
+        raise AssertionError("raw publisher never reached the broker")
+
+    def send(self, topic: str, msg: Any, seq: int) -> None:
+        from broker.codec import encode
+
+        self.sock.send_multipart(encode(topic, msg, self.src, seq, 0))
+
+    def close(self) -> None:
+        self.sock.close()
