@@ -31,6 +31,7 @@ import zmq
 import zmq.asyncio
 
 from broker.codec import DecodeError, Envelope, decode, encode_payload
+from broker.security import CurveKeys, curve_from_settings, require_safe, secure_client
 from chillly import topics
 from chillly.clock import Clock, SystemClock
 from chillly.messages import Command, Message, Probe, Reply
@@ -68,7 +69,10 @@ class Bus:
         clock: Clock | None = None,
         hwm: int = 100_000,
         on_gap: GapCallback | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
+        for addr in (publish_addr, subscribe_addr):
+            require_safe(addr, curve)
         self.name = name
         self.instance = f"{name}-{os.getpid()}-{secrets.token_hex(3)}"
         self.clock: Clock = clock or SystemClock()
@@ -91,6 +95,8 @@ class Bus:
         for sock in (self._pub, self._sub_sync):
             sock.setsockopt(zmq.RECONNECT_IVL, 50)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        for sock in (self._pub, self._sub_sync):
+            secure_client(sock, curve)
         self._pub.connect(publish_addr)
         self._sub_sync.connect(subscribe_addr)
         self._seq: dict[str, int] = {}
@@ -107,6 +113,13 @@ class Bus:
         self._rid_counter = itertools.count(1)
         self._closed = False
         self.on(topics.reply(self.instance), self._on_reply)
+
+    @classmethod
+    def from_settings(cls, settings: Any, name: str, *, clock: Clock | None = None,
+                      on_gap: GapCallback | None = None) -> "Bus":
+        """The bus as configured (addresses, high-water mark, CURVE keys): what tools use."""
+        return cls(settings.bus_publish_addr, settings.bus_subscribe_addr, name, clock=clock,
+                   hwm=settings.bus_hwm, on_gap=on_gap, curve=curve_from_settings(settings))
 
     # ------------------------------------------------------------------ publishing
 

@@ -17,7 +17,11 @@ import threading
 
 import zmq
 
-from chillly.process import Service, StartupError
+from broker.security import (
+    CurveKeys, curve_from_settings, require_safe, secure_server, start_authenticator,
+)
+from chillly.errors import StartupError
+from chillly.process import Service
 
 log = logging.getLogger("broker")
 
@@ -48,8 +52,11 @@ def check_ipc_free(addr: str) -> None:
 class Relay:
     """XSUB (publishers connect) <-> XPUB (subscribers connect), relayed in C."""
 
-    def __init__(self, ctx: zmq.Context, publish_addr: str, subscribe_addr: str, hwm: int) -> None:
+    def __init__(self, ctx: zmq.Context, publish_addr: str, subscribe_addr: str, hwm: int,
+                 curve: CurveKeys | None = None) -> None:
         self._ctx = ctx
+        self.curve = curve
+        self._auth: object = None
         self.publish_addr = publish_addr
         self.subscribe_addr = subscribe_addr
         self.hwm = hwm
@@ -60,7 +67,9 @@ class Relay:
 
     def start(self, timeout: float = 5.0) -> None:
         for addr in (self.publish_addr, self.subscribe_addr):
+            require_safe(addr, self.curve)
             check_ipc_free(addr)
+        self._auth = start_authenticator(self._ctx, self.curve)
         self._thread.start()
         if not self._bound.wait(timeout):
             raise StartupError("relay did not start")
@@ -79,6 +88,8 @@ class Relay:
         xsub.setsockopt(zmq.RCVHWM, self.hwm)
         xpub.setsockopt(zmq.SNDHWM, self.hwm)
         try:
+            for s in (xsub, xpub):
+                secure_server(s, self.curve)
             for sock, addr in ((xsub, self.publish_addr), (xpub, self.subscribe_addr)):
                 try:
                     sock.bind(addr)
@@ -118,6 +129,9 @@ class Relay:
             self._thread.join(1.0)
             self._control.close(linger=0)
             self._control = None
+        if self._auth is not None:
+            self._auth.stop()  # type: ignore[attr-defined]
+            self._auth = None
 
 
 class BrokerService(Service):
@@ -127,7 +141,7 @@ class BrokerService(Service):
     async def on_start(self) -> None:
         ctx = zmq.Context.shadow(self.bus._ctx.underlying)
         self.relay = Relay(ctx, self.settings.bus_publish_addr, self.settings.bus_subscribe_addr,
-                           self.settings.bus_hwm)
+                           self.settings.bus_hwm, curve_from_settings(self.settings))
         self.relay.start()
         log.info("relaying: publishers -> %s (XSUB), subscribers <- %s (XPUB)",
                  self.settings.bus_publish_addr, self.settings.bus_subscribe_addr)

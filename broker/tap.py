@@ -23,6 +23,8 @@ import zmq
 import zmq.asyncio
 
 from broker.codec import DecodeError, encode, unpack
+from broker.security import CurveKeys, curve_from_settings, require_safe, secure_client
+from chillly.errors import StartupError
 from chillly import topics
 from chillly.messages import Probe, SchemaError, validate
 from chillly.settings import load_settings
@@ -74,12 +76,16 @@ def format_json(topic: str, payload: Any, problem: str | None) -> str:
 
 
 class Tap:
-    def __init__(self, sub_addr: str, pub_addr: str, prefixes: list[str], out: TextIO) -> None:
+    def __init__(self, sub_addr: str, pub_addr: str, prefixes: list[str], out: TextIO,
+                 curve: CurveKeys | None = None) -> None:
+        for addr in (sub_addr, pub_addr):
+            require_safe(addr, curve)
         self.ctx = zmq.asyncio.Context()
         self.sub = self.ctx.socket(zmq.SUB)
         self.pub = self.ctx.socket(zmq.PUB)
         for s in (self.sub, self.pub):
             s.setsockopt(zmq.LINGER, 0)
+            secure_client(s, curve)
         self.sub.setsockopt(zmq.RCVHWM, 1_000_000)
         self.sub.connect(sub_addr)
         self.pub.connect(pub_addr)
@@ -182,7 +188,12 @@ class Tap:
 
 async def _main(args: argparse.Namespace) -> int:
     settings = load_settings()
-    tap = Tap(settings.bus_subscribe_addr, settings.bus_publish_addr, args.prefixes, sys.stdout)
+    try:
+        tap = Tap(settings.bus_subscribe_addr, settings.bus_publish_addr, args.prefixes,
+                  sys.stdout, curve_from_settings(settings))
+    except StartupError as exc:
+        print(f"chillly tap: {exc}", file=sys.stderr)
+        return 2
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from broker.bus import Bus
 from chillly import topics
 from chillly.clock import Clock, clock_from_settings
+from chillly.errors import StartupError
 from chillly.logs import setup_logging
 from chillly.messages import Heartbeat
 from chillly.settings import Settings, load_settings
@@ -28,10 +29,6 @@ from chillly.settings import Settings, load_settings
 STOP_BUDGET = 1.8  # seconds: the issue asks for a clean exit within 2 s of SIGTERM
 
 log = logging.getLogger("process")
-
-
-class StartupError(Exception):
-    """A start-up failure the operator must fix (bad address, port in use): exit code 2."""
 
 
 class State(str, enum.Enum):
@@ -119,9 +116,12 @@ async def _heartbeats(svc: Service, interval: float) -> None:
 async def _lifecycle(cls: type[Service], settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     clock = clock_from_settings(settings)
-    bus = Bus(settings.bus_publish_addr, settings.bus_subscribe_addr,
-              getattr(settings, "process_name", None) or cls.name, clock=clock,
-              hwm=settings.bus_hwm)
+    try:
+        bus = Bus.from_settings(settings, getattr(settings, "process_name", None) or cls.name,
+                                clock=clock)
+    except StartupError as exc:
+        print(f"chillly {cls.name}: {exc}", file=sys.stderr, flush=True)
+        return 2
     svc = cls(settings, bus, clock)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, svc.stopping.set)

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     bus_publish_addr: str = "tcp://127.0.0.1:7101"
     bus_subscribe_addr: str = "tcp://127.0.0.1:7102"
     bus_hwm: int = Field(default=100_000, ge=0)
+    # ZeroMQ CURVE for a bus that leaves the machine (broker/security.py; `chillly keys`).
+    bus_curve_server_key: str = ""
+    bus_curve_server_secret: SecretStr | None = None
+    bus_curve_client_key: str = ""
+    bus_curve_client_secret: SecretStr | None = None
 
     # The shared clock (chillly.clock): CLOCK_SPEED times real time after CLOCK_ANCHOR.
     clock_speed: float = Field(default=1.0, gt=0)
@@ -73,6 +78,20 @@ class Settings(BaseSettings):
         if not _ADDR_RE.match(value):
             raise ValueError("expected tcp://host:port, ipc://path or inproc://name")
         return value
+
+    @field_validator("bus_curve_server_key", "bus_curve_client_key")
+    @classmethod
+    def _check_z85(cls, value: str) -> str:
+        if value and len(value) != 40:
+            raise ValueError("expected a 40-character Z85 CURVE public key (chillly keys)")
+        return value
+
+    @field_validator("bus_curve_server_secret", "bus_curve_client_secret")
+    @classmethod
+    def _check_z85_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() and len(value.get_secret_value()) != 40:
+            raise ValueError("expected a 40-character Z85 CURVE secret key (chillly keys)")
+        return value if value is not None and value.get_secret_value() else None
 
     @field_validator("default_contracts", mode="before")
     @classmethod
@@ -138,7 +157,7 @@ def _describe(error: dict[str, Any]) -> str:
     if not name:
         # Model-level errors carry the variable name in their message ("NAME: ...").
         return f"bad setting {msg}"
-    shown = "<hidden>" if "KEY" in name or "SECRET" in name else repr(value)
+    shown = "<hidden>" if "API_KEY" in name or "SECRET" in name else repr(value)
     return f"bad setting {name}={shown}: {msg}"
 
 

@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 async def collect(wait: float) -> dict[str, dict]:
     settings = load_settings()
-    bus = Bus(settings.bus_publish_addr, settings.bus_subscribe_addr, "status")
+    bus = Bus.from_settings(settings, "status")
     seen: dict[str, dict] = {}
 
     def on_hb(env: Envelope) -> None:
