@@ -1,0 +1,95 @@
+"""feed-bars against the real sim: the final 1m stream equals the venue's own bars, one per
+minute, none twice, through a 10-minute venue outage and a restart, for two contracts at once;
+backfill on request."""
+
+from __future__ import annotations
+
+import json
+
+from chillly.clock import MINUTE_MS
+from chillly.messages import Bar
+from tests.integration.test_feeds_helpers import (Collect, Stack, assert_finals_match_venue,
+                                                  stack_env, wait_finals)
+from tests.support import aeventually
+
+ES, NQ = "CON.F.US.EP.", "CON.F.US.ENQ."
+
+
+def contract_ids(col: Collect) -> list[str]:
+    return sorted({b.contract for b in col.items if isinstance(b, Bar)})
+
+
+async def test_final_bars_equal_the_venue_through_an_outage_and_a_restart(procs, bus) -> None:  # type: ignore[no-untyped-def]
+    procs.env.update(stack_env(speed=60))
+    stack = Stack(procs)
+    col = Collect(bus, "bar.1m.")
+    await stack.start_sim()
+    stack.start("subscriptions")
+    stack.start("feed-bars")
+    await aeventually(lambda: len(contract_ids(col)) == 2, timeout=20, what="bars of ES and NQ")
+    es = next(c for c in contract_ids(col) if c.startswith(ES))
+    nq = next(c for c in contract_ids(col) if c.startswith(NQ))
+    await wait_finals(col, es, 2)
+    await wait_finals(col, nq, 2)
+
+    # A 10-minute venue outage (every API call answers 500): no finals, then the hole is filled.
+    stack.faults(rest_fail_rate=1.0)
+    down = stack.market_now()
+    await aeventually(lambda: stack.market_now() >= down + 10 * MINUTE_MS, timeout=20,
+                      what="ten market minutes of outage")
+    assert all(b.t < down for b in col.finals(es) + col.finals(nq))
+    stack.faults(rest_fail_rate=0.0)
+    await wait_finals(col, es, 1, after=down + 10 * MINUTE_MS)
+    await wait_finals(col, nq, 1, after=down + 10 * MINUTE_MS)
+
+    # A restart: the high-water mark on disk makes it resume exactly where it stopped.
+    assert stack.children["feed-bars"].terminate() == 0
+    hwm = json.loads((procs.tmp / "run" / "feed-bars-hwm.json").read_text())
+    assert hwm[es] == col.finals(es)[-1].t
+    stopped = stack.market_now()
+    await aeventually(lambda: stack.market_now() >= stopped + 4 * MINUTE_MS, timeout=10,
+                      what="four market minutes without feed-bars")
+    stack.start("feed-bars")
+    await wait_finals(col, es, 1, after=stopped + 4 * MINUTE_MS)
+    await wait_finals(col, nq, 1, after=stopped + 4 * MINUTE_MS)
+
+    for cid in (es, nq):
+        finals = col.finals(cid)
+        assert_finals_match_venue(stack, finals)
+        assert finals[0].t < down < stopped < finals[-1].t
+        # partial revisions came before each final, with rising revs, none after it
+        for f in finals[-3:]:
+            revs = [b.rev for b in col.items if isinstance(b, Bar) and b.contract == cid
+                    and b.t == f.t]
+            assert revs == sorted(revs)
+
+
+async def test_backfill_publishes_history_and_replies_with_count_and_range(procs, bus) -> None:  # type: ignore[no-untyped-def]
+    procs.env.update(stack_env(speed=60, DEFAULT_CONTRACTS="ES"))
+    stack = Stack(procs)
+    hist = Collect(bus, "hist.")
+    await stack.start_sim()
+    stack.start("feed-bars")
+    tool = procs.chillly("backfill", "ES", "--days", "0.5", stdout_pipe=True)
+    out, _ = tool.popen.communicate(timeout=30)
+    assert tool.popen.returncode == 0, out
+    line = out.decode().strip()
+    cid = line.split()[0]
+    count = int(line.split(": ")[1].split()[0])
+    assert cid.startswith(ES) and count > 600  # about 720 minutes in half a day
+    await aeventually(lambda: len(hist.items) >= count, timeout=10, what="the history bars")
+    bars = [b for b in hist.items if isinstance(b, Bar)]
+    assert all(b.final and b.tf == "1m" and b.contract == cid for b in bars)
+    ts = [b.t for b in bars]
+    assert ts == sorted(set(ts))
+    venue = stack.venue_bars(cid, ts[0], ts[-1] + MINUTE_MS)
+    assert [[b.t, b.o, b.h, b.l, b.c, b.volume] for b in bars] == venue
+
+    reply = await bus.request("feeds", "backfill", {"contract": cid, "tf": "1h", "days": 1},
+                              timeout=10)
+    assert reply.ok and reply.result["tf"] == "1h" and reply.result["count"] > 0
+    bad = await bus.request("feeds", "backfill", {"contract": cid, "tf": "7x", "days": 1})
+    assert not bad.ok and "timeframe" in bad.error
+    unknown = procs.chillly("backfill", "NOPE", "--days", "1", stdout_pipe=True)
+    unknown.popen.communicate(timeout=30)
+    assert unknown.popen.returncode == 1
