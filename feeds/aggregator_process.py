@@ -98,6 +98,7 @@ class AggregatorProcess(Service):
         self._held: list[Bar] | None = []     # live bars that arrive during warm-up
         self._last_seen: dict[str, int] = {}
         self._db_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[int]] = set()
         self.bus.on(topics.bars("1m"), self._on_bar)
         self.bus.serve("aggregator", {"reconcile": self._cmd_reconcile})
         self.bus.on_gap = self._on_gap
@@ -140,8 +141,12 @@ class AggregatorProcess(Service):
         since = self._last_seen.get(contract, self.clock.now_ms() - DAY_MS)
         log.warning("lost 1m bars of %s; reconciling from the database", contract)
         asyncio.get_running_loop().call_later(
-            self.settings.aggregator_gap_delay,
-            lambda: asyncio.ensure_future(self._reconcile(contract, since, self.clock.now_ms())))
+            self.settings.aggregator_gap_delay, self._spawn_reconcile, contract, since)
+
+    def _spawn_reconcile(self, contract: str, since: int) -> None:
+        task = asyncio.ensure_future(self._reconcile(contract, since, self.clock.now_ms()))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def run(self) -> None:
         while not self.stopping.is_set():

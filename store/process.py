@@ -68,7 +68,7 @@ class Store(Service):
         self._add = self.writer.add
         self.counters.update({"bars_in": 0, "partials_skipped": 0, "contracts_in": 0,
                               "quotes_in": 0, "trades_in": 0, "recoveries": 0,
-                              "recovery_failures": 0, "bar_gaps": 0})
+                              "recovery_failures": 0, "bar_gaps": 0, "venue_htf_skipped": 0})
         self._dirty: dict[str, int | None] = {}
         self._wake = asyncio.Event()
         self.bus.on(topics.bars(), self._on_bar)
@@ -108,6 +108,11 @@ class Store(Service):
         p = env.payload
         if not p["final"]:          # partial revisions, and bars built from trade prints
             self.counters["partials_skipped"] += 1
+            return
+        if p["tf"] != "1m" and p.get("origin") != "agg":
+            # Venue bars of other units (a `chillly backfill --tf 1d`) are aligned the venue's
+            # way (UTC days): our higher timeframes are always the aggregator's.
+            self.counters["venue_htf_skipped"] += 1
             return
         self._add("bars", (p["contract"], p["tf"], p["t"], p["o"], p["h"], p["l"], p["c"],
                            p["volume"], 1, p.get("rev", 0), p.get("origin", "poll"), p["ts"]))

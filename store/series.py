@@ -108,8 +108,8 @@ class Series(Service):
 
     def _on_bar(self, env: Envelope) -> None:
         p = env.payload
-        if p.get("origin") == "trades":
-            return
+        if p.get("origin") == "trades" or (p["tf"] != "1m" and p.get("origin") != "agg"):
+            return  # trade-built partials; venue bars of higher units (store.md: not ours)
         self.counters["bars_in"] += 1
         row = [p["t"], p["o"], p["h"], p["l"], p["c"], p["volume"], bool(p["final"]),
                p.get("rev", 0)]
