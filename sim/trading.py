@@ -495,6 +495,7 @@ class TradingEngine:
         tick = contract.tick_size
         last = self._last_price(contract.id)
         t = req.type
+        side = SELL if req.side == SELL else BUY   # validated before
         out: dict[str, float] = {}
         if t in (LIMIT, STOP_LIMIT):
             if req.limit_price is None:
@@ -508,10 +509,10 @@ class TradingEngine:
             if not is_tick_aligned(req.stop_price, tick):
                 raise TradingError(2, "Invalid stop price. Price is not aligned to tick size.")
             stop = round_to_tick(req.stop_price, tick)
-            if last is not None and req.side == BUY and stop <= last:
+            if last is not None and side == BUY and stop <= last:
                 raise TradingError(2, f"Invalid stop price ({stop}). A buy stop must be above "
                                       f"the last price ({last}).")
-            if last is not None and req.side == SELL and stop >= last:
+            if last is not None and side == SELL and stop >= last:
                 raise TradingError(2, f"Invalid stop price ({stop}). A sell stop must be below "
                                       f"the last price ({last}).")
             out["stop"] = stop
@@ -530,7 +531,7 @@ class TradingEngine:
             out["trail_ticks"] = ticks
             out["anchor"] = last
             dist = ticks * tick
-            out["stop"] = round_to_tick(last - dist if req.side == SELL else last + dist, tick)
+            out["stop"] = round_to_tick(last - dist if side == SELL else last + dist, tick)
         if t in (JOIN_BID, JOIN_ASK):
             ref = (self.market.best_bid(contract.id) if t == JOIN_BID
                    else self.market.best_ask(contract.id))
@@ -539,7 +540,7 @@ class TradingEngine:
                 raise TradingError(2, f"Cannot join the {'bid' if t == JOIN_BID else 'ask'} "
                                       "without a price")
             out["limit"] = round_to_tick(ref, tick)
-        if t == MARKET and self._market_price(contract, req.side) is None:
+        if t == MARKET and self._market_price(contract, side) is None:
             raise TradingError(2, "Cannot place a market order without a price")
         return out
 

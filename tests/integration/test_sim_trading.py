@@ -381,3 +381,24 @@ def test_modify_and_cancel_a_resting_limit_over_http(sim: Sim) -> None:
     assert sim.order(acct, oid)["status"] == 3
     r = sim.raw("/api/Order/modify", {"accountId": acct, "orderId": "abc"})
     assert r.status_code == 400
+
+
+TRADING_PATHS = (
+    "/api/Account/search", "/api/Order/place", "/api/Order/modify", "/api/Order/cancel",
+    "/api/Order/search", "/api/Order/searchOpen", "/api/Order/searchById", "/api/Order/v2/query",
+    "/api/Position/searchOpen", "/api/Position/closeContract",
+    "/api/Position/partialCloseContract", "/api/Trade/search")
+
+
+def test_every_trading_endpoint_needs_a_token_and_never_crashes_on_an_empty_body(sim: Sim
+                                                                                 ) -> None:
+    for path in TRADING_PATHS:
+        assert httpx.post(sim.base + path, json={}).status_code == 401, path
+        r = sim.raw(path, {})
+        if path == "/api/Order/v2/query":
+            assert r.status_code == 400, r.text        # filter.accountId is required
+            continue
+        assert r.status_code == 200, (path, r.text)
+        body = r.json()
+        assert {"success", "errorCode", "errorMessage"} <= set(body), (path, body)
+        assert body["success"] is (path == "/api/Account/search"), (path, body)
