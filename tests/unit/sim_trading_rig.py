@@ -63,6 +63,13 @@ class Rig:
         self.api = self.engine.rest_handlers()
 
     def _emit(self, name: str, account_id: int, envelope: dict[str, Any]) -> None:
+        # Every event of every test is checked against the hub framing rules.
+        assert set(envelope) == {"action", "data"} and envelope["action"] in (0, 1, 2)
+        assert all(v is not None for v in envelope["data"].values()), envelope
+        assert envelope["data"].get("accountId", account_id) == account_id
+        for key in ("creationTimestamp", "updateTimestamp"):
+            if key in envelope["data"]:
+                assert envelope["data"][key].endswith("Z")
         self.events.append((name, account_id, envelope))
 
     def quote(self, bid: float, ask: float, contract: SimContract = ES) -> None:
