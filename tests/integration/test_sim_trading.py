@@ -18,7 +18,8 @@ import httpx
 import pytest
 from pysignalr.client import SignalRClient
 
-from tests.support import Procs, aeventually, eventually, free_port
+from sim.testing import login, sim_env, wait_ready
+from tests.support import Procs, aeventually, eventually
 
 ACCOUNTS = {
     "hub": 2001, "reject": 2002, "pnl": 2003, "limit": 2004, "query": 2005,
@@ -79,29 +80,18 @@ class Sim:
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
     tmp: Path = tmp_path_factory.mktemp("sim_trading")
-    port = free_port()
     accounts = ",".join(
         f"{aid}:PRAC-V2-000002-{aid}:50000" + (":position" if key == "position_mode" else "")
         for key, aid in ACCOUNTS.items())
-    env = {"SIM_PORT": str(port), "RUN_DIR": str(tmp / "run"), "LOG_LEVEL": "INFO",
-           "SIM_ACCOUNTS": accounts, "SIM_ALWAYS_OPEN": "true", "SIM_HISTORY_DAYS": "1",
-           "CLOCK_SPEED": "60",
-           "CLOCK_ANCHOR": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    env = sim_env(tmp, SIM_ACCOUNTS=accounts, SIM_HISTORY_DAYS="1", LOG_LEVEL="INFO",
+                  CLOCK_SPEED="60",
+                  CLOCK_ANCHOR=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     procs = Procs(tmp, env)
     proc = procs.chillly("sim", name="sim")
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{base}/api/Status/ping", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-
+    base = f"http://127.0.0.1:{env['SIM_PORT']}"
     try:
-        eventually(up, timeout=20, interval=0.1, what="sim ping")
-        token = httpx.post(f"{base}/api/Auth/loginKey",
-                           json={"userName": "trader", "apiKey": "k"}).json()["token"]
-        yield Sim(base, token)
+        wait_ready(base)
+        yield Sim(base, login(base))
     except BaseException:
         print(procs.dump_logs())
         raise
