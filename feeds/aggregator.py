@@ -95,6 +95,8 @@ def _session_bounds(t: int, ms: int, open_at: time) -> tuple[int, int]:
     day = trading_date(t, open_at)
     s_start = session_open_ms(day, open_at)
     s_end = session_open_ms(day.fromordinal(day.toordinal() + 1), open_at)
+    if ms >= DAY_MS:
+        return s_start, s_end   # the whole session, 23 or 25 hours around a DST change
     start = s_start + ((t - s_start) // ms) * ms
     return start, min(start + ms, s_end)
 

@@ -7,23 +7,27 @@ from datetime import datetime, timezone
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from chillly.calendar import is_market_open
+from chillly.calendar import is_market_open, session_start_ms
 from chillly.clock import MINUTE_MS, ManualClock
 from chillly.messages import Bar
 from feeds.aggregator import BarAggregator, BucketSpec, aggregate
 
 C = "CON.F.US.EP.Z26"
-# A Thursday 12:00 UTC; windows of up to four days cross the weekend and a session open.
-T0 = int(datetime(2026, 3, 5, 12, tzinfo=timezone.utc).timestamp() * 1000)
+# Thursdays 12:00 UTC before each DST change: windows of up to four days cross the weekend,
+# the change itself (Sunday 02:00 CT, 2026-03-08 and 2026-11-01) and the Sunday session open.
+STARTS = [int(datetime(2026, 3, 5, 12, tzinfo=timezone.utc).timestamp() * 1000),
+          int(datetime(2026, 10, 29, 12, tzinfo=timezone.utc).timestamp() * 1000)]
+T0 = STARTS[0]
 
 
 @st.composite
 def minute_bars(draw: st.DrawFn, max_minutes: int = 6000) -> list[Bar]:
     """Final 1m bars at distinct, sorted, market-open minutes with consistent OHLC."""
+    t0 = draw(st.sampled_from(STARTS))
     offsets = draw(st.lists(st.integers(0, max_minutes), min_size=1, max_size=120, unique=True))
     out = []
     for off in sorted(offsets):
-        t = T0 + off * MINUTE_MS
+        t = t0 + off * MINUTE_MS
         if not is_market_open(t):
             continue
         o = draw(st.integers(1000, 1100)) / 4
@@ -106,3 +110,21 @@ def test_late_bar_revises_the_finished_bucket(bars: list[Bar], data: st.DataObje
     assert after.t == before.t and after.rev == before.rev + 1
     assert after.volume == before.volume + 1 and after.h >= before.h
     assert after.final == before.final
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(STARTS), st.integers(0, 4 * 24 * 60), st.sampled_from(["4h", "1d", "2h"]))
+def test_session_buckets_stay_inside_their_session(t0: int, off: int, tf: str) -> None:
+    """Across a weekend and a DST change: a session bucket holds its minute, starts on the
+    session's grid at or after its open and ends at or before the next open; the daily bucket
+    is exactly the session."""
+    t = t0 + off * MINUTE_MS
+    spec = BucketSpec.of(tf, session_tfs=("4h", "1d", "2h"))
+    start, end = spec.bounds(t)
+    s_open = session_start_ms(t)
+    s_next = session_start_ms(s_open + 25 * 3_600_000)
+    assert s_open <= start <= t < end <= s_next
+    assert (start - s_open) % spec.ms == 0
+    if tf == "1d":
+        assert (start, end) == (s_open, s_next)
+        assert end - start in (23 * 3_600_000, 24 * 3_600_000, 25 * 3_600_000)
