@@ -252,6 +252,11 @@ class FeedBarsService(Service):
                 "first": published[0] if published else None,
                 "last": published[-1] if published else None}
 
+    def heartbeat(self):  # type: ignore[no-untyped-def]
+        if hasattr(self, "client"):
+            self.counters.update(self.client.stats())
+        return super().heartbeat()
+
     async def on_stop(self) -> None:
         await self.client.aclose()
 

@@ -100,8 +100,13 @@ class ProjectXClient:
         self.http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout_s,
                                       transport=transport,
                                       headers={"Accept": "application/json"})
-        self.budgets = {BARS: RateBudget(BARS, *bars_budget, clock=clock),
-                        REST: RateBudget(REST, *rest_budget, clock=clock)}
+        # The margin absorbs send-to-receipt jitter: 2% of the window plus 100 ms of real time
+        # (in market time, so it scales with CLOCK_SPEED like the venue's window does).
+        margin = lambda w: w * 0.02 + 0.1 * clock.speed  # noqa: E731
+        self.budgets = {BARS: RateBudget(BARS, *bars_budget, clock=clock,
+                                         margin_s=margin(bars_budget[1])),
+                        REST: RateBudget(REST, *rest_budget, clock=clock,
+                                         margin_s=margin(rest_budget[1]))}
         self.auth = TokenManager(clock, self._login, self._validate, refresh_before_s)
         self.counters: dict[str, int] = {
             "requests": 0, "retries": 0, "http_401": 0, "http_429": 0, "http_5xx": 0,
@@ -125,6 +130,14 @@ class ProjectXClient:
             refresh_before_s=settings.feed_token_refresh_before, live=settings.topstep_live,
             transport=transport,
         )
+
+    def stats(self) -> dict[str, int]:
+        """Counters for a heartbeat: requests and failures by kind, token logins/refreshes,
+        and how often the budget made a call wait."""
+        out = {f"venue_{k}": v for k, v in self.counters.items()}
+        out.update({f"venue_{k}": v for k, v in self.auth.counters.items()})
+        out.update({f"budget_waits_{k}": b.waits for k, b in self.budgets.items()})
+        return out
 
     async def __aenter__(self) -> "ProjectXClient":
         return self

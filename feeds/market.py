@@ -51,7 +51,10 @@ class FeedMarketService(Service):
         self.bus.on(topics.subscription_set(), self._on_set)
 
     def heartbeat(self):  # type: ignore[no-untyped-def]
+        if not hasattr(self, "agent"):
+            return super().heartbeat()
         self.counters.update({f"hub_{k}": v for k, v in self.agent.counters.items()})
+        self.counters.update(self.client.stats())
         self.counters["rejected"] = self.norm.rejected
         return super().heartbeat()
 

@@ -192,6 +192,11 @@ class SubscriptionsService(Service):
     async def cmd_list(self, args: dict[str, Any]) -> dict[str, Any]:
         return self.result()
 
+    def heartbeat(self):  # type: ignore[no-untyped-def]
+        if hasattr(self, "client"):
+            self.counters.update(self.client.stats())
+        return super().heartbeat()
+
     async def on_stop(self) -> None:
         await self.client.aclose()
 

@@ -4,7 +4,9 @@
   contract, so every published `Quote` is the full current picture.
 - Trades: `GatewayTrade` carries one print or a list of them; each print is one `Trade`.
 - Depth: a batch that contains a Reset (DomType 6) becomes a snapshot (`snapshot=True`, the
-  entries after the last Reset); any other batch is an update. `null` entries are skipped.
+  entries after the last Reset); a Reset alone in its batch is held and joins the next batch
+  (the venue sends the Reset, then the book); any other batch is an update. `null` entries are
+  skipped.
 - Optional live 1m bar from prints (origin "trades", never final: the polled bar is the authority).
 Anything malformed is counted in `rejected` and skipped; nothing raises.
 """
@@ -56,11 +58,13 @@ class TickNormaliser:
         self.quotes: dict[str, dict[str, Any]] = {}
         self.live_bars = live_bars
         self._bars: dict[str, list[Any]] = {}   # contract -> [t, o, h, l, c, v, rev]
+        self._reset_pending: set[str] = set()
         self.rejected = 0
 
     def forget(self, contract: str) -> None:
         self.quotes.pop(contract, None)
         self._bars.pop(contract, None)
+        self._reset_pending.discard(contract)
 
     def quote(self, contract: str, data: Any) -> Quote | None:
         if not isinstance(data, dict):
@@ -138,6 +142,14 @@ class TickNormaliser:
                 continue
             vol, cur = _num(e.get("volume")), _num(e.get("currentVolume"))
             levels.append([kind, price, int(vol or 0), int(cur or 0), _ts(e.get("timestamp"))])
+        if snapshot and not levels:
+            # The venue sends the Reset in a frame of its own, then the book: hold the Reset
+            # and publish it with the next batch, as one snapshot with content.
+            self._reset_pending.add(contract)
+            return None
+        if contract in self._reset_pending:
+            self._reset_pending.discard(contract)
+            snapshot = True
         if not snapshot and not levels:
             return None
         return Depth(contract=contract, snapshot=snapshot, levels=levels)

@@ -232,6 +232,10 @@ def test_depth_reset_makes_a_snapshot_and_other_batches_are_updates() -> None:
     upd = n.depth("C", {"type": 3, "price": 10.25, "volume": 3, "currentVolume": 3})
     assert not upd.snapshot and len(upd.levels) == 1
     assert n.depth("C", []) is None
+    assert n.depth("C", [{"type": 6, "price": 0, "volume": 0}]) is None  # Reset alone: held
+    book = n.depth("C", [{"type": 1, "price": 10.5, "volume": 2, "currentVolume": 2}])
+    assert book.snapshot and len(book.levels) == 1
+    assert not n.depth("C", [{"type": 1, "price": 10.5, "volume": 1}]).snapshot
 
 
 # ------------------------------------------------------------------ hubs

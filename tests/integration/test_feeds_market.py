@@ -1,0 +1,74 @@
+"""feed-market against the real sim: quotes, trades and depth on the bus, and the hub kept
+alive and subscribed through drops (abrupt and with a SignalR close error), token expiry,
+a token refreshed before it expires, and GatewayLogout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chillly.messages import Depth, Heartbeat, Quote, Trade
+from tests.integration.test_feeds_helpers import Collect, Stack, stack_env
+from tests.support import aeventually
+
+
+def hb(col: Collect) -> dict[str, Any]:
+    got = [h for h in col.items if isinstance(h, Heartbeat)]
+    return got[-1].counters if got else {}
+
+
+async def flowing(col: Collect, kind: type, n: int = 5, timeout: float = 15.0) -> None:
+    """Wait until `n` more messages of `kind` arrive (the feed is alive and subscribed)."""
+    start = sum(isinstance(m, kind) for m in col.items)
+    await aeventually(lambda: sum(isinstance(m, kind) for m in col.items) >= start + n,
+                      timeout=timeout, what=f"{n} more {kind.__name__} messages")
+
+
+async def test_market_data_flows_and_survives_drops_expiry_refresh_and_logout(procs, bus) -> None:  # type: ignore[no-untyped-def]
+    procs.env.update(stack_env(speed=60, DEFAULT_CONTRACTS="ES", SIM_HUB_CLOSE_ON_EXPIRY="1",
+                               HEARTBEAT_INTERVAL="0.2"))
+    stack = Stack(procs)
+    md = Collect(bus, "quote.")
+    bus.on("trade.", lambda env: md.items.append(env.message()))
+    bus.on("depth.", lambda env: md.items.append(env.message()))
+    hbs = Collect(bus, "hb.feed-market.")
+    await stack.start_sim()
+    stack.start("subscriptions")
+    stack.start("feed-market")
+    for kind in (Quote, Trade, Depth):
+        await flowing(md, kind)
+    depth = [m for m in md.items if isinstance(m, Depth)]
+    assert depth[0].snapshot and len(depth[0].levels) > 0  # a book snapshot on subscribe
+    quotes = [m for m in md.items if isinstance(m, Quote)]
+    assert all(q.bid is not None and q.ask is not None for q in quotes[1:])  # merged
+    trades = [m for m in md.items if isinstance(m, Trade)]
+    assert all(t.price > 0 and t.size > 0 and t.aggressor in (0, 1) for t in trades)
+
+    # Hub dropped every second, abruptly and then with a SignalR close error.
+    for mode in ("abrupt", "close"):
+        connects = hb(hbs).get("hub_connects", 0)
+        stack.faults(drop_hubs_every_s=0.7, drop_mode=mode)
+        await aeventually(lambda: hb(hbs).get("hub_connects", 0) >= connects + 3, timeout=15,
+                          what=f"three reconnects after {mode} drops")
+        stack.faults(drop_hubs_every_s=0)
+        await flowing(md, Trade)
+    snapshots = sum(isinstance(m, Depth) and m.snapshot for m in md.items)
+    assert snapshots >= 6  # resubscribed after every reconnect (a fresh book each time)
+
+    # Every token expires now and the sim closes the hubs: log in again, reconnect.
+    logins = hb(hbs).get("venue_logins", 0)
+    stack.faults(expire_tokens_now=True)
+    await aeventually(lambda: hb(hbs).get("venue_logins", 0) > logins, timeout=15,
+                      what="a new login after expiry")
+    await flowing(md, Trade)
+
+    # Short-lived tokens: the agent moves to a fresh token before the old one expires.
+    stack.faults(token_lifetime_s=120, logout_now=True)  # GatewayLogout, then 120 s tokens
+    await aeventually(lambda: hb(hbs).get("hub_logouts", 0) >= 1, timeout=15,
+                      what="GatewayLogout handled")
+    await aeventually(lambda: hb(hbs).get("hub_token_reconnects", 0) >= 2, timeout=20,
+                      what="two reconnects on a refreshed token")
+    stack.faults(token_lifetime_s=None)
+    await flowing(md, Trade)
+    await flowing(md, Quote)
+    assert stack.children["feed-market"].alive()
+    assert stack.counters().get("unauthorized", 0) <= 3  # refreshed in time, not after 401s
