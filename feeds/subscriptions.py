@@ -118,8 +118,9 @@ class SubscriptionsService(Service):
             info = e.get("info")
             if isinstance(info, dict):
                 try:
-                    msg = ContractInfo(**{k: info[k] for k in ContractInfo.__dataclass_fields__})
+                    msg = ContractInfo(**{k: info[k] for k in ContractInfo._fields})
                 except (KeyError, TypeError):
+                    log.warning("saved metadata of %s is incomplete", e["contract"])
                     continue
                 self.bus.publish(topics.contract_info(e["contract"]), msg)
 
@@ -257,7 +258,8 @@ def _run_tool(name: str, args: dict[str, Any], timeout: float, as_json: bool = F
 
     ok, result, error = asyncio.run(request(SERVICE, name, args, timeout))
     if not ok:
-        print(f"chillly {name}: {error}", file=sys.stderr)
+        print(f"chillly {'subscriptions' if name == 'list' else name}: {error}",
+              file=sys.stderr)
         return 1
     if as_json:
         print(json.dumps(result))
