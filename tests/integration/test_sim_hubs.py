@@ -262,3 +262,16 @@ async def test_pysignalr_resubscribes_after_a_dropped_connection(sim: str, token
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_periodic_drops_until_switched_off(sim: str, token: str) -> None:
+    set_faults(sim, drop_mode="close", drop_hubs_every_s=0.3)
+    for _ in range(2):  # dropped again after reconnecting
+        async with connect(ws_url(sim, "user", token)) as ws:
+            await ws.send('{"protocol":"json","version":1}' + RS)
+            assert await asyncio.wait_for(ws.recv(), 5) == "{}" + RS
+            close = await until(ws, lambda r: r.get("type") == 7, timeout=5)
+            assert close["allowReconnect"] is True
+            _pending.pop(id(ws), None)
+    set_faults(sim, drop_hubs_every_s=0)
+    assert httpx.get(f"{sim}/admin/faults").json()["faults"]["drop_hubs_every_s"] == 0
