@@ -13,7 +13,7 @@ from tests.integration.test_feeds_helpers import (Collect, Stack, assert_finals_
                                                   stack_env, wait_finals)
 from tests.support import aeventually
 
-SPEED = 60
+SPEED = 120
 
 
 def last_hb(col: Collect, name: str) -> dict[str, Any]:

@@ -274,3 +274,54 @@ def test_every_bucket_of_a_trading_day_gets_exactly_one_tick(tf: str) -> None:
     if tf != "1m":
         spec = BucketSpec.of(tf)
         assert all(spec.bounds(s)[0] == s for s in starts)
+
+
+# ------------------------------------------------------------------ stale feed alarm
+
+def _agent(clock: ManualClock, expects: list[bool], open_: list[bool]):  # type: ignore[no-untyped-def]
+    from feeds.hub import HubAgent
+
+    async def never() -> str:
+        raise AssertionError("no login in this test")
+
+    alarms: list[tuple[str, bool]] = []
+    agent = HubAgent("market-hub", "http://x/hubs/market", TokenManager(clock, never, never),
+                     clock, stale_after_s=60, expects_data=lambda: expects[0],
+                     on_alarm=lambda code, active, text: alarms.append((code, active)),
+                     market_open=lambda ms: open_[0])
+    agent.connected.set()
+    return agent, alarms
+
+
+def test_stale_feed_alarm_is_judged_in_market_time_only_while_open_and_expected() -> None:
+    clock = ManualClock(T0)
+    expects, open_ = [True], [True]
+    agent, alarms = _agent(clock, expects, open_)
+    agent.last_msg_ms = T0
+    clock.advance(59_000)
+    agent.check_stale(clock.now_ms())
+    assert alarms == []
+    clock.advance(2_000)
+    agent.check_stale(clock.now_ms())
+    assert alarms == [("stale_feed", True)] and agent._wake.is_set()  # alarm and reconnect
+    agent.check_stale(clock.now_ms() + 10_000)
+    assert len(alarms) == 1  # raised once, not on every check
+    asyncio.run(agent._wrap("GatewayQuote", lambda args: None)(["C", {}]))
+    assert alarms[-1] == ("stale_feed", False)  # the next message clears it
+
+
+def test_no_stale_alarm_while_the_market_is_closed_or_nothing_is_expected() -> None:
+    clock = ManualClock(T0)
+    expects, open_ = [True], [False]
+    agent, alarms = _agent(clock, expects, open_)
+    agent.last_msg_ms = T0
+    clock.advance(3_600_000)
+    agent.check_stale(clock.now_ms())  # a closed market is quiet
+    open_[0] = True
+    clock.advance(30_000)
+    agent.check_stale(clock.now_ms())  # quiet time counts from the reopening
+    assert alarms == []
+    expects[0] = False  # a quiet user hub / nothing subscribed
+    clock.advance(3_600_000)
+    agent.check_stale(clock.now_ms())
+    assert alarms == []
