@@ -118,15 +118,19 @@ class HubAgent:
         """Run until cancelled."""
         watchdog = asyncio.ensure_future(self._watchdog()) if self.stale_after_ms else None
         failures = 0
+        loop = asyncio.get_running_loop()
         try:
             while True:
+                began = loop.time()
                 opened = await self._one_connection()
-                if opened:
+                if opened and loop.time() - began >= 1.0:
                     failures = 0
+                elif opened:  # accepted, then dropped at once: back off like a failure
+                    failures += 1
                 else:
                     failures += 1
                     self.counters["connect_failures"] += 1
-                delay = 0.0 if opened and failures == 0 else min(
+                delay = 0.0 if failures == 0 else min(
                     self.backoff_max, self.backoff_min * 2 ** max(0, failures - 1))
                 if delay:
                     await asyncio.sleep(delay * (0.75 + random.random() / 2))
@@ -306,12 +310,14 @@ def user_events(args: list[Any]) -> list[tuple[int | None, dict[str, Any]]]:
 
 
 def user_hub_subscriber(account_ids: Callable[[], list[int]]) -> OpenHandler:
-    """on_open for the user hub: accounts, then orders/positions/trades of each account."""
+    """on_open for the user hub: orders/positions/trades of each account, then accounts LAST:
+    the hub answers SubscribeAccounts with the account snapshot, and since one connection is
+    processed in order, that GatewayUserAccount proves every earlier subscription is in place."""
 
     async def subscribe(agent: HubAgent) -> None:
-        await agent.send("SubscribeAccounts", [])
         for acc in account_ids():
             for method in ("SubscribeOrders", "SubscribePositions", "SubscribeTrades"):
                 await agent.send(method, [acc])
+        await agent.send("SubscribeAccounts", [])
 
     return subscribe

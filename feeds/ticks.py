@@ -29,10 +29,39 @@ def _num(v: Any) -> float | None:
     return float(v)
 
 
+_MINUTES: dict[str, int] = {}
+
+
+def fast_iso_ms(text: str) -> int:
+    """iso_to_ms for the hub's hot path: the minute prefix ("2026-02-22T23:54") is parsed once
+    and cached, seconds and fraction are read directly; anything unusual (an offset other than
+    Z/+00:00, no seconds) falls back to the full parser."""
+    n = len(text)
+    if n >= 20 and text[16] == ":" and (text[-1] == "Z" or text.endswith("+00:00")):
+        end = n - 1 if text[-1] == "Z" else n - 6
+        base = _MINUTES.get(text[:16])
+        if base is None:
+            if len(_MINUTES) > 10_000:
+                _MINUTES.clear()
+            base = iso_to_ms(text[:16] + ":00Z")
+            _MINUTES[text[:16]] = base
+        sec = text[17:19]
+        if sec.isdigit():
+            ms = int(sec) * 1000
+            if end > 20 and text[19] == ".":
+                frac = text[20:end]
+                if frac.isdigit():
+                    ms += round(int(frac[:6].ljust(6, "0")) / 1000)
+                    return base + ms
+            elif end == 19:
+                return base + ms
+    return iso_to_ms(text)
+
+
 def _ts(v: Any) -> int | None:
     if isinstance(v, str):
         try:
-            return iso_to_ms(v)
+            return fast_iso_ms(v)
         except ValueError:
             return None
     if isinstance(v, int) and not isinstance(v, bool):
@@ -84,17 +113,25 @@ class TickNormaliser:
     def trades(self, contract: str, data: Any) -> tuple[list[Trade], Bar | None]:
         out: list[Trade] = []
         for p in as_list(data):
-            if not isinstance(p, dict):
+            if type(p) is not dict:
                 if p is not None:
                     self.rejected += 1
                 continue
-            price, size, t = _num(p.get("price")), _num(p.get("volume")), _ts(p.get("timestamp"))
-            side = p.get("type")
+            price, size, stamp, side = (p.get("price"), p.get("volume"), p.get("timestamp"),
+                                        p.get("type"))
+            # hot path: the usual shapes without the generic checks
+            if type(price) is float or type(price) is int:
+                price = float(price)
+            else:
+                price = _num(price)
+            t = fast_iso_ms(stamp) if type(stamp) is str else _ts(stamp)
+            if type(size) is not int:
+                size = _num(size)
             if price is None or size is None or t is None:
                 self.rejected += 1
                 continue
             out.append(Trade(contract=contract, price=price, size=int(size),
-                             aggressor=side if isinstance(side, int) else -1, t=t))
+                             aggressor=side if type(side) is int else -1, t=t))
         bar = self._live_bar(contract, out) if self.live_bars and out else None
         return out, bar
 

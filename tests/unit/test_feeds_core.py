@@ -325,3 +325,19 @@ def test_no_stale_alarm_while_the_market_is_closed_or_nothing_is_expected() -> N
     clock.advance(3_600_000)
     agent.check_stale(clock.now_ms())
     assert alarms == []
+
+
+def test_fast_timestamp_parse_agrees_with_the_kernel_parser() -> None:
+    import random
+
+    from chillly.clock import ms_to_iso
+    from feeds.ticks import fast_iso_ms
+
+    rng = random.Random(4)
+    for _ in range(2000):
+        ms = T0 + rng.randrange(-10**10, 10**10)
+        text = ms_to_iso(ms)
+        variants = [text, text[:-5] + "Z", text[:-1] + "+00:00", text[:-1] + "417Z",
+                    text[:-5] + ".5Z", text[:-1] + "-05:00"]
+        for v in variants:
+            assert fast_iso_ms(v) == iso_to_ms(v), v
