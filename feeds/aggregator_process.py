@@ -178,7 +178,10 @@ class AggregatorProcess(Service):
                     if last is not None:
                         jobs.append((c, last - int(self.settings.aggregator_warmup_days * DAY_MS)))
             else:
-                jobs = [(contract, start or 0)]
+                # Never further back than we keep buckets (behind the newest stored 1m bar).
+                newest = queries.last_time(conn, contract, "1m") or 0
+                horizon = newest - int(self.settings.aggregator_retention_days * DAY_MS)
+                jobs = [(contract, max(start or 0, horizon))]
             out = []
             for c, s in jobs:
                 lo = min(spec.bounds(s)[0] for spec in self.specs)

@@ -32,10 +32,18 @@ from chillly import topics
 from chillly.clock import DAY_MS, MINUTE_MS
 from chillly.process import Service, StartupError
 from chillly.settings import Settings
+from feeds.aggregator import tf_ms
 from store import queries
 from store.db import open_reader, open_writer
 from store.migrations import MigrationError
 from store.writer import Writer
+
+
+def _tf_ms(tf: str) -> int:
+    try:
+        return tf_ms(tf)
+    except ValueError:
+        return DAY_MS
 
 log = logging.getLogger("store")
 
@@ -61,15 +69,17 @@ class Store(Service):
             conn = await loop.run_in_executor(None, open_writer, s.database_path)
         except (sqlite3.Error, MigrationError, OSError) as exc:
             raise StartupError(f"cannot open {s.database_path}: {exc}") from None
-        # Read before subscribing: where each contract's stored 1m series ends at start.
-        self._last1m: dict[str, int] = await loop.run_in_executor(None, self._read_last_1m)
+        # Read before subscribing: where each contract's stored series end at start.
+        newest = await loop.run_in_executor(None, self._read_newest)
+        self._last1m: dict[str, int] = {c: t for (c, tf), t in newest.items() if tf == "1m"}
         self.writer = Writer(conn, s.store_batch_rows, s.store_flush_interval)
         self.writer.start()
         self._add = self.writer.add
         self.counters.update({"bars_in": 0, "partials_skipped": 0, "contracts_in": 0,
                               "quotes_in": 0, "trades_in": 0, "recoveries": 0,
                               "recovery_failures": 0, "bar_gaps": 0, "venue_htf_skipped": 0})
-        self._dirty: dict[str, int | None] = {}
+        # contract -> (backfill 1m from, reconcile higher timeframes from)
+        self._dirty: dict[str, tuple[int, int]] = {}
         self._wake = asyncio.Event()
         self.bus.on(topics.bars(), self._on_bar)
         self.bus.on(topics.HISTORY, self._on_bar)
@@ -84,20 +94,16 @@ class Store(Service):
             raise StartupError(f"no broker: {exc}") from None
         if s.store_recover:
             for contract, t in self._last1m.items():
-                self._mark(contract, t)
+                # Higher-timeframe finals trail their 1m bars and may sit in a later batch than
+                # the newest stored 1m bar: reconcile from the oldest "newest row" of any tf.
+                agg = [v for (c, tf), v in newest.items() if c == contract and tf != "1m"]
+                self._mark(contract, t, min(agg + [t]) if agg else t - DAY_MS)
 
-    def _last_1m(self, contract: str) -> int | None:
+    def _read_newest(self) -> dict[tuple[str, str], int]:
         conn = open_reader(self.settings.database_path)
         try:
-            return queries.last_time(conn, contract, "1m")
-        finally:
-            conn.close()
-
-    def _read_last_1m(self) -> dict[str, int]:
-        conn = open_reader(self.settings.database_path)
-        try:
-            return {c: t for c in queries.known_contracts(conn)
-                    if (t := queries.last_time(conn, c, "1m")) is not None}
+            return {(c, tf): t for c, tf in queries.series_keys(conn)
+                    if (t := queries.last_time(conn, c, tf)) is not None}
         finally:
             conn.close()
 
@@ -151,15 +157,19 @@ class Store(Service):
         self.counters["bar_gaps"] += 1
         log.warning("lost %d message(s) from %s on %s: recovering %s", last - first + 1, src,
                     topic, contract)
-        self._mark(contract, self._last1m.get(contract))
+        since = self._last1m.get(contract, self.clock.now_ms() - DAY_MS)
+        tf = parts[1]
+        # A lost higher-timeframe final belongs to a bucket that ended by the last 1m bar seen.
+        back = MINUTE_MS if tf == "1m" else MINUTE_MS + _tf_ms(tf)
+        self._mark(contract, since, since - back)
 
-    def _mark(self, contract: str, since: int | None) -> None:
-        """Queue a recovery of `contract` from `since` (None: from its newest stored 1m bar,
-        read when the recovery runs, after what is queued now is committed)."""
-        if contract in self._dirty:
-            prev = self._dirty[contract]
-            since = None if prev is None or since is None else min(prev, since)
-        self._dirty[contract] = since
+    def _mark(self, contract: str, backfill_since: int, reconcile_since: int) -> None:
+        """Queue a recovery of `contract`; windows of repeated marks merge (earliest wins)."""
+        prev = self._dirty.get(contract)
+        if prev is not None:
+            backfill_since = min(prev[0], backfill_since)
+            reconcile_since = min(prev[1], reconcile_since)
+        self._dirty[contract] = (backfill_since, reconcile_since)
         self._wake.set()
 
     async def _recovery_loop(self) -> None:
@@ -176,27 +186,23 @@ class Store(Service):
             while self._dirty:
                 contract = min(self._dirty)
                 since = self._dirty.pop(contract)
-                if await self._recover(contract, since):
+                if await self._recover(contract, *since):
                     backoff = 1.0
                     continue
                 self.counters["recovery_failures"] += 1
-                self._mark(contract, since)
+                self._mark(contract, *since)
                 self._wake.clear()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
 
-    async def _recover(self, contract: str, since: int | None) -> bool:
-        """Backfill 1m from `since` to now, then have the aggregator fill the higher timeframes.
-        False when the feed did not answer (retry later)."""
+    async def _recover(self, contract: str, since: int, reconcile_since: int) -> bool:
+        """Backfill 1m from `since` to now, then have the aggregator re-publish the higher
+        timeframes the database lacks from `reconcile_since`. False when the feed did not
+        answer (retry later)."""
         s = self.settings
         end = self.clock.now_ms()
-        if since is None:
-            await asyncio.wrap_future(self.writer.barrier())
-            since = await asyncio.get_running_loop().run_in_executor(
-                None, self._last_1m, contract)
-            if since is None:
-                since = end - DAY_MS
-        start = max(since, end - int(s.store_recover_days * DAY_MS))
+        horizon = end - int(s.store_recover_days * DAY_MS)
+        start = max(since, horizon)
         if start < end:
             try:
                 reply = await self.bus.request(
@@ -214,7 +220,8 @@ class Store(Service):
         try:
             reply = await self.bus.request(
                 "aggregator", "reconcile",
-                {"contract": contract, "start": start - MINUTE_MS, "end": end},
+                {"contract": contract, "start": max(min(reconcile_since, start - MINUTE_MS),
+                                                    horizon), "end": end},
                 timeout=s.store_request_timeout, attempts=1)
             if not reply.ok:
                 log.warning("aggregator refused reconcile of %s: %s", contract, reply.error)
