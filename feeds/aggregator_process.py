@@ -173,10 +173,19 @@ class AggregatorProcess(Service):
         try:
             if contract is None:
                 jobs = []
+                st = self.settings
                 for c in queries.known_contracts(conn):
                     last = queries.last_time(conn, c, "1m")
-                    if last is not None:
-                        jobs.append((c, last - int(self.settings.aggregator_warmup_days * DAY_MS)))
+                    if last is None:
+                        continue
+                    # From the warm-up span, or from where a timeframe's stored rows stop if
+                    # that is older (we were down longer), but not beyond the retention.
+                    since = last - int(st.aggregator_warmup_days * DAY_MS)
+                    for spec in self.specs:
+                        t = queries.last_time(conn, c, spec.tf)
+                        if t is not None:
+                            since = min(since, t)
+                    jobs.append((c, max(since, last - int(st.aggregator_retention_days * DAY_MS))))
             else:
                 # Never further back than we keep buckets (behind the newest stored 1m bar).
                 newest = queries.last_time(conn, contract, "1m") or 0
