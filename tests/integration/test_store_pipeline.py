@@ -15,8 +15,7 @@ ENV = {"AGGREGATOR_GRACE": "1", "STORE_FLUSH_INTERVAL": "0.05", "STORE_RECOVER":
 
 async def test_final_1m_bars_become_stored_bars_at_every_timeframe(procs, bus, bus_env) -> None:
     hb = Heartbeats(bus)
-    for name in ("store", "aggregator", "series"):
-        procs.chillly(name, env=ENV)
+    started = {name: procs.chillly(name, env=ENV) for name in ("store", "aggregator", "series")}
     await aeventually(lambda: hb.running("store", "aggregator", "series"), timeout=20,
                       what="store, aggregator and series running")
     bars = synthetic_bars()
@@ -51,3 +50,16 @@ async def test_final_1m_bars_become_stored_bars_at_every_timeframe(procs, bus, b
     assert out.wait(15) == 0
     text = out.popen.stdout.read().decode()  # type: ignore[union-attr]
     assert "2 bars from the database" in text
+
+    # The series cache is memory only: restarted, it serves the same window from the database.
+    before = await bus.request("series", "window", {"contract": C, "tf": "1h", "last": 10},
+                               timeout=3)
+    old_pid = hb.pid("series")
+    started["series"].kill()
+    procs.chillly("series", env=ENV)
+    await aeventually(lambda: hb.pid("series") != old_pid and hb.running("series"), timeout=20,
+                      what="series restarted")
+    after = await bus.request("series", "window", {"contract": C, "tf": "1h", "last": 10},
+                              timeout=3)
+    assert after.ok and after.result == before.result
+    assert [tuple(r[:6]) for r in after.result["bars"]] == db_rows(db, "1h")
