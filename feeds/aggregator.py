@@ -16,10 +16,9 @@ Rules (docs/store.md explains the why):
 - A bucket is complete when the 1m bar of its last trading minute arrives (calendar-aware: the
   daily bar is complete with the 15:59 CT bar), when a 1m bar of a later bucket arrives, or when
   the clock passes the bucket's end plus a grace period with no 1m bar arriving meanwhile
-  (`on_time`). Every 1m bar before that
-  yields a partial (final=False, rev+1); completion yields the final (final=True, rev+1); a 1m
-  bar that changes a finished bucket yields a revision (final=True, rev+1). A 1m bar that
-  changes nothing yields nothing.
+  (`on_time`). Every 1m bar before that yields a partial (final=False, rev+1); completion
+  yields the final (final=True, rev+1); a 1m bar that changes a finished bucket yields a
+  revision (final=True, rev+1). A 1m bar that changes nothing yields nothing.
 """
 
 from __future__ import annotations
