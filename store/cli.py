@@ -75,15 +75,27 @@ def _from_db(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
             "bars": [[b.t, b.o, b.h, b.l, b.c, b.volume, b.final] for b in bars]}
 
 
+def _decimals(rows: list[list[Any]]) -> int:
+    """Decimals enough for every price shown (ES 0.25 -> 2, 6E 0.00005 -> 5), at least 2."""
+    most = 2
+    for r in rows:
+        for x in r[1:5]:
+            text = f"{x:.8f}".rstrip("0")
+            most = max(most, len(text.split(".")[1]) if "." in text else 0)
+    return min(most, 8)
+
+
 def format_table(result: dict[str, Any], source: str) -> str:
     rows = result.get("bars", [])
+    d = _decimals(rows)
+    w = max(11, 7 + d)
     lines = [f"{result['contract']} {result['tf']}  ({len(rows)} bars from the {source})",
-             f"{'open time (UTC)':<17} {'open':>11} {'high':>11} {'low':>11} {'close':>11} "
+             f"{'open time (UTC)':<17} {'open':>{w}} {'high':>{w}} {'low':>{w}} {'close':>{w}} "
              f"{'volume':>9}  state"]
     for t, o, h, low, c, v, final in rows:
         when = datetime.fromtimestamp(t / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
-        lines.append(f"{when:<17} {o:>11.2f} {h:>11.2f} {low:>11.2f} {c:>11.2f} {v:>9d}  "
-                     f"{'final' if final else 'partial'}")
+        prices = " ".join(f"{x:>{w}.{d}f}" for x in (o, h, low, c))
+        lines.append(f"{when:<17} {prices} {v:>9d}  {'final' if final else 'partial'}")
     return "\n".join(lines)
 
 
