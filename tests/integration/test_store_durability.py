@@ -65,3 +65,39 @@ async def test_sequence_gap_on_a_bar_topic_is_backfilled(procs, bus, bus_env) ->
     assert requests[0]["contract"] == C and requests[0]["start"] == bars[39].t
     await aeventually(lambda: hb.last["store"]["counters"].get("bar_gaps", 0) >= 1, timeout=5,
                       what="the gap counted")
+
+
+async def test_contracts_always_and_ticks_when_configured_are_recorded(procs, bus, bus_env
+                                                                       ) -> None:
+    import sqlite3
+
+    from chillly.messages import ContractInfo, Quote, Trade
+
+    hb = Heartbeats(bus)
+    procs.chillly("store", env={"STORE_RECORD_TICKS": "true", "STORE_RECOVER": "false",
+                                "STORE_FLUSH_INTERVAL": "0.05"})
+    await aeventually(lambda: hb.running("store"), timeout=20, what="store running")
+    info = ContractInfo(contract=C, symbol="ES", symbol_id="F.US.EP", name="ESZ6",
+                        description="E-mini S&P 500", tick_size=0.25, tick_value=12.5,
+                        active=True)
+    bus.publish(topics.contract_info(C), info)
+    bus.publish(topics.contract_info(C), info)      # re-published every minute: one row
+    bus.publish(topics.quote(C), Quote(contract=C, bid=5000.0, ask=5000.25, vt=1_000))
+    bus.publish(topics.quote(C), Quote(contract=C, last=5000.25))   # partial quote: kept as is
+    bus.publish(topics.trade(C), Trade(contract=C, price=5000.25, size=3, aggressor=0, t=2_000))
+
+    def rows(sql: str) -> list[tuple]:
+        conn = sqlite3.connect(f"file:{bus_env['DATABASE_PATH']}?mode=ro", uri=True)
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+
+    await aeventually(lambda: len(rows("SELECT * FROM trades")) == 1, timeout=10, what="trade")
+    assert rows("SELECT contract, symbol, name, tick_size, active FROM contracts") == [
+        (C, "ES", "ESZ6", 0.25, 1)]
+    quotes = rows("SELECT contract, t, bid, ask, last FROM quotes ORDER BY rowid")
+    assert quotes[0] == (C, 1_000, 5000.0, 5000.25, None)
+    assert quotes[1][2:] == (None, None, 5000.25)
+    assert rows("SELECT contract, t, price, size, aggressor FROM trades") == [
+        (C, 2_000, 5000.25, 3, 0)]
