@@ -12,7 +12,6 @@ first. A bar whose bucket has not closed yet is the partial bar (only with inclu
 
 from __future__ import annotations
 
-from calendar import monthrange
 from datetime import datetime, timezone
 
 from chillly.clock import DAY_MS, HOUR_MS, MINUTE_MS

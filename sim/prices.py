@@ -100,13 +100,13 @@ class Tape:
         self._knots: dict[tuple[int, int, int], float] = {}
         self._levels: dict[tuple[str, int], int] = {}
         self._ct_offset: dict[int, int] = {}
-        self._ctx: dict[str, tuple[RootSpec, int, int, int, float, int]] = {}
+        self._ctx: dict[str, tuple[RootSpec, int, int, int, int]] = {}
         self._cache_minutes = cache_minutes
         self._cache_prints = cache_prints
 
     # ---- contract context -------------------------------------------------------------------
-    def _context(self, cid: str) -> tuple[RootSpec, int, int, int, float, int]:
-        """(spec, family id, contract id, expiry ms, activity factor, decimals) of a contract."""
+    def _context(self, cid: str) -> tuple[RootSpec, int, int, int, int]:
+        """(spec, family id, contract id, expiry ms, price decimals) of a contract."""
         ctx = self._ctx.get(cid)
         if ctx is None:
             parsed = parse_id(cid)
@@ -115,13 +115,13 @@ class Tape:
             root, year, month = parsed
             spec = SPECS[root]
             expiry = int(datetime(year, month, 15, tzinfo=timezone.utc).timestamp() * 1000)
-            ctx = (spec, stable_id(spec.family), stable_id(cid), expiry, 1.0,
+            ctx = (spec, stable_id(spec.family), stable_id(cid), expiry,
                    decimals_of(spec.tick_size))
             self._ctx[cid] = ctx
         return ctx
 
     def to_price(self, cid: str, ticks: int) -> float:
-        spec, _, _, _, _, dec = self._context(cid)
+        spec, _, _, _, dec = self._context(cid)
         return round(ticks * spec.tick_size, dec)
 
     def tick_size(self, cid: str) -> float:
@@ -154,7 +154,7 @@ class Tape:
         got = memo.get((cid, minute))
         if got is not None:
             return got
-        spec, fam, _, expiry, _, _ = self._context(cid)
+        spec, fam, _, expiry, _ = self._context(cid)
         level = self.family_level(fam, spec.base_price, spec.vol_per_min, minute)
         days_left = max(0.0, (expiry - minute * MINUTE_MS) / DAY_MS)
         level *= 1.0 + _CARRY_PER_DAY * days_left
@@ -207,7 +207,7 @@ class Tape:
         return bar
 
     def _make_minute(self, cid: str, minute: int) -> MinuteBar:
-        spec, _, cnum, _, _, _ = self._context(cid)
+        spec, _, cnum, _, _ = self._context(cid)
         o = self.level_ticks(cid, minute)
         c = self.level_ticks(cid, minute + 1)
         rng = random.Random(_key(self.seed, cnum, minute, 1))
@@ -245,7 +245,7 @@ class Tape:
         return out
 
     def _make_prints(self, cid: str, minute: int, bar: MinuteBar) -> list[Print]:
-        spec, _, cnum, _, _, _ = self._context(cid)
+        spec, _, cnum, _, _ = self._context(cid)
         rng = random.Random(_key(self.seed, cnum, minute, 2))
         n = bar.n
         t0 = minute * MINUTE_MS

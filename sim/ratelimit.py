@@ -41,6 +41,8 @@ class SlidingWindow:
         if len(log) < self.limit.count:
             log.append(now)
             return None
+        if not log:  # a budget of zero: nothing is ever allowed
+            return max(1.0, math.ceil(self.limit.window_s))
         return max(1.0, math.ceil((log[0] + window_ms - now) / 1000.0))
 
     def in_window(self, key: str) -> int:

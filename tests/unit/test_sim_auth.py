@@ -92,6 +92,10 @@ def test_sliding_window_counts_per_key_and_says_when_to_retry() -> None:
     assert win.in_window("a") == 1  # all three left together
 
 
+def test_zero_budget_refuses_everything() -> None:
+    assert SlidingWindow(Limit(0, 30.0), lambda: 0.0).try_acquire("a") == 30
+
+
 def test_faults_update_is_validated_and_all_or_nothing() -> None:
     f = Faults()
     assert f.update({"rest_fail_rate": 0.5, "drop_hubs_now": True, "logout_now": False}) == [
