@@ -255,8 +255,9 @@ class BarAggregator:
             bucket = touched[start]
             if not bucket.minutes:
                 continue
+            quiet = now_ms - self.last_arrival >= self.grace_ms
             if (bucket.last_minute in bucket.minutes or bucket.end <= self.newest
-                    or bucket.end + self.grace_ms <= now_ms):
+                    or (quiet and bucket.end + self.grace_ms <= now_ms)):
                 self._complete(bucket)
             if not self._emit(bucket) and reference is not None and bucket.final:
                 ref = reference.get(start)
