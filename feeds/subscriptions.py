@@ -235,10 +235,13 @@ async def request(service: str, name: str, args: dict[str, Any], timeout: float
             await bus.ready(timeout=min(5.0, timeout))
         except Exception:
             return False, None, "no broker: is `chillly broker` running?"
-        attempts = 3
+        # Resend every 2 s with the same id until the deadline: a command lost while the
+        # service was still joining the bus is retried soon, and a long-running one (a big
+        # backfill) is not run twice (handlers are idempotent on the id; the reply is cached).
+        per_try = min(2.0, timeout)
+        attempts = max(1, int(timeout / per_try))
         try:
-            reply = await bus.request(service, name, args, timeout=timeout / attempts,
-                                      attempts=attempts)
+            reply = await bus.request(service, name, args, timeout=per_try, attempts=attempts)
         except RequestTimeout:
             return False, None, f"no reply from {service} within {timeout:.0f}s: is it running?"
         return reply.ok, reply.result, reply.error
