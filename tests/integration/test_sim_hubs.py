@@ -111,6 +111,11 @@ def test_negotiate_answers_a_connection_id_and_needs_a_token(sim: str, token: st
         assert httpx.post(f"{sim}/hubs/{hub}/negotiate?access_token=junk").status_code == 401
 
 
+def test_hub_paths_serve_websockets_only(sim: str, token: str) -> None:
+    r = httpx.get(f"{sim}/hubs/market?access_token={token}")
+    assert r.status_code == 400
+
+
 async def test_websocket_refuses_missing_or_bad_tokens(sim: str, token: str) -> None:
     for bad in (None, "junk"):
         with pytest.raises(InvalidStatus) as err:

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from sim.testing import counters, login, reset_counters, sim_env, wait_ready
-from tests.support import Procs
+from sim.testing import counters, login, reset_counters, set_faults, sim_env, wait_ready
+
+from tests.support import Procs, eventually
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("sim-strict")
     env = sim_env(tmp, SIM_USERNAME="Alice", SIM_API_KEY="s3cret", SIM_RATE_BARS="3",
                   SIM_RATE_BARS_WINDOW_S="30", SIM_RATE_OTHER="6",
-                  SIM_RATE_OTHER_WINDOW_S="30")
+                  SIM_RATE_OTHER_WINDOW_S="30", SIM_VALIDATE_EXPIRED="error")
     procs = Procs(tmp, env)
     procs.chillly("sim", name="sim")
     base = f"http://127.0.0.1:{env['SIM_PORT']}"
@@ -69,3 +70,20 @@ def test_401_does_not_use_the_budget_and_login_is_limited_too(strict: str) -> No
     codes = [httpx.post(f"{strict}/api/Auth/loginKey",
                         json={"userName": "Bob", "apiKey": "x"}).status_code for _ in range(7)]
     assert codes == [200] * 6 + [429]  # keyed by userName: bob's budget, not alice's
+
+
+def test_validate_with_an_expired_token_can_answer_error_code_3(strict: str) -> None:
+    reset_counters(strict)
+    set_faults(strict, token_lifetime_s=0.3)
+    try:
+        auth = {"Authorization": f"Bearer {login(strict, 'alice', 's3cret')}"}
+        # poll through the hub's negotiate: it checks the token but uses no REST budget
+        eventually(lambda: httpx.post(f"{strict}/hubs/user/negotiate",
+                                      headers=auth).status_code == 401, timeout=10,
+                   what="the token to expire")
+        r = httpx.post(f"{strict}/api/Auth/validate", headers=auth)
+        assert r.status_code == 200
+        body = r.json()
+        assert body["success"] is False and body["errorCode"] == 3 and body["newToken"] is None
+    finally:
+        set_faults(strict, token_lifetime_s=None)

@@ -75,6 +75,15 @@ def test_login_without_its_fields_is_http_400(sim: str, body: dict[str, str]) ->
     assert problem["status"] == 400 and "title" in problem and "type" in problem
 
 
+def test_login_app_needs_all_its_fields(sim: str) -> None:
+    full = {"userName": "u", "password": "p", "deviceId": "d", "appId": "a", "verifyKey": "v"}
+    r = httpx.post(f"{sim}/api/Auth/loginApp", json=full)
+    envelope_ok(r.json())
+    assert r.json()["token"]
+    r = httpx.post(f"{sim}/api/Auth/loginApp", json={**full, "verifyKey": None})
+    assert r.status_code == 400 and "verifyKey" in r.json()["errors"]
+
+
 def test_body_that_is_not_json_is_http_400(sim: str) -> None:
     r = httpx.post(f"{sim}/api/Auth/loginKey", content=b"{nope",
                    headers={"Content-Type": "application/json"})
