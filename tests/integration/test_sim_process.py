@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 from websockets.asyncio.client import connect
 
 from chillly import topics
 from sim.testing import login, wait_ready
-from tests.support import Procs, aeventually
+from tests.support import Procs, aeventually, free_port
 
 
 async def test_sim_heartbeats_and_stops_cleanly_with_clients_connected(
@@ -44,3 +45,14 @@ def test_port_in_use_is_an_operator_error(procs: Procs, bus_env: dict[str, str])
 def test_bad_setting_is_refused_with_exit_code_2(procs: Procs) -> None:
     assert procs.chillly("sim", name="bad", env={"SIM_RATE_SCOPE": "planet"}).wait(15) == 2
     assert procs.chillly("sim", "--port", "0", name="badport").wait(15) == 2
+    assert procs.chillly("sim", "--accounts", "x", name="badaccounts").wait(15) == 2
+
+
+def test_cli_options_override_the_environment(procs: Procs) -> None:
+    port = free_port()
+    procs.chillly("sim", "--port", str(port), "--always-open", "--history-days", "1",
+                  name="cli", env={"SIM_ALWAYS_OPEN": "0"})
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base)
+    state = httpx.get(f"{base}/admin/state").json()
+    assert state["open"] is True and state["engine"] is True
