@@ -71,4 +71,5 @@ async def test_market_data_flows_and_survives_drops_expiry_refresh_and_logout(pr
     await flowing(md, Trade)
     await flowing(md, Quote)
     assert stack.children["feed-market"].alive()
+    assert stack.children["feed-market"].terminate() == 0  # SIGTERM: clean exit, hub closed
     assert stack.counters().get("unauthorized", 0) <= 3  # refreshed in time, not after 401s
