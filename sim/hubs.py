@@ -33,6 +33,7 @@ log = logging.getLogger("sim.hubs")
 RS = "\x1e"
 MAX_QUEUE = 50_000
 MAX_FRAME = 256 * 1024
+MAX_ARRAY = 1000   # prints or depth entries per market record
 PING = '{"type":6}' + RS
 TRANSPORTS = [{"transport": "WebSockets", "transferFormats": ["Text", "Binary"]}]
 
@@ -406,12 +407,22 @@ class MarketHub(Hub):
                                        ("depth", "GatewayDepth", up.depth)):
                 if not data:
                     continue
-                text: str | None = None
+                texts: list[str] | None = None
                 for conn in self.connections:
                     if conn.subscribed(kind, cid):
-                        if text is None:
-                            text = event(target, [cid, data])
-                        conn.send(text)
+                        if texts is None:
+                            texts = self._encode(target, cid, data)
+                        for text in texts:
+                            conn.send(text)
+
+    @staticmethod
+    def _encode(target: str, cid: str, data: Any) -> list[str]:
+        """One record, or several when an array is long (a fast clock batches many prints):
+        keeps every frame well under the 1 MiB a default websockets client accepts."""
+        if isinstance(data, list) and len(data) > MAX_ARRAY:
+            return [event(target, [cid, data[i:i + MAX_ARRAY]])
+                    for i in range(0, len(data), MAX_ARRAY)]
+        return [event(target, [cid, data])]
 
 
 class UserHub(Hub):
