@@ -280,3 +280,22 @@ async def test_periodic_drops_until_switched_off(sim: str, token: str) -> None:
             _pending.pop(id(ws), None)
     set_faults(sim, drop_hubs_every_s=0)
     assert httpx.get(f"{sim}/admin/faults").json()["faults"]["drop_hubs_every_s"] == 0
+
+
+
+async def test_nothing_is_replayed_to_a_connection_that_did_not_subscribe(
+        sim: str, token: str, raw: ClientConnection, es: str) -> None:
+    await raw.send(json.dumps({"type": 1, "target": "SubscribeContractTrades",
+                               "arguments": [es]}) + RS)
+    await until(raw, lambda r: r.get("target") == "GatewayTrade")
+    await raw.close()
+    async with connect(ws_url(sim, "market", token)) as ws:
+        await ws.send('{"protocol":"json","version":1}' + RS)
+        assert await asyncio.wait_for(ws.recv(), 5) == "{}" + RS
+        seen: list[dict[str, Any]] = []
+        pings = 0
+        while pings < 2:  # server pings (every 0.3 s here) bound the observation
+            for rec in await records(ws):
+                pings += rec == {"type": 6}
+                seen.append(rec)
+        assert all(r.get("type") == 6 for r in seen)
