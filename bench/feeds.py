@@ -72,13 +72,17 @@ def bus_side(env: dict[str, str], seconds: float, start_at: float, out: mp.Queue
 
         for prefix in ("quote.", "trade.", "depth."):
             bus.on(prefix, on_msg)
+        hb: dict = {}
+        bus.on("hb.feed-market.", lambda e: hb.update(e.payload.get("counters", {})))
         await bus.ready(timeout=15)
         await asyncio.sleep(max(0.0, start_at - time.time()))
         measuring["on"] = True
         await asyncio.sleep(seconds)
         measuring["on"] = False
+        extra = {"bus_lost": bus.counters["lost"], "hub_drops": hb.get("hub_drops", 0),
+                 "hub_connects": hb.get("hub_connects", 0)}
         await bus.close()
-        out.put(("bus", counts["n"], trades))
+        out.put(("bus", counts["n"], {"trades": trades, **extra}))
 
     asyncio.run(main())
 
@@ -148,6 +152,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--speed", type=float, default=60.0)
+    ap.add_argument("--logs", default="", help="keep the processes' logs in this directory")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench-feeds-")
     anchor = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -156,15 +161,18 @@ def main() -> int:
            "BUS_SUBSCRIBE_ADDR": f"tcp://127.0.0.1:{free_port()}", "SIM_PORT": str(free_port()),
            "RUN_DIR": f"{tmp}/run", "CLOCK_SPEED": str(a.speed), "CLOCK_ANCHOR": anchor,
            "SIM_ALWAYS_OPEN": "1", "SIM_HISTORY_DAYS": "1", "SIM_TICK_INTERVAL_S": "0.02",
-           "DEFAULT_CONTRACTS": SYMBOLS, "LOG_LEVEL": "WARNING", "FEED_SET_INTERVAL": "0.5"}
+           "DEFAULT_CONTRACTS": SYMBOLS, "LOG_LEVEL": "INFO" if a.logs else "WARNING",
+           "FEED_SET_INTERVAL": "0.5"}
     full = {**os.environ, **env}
     base = f"http://127.0.0.1:{env['SIM_PORT']}"
     children = []
     py = sys.executable
     try:
         for args in (["broker"], ["sim"], ["subscriptions", "serve"], ["feed-market"]):
+            log = (open(os.path.join(a.logs, f"{args[0]}.log"), "wb") if a.logs
+                   else subprocess.DEVNULL)
             children.append(subprocess.Popen([py, "-m", "chillly.cli", *args], cwd=ROOT, env=full,
-                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                             stdout=log, stderr=subprocess.STDOUT))
             if args == ["sim"]:
                 deadline = time.time() + 30
                 while time.time() < deadline:
@@ -206,23 +214,26 @@ def main() -> int:
                 c.kill()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    (bus_n, bus_tr), (raw_n, raw_tr) = results["bus"], results["raw"]
+    (bus_n, extra), (raw_n, raw_tr) = results["bus"], results["raw"]
+    bus_tr = extra["trades"]
     common = [k for k in raw_tr if k in bus_tr]
     lat_raw = [raw_tr[k] - real_of(k[1], anchor_ms, a.speed) for k in common]
     lat_bus = [bus_tr[k] - real_of(k[1], anchor_ms, a.speed) for k in common]
-    extra = [bus_tr[k] - raw_tr[k] for k in common]
+    added = [bus_tr[k] - raw_tr[k] for k in common]
     print(f"feeds bench: {len(contracts)} contracts, CLOCK_SPEED {a.speed:g}, "
           f"{a.seconds:g} s measured")
     print(f"  baseline (bare pysignalr, no bus): {raw_n / a.seconds:9.0f} hub msgs/s, "
           f"{len(raw_tr) / a.seconds:7.0f} prints/s")
     print(f"  feed-market -> broker -> Bus     : {bus_n / a.seconds:9.0f} bus msgs/s, "
           f"{len(bus_tr) / a.seconds:7.0f} trades/s  (ratio {bus_n / max(1, raw_n):.3f})")
+    print(f"  lost on the bus (seq gaps at the subscriber): {extra['bus_lost']}; "
+          f"feed-market hub connects {extra['hub_connects']}, drops {extra['hub_drops']}")
     if common:
         print(f"  print -> arrival latency over {len(common)} prints seen by both (ms):")
         print(f"    baseline: p50 {pct(lat_raw, 0.5):7.2f}  p99 {pct(lat_raw, 0.99):7.2f}")
         print(f"    bus     : p50 {pct(lat_bus, 0.5):7.2f}  p99 {pct(lat_bus, 0.99):7.2f}")
-        print(f"    added by feed-market + broker: p50 {pct(extra, 0.5):6.2f}  "
-              f"p99 {pct(extra, 0.99):6.2f}  mean {statistics.fmean(extra):6.2f}")
+        print(f"    added by feed-market + broker: p50 {pct(added, 0.5):6.2f}  "
+              f"p99 {pct(added, 0.99):6.2f}  mean {statistics.fmean(added):6.2f}")
     return 0
 
 

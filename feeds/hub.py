@@ -15,7 +15,8 @@ agent owns the whole cycle itself, one `SignalRClient` per connection:
 Sends are serialized with a lock (concurrent `send()` interleaves frames otherwise). Staleness is
 judged in MARKET time: only while the market is open (chillly.calendar) and only when the owner
 says data is expected (a quiet user hub is normal), counting from the last message, the last
-(re)connect or the moment the market reopened, whichever is latest.
+(re)connect or the moment the market reopened, whichever is latest; a few seconds of real quiet
+are required too, so a high CLOCK_SPEED cannot make the threshold shorter than a reconnect.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -58,7 +60,8 @@ class HubAgent:
                  expects_data: Callable[[], bool] = lambda: True,
                  on_alarm: AlarmHandler | None = None, backoff_min_s: float = 0.2,
                  backoff_max_s: float = 10.0, connect_timeout_s: float = 10.0,
-                 market_open: Callable[[int], bool] = is_market_open) -> None:
+                 market_open: Callable[[int], bool] = is_market_open,
+                 stale_min_real_s: float = 3.0) -> None:
         self.name = name
         self.url = url
         self.tokens = tokens
@@ -71,6 +74,10 @@ class HubAgent:
         self.backoff_max = backoff_max_s
         self.connect_timeout = connect_timeout_s
         self.market_open = market_open
+        # Also require this much REAL quiet time: at a high CLOCK_SPEED a market-time threshold
+        # alone is shorter than a reconnect, and the agent would thrash.
+        self.stale_min_real = stale_min_real_s
+        self._last_real = 0.0
         self._handlers: dict[str, EventHandler] = {}
         self._client: SignalRClient | None = None
         self._send_lock = asyncio.Lock()
@@ -158,6 +165,7 @@ class HubAgent:
         async def on_open() -> None:
             self.counters["connects"] += 1
             self._opened_ms = self.clock.now_ms()
+            self._last_real = time.monotonic()
             self.connected.set()
             opened.set()
             if self._on_open is not None:
@@ -230,6 +238,7 @@ class HubAgent:
 
         async def call(args: list[Any]) -> None:
             self.last_msg_ms = self.clock.now_ms()
+            self._last_real = time.monotonic()
             self.counters["messages"] += 1
             if self.stale:
                 self._set_stale(False, f"{event} received")
@@ -272,13 +281,15 @@ class HubAgent:
         assert self.stale_after_ms is not None
         if not self.market_open(now_ms) or not self.expects_data():
             self._reopened_ms = now_ms
+            self._last_real = time.monotonic()
             if self.stale:
                 self._set_stale(False, "market closed or nothing subscribed")
             return
         if not self.connected.is_set():
             return
         quiet = self.quiet_ms(now_ms)
-        if quiet >= self.stale_after_ms and not self.stale:
+        real_quiet = time.monotonic() - self._last_real
+        if quiet >= self.stale_after_ms and real_quiet >= self.stale_min_real and not self.stale:
             self._set_stale(True, f"no {self.name} data for {quiet / 1000:.0f}s of market time")
             self.reconnect("stale feed")
 

@@ -42,7 +42,8 @@ class FeedMarketService(Service):
             "market-hub", s.topstep_market_hub_url, self.client.auth, self.clock,
             on_open=self._subscribe_all, stale_after_s=s.feed_stale_after,
             expects_data=lambda: bool(self.contracts), on_alarm=self._alarm,
-            backoff_min_s=s.feed_hub_backoff_min, backoff_max_s=s.feed_hub_backoff_max)
+            backoff_min_s=s.feed_hub_backoff_min, backoff_max_s=s.feed_hub_backoff_max,
+            stale_min_real_s=s.feed_stale_min_real)
         self.agent.on("GatewayQuote", self._on_quote)
         self.agent.on("GatewayTrade", self._on_trade)
         self.agent.on("GatewayDepth", self._on_depth)

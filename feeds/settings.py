@@ -51,6 +51,7 @@ class FeedSettings(Settings):
     # feed-market
     feed_live_bars: bool = False
     feed_stale_after: float = Field(default=120.0, gt=0)       # market seconds without data
+    feed_stale_min_real: float = Field(default=3.0, ge=0)      # ... and at least this real time
 
     # hubs (real seconds)
     feed_hub_backoff_min: float = Field(default=0.2, gt=0)

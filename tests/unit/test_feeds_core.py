@@ -288,7 +288,7 @@ def _agent(clock: ManualClock, expects: list[bool], open_: list[bool]):  # type:
     agent = HubAgent("market-hub", "http://x/hubs/market", TokenManager(clock, never, never),
                      clock, stale_after_s=60, expects_data=lambda: expects[0],
                      on_alarm=lambda code, active, text: alarms.append((code, active)),
-                     market_open=lambda ms: open_[0])
+                     market_open=lambda ms: open_[0], stale_min_real_s=0.0)
     agent.connected.set()
     return agent, alarms
 
