@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import time
 from functools import lru_cache
+from typing import Any
 
 from chillly.calendar import SESSION_OPEN, is_market_open, session_open_ms, trading_date
 from chillly.clock import Clock, DAY_MS, HOUR_MS, MINUTE_MS
@@ -55,6 +56,25 @@ def tf_ms(tf: str) -> int:
     if ms > DAY_MS:
         raise ValueError(f"bad timeframe {tf!r}: longer than a day (use 1d)")
     return ms
+
+
+_GOOD_TFS: set[str] = {"1m"}
+
+
+def bar_problem(p: dict[str, Any]) -> str | None:
+    """Why a schema-valid bar payload cannot be stored or aggregated, or None (hot path)."""
+    tf = p["tf"]
+    if tf not in _GOOD_TFS:
+        try:
+            tf_ms(tf)
+        except ValueError:
+            return f"bad timeframe {tf!r}"
+        _GOOD_TFS.add(tf)
+    if p["t"] % 60_000:
+        return f"open time {p['t']} is not on a minute"
+    if not p["l"] <= p["h"] or p["volume"] < 0:
+        return "low above high or negative volume"
+    return None
 
 
 @dataclass(frozen=True)

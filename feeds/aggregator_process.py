@@ -35,7 +35,11 @@ from chillly.clock import DAY_MS, MINUTE_MS
 from chillly.messages import Bar
 from chillly.process import Service, StartupError
 from chillly.settings import Settings
-from feeds.aggregator import DEFAULT_SESSION_TFS, DEFAULT_TFS, Aggregators, BucketSpec, tf_ms
+from feeds.aggregator import (
+    DEFAULT_SESSION_TFS, DEFAULT_TFS, Aggregators, BucketSpec, bar_problem, tf_ms,
+)
+from store import queries
+from store.db import open_reader
 
 log = logging.getLogger("aggregator")
 
@@ -94,7 +98,8 @@ class AggregatorProcess(Service):
         self.aggs = Aggregators(self.specs, self._emit, self.clock,
                                 grace_ms=int(s.aggregator_grace * 1000),
                                 retention_ms=int(s.aggregator_retention_days * DAY_MS))
-        self.counters.update({"bars_in": 0, "emitted": 0, "resent": 0, "reconciles": 0})
+        self.counters.update({"bars_in": 0, "emitted": 0, "resent": 0, "reconciles": 0,
+                              "rejected": 0})
         self._held: list[Bar] | None = []     # live bars that arrive during warm-up
         self._last_seen: dict[str, int] = {}
         self._db_lock = asyncio.Lock()
@@ -123,6 +128,12 @@ class AggregatorProcess(Service):
 
     def _on_bar(self, env: Envelope) -> None:
         if not env.payload["final"]:
+            return
+        problem = bar_problem(env.payload)
+        if problem:
+            self.counters["rejected"] += 1
+            if self.counters["rejected"] <= 10:
+                log.warning("rejected a 1m bar on %s: %s", env.topic, problem)
             return
         bar = env.message()
         assert isinstance(bar, Bar)
@@ -163,8 +174,6 @@ class AggregatorProcess(Service):
               ) -> list[tuple[str, int, list[Bar], dict[str, list[Bar]]]]:
         """(contract, start, 1m bars, stored bars per tf) for one contract's window, or for
         every stored contract's warm-up window when `contract` is None."""
-        from store import queries
-        from store.db import open_reader
 
         try:
             conn = open_reader(self.settings.database_path)

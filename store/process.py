@@ -32,7 +32,7 @@ from chillly import topics
 from chillly.clock import DAY_MS, MINUTE_MS
 from chillly.process import Service, StartupError
 from chillly.settings import Settings
-from feeds.aggregator import tf_ms
+from feeds.aggregator import bar_problem, tf_ms
 from store import queries
 from store.db import open_reader, open_writer
 from store.migrations import MigrationError
@@ -77,7 +77,8 @@ class Store(Service):
         self._add = self.writer.add
         self.counters.update({"bars_in": 0, "partials_skipped": 0, "contracts_in": 0,
                               "quotes_in": 0, "trades_in": 0, "recoveries": 0,
-                              "recovery_failures": 0, "bar_gaps": 0, "venue_htf_skipped": 0})
+                              "recovery_failures": 0, "bar_gaps": 0, "venue_htf_skipped": 0,
+                              "rejected": 0})
         # contract -> (backfill 1m from, reconcile higher timeframes from)
         self._dirty: dict[str, tuple[int, int]] = {}
         self._wake = asyncio.Event()
@@ -120,12 +121,22 @@ class Store(Service):
             # way (UTC days): our higher timeframes are always the aggregator's.
             self.counters["venue_htf_skipped"] += 1
             return
+        problem = bar_problem(p)
+        if problem:
+            self._reject(env.topic, problem)
+            return
         self._add("bars", (p["contract"], p["tf"], p["t"], p["o"], p["h"], p["l"], p["c"],
                            p["volume"], 1, p.get("rev", 0), p.get("origin", "poll"), p["ts"]))
         self.counters["bars_in"] += 1
         if p["tf"] == "1m":
             # Where a recovery starts if the next message reveals a gap (on_gap runs first).
             self._last1m[p["contract"]] = p["t"]
+
+    def _reject(self, topic: str, problem: str) -> None:
+        self.counters["rejected"] += 1
+        n = self.counters["rejected"]
+        if n <= 10 or n % 1000 == 0:
+            log.warning("rejected a bar on %s: %s (%d so far)", topic, problem, n)
 
     def _on_contract(self, env: Envelope) -> None:
         p = env.payload

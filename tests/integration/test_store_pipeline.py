@@ -4,6 +4,8 @@ published on the bus end up stored at every timeframe, equal to a plain aggregat
 
 from __future__ import annotations
 
+from chillly import topics
+from chillly.messages import Bar
 from feeds.aggregator import BucketSpec, aggregate
 from tests.integration.test_store_support import (
     C, Heartbeats, db_rows, key, publish_bars, synthetic_bars,
@@ -21,6 +23,13 @@ async def test_final_1m_bars_become_stored_bars_at_every_timeframe(procs, bus, b
     bars = synthetic_bars()
     publish_bars(bus, bars)
     db = bus_env["DATABASE_PATH"]
+    # A schema-valid but impossible bar (low above high) is counted and dropped by both.
+    b = bars[-1]
+    bus.publish(topics.bar("1m", C), Bar(contract=C, tf="1m", t=b.t + 60_000, o=1.0, h=1.0,
+                                          l=2.0, c=1.0, volume=1, final=True))
+    await aeventually(lambda: hb.last.get("store", {}).get("counters", {}).get("rejected") == 1
+                      and hb.last["aggregator"]["counters"].get("rejected") == 1,
+                      timeout=10, what="the bad bar rejected and counted")
 
     await aeventually(lambda: len(db_rows(db, "1m")) == len(bars), timeout=15,
                       what="every final 1m bar stored")

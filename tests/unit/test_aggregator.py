@@ -8,7 +8,9 @@ import pytest
 
 from chillly.clock import HOUR_MS, MINUTE_MS, ManualClock
 from chillly.messages import Bar
-from feeds.aggregator import Aggregators, BarAggregator, BucketSpec, aggregate, tf_ms
+from feeds.aggregator import (
+    Aggregators, BarAggregator, BucketSpec, aggregate, bar_problem, tf_ms,
+)
 
 C = "CON.F.US.EP.Z26"
 
@@ -182,3 +184,12 @@ def test_aggregators_ignore_partials_and_other_timeframes() -> None:
     aggs.handle_bar(bar(t0))
     assert sorted(b.tf for b in sink.bars) == ["1h", "5m"]
     assert aggs.counters()["partials"] == 2
+
+
+def test_bar_problem_names_what_is_wrong() -> None:
+    good = bar(ms(2026, 1, 14, 15)).body()
+    assert bar_problem(good) is None
+    assert "timeframe" in (bar_problem({**good, "tf": "7x"}) or "")
+    assert "minute" in (bar_problem({**good, "t": good["t"] + 1}) or "")
+    assert "low above high" in (bar_problem({**good, "l": good["h"] + 1}) or "")
+    assert bar_problem({**good, "volume": -1}) is not None
