@@ -124,6 +124,24 @@ class TokenManager:
             self._set(new)
             return new
 
+    async def keep_fresh(self, retry_s: float = 5.0) -> None:
+        """Refresh at `refresh_at_ms` even when no call needs the token then: a process that
+        calls the venue every 30 s would otherwise meet a token that expired between two calls
+        (a 401, then a refresh). Runs until cancelled; never logs in before the first use."""
+        while True:
+            due = self.refresh_at_ms
+            if self._token is None:
+                await asyncio.sleep(retry_s)
+                continue
+            await self.clock.sleep_until(due)
+            if self._token is None or self.refresh_at_ms != due:
+                continue  # refreshed (or forgotten) meanwhile
+            try:
+                await self.token()
+            except Exception as exc:
+                log.warning("background token refresh failed: %s", exc)
+                await asyncio.sleep(retry_s)
+
     def forget(self) -> None:
         """Drop the token (GatewayLogout: the session is gone); the next use logs in."""
         self._token = None

@@ -122,7 +122,8 @@ class FeedBarsService(Service):
     # ------------------------------------------------------------------ polling
 
     async def run(self) -> None:
-        await asyncio.gather(self._ask_set(), self._poll_loop(), self._clock_loop())
+        await asyncio.gather(self._ask_set(), self._poll_loop(), self._clock_loop(),
+                             self.client.auth.keep_fresh())
 
     def next_poll_ms(self, now: int) -> int:
         s: FeedSettings = self.settings  # type: ignore[assignment]

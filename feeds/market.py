@@ -156,7 +156,7 @@ class FeedMarketService(Service):
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
-        await asyncio.gather(self._ask_set(), self.agent.run())
+        await asyncio.gather(self._ask_set(), self.agent.run(), self.client.auth.keep_fresh())
 
     async def on_stop(self) -> None:
         await self.client.aclose()

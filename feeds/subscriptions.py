@@ -71,7 +71,8 @@ class SubscriptionsService(Service):
     async def run(self) -> None:
         if not self.loaded:
             await self._resolve_defaults()
-        await asyncio.gather(self._publish_loop(), self._info_loop())
+        await asyncio.gather(self._publish_loop(), self._info_loop(),
+                             self.client.auth.keep_fresh())
 
     async def _resolve_defaults(self) -> None:
         s: FeedSettings = self.settings  # type: ignore[assignment]

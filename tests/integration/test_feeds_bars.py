@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 
+from chillly.calendar import is_market_open
 from chillly.clock import MINUTE_MS
-from chillly.messages import Bar
+from chillly.messages import Bar, ClockTick
 from tests.integration.test_feeds_helpers import (Collect, Stack, assert_finals_match_venue,
                                                   stack_env, wait_finals)
 from tests.support import aeventually
@@ -23,6 +24,7 @@ async def test_final_bars_equal_the_venue_through_an_outage_and_a_restart(procs,
     procs.env.update(stack_env(speed=60))
     stack = Stack(procs)
     col = Collect(bus, "bar.1m.")
+    ticks = Collect(bus, "clock.1m.")
     await stack.start_sim()
     stack.start("subscriptions")
     stack.start("feed-bars")
@@ -52,6 +54,13 @@ async def test_final_bars_equal_the_venue_through_an_outage_and_a_restart(procs,
     stack.start("feed-bars")
     await wait_finals(col, es, 1, after=stopped + 4 * MINUTE_MS)
     await wait_finals(col, nq, 1, after=stopped + 4 * MINUTE_MS)
+
+    # Minute boundaries from the clock, while the CME calendar says the market is open.
+    if all(is_market_open(t.t) for t in ticks.items):
+        starts = [t.t for t in ticks.items if isinstance(t, ClockTick)]
+        assert len(starts) >= 10
+        breaks = [b - a for a, b in zip(starts, starts[1:]) if b - a != MINUTE_MS]
+        assert len(breaks) <= 1  # one gap: feed-bars was down for the restart
 
     for cid in (es, nq):
         finals = col.finals(cid)

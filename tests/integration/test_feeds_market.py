@@ -1,18 +1,20 @@
 """feed-market against the real sim: quotes, trades and depth on the bus, and the hub kept
 alive and subscribed through drops (abrupt and with a SignalR close error), token expiry,
-a token refreshed before it expires, and GatewayLogout."""
+a token refreshed before it expires, and GatewayLogout; meanwhile feed-bars' finals stay exact
+and the live bars built from prints are never final."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from chillly.messages import Depth, Heartbeat, Quote, Trade
-from tests.integration.test_feeds_helpers import Collect, Stack, stack_env
+from chillly.messages import Bar, Depth, Heartbeat, Quote, Trade
+from tests.integration.test_feeds_helpers import (Collect, Stack, assert_finals_match_venue,
+                                                  stack_env)
 from tests.support import aeventually
 
 
-def hb(col: Collect) -> dict[str, Any]:
-    got = [h for h in col.items if isinstance(h, Heartbeat)]
+def hb(col: Collect, name: str = "feed-market") -> dict[str, Any]:
+    got = [h for h in col.items if isinstance(h, Heartbeat) and h.name == name]
     return got[-1].counters if got else {}
 
 
@@ -25,15 +27,17 @@ async def flowing(col: Collect, kind: type, n: int = 5, timeout: float = 15.0) -
 
 async def test_market_data_flows_and_survives_drops_expiry_refresh_and_logout(procs, bus) -> None:  # type: ignore[no-untyped-def]
     procs.env.update(stack_env(speed=60, DEFAULT_CONTRACTS="ES", SIM_HUB_CLOSE_ON_EXPIRY="1",
-                               HEARTBEAT_INTERVAL="0.2"))
+                               HEARTBEAT_INTERVAL="0.2", FEED_LIVE_BARS="true"))
     stack = Stack(procs)
     md = Collect(bus, "quote.")
     bus.on("trade.", lambda env: md.items.append(env.message()))
     bus.on("depth.", lambda env: md.items.append(env.message()))
-    hbs = Collect(bus, "hb.feed-market.")
+    hbs = Collect(bus, "hb.")
+    bars = Collect(bus, "bar.1m.")
     await stack.start_sim()
     stack.start("subscriptions")
     stack.start("feed-market")
+    stack.start("feed-bars")
     for kind in (Quote, Trade, Depth):
         await flowing(md, kind)
     depth = [m for m in md.items if isinstance(m, Depth)]
@@ -61,15 +65,30 @@ async def test_market_data_flows_and_survives_drops_expiry_refresh_and_logout(pr
                       what="a new login after expiry")
     await flowing(md, Trade)
 
-    # Short-lived tokens: the agent moves to a fresh token before the old one expires.
-    stack.faults(token_lifetime_s=120, logout_now=True)  # GatewayLogout, then 120 s tokens
+    # GatewayLogout (every token revoked), after which tokens live 120 market seconds: the
+    # agent logs in again, then moves to a fresh token BEFORE each one expires (no 401s).
+    bars_logins = hb(hbs, "feed-bars").get("venue_logins", 0)
+    stack.faults(token_lifetime_s=120, logout_now=True)
     await aeventually(lambda: hb(hbs).get("hub_logouts", 0) >= 1, timeout=15,
                       what="GatewayLogout handled")
-    await aeventually(lambda: hb(hbs).get("hub_token_reconnects", 0) >= 2, timeout=20,
-                      what="two reconnects on a refreshed token")
+    await aeventually(lambda: hb(hbs, "feed-bars").get("venue_logins", 0) > bars_logins,
+                      timeout=15, what="feed-bars logged in again")
+    await flowing(md, Trade)
+    refused = stack.counters().get("unauthorized", 0)
+    reconnects = hb(hbs).get("hub_token_reconnects", 0)
+    await aeventually(lambda: hb(hbs).get("hub_token_reconnects", 0) >= reconnects + 2,
+                      timeout=20, what="two reconnects on a refreshed token")
+    assert stack.counters().get("unauthorized", 0) == refused  # refreshed in time
     stack.faults(token_lifetime_s=None)
     await flowing(md, Trade)
     await flowing(md, Quote)
     assert stack.children["feed-market"].alive()
     assert stack.children["feed-market"].terminate() == 0  # SIGTERM: clean exit, hub closed
-    assert stack.counters().get("unauthorized", 0) <= 3  # refreshed in time, not after 401s
+
+    # Through all of that the polled finals stayed exact, and the live bars from prints never
+    # posed as finals.
+    live = [b for b in bars.items if isinstance(b, Bar) and b.origin == "trades"]
+    assert live and not any(b.final for b in live)
+    es = live[0].contract
+    assert len(bars.finals(es)) >= 3
+    assert_finals_match_venue(stack, bars.finals(es))

@@ -75,6 +75,28 @@ async def test_token_manager_refreshes_with_validate_and_relogs_in_when_it_fails
     assert third not in (first, second) and calls[-2:] == ["validate", "login"]
 
 
+async def test_keep_fresh_refreshes_on_time_without_any_call() -> None:
+    clock = ManualClock(0)
+    n = {"validate": 0}
+
+    async def login() -> str:
+        return jwt({"exp": (clock.now_ms() + 100_000) // 1000})
+
+    async def validate(tok: str) -> str | None:
+        n["validate"] += 1
+        return jwt({"exp": (clock.now_ms() + 100_000) // 1000, "n": n["validate"]})
+
+    tm = TokenManager(clock, login, validate)
+    task = asyncio.ensure_future(tm.keep_fresh(retry_s=0.01))
+    await tm.token()
+    for _ in range(3):
+        clock.set(tm.refresh_at_ms)
+        for _ in range(5):
+            await asyncio.sleep(0)
+    task.cancel()
+    assert n["validate"] == 3 and clock.now_ms() < tm.exp_ms
+
+
 async def test_concurrent_callers_share_one_refresh() -> None:
     clock = ManualClock(0)
     n = {"login": 0}
