@@ -76,6 +76,7 @@ class TokenManager:
         self._lock = asyncio.Lock()
         self.counters = {"logins": 0, "refreshes": 0, "refresh_failures": 0}
         self._listeners: list[Callable[[str], Any]] = []
+        self._changed = asyncio.Event()
 
     @property
     def current(self) -> str | None:
@@ -89,6 +90,7 @@ class TokenManager:
         self.obtained_ms = self.clock.now_ms()
         self.exp_ms = jwt_exp_ms(token)
         self.refresh_at_ms = refresh_due_ms(self.obtained_ms, self.exp_ms, self.refresh_before_ms)
+        self._changed.set()
         for cb in self._listeners:
             try:
                 cb(token)
@@ -130,12 +132,19 @@ class TokenManager:
         (a 401, then a refresh). Runs until cancelled; never logs in before the first use."""
         while True:
             due = self.refresh_at_ms
+            self._changed.clear()
             if self._token is None:
                 await asyncio.sleep(retry_s)
                 continue
-            await self.clock.sleep_until(due)
+            sleeper = asyncio.ensure_future(self.clock.sleep_until(due))
+            changed = asyncio.ensure_future(self._changed.wait())
+            try:
+                await asyncio.wait({sleeper, changed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeper.cancel()
+                changed.cancel()
             if self._token is None or self.refresh_at_ms != due:
-                continue  # refreshed (or forgotten) meanwhile
+                continue  # a new token (login, refresh) or none: start over with its due time
             try:
                 await self.token()
             except Exception as exc:
@@ -146,3 +155,4 @@ class TokenManager:
         """Drop the token (GatewayLogout: the session is gone); the next use logs in."""
         self._token = None
         self.refresh_at_ms = 0
+        self._changed.set()

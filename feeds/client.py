@@ -191,6 +191,7 @@ class ProjectXClient:
             status = resp.status_code
             if status == 401:
                 self.counters["http_401"] += 1
+                log.info("%s: HTTP 401 (%s call)", path, mode)
                 if mode == AUTH:
                     raise AuthError(f"{path}: HTTP 401")
                 if mode == MUTATE:

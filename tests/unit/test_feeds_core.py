@@ -97,6 +97,33 @@ async def test_keep_fresh_refreshes_on_time_without_any_call() -> None:
     assert n["validate"] == 3 and clock.now_ms() < tm.exp_ms
 
 
+async def test_keep_fresh_follows_a_token_replaced_by_a_login() -> None:
+    clock = ManualClock(0)
+    life = {"ms": 1_000_000}
+    n = {"validate": 0}
+
+    async def login() -> str:
+        return jwt({"exp": (clock.now_ms() + life["ms"]) // 1000})
+
+    async def validate(tok: str) -> str | None:
+        n["validate"] += 1
+        return jwt({"exp": (clock.now_ms() + life["ms"]) // 1000, "n": n["validate"]})
+
+    tm = TokenManager(clock, login, validate)
+    await tm.token()  # a long token: refresh due at 800 s
+    task = asyncio.ensure_future(tm.keep_fresh(retry_s=0.01))
+    await asyncio.sleep(0)
+    life["ms"] = 100_000
+    await tm.refresh(stale=tm.current, relogin=True)  # e.g. after a GatewayLogout: a 100 s token, due at 80 s
+    for _ in range(20):
+        await asyncio.sleep(0)
+    clock.set(tm.refresh_at_ms)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    task.cancel()
+    assert n["validate"] == 1 and clock.now_ms() < tm.exp_ms
+
+
 async def test_concurrent_callers_share_one_refresh() -> None:
     clock = ManualClock(0)
     n = {"login": 0}
