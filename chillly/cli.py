@@ -49,18 +49,21 @@ def _load(ref: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), func)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the selected command's module is imported for its options."""
     parser = argparse.ArgumentParser(prog="chillly", description="CHILLLY trading backend")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, add_args, _) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        if add_args:
+        if add_args and name == selected:
             _load(add_args)(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(selected if selected in COMMANDS else None)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
