@@ -47,7 +47,8 @@ async def test_final_bars_equal_the_venue_through_an_outage_and_a_restart(procs,
     # A restart: the high-water mark on disk makes it resume exactly where it stopped.
     assert stack.children["feed-bars"].terminate() == 0
     hwm = json.loads((procs.tmp / "run" / "feed-bars-hwm.json").read_text())
-    assert hwm[es] == col.finals(es)[-1].t
+    await aeventually(lambda: col.finals(es)[-1].t == hwm[es], timeout=5,
+                      what="the saved high-water mark is the last final published")
     stopped = stack.market_now()
     await aeventually(lambda: stack.market_now() >= stopped + 4 * MINUTE_MS, timeout=10,
                       what="four market minutes without feed-bars")
