@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from broker.bus import CommandError
@@ -31,17 +32,18 @@ from feeds.client import ProjectXClient, tf_to_unit
 from feeds.contracts import ContractNotFound, ContractResolver, is_contract_id
 from feeds.errors import VenueError
 from feeds.finals import FinalTracker, minute_floor
-from feeds.settings import FeedSettings
+from feeds.settings import FeedSettings, market_hours
 from feeds.state import JsonState
 
 log = logging.getLogger("feeds.bars")
 
 SERVICE = "feeds"
 HWM_FILE = "feed-bars-hwm.json"
-UNREACHABLE_AFTER = 3  # failed polls in a row before the venue_unreachable alarm
+UNREACHABLE_AFTER = 3  # poll intervals (market time) without a good poll round before the alarm
 
 
-def closing_buckets(tfs: list[str], minute_t: int) -> list[tuple[str, int]]:
+def closing_buckets(tfs: list[str], minute_t: int,
+                    market_open: Callable[[int], bool] = is_market_open) -> list[tuple[str, int]]:
     """(tf, bucket open) of every bucket that closes when the minute opening at `minute_t`
     ends, for buckets in which the market was open at some minute we can see cheaply (its first
     or its last minute)."""
@@ -54,7 +56,7 @@ def closing_buckets(tfs: list[str], minute_t: int) -> list[tuple[str, int]]:
             start, b_end = BucketSpec.of(tf).bounds(minute_t)
             if b_end != end:
                 continue
-        if is_market_open(start) or is_market_open(minute_t):
+        if market_open(start) or market_open(minute_t):
             out.append((tf, start))
     return out
 
@@ -82,7 +84,7 @@ class FeedBarsService(Service):
         self.trackers: dict[str, FinalTracker] = {}
         self.contracts: list[str] = []
         self.have_set = asyncio.Event()
-        self.failures = 0
+        self.last_ok_ms = self.clock.now_ms()
         self.alarmed = False
         self.counters.update({"polls": 0, "poll_failures": 0, "finals": 0, "partials": 0,
                               "clock_ticks": 0, "backfills": 0, "backfill_bars": 0,
@@ -143,14 +145,16 @@ class FeedBarsService(Service):
         if not contracts:
             return
         results = await asyncio.gather(*(self.poll(cid) for cid in contracts))
+        now = self.clock.now_ms()
         if all(results):
-            self.failures = 0
+            self.last_ok_ms = now
             if self.alarmed:
                 self._alarm(False, "venue answers again")
         else:
-            self.failures += 1
-            if self.failures >= UNREACHABLE_AFTER and not self.alarmed:
-                self._alarm(True, f"{self.failures} polls in a row failed")
+            s: FeedSettings = self.settings  # type: ignore[assignment]
+            quiet = now - self.last_ok_ms
+            if quiet >= UNREACHABLE_AFTER * s.feed_poll_interval * 1000 and not self.alarmed:
+                self._alarm(True, f"no good poll for {quiet / 1000:.0f}s of market time")
 
     def _alarm(self, active: bool, text: str) -> None:
         self.alarmed = active
@@ -193,7 +197,8 @@ class FeedBarsService(Service):
             if now - next_end > 5 * MINUTE_MS:  # we were paused: do not replay a backlog
                 next_end = minute_floor(now)
             minute_t = next_end - MINUTE_MS
-            for tf, start in closing_buckets(s.feed_clock_timeframes, minute_t):
+            for tf, start in closing_buckets(s.feed_clock_timeframes, minute_t,
+                                             market_hours(s)):
                 self.bus.publish(topics.clock_tick(tf), ClockTick(tf=tf, t=start))
                 self.counters["clock_ticks"] += 1
             next_end += MINUTE_MS

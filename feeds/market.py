@@ -20,7 +20,7 @@ from chillly.messages import Alarm, SubscriptionSet
 from chillly.process import Service, run_service
 from feeds.client import ProjectXClient
 from feeds.hub import HubAgent
-from feeds.settings import FeedSettings
+from feeds.settings import FeedSettings, market_hours
 from feeds.ticks import TickNormaliser, split_args
 
 log = logging.getLogger("feeds.market")
@@ -43,7 +43,7 @@ class FeedMarketService(Service):
             on_open=self._subscribe_all, stale_after_s=s.feed_stale_after,
             expects_data=lambda: bool(self.contracts), on_alarm=self._alarm,
             backoff_min_s=s.feed_hub_backoff_min, backoff_max_s=s.feed_hub_backoff_max,
-            stale_min_real_s=s.feed_stale_min_real)
+            stale_min_real_s=s.feed_stale_min_real, market_open=market_hours(s))
         self.agent.on("GatewayQuote", self._on_quote)
         self.agent.on("GatewayTrade", self._on_trade)
         self.agent.on("GatewayDepth", self._on_depth)

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
+from chillly.calendar import is_market_open
 from chillly.settings import Settings
 
 _BUDGET_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(\.\d+)?)\s*$")
 _TF_RE = re.compile(r"^(\d+[mh]|1d)$")
+
+
+def market_hours(settings: "FeedSettings") -> Callable[[int], bool]:
+    """is_market_open for the configured hours."""
+    if settings.feed_market_hours == "always":
+        return lambda ms: True
+    return is_market_open
 
 
 def parse_budget(text: str) -> tuple[int, float]:
@@ -47,6 +56,10 @@ class FeedSettings(Settings):
     feed_clock_timeframes: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["1m", "5m", "15m", "30m", "1h", "4h", "1d"])
     feed_backfill_max_days: float = Field(default=400.0, gt=0)
+
+    # Market hours for clock ticks and the stale-feed judgment: the CME calendar, or "always"
+    # (a venue that never closes, e.g. the sim with SIM_ALWAYS_OPEN).
+    feed_market_hours: Literal["cme", "always"] = "cme"
 
     # feed-market
     feed_live_bars: bool = False

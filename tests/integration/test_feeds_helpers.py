@@ -21,10 +21,11 @@ def anchor_now() -> str:
 
 
 def stack_env(speed: float = 60, **extra: str) -> dict[str, str]:
-    """Environment for every process of one test: one accelerated clock, an always-open sim
-    (tests may run on a weekend) with a short history, fast subscription broadcasts."""
+    """Environment for every process of one test: one accelerated clock, an always-open sim and
+    feeds that know it (tests may run on a weekend), a short history, fast set broadcasts."""
     return {"CLOCK_SPEED": str(speed), "CLOCK_ANCHOR": anchor_now(), "SIM_ALWAYS_OPEN": "1",
-            "SIM_HISTORY_DAYS": "1", "DEFAULT_CONTRACTS": "ES,NQ", "FEED_SET_INTERVAL": "0.5",
+            "FEED_MARKET_HOURS": "always", "SIM_HISTORY_DAYS": "1",
+            "DEFAULT_CONTRACTS": "ES,NQ", "FEED_SET_INTERVAL": "0.5",
             "FEED_HUB_BACKOFF_MIN": "0.05", "FEED_HUB_BACKOFF_MAX": "1", **extra}
 
 

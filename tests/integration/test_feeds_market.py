@@ -92,3 +92,20 @@ async def test_market_data_flows_and_survives_drops_expiry_refresh_and_logout(pr
     es = live[0].contract
     assert len(bars.finals(es)) >= 3
     assert_finals_match_venue(stack, bars.finals(es))
+
+
+async def test_a_quiet_market_hub_raises_the_stale_alarm_and_clears_it(procs, bus) -> None:  # type: ignore[no-untyped-def]
+    # The sim sends its batched market events only every 3 real seconds: 180 market seconds of
+    # silence between batches at speed 60, more than FEED_STALE_AFTER=60.
+    procs.env.update(stack_env(speed=60, DEFAULT_CONTRACTS="ES", SIM_TICK_INTERVAL_S="3",
+                               FEED_STALE_AFTER="60", FEED_STALE_MIN_REAL="0.5"))
+    stack = Stack(procs)
+    alarms = Collect(bus, "alarm.feed-market.")
+    await stack.start_sim()
+    stack.start("subscriptions")
+    stack.start("feed-market")
+    on = await aeventually(lambda: next((a for a in alarms.items if a.active), None),
+                           timeout=20, what="a stale_feed alarm")
+    assert on.code == "stale_feed" and on.name == "feed-market"
+    await aeventually(lambda: any(not a.active for a in alarms.items[alarms.items.index(on):]),
+                      timeout=20, what="the alarm cleared by new data")
