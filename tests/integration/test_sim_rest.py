@@ -178,18 +178,30 @@ def test_retrieve_bars_documented_request_shape(api: httpx.Client) -> None:
 
 
 def test_retrieve_bars_partial_bar_and_limit(api: httpx.Client) -> None:
-    now = datetime.now(timezone.utc)
-    body = {"contractId": front(api), "live": False,
-            "startTime": (now - timedelta(hours=1)).isoformat(),
-            "endTime": (now + timedelta(minutes=5)).isoformat(), "unit": 2, "unitNumber": 1,
-            "limit": 5, "includePartialBar": True}
-    with_partial = api.post("/api/History/retrieveBars", json=body).json()["bars"]
-    body["includePartialBar"] = False
-    closed = api.post("/api/History/retrieveBars", json=body).json()["bars"]
+    def fetch() -> tuple[datetime, list[dict], list[dict]]:  # type: ignore[type-arg]
+        now = datetime.now(timezone.utc)
+        body = {"contractId": front(api), "live": False,
+                "startTime": (now - timedelta(hours=1)).isoformat(),
+                "endTime": (now + timedelta(minutes=5)).isoformat(), "unit": 2, "unitNumber": 1,
+                "limit": 5, "includePartialBar": True}
+        with_partial = api.post("/api/History/retrieveBars", json=body).json()["bars"]
+        body["includePartialBar"] = False
+        closed = api.post("/api/History/retrieveBars", json=body).json()["bars"]
+        return now.replace(second=0, microsecond=0), with_partial, closed
+
+    def consistent() -> tuple[datetime, list[dict], list[dict]] | None:  # type: ignore[type-arg]
+        current, with_partial, closed = fetch()
+        partial_t = datetime.fromisoformat(with_partial[0]["t"])
+        # Right after a minute turns the new minute may have no print yet (so no bar), or the
+        # two requests may straddle the turn: ask again then.
+        if partial_t < current or datetime.fromisoformat(closed[0]["t"]) >= partial_t:
+            return None
+        return current, with_partial, closed
+
+    current, with_partial, closed = eventually(consistent, 10, interval=0.2,
+                                               what="a partial bar for the current minute")
     assert len(with_partial) == len(closed) == 5
-    current = now.replace(second=0, microsecond=0)
-    assert datetime.fromisoformat(with_partial[0]["t"]) >= current
-    assert datetime.fromisoformat(closed[0]["t"]) < datetime.fromisoformat(with_partial[0]["t"])
+    assert [b["t"] for b in with_partial[1:]] == [b["t"] for b in closed[:4]]
 
 
 @pytest.mark.parametrize("change,code", [({"contractId": "CON.F.US.NOPE.Z26"}, 1),
