@@ -25,7 +25,7 @@ from broker.bus import CommandError
 from chillly import topics
 from chillly.calendar import is_market_open
 from chillly.clock import DAY_MS, MINUTE_MS, ms_to_iso
-from chillly.messages import Alarm, Bar, ClockTick, SubscriptionSet
+from chillly.messages import Alarm, Bar, BarBatch, ClockTick, SubscriptionSet
 from chillly.process import Service, StartupError, run_service
 from feeds.aggregator import BucketSpec, tf_ms
 from feeds.client import ProjectXClient, tf_to_unit
@@ -36,6 +36,9 @@ from feeds.settings import FeedSettings, market_hours
 from feeds.state import JsonState
 
 log = logging.getLogger("feeds.bars")
+
+#: Bars per `BarBatch` on `hist.`: about 25 KB of msgpack, far below any frame limit.
+HISTORY_BATCH = 500
 
 SERVICE = "feeds"
 HWM_FILE = "feed-bars-hwm.json"
@@ -242,15 +245,13 @@ class FeedBarsService(Service):
         except VenueError as exc:
             raise CommandError(f"venue: {exc}") from None
         topic = topics.history_bar(tf, contract)
-        published: list[int] = []
-        for i, vb in enumerate(bars):
-            if vb.t + length > now:
-                continue  # still forming: only finals are history
-            self.bus.publish(topic, Bar(contract=contract, tf=tf, t=vb.t, o=vb.o, h=vb.h, l=vb.l,
-                                        c=vb.c, volume=vb.v, final=True, rev=0, origin="poll"))
-            published.append(vb.t)
-            if i % 1000 == 999:
-                await asyncio.sleep(0)
+        # Only finals are history (a bar still forming is left out); sent in batches.
+        rows = [[vb.t, vb.o, vb.h, vb.l, vb.c, vb.v] for vb in bars if vb.t + length <= now]
+        published = [r[0] for r in rows]
+        for i in range(0, len(rows), HISTORY_BATCH):
+            self.bus.publish(topic, BarBatch(contract=contract, tf=tf,
+                                             rows=rows[i:i + HISTORY_BATCH], origin="poll"))
+            await asyncio.sleep(0)
         self.counters["backfills"] += 1
         self.counters["backfill_bars"] += len(published)
         log.info("backfill %s %s: %d bars", contract, tf, len(published))

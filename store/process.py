@@ -30,6 +30,7 @@ from broker.bus import BusNotReady, RequestTimeout
 from broker.codec import Envelope
 from chillly import topics
 from chillly.clock import DAY_MS, MINUTE_MS
+from chillly.messages import row_problem
 from chillly.process import Service, StartupError
 from chillly.settings import Settings
 from feeds.aggregator import bar_problem, tf_ms
@@ -83,7 +84,7 @@ class Store(Service):
         self._dirty: dict[str, tuple[int, int]] = {}
         self._wake = asyncio.Event()
         self.bus.on(topics.bars(), self._on_bar)
-        self.bus.on(topics.HISTORY, self._on_bar)
+        self.bus.on(topics.HISTORY, self._on_history)
         self.bus.on(topics.CONTRACTS, self._on_contract)
         if s.store_record_ticks:
             self.bus.on(topics.QUOTES, self._on_quote)
@@ -109,6 +110,31 @@ class Store(Service):
             conn.close()
 
     # ------------------------------------------------------------------ ingest (loop side)
+
+    def _on_history(self, env: Envelope) -> None:
+        if env.payload["type"] == "bars":
+            self._on_batch(env)
+        else:
+            self._on_bar(env)
+
+    def _on_batch(self, env: Envelope) -> None:
+        """History in bulk: every row a final bar; bad rows are rejected one by one."""
+        p = env.payload
+        contract, tf, origin, ts = p["contract"], p["tf"], p.get("origin", "poll"), p["ts"]
+        if tf != "1m":
+            self.counters["venue_htf_skipped"] += len(p["rows"])
+            return
+        good = []
+        for row in p["rows"]:
+            problem = row_problem(row)
+            if problem:
+                self._reject(env.topic, problem)
+                continue
+            good.append((contract, tf, row[0], row[1], row[2], row[3], row[4], row[5], 1, 0,
+                         origin, ts))
+        if good:
+            self.writer.add_many("bars", good)
+            self.counters["bars_in"] += len(good)
 
     def _on_bar(self, env: Envelope) -> None:
         # The hot path: no typed message, no per-row bookkeeping beyond one counter.

@@ -23,6 +23,7 @@ from pydantic import Field
 from broker.bus import BusNotReady, CommandError
 from broker.codec import Envelope
 from chillly import topics
+from chillly.messages import row_problem
 from chillly.process import Service, StartupError
 from chillly.settings import Settings
 from feeds.aggregator import tf_ms
@@ -79,7 +80,7 @@ class Series(Service):
         self.cache = SeriesCache(self.settings.series_size)
         self.counters.update({"bars_in": 0, "stale_ignored": 0, "windows": 0, "db_reads": 0})
         self.bus.on(topics.bars(), self._on_bar)
-        self.bus.on(topics.HISTORY, self._on_bar)
+        self.bus.on(topics.HISTORY, self._on_history)
         try:
             await self.bus.ready(timeout=10)   # our subscriptions reached the broker
         except BusNotReady as exc:
@@ -105,6 +106,19 @@ class Series(Service):
             return []
         finally:
             conn.close()
+
+    def _on_history(self, env: Envelope) -> None:
+        p = env.payload
+        if p["type"] != "bars":
+            self._on_bar(env)
+            return
+        if p["tf"] != "1m":
+            return  # venue bars of higher units are not ours (store.md)
+        for row in p["rows"]:
+            if row_problem(row) is None:
+                self.counters["bars_in"] += 1
+                if not self.cache.put(p["contract"], "1m", [*row, True, 0]):
+                    self.counters["stale_ignored"] += 1
 
     def _on_bar(self, env: Envelope) -> None:
         p = env.payload

@@ -83,6 +83,15 @@ class Writer:
         if n == self.batch_rows:
             self._wake.set()
 
+    def add_many(self, kind: str, rows: list[tuple[Any, ...]]) -> None:
+        with self._lock:
+            buf = self._buf[kind]
+            before = len(buf)
+            buf.extend(rows)
+            n = len(buf)
+        if before < self.batch_rows <= n:
+            self._wake.set()
+
     def barrier(self) -> "concurrent.futures.Future[None]":
         """A future done once everything queued so far is committed."""
         fut: concurrent.futures.Future[None] = concurrent.futures.Future()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from chillly.clock import MINUTE_MS
-from chillly.messages import Bar, ClockTick
+from chillly.messages import Bar, BarBatch, ClockTick
 from tests.integration.test_feeds_helpers import (Collect, Stack, assert_finals_match_venue,
                                                   stack_env, wait_finals)
 from tests.support import aeventually
@@ -89,8 +89,12 @@ async def test_backfill_publishes_history_and_replies_with_count_and_range(procs
     cid = line.split()[0]
     count = int(line.split(": ")[1].split()[0])
     assert cid.startswith(ES) and count > 600  # about 720 minutes in half a day
-    await aeventually(lambda: len(hist.items) >= count, timeout=10, what="the history bars")
-    bars = [b for b in hist.items if isinstance(b, Bar)]
+    def history() -> list[Bar]:  # backfill sends history in batches (BarBatch)
+        return [b for m in hist.items if isinstance(m, BarBatch) for b in m.bars()]
+
+    await aeventually(lambda: len(history()) >= count, timeout=10, what="the history bars")
+    bars = history()
+    assert all(len(m.rows) <= 500 for m in hist.items)
     assert all(b.final and b.tf == "1m" and b.contract == cid for b in bars)
     ts = [b.t for b in bars]
     assert ts == sorted(set(ts))

@@ -72,3 +72,40 @@ async def test_store_killed_mid_stream_recovers_every_final_bar_once(procs, bus,
     # The higher timeframes came back through the aggregator's reconcile (re-sent finals).
     await aeventually(lambda: hb.last["aggregator"]["counters"].get("resent", 0) > 0, timeout=5,
                       what="aggregator re-sent the finals the store missed")
+
+
+async def test_history_batches_are_stored_and_bad_rows_rejected_one_by_one(procs, bus, bus_env) -> None:  # type: ignore[no-untyped-def]
+    """The bulk path: a BarBatch on hist. becomes rows; a malformed row loses only itself."""
+    import sqlite3
+
+    from chillly.messages import BarBatch
+    from tests.support import aeventually
+
+    store = procs.chillly("store", env={"STORE_RECOVER": "false"})
+    await aeventually(lambda: "running" in store.log(), 30, what="store running")
+    t0 = 1_768_406_400_000
+    rows = [[t0 + i * 60_000, 10.0 + i, 11.0 + i, 9.0 + i, 10.5 + i, i] for i in range(1200)]
+    rows[7] = [t0 + 7 * 60_000 + 1, 1.0, 1.0, 1.0, 1.0, 1]   # off-minute open: rejected
+    rows[8] = [t0 + 8 * 60_000, 1.0, 0.5, 1.0, 1.0, 1]        # low above high: rejected
+    for i in range(0, len(rows), 500):
+        bus.publish(topics.history_bar("1m", C), BarBatch(contract=C, tf="1m", rows=rows[i:i + 500]))
+    db = bus_env["DATABASE_PATH"]
+
+    def stored() -> list[tuple]:  # type: ignore[type-arg]
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        except sqlite3.OperationalError:
+            return []
+        try:
+            return conn.execute("SELECT t, o, h, l, c, volume, final FROM bars WHERE contract=? "
+                                "AND tf='1m' ORDER BY t", (C,)).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            conn.close()
+
+    await aeventually(lambda: len(stored()) >= 1198, 20, what="1198 stored rows")
+    got = stored()
+    expected = [tuple(r) + (1,) for i, r in enumerate(rows) if i not in (7, 8)]
+    assert got == expected
+    assert store.alive()
