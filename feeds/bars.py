@@ -25,10 +25,11 @@ from broker.bus import CommandError
 from chillly import topics
 from chillly.calendar import is_market_open
 from chillly.clock import DAY_MS, MINUTE_MS, ms_to_iso
-from chillly.messages import Alarm, Bar, BarBatch, ClockTick, SubscriptionSet
-from chillly.process import Service, StartupError, run_service
+from chillly.messages import Alarm, BarBatch, ClockTick, SubscriptionSet
+from chillly.process import StartupError, run_service
 from feeds.aggregator import BucketSpec, tf_ms
-from feeds.client import ProjectXClient, tf_to_unit
+from feeds.venue_service import VenueService
+from feeds.client import tf_to_unit
 from feeds.contracts import ContractNotFound, ContractResolver, is_contract_id
 from feeds.errors import VenueError
 from feeds.finals import FinalTracker, minute_floor
@@ -64,7 +65,7 @@ def closing_buckets(tfs: list[str], minute_t: int,
     return out
 
 
-class FeedBarsService(Service):
+class FeedBarsService(VenueService):
     name = "feed-bars"
     settings_cls = FeedSettings
 
@@ -76,7 +77,7 @@ class FeedBarsService(Service):
                     BucketSpec.of(tf)
             except ValueError as exc:
                 raise StartupError(f"FEED_CLOCK_TIMEFRAMES: {exc}") from None
-        self.client = ProjectXClient.from_settings(s, self.clock)
+        self.connect_venue()
         self.resolver = ContractResolver(self.client)
         self.hwm_state = JsonState(s.run_dir / HWM_FILE)
         try:
@@ -259,21 +260,9 @@ class FeedBarsService(Service):
                 "first": published[0] if published else None,
                 "last": published[-1] if published else None}
 
-    def heartbeat(self):  # type: ignore[no-untyped-def]
-        if hasattr(self, "client"):
-            self.counters.update(self.client.stats())
-        return super().heartbeat()
-
-    async def on_stop(self) -> None:
-        await self.client.aclose()
-
-
-def main() -> int:
-    return run_service(FeedBarsService)
-
 
 def cli(args: object) -> int:
-    return main()
+    return run_service(FeedBarsService)
 
 
 # ---------------------------------------------------------------------- `chillly backfill`

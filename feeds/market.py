@@ -17,8 +17,8 @@ from typing import Any
 
 from chillly import topics
 from chillly.messages import Alarm, SubscriptionSet
-from chillly.process import Service, run_service
-from feeds.client import ProjectXClient
+from chillly.process import run_service
+from feeds.venue_service import VenueService
 from feeds.hub import HubAgent
 from feeds.settings import FeedSettings, market_hours
 from feeds.ticks import TickNormaliser, split_args
@@ -28,13 +28,13 @@ log = logging.getLogger("feeds.market")
 STREAMS = ("SubscribeContractQuotes", "SubscribeContractTrades", "SubscribeContractMarketDepth")
 
 
-class FeedMarketService(Service):
+class FeedMarketService(VenueService):
     name = "feed-market"
     settings_cls = FeedSettings
 
     async def on_start(self) -> None:
         s: FeedSettings = self.settings  # type: ignore[assignment]
-        self.client = ProjectXClient.from_settings(s, self.clock)
+        self.connect_venue()
         self.norm = TickNormaliser(live_bars=s.feed_live_bars)
         self.contracts: list[str] = []
         self.have_set = asyncio.Event()
@@ -51,13 +51,11 @@ class FeedMarketService(Service):
                               "foreign": 0})
         self.bus.on(topics.subscription_set(), self._on_set)
 
-    def heartbeat(self):  # type: ignore[no-untyped-def]
+    def venue_counters(self) -> dict[str, Any]:
         if not hasattr(self, "agent"):
-            return super().heartbeat()
-        self.counters.update({f"hub_{k}": v for k, v in self.agent.counters.items()})
-        self.counters.update(self.client.stats())
-        self.counters["rejected"] = self.norm.rejected
-        return super().heartbeat()
+            return {}
+        return {**{f"hub_{k}": v for k, v in self.agent.counters.items()},
+                "rejected": self.norm.rejected}
 
     # ------------------------------------------------------------------ subscription set
 
@@ -158,13 +156,6 @@ class FeedMarketService(Service):
     async def run(self) -> None:
         await asyncio.gather(self._ask_set(), self.agent.run(), self.client.auth.keep_fresh())
 
-    async def on_stop(self) -> None:
-        await self.client.aclose()
-
-
-def main() -> int:
-    return run_service(FeedMarketService)
-
 
 def cli(args: object) -> int:
-    return main()
+    return run_service(FeedMarketService)

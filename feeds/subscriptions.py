@@ -22,9 +22,9 @@ from typing import Any
 from broker.bus import Bus, CommandError, RequestTimeout
 from chillly import topics
 from chillly.messages import SubscriptionSet
-from chillly.process import Service, StartupError, run_service
+from chillly.process import StartupError, run_service
 from chillly.settings import load_settings
-from feeds.client import ProjectXClient
+from feeds.venue_service import VenueService
 from feeds.contracts import ContractNotFound, ContractResolver, is_contract_id, to_info
 from feeds.errors import VenueError
 from feeds.models import Contract
@@ -37,13 +37,13 @@ SERVICE = "subscriptions"
 STATE_FILE = "subscriptions.json"
 
 
-class SubscriptionsService(Service):
+class SubscriptionsService(VenueService):
     name = "subscriptions"
     settings_cls = FeedSettings
 
     async def on_start(self) -> None:
         s: FeedSettings = self.settings  # type: ignore[assignment]
-        self.client = ProjectXClient.from_settings(s, self.clock)
+        self.connect_venue()
         self.resolver = ContractResolver(self.client)
         self.saved = JsonState(s.run_dir / STATE_FILE)
         try:
@@ -194,21 +194,9 @@ class SubscriptionsService(Service):
     async def cmd_list(self, args: dict[str, Any]) -> dict[str, Any]:
         return self.result()
 
-    def heartbeat(self):  # type: ignore[no-untyped-def]
-        if hasattr(self, "client"):
-            self.counters.update(self.client.stats())
-        return super().heartbeat()
-
-    async def on_stop(self) -> None:
-        await self.client.aclose()
-
-
-def main() -> int:
-    return run_service(SubscriptionsService)
-
 
 def cli(args: object) -> int:
-    return main()
+    return run_service(SubscriptionsService)
 
 
 # ---------------------------------------------------------------------- CLI tools
@@ -286,5 +274,5 @@ def cli_unsubscribe(ns: argparse.Namespace) -> int:
 
 def cli_list(ns: argparse.Namespace) -> int:
     if ns.action == "serve":
-        return main()
+        return run_service(SubscriptionsService)
     return _run_tool("list", {}, ns.timeout, ns.json)

@@ -9,7 +9,7 @@ from typing import Any
 from chillly import topics
 from feeds.aggregator import BucketSpec, aggregate
 from tests.integration.test_store_support import (
-    C, Heartbeats, db_rows, key, publish_bars, synthetic_bars,
+    Heartbeats, db_rows, key, publish_bars, synthetic_bars,
 )
 from tests.support import aeventually
 

@@ -18,7 +18,7 @@ import pytest
 from broker.bus import Bus
 from broker.codec import Envelope
 from chillly import topics
-from tests.support import ROOT, Procs, aeventually, eventually
+from tests.support import ROOT, Procs, aeventually
 
 
 def programs(conf: Path) -> list[str]:
