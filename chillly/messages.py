@@ -113,8 +113,18 @@ def _compile_checker(cls: type["Message"]) -> Any:
     third of a generic loop over the field spec and keeps the bus client near raw msgpack speed
     (bench/bus.py). A bool is never accepted for an int or float: its exact type is bool.
     """
-    ns: dict[str, Any] = {"cls": cls, "SchemaError": SchemaError, "_MISSING": _MISSING}
-    lines = ["def check(p):"]
+    ns: dict[str, Any] = {"cls": cls, "SchemaError": SchemaError, "_MISSING": _MISSING,
+                          "V": cls.V, "ENV_ERR": f"{cls.TYPE}: bad envelope (src, seq, ts)"}
+    lines = [
+        "def check(p):",
+        "    v = p.get('v')",
+        "    if v != V or type(v) is not int:",
+        f"        raise SchemaError({cls.TYPE!r} + ': schema version ' + repr(v) + "
+        f"', expected ' + {str(cls.V)!r})",
+        "    if (type(p.get('src')) is not str or type(p.get('seq')) is not int",
+        "            or type(p.get('ts')) is not int):",
+        "        raise SchemaError(ENV_ERR)",
+    ]
     for i, (name, accepted, nullable, required) in enumerate(cls._spec):
         pre = f"{cls.TYPE}: field {name!r}"
         ns[f"M{i}"] = f"{cls.TYPE}: missing field {name!r}"
@@ -150,11 +160,6 @@ def validate(payload: Any) -> type[Message]:
     cls = _REGISTRY.get(mtype) if type(mtype) is str else None
     if cls is None:
         raise SchemaError(f"unknown message type {mtype!r}")
-    if payload.get("v") != cls.V:
-        raise SchemaError(f"{mtype}: schema version {payload.get('v')!r}, expected {cls.V}")
-    if (type(payload.get("src")) is not str or type(payload.get("seq")) is not int
-            or type(payload.get("ts")) is not int):
-        raise SchemaError(f"{mtype}: bad envelope (src, seq, ts)")
     return cls._check(payload)  # type: ignore[no-any-return]
 
 
