@@ -190,6 +190,14 @@ class FeedBarsService(VenueService):
             await self.hwm_state.save(dict(self.hwms))
         return True
 
+    async def on_stop(self) -> None:
+        # The marks in memory are the truth (set before their save was awaited): a SIGTERM that
+        # cancelled a poll mid-save must not leave an older mark on disk, or the restart would
+        # publish that minute's final a second time.
+        if hasattr(self, "hwm_state"):
+            await self.hwm_state.save(dict(self.hwms))
+        await super().on_stop()
+
     # ------------------------------------------------------------------ clock ticks
 
     async def _clock_loop(self) -> None:

@@ -47,5 +47,11 @@ class JsonState:
         return read_json(self.path, default)
 
     async def save(self, data: Any) -> None:
+        """Write `data`. A caller cancelled mid-save (SIGTERM) does not cancel the write: it
+        finishes, still holding the lock, so the next save (the one `on_stop` makes) cannot
+        interleave with it or be overtaken by it."""
+        await asyncio.shield(self._write(data))
+
+    async def _write(self, data: Any) -> None:
         async with self._lock:
             await asyncio.to_thread(write_json_atomic, self.path, data)

@@ -29,7 +29,7 @@ def sim_env(run_dir: object, **extra: str) -> dict[str, str]:
             "RUN_DIR": f"{run_dir}/run", "HEARTBEAT_INTERVAL": "1", **extra}
 
 
-def wait_ready(base_url: str, timeout: float = 20.0) -> None:
+def wait_ready(base_url: str, timeout: float = 60.0) -> None:
     """Poll GET /api/Status/ping until the sim answers (fail after `timeout` seconds)."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None

@@ -14,7 +14,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,20 @@ class Procs:
         for p in self.children:
             parts.append(f"----- {p.name} (pid {p.pid}, rc {p.popen.poll()}) -----\n{p.log()[-4000:]}")
         return "\n".join(parts)
+
+
+@contextmanager
+def running_sim(tmp: Path, env: dict[str, str]) -> Iterator[str]:
+    """A `chillly sim` child with `env` (see sim.testing.sim_env); yields its base URL once it
+    answers, and stops it afterwards (its log tail is printed: pytest shows it on failure)."""
+    from sim.testing import wait_ready
+
+    procs = Procs(tmp, env)
+    procs.chillly("sim", name="sim")
+    try:
+        base = f"http://127.0.0.1:{env['SIM_PORT']}"
+        wait_ready(base)
+        yield base
+    finally:
+        procs.cleanup()
+        print(procs.dump_logs()[-3000:])

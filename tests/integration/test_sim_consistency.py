@@ -17,8 +17,8 @@ import pytest
 from pysignalr.client import SignalRClient
 
 from chillly.clock import HOUR_MS, MINUTE_MS, iso_to_ms
-from sim.testing import login, sim_env, wait_ready
-from tests.support import Procs, aeventually
+from sim.testing import login, sim_env
+from tests.support import aeventually, running_sim
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +27,8 @@ def fast_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     anchor = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     env = sim_env(tmp, CLOCK_SPEED="3600", CLOCK_ANCHOR=anchor, SIM_ROOTS="EP",
                   SIM_RATE_BARS="100000", SIM_RATE_OTHER="100000")
-    procs = Procs(tmp, env)
-    procs.chillly("sim", name="sim")
-    base = f"http://127.0.0.1:{env['SIM_PORT']}"
-    try:
-        wait_ready(base)
+    with running_sim(tmp, env) as base:
         yield base
-    finally:
-        procs.cleanup()
 
 
 async def stream_prints(base: str, token: str, cid: str, market_ms: int) -> list[tuple[int, float, int]]:

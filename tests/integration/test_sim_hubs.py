@@ -19,8 +19,8 @@ from pysignalr.client import SignalRClient
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from sim.testing import clear_faults, login, set_faults, sim_env, wait_ready
-from tests.support import Procs, aeventually
+from sim.testing import clear_faults, login, set_faults, sim_env
+from tests.support import aeventually, running_sim
 
 RS = "\x1e"
 
@@ -31,14 +31,8 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     anchor = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     env = sim_env(tmp, CLOCK_SPEED="10", CLOCK_ANCHOR=anchor, SIM_HUB_PING_S="0.3",
                   SIM_HUB_CLOSE_ON_EXPIRY="1", SIM_RATE_OTHER="100000")
-    procs = Procs(tmp, env)
-    procs.chillly("sim", name="sim")
-    base = f"http://127.0.0.1:{env['SIM_PORT']}"
-    try:
-        wait_ready(base)
+    with running_sim(tmp, env) as base:
         yield base
-    finally:
-        procs.cleanup()
 
 
 @pytest.fixture

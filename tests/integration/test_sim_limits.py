@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from sim.testing import counters, login, reset_counters, set_faults, sim_env, wait_ready
+from sim.testing import counters, login, reset_counters, set_faults, sim_env
 
-from tests.support import Procs, eventually
+from tests.support import eventually, running_sim
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +20,8 @@ def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = sim_env(tmp, SIM_USERNAME="Alice", SIM_API_KEY="s3cret", SIM_RATE_BARS="3",
                   SIM_RATE_BARS_WINDOW_S="30", SIM_RATE_OTHER="6",
                   SIM_RATE_OTHER_WINDOW_S="30", SIM_VALIDATE_EXPIRED="error")
-    procs = Procs(tmp, env)
-    procs.chillly("sim", name="sim")
-    base = f"http://127.0.0.1:{env['SIM_PORT']}"
-    try:
-        wait_ready(base)
+    with running_sim(tmp, env) as base:
         yield base
-    finally:
-        procs.cleanup()
 
 
 def test_credentials_are_checked_when_configured(strict: str) -> None:

@@ -14,24 +14,16 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from sim.testing import (clear_faults, counters, login, reset_counters, set_faults, sim_env,
-                         wait_ready)
-from tests.support import Procs, eventually
+from sim.testing import (clear_faults, counters, login, reset_counters, set_faults, sim_env)
+from tests.support import eventually, running_sim
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("sim-rest")
     env = sim_env(tmp, SIM_RATE_OTHER="100000", SIM_RATE_BARS="100000")
-    procs = Procs(tmp, env)
-    procs.chillly("sim", name="sim")
-    base = f"http://127.0.0.1:{env['SIM_PORT']}"
-    try:
-        wait_ready(base)
+    with running_sim(tmp, env) as base:
         yield base
-    finally:
-        procs.cleanup()
-        print(procs.dump_logs()[-3000:])
 
 
 @pytest.fixture
