@@ -19,7 +19,7 @@ def contract_ids(col: Collect) -> list[str]:
     return sorted({b.contract for b in col.items if isinstance(b, Bar)})
 
 
-async def test_final_bars_equal_the_venue_through_an_outage_and_a_restart(procs, bus) -> None:  # type: ignore[no-untyped-def]
+async def test_final_bars_equal_the_venue_through_an_outage_a_restart_and_a_crash(procs, bus) -> None:  # type: ignore[no-untyped-def]
     procs.env.update(stack_env(speed=60))
     stack = Stack(procs)
     col = Collect(bus, "bar.1m.")
@@ -59,11 +59,20 @@ async def test_final_bars_equal_the_venue_through_an_outage_and_a_restart(procs,
     await wait_finals(col, es, 1, after=stopped + 4 * MINUTE_MS)
     await wait_finals(col, nq, 1, after=stopped + 4 * MINUTE_MS)
 
+    # A crash (SIGKILL, no stop path at all), then a restart: no hole and no duplicate either.
+    stack.children["feed-bars"].kill()
+    crashed = stack.market_now()
+    await aeventually(lambda: stack.market_now() >= crashed + 3 * MINUTE_MS, timeout=10,
+                      what="three market minutes after the crash")
+    stack.start("feed-bars")
+    await wait_finals(col, es, 1, after=crashed + 3 * MINUTE_MS)
+    await wait_finals(col, nq, 1, after=crashed + 3 * MINUTE_MS)
+
     # Minute boundaries from the clock (FEED_MARKET_HOURS=always: every minute).
     starts = [t.t for t in ticks.items if isinstance(t, ClockTick)]
     assert len(starts) >= 10
     breaks = [b - a for a, b in zip(starts, starts[1:]) if b - a != MINUTE_MS]
-    assert len(breaks) <= 1  # one gap: feed-bars was down for the restart
+    assert len(breaks) <= 2  # feed-bars was down twice: the restart and the crash
 
     for cid in (es, nq):
         finals = col.finals(cid)
