@@ -84,9 +84,9 @@ class Bus:
         self._ctx = zmq.asyncio.Context()
         # Async sockets own the handles; sync shadows do the non-blocking sends and drains.
         self._pub_async = self._ctx.socket(zmq.PUB)
-        self._pub = zmq.Socket.shadow(self._pub_async.underlying)
+        self._pub: zmq.Socket[Any] = zmq.Socket.shadow(self._pub_async.underlying)
         self._sub = self._ctx.socket(zmq.SUB)
-        self._sub_sync = zmq.Socket.shadow(self._sub.underlying)
+        self._sub_sync: zmq.Socket[Any] = zmq.Socket.shadow(self._sub.underlying)
         for sock in (self._pub, self._sub_sync):
             sock.setsockopt(zmq.LINGER, 0)
         self._pub.setsockopt(zmq.SNDHWM, hwm)
@@ -168,7 +168,7 @@ class Bus:
         dispatch = self._dispatch
         while not self._closed:
             try:
-                await sub.poll(flags=zmq.POLLIN)
+                await sub.poll()  # POLLIN by default
             except zmq.ZMQError:
                 if self._closed:
                     return

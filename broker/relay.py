@@ -14,6 +14,7 @@ import os
 import socket
 import struct
 import threading
+from typing import Any
 
 import zmq
 
@@ -139,7 +140,7 @@ class BrokerService(Service):
     stats_every = 1.0
 
     async def on_start(self) -> None:
-        ctx = zmq.Context.shadow(self.bus._ctx.underlying)
+        ctx: zmq.Context[Any] = zmq.Context.shadow(self.bus._ctx.underlying)
         self.relay = Relay(ctx, self.settings.bus_publish_addr, self.settings.bus_subscribe_addr,
                            self.settings.bus_hwm, curve_from_settings(self.settings))
         self.relay.start()

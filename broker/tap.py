@@ -27,7 +27,7 @@ from broker.security import CurveKeys, curve_from_settings, require_safe, secure
 from chillly.errors import StartupError
 from chillly import topics
 from chillly.messages import Probe, SchemaError, validate
-from chillly.settings import load_settings
+from chillly.settings import Settings, load_settings
 
 _ENVELOPE = ("type", "v", "src", "seq", "ts")
 
@@ -187,7 +187,7 @@ class Tap:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    settings = load_settings(Settings)
     try:
         tap = Tap(settings.bus_subscribe_addr, settings.bus_publish_addr, args.prefixes,
                   sys.stdout, curve_from_settings(settings))

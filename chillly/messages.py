@@ -94,11 +94,15 @@ class Message:
         return cls(**{name: payload[name] for name in cls._fields if name in payload})
 
 
-def message(cls: type) -> type:
+_M = typing.TypeVar("_M", bound=type)
+
+
+@typing.dataclass_transform(frozen_default=True)
+def message(cls: _M) -> _M:
     """Class decorator: a frozen, slotted dataclass registered in the type table."""
-    dc = dataclass(frozen=True, slots=True)(cls)
-    dc._register()  # type: ignore[attr-defined]
-    return dc
+    dc: Any = dataclass(frozen=True, slots=True)(cls)
+    dc._register()
+    return typing.cast(_M, dc)
 
 
 def registry() -> dict[str, type[Message]]:

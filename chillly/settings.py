@@ -148,7 +148,7 @@ class Settings(BaseSettings):
         return None if self.clock_anchor is None else int(self.clock_anchor.timestamp() * 1000)
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: Any) -> str:
     loc = [str(p) for p in error.get("loc", ()) if p not in ("__root__",)]
     name = loc[0].upper() if loc else ""
     msg = str(error.get("msg", "invalid value"))

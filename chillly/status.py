@@ -10,7 +10,7 @@ import sys
 from broker.bus import Bus
 from broker.codec import Envelope
 from chillly import topics
-from chillly.settings import load_settings
+from chillly.settings import Settings, load_settings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 async def collect(wait: float) -> dict[str, dict]:
-    settings = load_settings()
+    settings = load_settings(Settings)
     bus = Bus.from_settings(settings, "status")
     seen: dict[str, dict] = {}
 
