@@ -41,6 +41,7 @@ log = logging.getLogger("bus")
 Handler = Callable[[Envelope], Any]
 CommandHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 GapCallback = Callable[[str, str, int, int], Any]
+RestartCallback = Callable[[str, str], Any]
 
 _BATCH = 512
 
@@ -70,6 +71,7 @@ class Bus:
         hwm: int = 100_000,
         on_gap: GapCallback | None = None,
         curve: CurveKeys | None = None,
+        on_restart: RestartCallback | None = None,
     ) -> None:
         for addr in (publish_addr, subscribe_addr):
             require_safe(addr, curve)
@@ -77,6 +79,7 @@ class Bus:
         self.instance = f"{name}-{os.getpid()}-{secrets.token_hex(3)}"
         self.clock: Clock = clock or SystemClock()
         self.on_gap = on_gap
+        self.on_restart = on_restart
         self.counters: dict[str, int] = {
             "published": 0, "received": 0, "malformed": 0, "gaps": 0, "lost": 0,
             "handler_errors": 0, "commands": 0, "duplicate_commands": 0,
@@ -246,7 +249,14 @@ class Bus:
         """A seq that is not last+1: a publisher restart (backwards) or lost messages (jump)."""
         src, topic = key
         if seq <= last:
+            # A restarted publisher may have lost what it had not yet sent: tell the consumer.
             log.info("%s restarted its sequence on %s (%d after %d)", src, topic, seq, last)
+            self.counters["restarts"] = self.counters.get("restarts", 0) + 1
+            if self.on_restart is not None:
+                try:
+                    self.on_restart(src, topic)
+                except Exception:
+                    log.exception("restart callback failed")
             return
         self.counters["gaps"] += 1
         self.counters["lost"] += seq - last - 1

@@ -182,12 +182,21 @@ class FeedBarsService(VenueService):
         if cid not in self.trackers or self.trackers[cid] is not tracker:
             return True  # unsubscribed meanwhile
         before = tracker.hwm
-        for bar in tracker.on_bars(bars, request_ms, int(s.feed_final_delay * 1000)):
-            self.bus.publish(topics.bar("1m", cid), bar)
-            self.counters["finals" if bar.final else "partials"] += 1
-        if tracker.hwm is not None and tracker.hwm != before:
-            self.hwms[cid] = tracker.hwm
-            await self.hwm_state.save(dict(self.hwms))
+        out = tracker.on_bars(bars, request_ms, int(s.feed_final_delay * 1000))
+        try:
+            if tracker.hwm is not None and tracker.hwm != before:
+                # Write-ahead: the mark is on disk before its finals go out, so a restart never
+                # publishes a final twice. A crash in the microseconds between the two leaves
+                # at most a hole, which consumers heal: a publisher restart makes the store
+                # backfill from its newest stored bar (store/process.py).
+                self.hwms[cid] = tracker.hwm
+                await self.hwm_state.save(dict(self.hwms))
+        finally:
+            # Published even when a SIGTERM cancels the save (which itself completes).
+            topic = topics.bar("1m", cid)
+            for bar in out:
+                self.bus.publish(topic, bar)
+                self.counters["finals" if bar.final else "partials"] += 1
         return True
 
     async def on_stop(self) -> None:

@@ -90,6 +90,7 @@ class Store(Service):
             self.bus.on(topics.QUOTES, self._on_quote)
             self.bus.on(topics.TRADES, self._on_trade)
         self.bus.on_gap = self._on_gap
+        self.bus.on_restart = self._on_restart
         try:
             await self.bus.ready(timeout=10)   # our subscriptions reached the broker
         except BusNotReady as exc:
@@ -185,6 +186,13 @@ class Store(Service):
     # ------------------------------------------------------------------ recovery
 
     def _on_gap(self, src: str, topic: str, first: int, last: int) -> None:
+        self._recover_topic(topic, f"lost {last - first + 1} message(s) from {src}")
+
+    def _on_restart(self, src: str, topic: str) -> None:
+        # A publisher that restarted (or crashed) may not have sent everything it meant to.
+        self._recover_topic(topic, f"{src} restarted")
+
+    def _recover_topic(self, topic: str, why: str) -> None:
         if not topic.startswith("bar.") or not self.settings.store_recover:
             return
         parts = topic.split(".", 2)
@@ -192,8 +200,7 @@ class Store(Service):
             return
         contract = parts[2].rstrip(".")
         self.counters["bar_gaps"] += 1
-        log.warning("lost %d message(s) from %s on %s: recovering %s", last - first + 1, src,
-                    topic, contract)
+        log.warning("%s on %s: recovering %s", why, topic, contract)
         since = self._last1m.get(contract, self.clock.now_ms() - DAY_MS)
         tf = parts[1]
         # A lost higher-timeframe final belongs to a bucket that ended by the last 1m bar seen.
