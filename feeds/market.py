@@ -93,15 +93,9 @@ class FeedMarketService(VenueService):
                 await agent.send(method, [cid])
 
     async def _ask_set(self) -> None:
-        while not self.have_set.is_set():
-            try:
-                reply = await self.bus.request("subscriptions", "list", {}, timeout=1.0,
-                                               attempts=1)
-                if reply.ok and isinstance(reply.result, dict) and not self.have_set.is_set():
-                    await self.apply_set([c for c in reply.result.get("contracts", [])
-                                          if isinstance(c, str)])
-            except Exception:
-                pass
+        contracts = await self.ask_subscription_set(self.have_set)
+        if contracts is not None:
+            await self.apply_set(contracts)
 
     # ------------------------------------------------------------------ hub events
 

@@ -3,12 +3,19 @@ heartbeat, and the client closed on the way out."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
+
+from broker.bus import RequestTimeout
 
 from chillly.messages import Heartbeat
 from chillly.process import Service
 from feeds.client import ProjectXClient
 from feeds.settings import FeedSettings
+
+
+log = logging.getLogger("feeds")
 
 
 class VenueService(Service):
@@ -28,6 +35,24 @@ class VenueService(Service):
             self.counters.update(self.client.stats())
             self.counters.update(self.venue_counters())
         return super().heartbeat()
+
+    async def ask_subscription_set(self, have_set: asyncio.Event) -> list[str] | None:
+        """At start: ask the subscriptions service for the set until it answers, or until a
+        broadcast set it first (`have_set`; then None). The service may still be starting, so
+        a time-out or an error reply is logged and asked again."""
+        while not have_set.is_set():
+            try:
+                reply = await self.bus.request("subscriptions", "list", {}, timeout=1.0,
+                                               attempts=1)
+            except RequestTimeout:
+                continue
+            if have_set.is_set():
+                return None
+            if reply.ok and isinstance(reply.result, dict):
+                return [c for c in reply.result.get("contracts", []) if isinstance(c, str)]
+            log.warning("subscriptions answered %s; asking again", reply.error)
+            await asyncio.sleep(1.0)
+        return None
 
     async def on_stop(self) -> None:
         if hasattr(self, "client"):
