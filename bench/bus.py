@@ -273,19 +273,25 @@ def our_rtt(pub_addr: str, sub_addr: str, rounds: int) -> list[float]:
 
 # ------------------------------------------------------------------ orchestration
 
+def start_broker(ctx, kind: str, pub_addr: str, sub_addr: str):  # type: ignore[no-untyped-def]
+    """A bare zmq.proxy ("raw") or our broker process, bound before this returns (raw) or
+    reached through each client's own readiness probe (ours)."""
+    if kind == "raw":
+        bready = ctx.Event()
+        p = ctx.Process(target=raw_broker, args=(pub_addr, sub_addr, bready), daemon=True)
+        p.start()
+        bready.wait(10)
+    else:
+        p = ctx.Process(target=our_broker, args=(pub_addr, sub_addr), daemon=True)
+        p.start()
+    return p
+
+
 def throughput(kind: str, subs: int, count: int) -> tuple[float, int]:
     ctx = mp.get_context("spawn")
     pub_addr = f"tcp://127.0.0.1:{free_port()}"
     sub_addr = f"tcp://127.0.0.1:{free_port()}"
-    procs = []
-    if kind == "raw":
-        bready = ctx.Event()
-        procs.append(ctx.Process(target=raw_broker, args=(pub_addr, sub_addr, bready), daemon=True))
-        procs[-1].start()
-        bready.wait(10)
-    else:
-        procs.append(ctx.Process(target=our_broker, args=(pub_addr, sub_addr), daemon=True))
-        procs[-1].start()
+    procs = [start_broker(ctx, kind, pub_addr, sub_addr)]
     q = ctx.Queue()
     readies = []
     for _ in range(subs):
@@ -325,19 +331,10 @@ def latency(kind: str, rounds: int) -> tuple[float, float]:
     ctx = mp.get_context("spawn")
     pub_addr = f"tcp://127.0.0.1:{free_port()}"
     sub_addr = f"tcp://127.0.0.1:{free_port()}"
-    procs = []
-    if kind == "raw":
-        bready = ctx.Event()
-        procs.append(ctx.Process(target=raw_broker, args=(pub_addr, sub_addr, bready), daemon=True))
-        procs[-1].start()
-        bready.wait(10)
-        ready = ctx.Event()
-        procs.append(ctx.Process(target=raw_echo, args=(pub_addr, sub_addr, ready), daemon=True))
-    else:
-        procs.append(ctx.Process(target=our_broker, args=(pub_addr, sub_addr), daemon=True))
-        procs[-1].start()
-        ready = ctx.Event()
-        procs.append(ctx.Process(target=our_echo, args=(pub_addr, sub_addr, ready), daemon=True))
+    procs = [start_broker(ctx, kind, pub_addr, sub_addr)]
+    ready = ctx.Event()
+    echo = raw_echo if kind == "raw" else our_echo
+    procs.append(ctx.Process(target=echo, args=(pub_addr, sub_addr, ready), daemon=True))
     procs[-1].start()
     ready.wait(30)
     samples = (raw_rtt if kind == "raw" else our_rtt)(pub_addr, sub_addr, rounds)
