@@ -160,7 +160,7 @@ def our_broker(pub_addr: str, sub_addr: str) -> None:
 
 
 def our_sub(pub_addr: str, sub_addr: str, q: mp.Queue, ready: mp.Event) -> None:  # type: ignore[type-arg, valid-type]
-    from broker.bus import Bus
+    from chillly.bus import Bus
     from chillly.process import install_uvloop
 
     install_uvloop()
@@ -188,7 +188,7 @@ def our_sub(pub_addr: str, sub_addr: str, q: mp.Queue, ready: mp.Event) -> None:
 
 
 def our_pub(pub_addr: str, sub_addr: str, count: int, go: mp.Event) -> None:  # type: ignore[valid-type]
-    from broker.bus import Bus
+    from chillly.bus import Bus
     from chillly.messages import Probe
     from chillly.process import install_uvloop
 
@@ -210,7 +210,7 @@ def our_pub(pub_addr: str, sub_addr: str, count: int, go: mp.Event) -> None:  # 
 
 
 def our_echo(pub_addr: str, sub_addr: str, ready: mp.Event) -> None:  # type: ignore[valid-type]
-    from broker.bus import Bus
+    from chillly.bus import Bus
     from chillly.process import install_uvloop
 
     install_uvloop()
@@ -236,7 +236,7 @@ def our_echo(pub_addr: str, sub_addr: str, ready: mp.Event) -> None:  # type: ig
 
 
 def our_rtt(pub_addr: str, sub_addr: str, rounds: int) -> list[float]:
-    from broker.bus import Bus
+    from chillly.bus import Bus
     from chillly.process import install_uvloop
 
     install_uvloop()

@@ -51,7 +51,7 @@ def real_of(market_ms: int, anchor_ms: int, speed: float) -> float:
 
 def bus_side(env: dict[str, str], seconds: float, start_at: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
     os.environ.update(env)
-    from broker.bus import Bus
+    from chillly.bus import Bus
     from chillly.messages import Trade
 
     async def main() -> None:
@@ -187,8 +187,8 @@ def main() -> int:
         for sym in SYMBOLS.split(","):
             r = httpx.post(f"{base}/api/Contract/search", json={"searchText": sym, "live": False},
                            headers={"Authorization": f"Bearer {token}"}).json()
-            from feeds.contracts import pick
-            from feeds.models import Contract
+            from topstepx.contracts import pick
+            from topstepx.models import Contract
             found = pick(sym, [Contract.model_validate(c) for c in r["contracts"]])
             contracts.append(found.id)
         start_at = time.time() + 4.0  # both sides connected and subscribed by then

@@ -33,13 +33,14 @@ sys.path.insert(0, str(ROOT))
 
 import zmq  # noqa: E402
 
-from broker.bus import Bus  # noqa: E402
-from broker.codec import encode  # noqa: E402
+from chillly.bus import Bus  # noqa: E402
+from chillly.codec import encode  # noqa: E402
 from chillly import topics  # noqa: E402
 from chillly.calendar import is_market_open  # noqa: E402
 from chillly.clock import ManualClock  # noqa: E402
 from chillly.messages import Bar, BarBatch, Probe  # noqa: E402
-from feeds.aggregator import DEFAULT_TFS, Aggregators, BucketSpec, aggregate  # noqa: E402
+from chillly.timeframes import DEFAULT_TFS, BucketSpec  # noqa: E402
+from feeds.aggregator import Aggregators, aggregate  # noqa: E402
 from store.db import open_writer  # noqa: E402
 from store.writer import UPSERT_BAR  # noqa: E402
 

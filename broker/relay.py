@@ -18,7 +18,7 @@ from typing import Any
 
 import zmq
 
-from broker.security import (
+from chillly.security import (
     CurveKeys, curve_from_settings, require_safe, secure_server, start_authenticator,
 )
 from chillly.errors import StartupError

@@ -22,8 +22,8 @@ from typing import Any, TextIO
 import zmq
 import zmq.asyncio
 
-from broker.codec import DecodeError, encode, unpack
-from broker.security import CurveKeys, curve_from_settings, require_safe, secure_client
+from chillly.codec import DecodeError, encode, unpack
+from chillly.security import CurveKeys, curve_from_settings, require_safe, secure_client
 from chillly.errors import StartupError
 from chillly import topics
 from chillly.messages import Probe, SchemaError, validate

@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
     "broker": ("run the bus relay (XSUB/XPUB)", None, "broker.relay:cli"),
     "tap": ("print bus messages matching topic prefixes", "broker.tap:add_arguments",
             "broker.tap:cli"),
-    "keys": ("print a fresh set of bus CURVE keys for .env", None, "broker.security:keys_cli"),
+    "keys": ("print a fresh set of bus CURVE keys for .env", None, "chillly.security:keys_cli"),
     "status": ("show every process's last heartbeat", "chillly.status:add_arguments",
                "chillly.status:cli"),
     "sim": ("run the local TopstepX-compatible venue", "sim.server:add_arguments",

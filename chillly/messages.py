@@ -1,7 +1,7 @@
 """Typed, immutable message definitions: the body of every payload on the bus.
 
 A payload on the wire is one msgpack map: the envelope (`type`, `v`, `src`, `seq`, `ts`) plus the
-fields of one message class below. The codec (broker.codec) stamps the envelope and checks each
+fields of one message class below. The codec (chillly.codec) stamps the envelope and checks each
 incoming payload against the class registered for its `type` and version, so a consumer never
 sees a half-formed message. Field types are kept to msgpack's own (int, float, str, bool, list,
 dict, None) so a subscriber in any language can read them; docs/wire-format.md lists them all.
@@ -344,11 +344,18 @@ class Reply(Message):
 
 
 # --------------------------------------------------------------------------- trading (gateway)
+#
+# The gateway publishes these; docs/wire-format.md §Trading is their contract. `owner` is who
+# placed the order: a strategy instance's name (its client ids are `NAME-<n>`), "manual" for the
+# trading tools, "external" for orders placed outside CHILLLY (adopted at reconciliation).
+# Account-level positions (the venue's net per contract) use owner "_account".
+# Sides are the venue's (0 buy/bid, 1 sell/ask); statuses and order types the venue's codes
+# (projectx-api.md §4); `state` is the gateway's order state machine name.
 
 
 @message
 class OrderEvent(Message):
-    """An order's state as the venue reported it (fields of projectx-api.md's Order)."""
+    """An order's state as the venue reported it, joined with the gateway's journal."""
 
     TYPE: ClassVar[str] = "order"
     account: int
@@ -358,17 +365,23 @@ class OrderEvent(Message):
     side: int
     size: int
     order_type: int
+    owner: str = "external"
+    state: str = ""
     fill_volume: int = 0
     filled_price: float | None = None
     limit_price: float | None = None
     stop_price: float | None = None
     custom_tag: str | None = None
     client_id: str | None = None
-    vt: int | None = None
+    parent_id: int | None = None  # bracket children: the entry's venue order id
+    reason: str | None = None     # rejection / cancel reason when known
+    vt: int | None = None         # venue update time, ms
 
 
 @message
 class FillEvent(Message):
+    """One venue trade (half-turn), once per trade id."""
+
     TYPE: ClassVar[str] = "fill"
     account: int
     trade_id: int
@@ -377,19 +390,26 @@ class FillEvent(Message):
     side: int
     size: int
     price: float
+    owner: str = "external"
+    client_id: str | None = None
     fees: float = 0.0
-    pnl: float | None = None
+    pnl: float | None = None  # null on an opening fill
     vt: int | None = None
 
 
 @message
 class PositionEvent(Message):
+    """Net position of one contract: the venue's (owner "_account") or one owner's share."""
+
     TYPE: ClassVar[str] = "position"
     account: int
     contract: str
     side: int  # PositionType: 0 flat, 1 long, 2 short
     size: int
+    owner: str = "_account"
     avg_price: float | None = None
+    realized_pnl: float = 0.0   # this trading day, fees included
+    open_pnl: float = 0.0       # marked: longs at the bid, shorts at the ask
     vt: int | None = None
 
 
@@ -400,4 +420,24 @@ class AccountEvent(Message):
     name: str
     balance: float
     can_trade: bool
+    equity: float | None = None       # balance + open P&L
+    realized_pnl: float = 0.0         # this trading day, fees included
+    open_pnl: float = 0.0
     vt: int | None = None
+
+
+@message
+class RiskEvent(Message):
+    """A change of trading state or a rejection by the risk gate, with its figures."""
+
+    TYPE: ClassVar[str] = "risk"
+    account: int
+    event: str                 # "state" | "reject" | "action"
+    state: str                 # ACTIVE | REDUCING | HALTED
+    reason: str
+    rule: str | None = None
+    owner: str | None = None
+    client_id: str | None = None
+    floor: float | None = None
+    equity: float | None = None
+    figures: dict[str, Any] = field(default_factory=dict)

@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any, ClassVar
 
-from broker.bus import Bus
+from chillly.bus import Bus
 from chillly import topics
 from chillly.clock import Clock, clock_from_settings
 from chillly.errors import StartupError

@@ -7,8 +7,8 @@ import asyncio
 import json
 import sys
 
-from broker.bus import Bus
-from broker.codec import Envelope
+from chillly.bus import Bus
+from chillly.codec import Envelope
 from chillly import topics
 from chillly.settings import Settings, load_settings
 

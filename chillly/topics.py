@@ -66,7 +66,7 @@ def alarm(process: str) -> str:
 
 
 def command(service: str, name: str) -> str:
-    """A command for `service` (request/reply; see broker.bus.Bus.request)."""
+    """A command for `service` (request/reply; see chillly.bus.Bus.request)."""
     return f"cmd.{_seg(service, 'service')}.{_seg(name, 'command')}."
 
 
@@ -84,20 +84,35 @@ def subscription_set() -> str:
     return "subs.set."
 
 
-def order_event(account: int | str) -> str:
-    return f"order.{account}."
+ACCOUNT_OWNER = "_account"  # owner segment of the venue's own (account-level) positions
 
 
-def fill_event(account: int | str) -> str:
-    return f"fill.{account}."
+def order_event(account: int | str, owner: str) -> str:
+    """Order updates of one owner (strategy name, "manual", "external") on one account."""
+    return f"order.{account}.{_seg(owner, 'owner')}."
 
 
-def position_event(account: int | str) -> str:
-    return f"position.{account}."
+def fill_event(account: int | str, owner: str) -> str:
+    return f"fill.{account}.{_seg(owner, 'owner')}."
+
+
+def position_event(account: int | str, owner: str = ACCOUNT_OWNER) -> str:
+    """Positions of one owner; owner "_account" carries the venue's net positions."""
+    return f"position.{account}.{_seg(owner, 'owner')}."
 
 
 def account_event(account: int | str) -> str:
     return f"account.{account}."
+
+
+def risk_event(account: int | str) -> str:
+    """Trading-state changes and risk-gate rejections of one account."""
+    return f"risk.{account}."
+
+
+def trading(kind: str, account: int | str | None = None) -> str:
+    """Prefix: every `order`/`fill`/`position`/`account`/`risk` event, optionally of one account."""
+    return f"{_seg(kind, 'kind')}." if account is None else f"{kind}.{account}."
 
 
 def probe(instance: str) -> str:

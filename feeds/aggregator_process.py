@@ -28,18 +28,17 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from broker.bus import BusNotReady, CommandError
-from broker.codec import Envelope
+from chillly.bus import BusNotReady, CommandError
+from chillly.codec import Envelope
 from chillly import topics
 from chillly.clock import DAY_MS, MINUTE_MS
 from chillly.messages import Bar
 from chillly.process import Service, StartupError
 from chillly.settings import Settings
-from feeds.aggregator import (
-    DEFAULT_SESSION_TFS, DEFAULT_TFS, Aggregators, BucketSpec, bar_problem, tf_ms,
-)
+from chillly.timeframes import DEFAULT_SESSION_TFS, DEFAULT_TFS, BucketSpec, bar_problem, tf_ms
+from feeds.aggregator import Aggregators
 from store import queries
-from store.db import open_reader
+from store.queries import open_reader
 
 log = logging.getLogger("aggregator")
 

@@ -21,17 +21,17 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from broker.bus import CommandError
+from chillly.bus import CommandError
 from chillly import topics
 from chillly.calendar import is_market_open
 from chillly.clock import DAY_MS, MINUTE_MS, ms_to_iso
 from chillly.messages import Alarm, BarBatch, ClockTick, SubscriptionSet
 from chillly.process import StartupError, run_service
-from feeds.aggregator import BucketSpec, tf_ms
+from chillly.timeframes import BucketSpec, tf_ms
 from feeds.venue_service import VenueService
-from feeds.client import tf_to_unit
-from feeds.contracts import ContractNotFound, ContractResolver, is_contract_id
-from feeds.errors import VenueError
+from topstepx.client import tf_to_unit
+from topstepx.contracts import ContractNotFound, ContractResolver, is_contract_id
+from topstepx.errors import VenueError
 from feeds.finals import FinalTracker, minute_floor
 from feeds.settings import FeedSettings, market_hours
 from feeds.state import JsonState

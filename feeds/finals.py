@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from chillly.clock import MINUTE_MS
 from chillly.messages import Bar
-from feeds.models import VenueBar
+from topstepx.models import VenueBar
 
 
 def minute_floor(ms: int) -> int:

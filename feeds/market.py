@@ -19,7 +19,7 @@ from chillly import topics
 from chillly.messages import Alarm, SubscriptionSet
 from chillly.process import run_service
 from feeds.venue_service import VenueService
-from feeds.hub import HubAgent
+from topstepx.hub import HubAgent
 from feeds.settings import FeedSettings, market_hours
 from feeds.ticks import TickNormaliser, split_args
 

@@ -1,4 +1,4 @@
-"""Options of the feed processes and the venue client (FEED_* and TOPSTEP_* variables)."""
+"""Options of the feed processes (FEED_* variables); the venue client's own are in topstepx/settings.py."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from chillly.calendar import is_market_open
-from chillly.settings import Settings
+from topstepx.settings import ClientSettings
 
-_BUDGET_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(\.\d+)?)\s*$")
 _TF_RE = re.compile(r"^(\d+[mh]|1d)$")
 
 
@@ -23,30 +22,9 @@ def market_hours(settings: "FeedSettings") -> Callable[[int], bool]:
     return is_market_open
 
 
-def parse_budget(text: str) -> tuple[int, float]:
-    """"30/30" -> (30 requests, 30.0 seconds)."""
-    m = _BUDGET_RE.match(text)
-    if not m or int(m.group(1)) <= 0 or float(m.group(2)) <= 0:
-        raise ValueError(f"expected COUNT/SECONDS like 30/30, got {text!r}")
-    return int(m.group(1)), float(m.group(2))
-
-
-class FeedSettings(Settings):
+class FeedSettings(ClientSettings):
     """Client and feed options. Times are market seconds (the process clock) unless noted."""
 
-    # Contract searches: practice/combine accounts see the sim data set (live=false).
-    topstep_live: bool = False
-
-    # Client-side rate budgets per endpoint class, COUNT/SECONDS on the process clock
-    # (projectx-api.md §7: bars 30/30 s to be safe, everything else 200/60 s).
-    feed_bars_budget: str = "30/30"
-    feed_rest_budget: str = "200/60"
-    feed_http_timeout: float = Field(default=10.0, gt=0)       # real seconds
-    feed_read_retries: int = Field(default=4, ge=0)
-    feed_retry_after_max: float = Field(default=60.0, gt=0)    # cap on a venue's Retry-After
-
-    # Token refresh: validate this long before `exp` (capped at a fifth of the token's life).
-    feed_token_refresh_before: float = Field(default=300.0, gt=0)
 
     # feed-bars
     feed_poll_interval: float = Field(default=30.0, gt=0)
@@ -66,19 +44,10 @@ class FeedSettings(Settings):
     feed_stale_after: float = Field(default=120.0, gt=0)       # market seconds without data
     feed_stale_min_real: float = Field(default=3.0, ge=0)      # ... and at least this real time
 
-    # hubs (real seconds)
-    feed_hub_backoff_min: float = Field(default=0.2, gt=0)
-    feed_hub_backoff_max: float = Field(default=10.0, gt=0)
 
     # subscriptions (real seconds)
     feed_set_interval: float = Field(default=5.0, gt=0)
     feed_contract_info_interval: float = Field(default=60.0, gt=0)
-
-    @field_validator("feed_bars_budget", "feed_rest_budget")
-    @classmethod
-    def _check_budget(cls, value: str) -> str:
-        parse_budget(value)
-        return value
 
     @field_validator("feed_clock_timeframes", mode="before")
     @classmethod

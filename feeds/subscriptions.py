@@ -19,15 +19,15 @@ import logging
 import sys
 from typing import Any
 
-from broker.bus import Bus, CommandError, RequestTimeout
+from chillly.bus import Bus, CommandError, RequestTimeout
 from chillly import topics
 from chillly.messages import SubscriptionSet
 from chillly.process import StartupError, run_service
 from chillly.settings import load_settings
 from feeds.venue_service import VenueService
-from feeds.contracts import ContractNotFound, ContractResolver, is_contract_id, to_info
-from feeds.errors import VenueError
-from feeds.models import Contract
+from topstepx.contracts import ContractNotFound, ContractResolver, is_contract_id, to_info
+from topstepx.errors import VenueError
+from topstepx.models import Contract
 from feeds.settings import FeedSettings
 from feeds.state import JsonState
 

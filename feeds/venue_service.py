@@ -7,11 +7,11 @@ import asyncio
 import logging
 from typing import Any
 
-from broker.bus import RequestTimeout
+from chillly.bus import RequestTimeout
 
 from chillly.messages import Heartbeat
 from chillly.process import Service
-from feeds.client import ProjectXClient
+from topstepx.client import ProjectXClient
 from feeds.settings import FeedSettings
 
 

@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 async def _from_series(settings: Settings, args: argparse.Namespace) -> dict[str, Any] | None:
-    from broker.bus import Bus, BusNotReady, RequestTimeout
+    from chillly.bus import Bus, BusNotReady, RequestTimeout
 
     bus = Bus(settings.bus_publish_addr, settings.bus_subscribe_addr, "bars-cli")
     try:
@@ -58,7 +58,7 @@ async def _from_series(settings: Settings, args: argparse.Namespace) -> dict[str
 
 def _from_db(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     from store import queries
-    from store.db import open_reader
+    from store.queries import open_reader
 
     try:
         conn = open_reader(settings.database_path)

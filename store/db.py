@@ -25,13 +25,3 @@ def open_writer(path: Path | str) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout=10000")
     migrate(conn)
     return conn
-
-
-def open_reader(path: Path | str) -> sqlite3.Connection:
-    """A read-only connection (`mode=ro` URI): a reader can never write or create the file.
-
-    Raises sqlite3.OperationalError if the database does not exist yet."""
-    p = Path(path).resolve()
-    conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, check_same_thread=False, timeout=10)
-    conn.execute("PRAGMA busy_timeout=10000")
-    return conn

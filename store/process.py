@@ -26,16 +26,17 @@ import sqlite3
 
 from pydantic import Field
 
-from broker.bus import BusNotReady, RequestTimeout
-from broker.codec import Envelope
+from chillly.bus import BusNotReady, RequestTimeout
+from chillly.codec import Envelope
 from chillly import topics
 from chillly.clock import DAY_MS, MINUTE_MS
 from chillly.messages import row_problem
 from chillly.process import Service, StartupError
 from chillly.settings import Settings
-from feeds.aggregator import bar_problem, tf_ms
+from chillly.timeframes import bar_problem, tf_ms
 from store import queries
-from store.db import open_reader, open_writer
+from store.db import open_writer
+from store.queries import open_reader
 from store.migrations import MigrationError
 from store.writer import Writer
 

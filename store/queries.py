@@ -1,6 +1,6 @@
 """Read-side queries on the market database, for every process that is not the store.
 
-Every function takes a connection from `store.db.open_reader` (read-only). Bars come back as
+Every function takes a connection from `open_reader` below (read-only). Bars come back as
 `chillly.messages.Bar` (final rows only: the store stores finals), oldest first.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 from chillly.messages import Bar
@@ -101,3 +102,13 @@ def resolve_contract(conn: sqlite3.Connection | None, text: str, candidates: lis
         if len(parts) >= 2 and parts[-2].upper() == want:
             return c
     return None
+
+
+def open_reader(path: Path | str) -> sqlite3.Connection:
+    """A read-only connection (`mode=ro` URI): a reader can never write or create the file.
+
+    Raises sqlite3.OperationalError if the database does not exist yet."""
+    p = Path(path).resolve()
+    conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, check_same_thread=False, timeout=10)
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn

@@ -20,15 +20,15 @@ from typing import Any
 
 from pydantic import Field
 
-from broker.bus import BusNotReady, CommandError
-from broker.codec import Envelope
+from chillly.bus import BusNotReady, CommandError
+from chillly.codec import Envelope
 from chillly import topics
 from chillly.messages import row_problem
 from chillly.process import Service, StartupError
 from chillly.settings import Settings
-from feeds.aggregator import tf_ms
+from chillly.timeframes import tf_ms
 from store import queries
-from store.db import open_reader
+from store.queries import open_reader
 
 log = logging.getLogger("series")
 

@@ -51,7 +51,7 @@ def broker(procs: Procs):  # type: ignore[no-untyped-def]
 @pytest.fixture
 async def bus(broker, bus_env: dict[str, str]) -> AsyncIterator["object"]:  # type: ignore[no-untyped-def]
     """A bus client in the test process, proven connected through the real broker."""
-    from broker.bus import Bus
+    from chillly.bus import Bus
 
     b = Bus(bus_env["BUS_PUBLISH_ADDR"], bus_env["BUS_SUBSCRIBE_ADDR"], "test")
     await b.ready(timeout=15)

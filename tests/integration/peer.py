@@ -13,8 +13,8 @@ import asyncio
 import json
 import sys
 
-from broker.bus import CommandError
-from broker.codec import Envelope
+from chillly.bus import CommandError
+from chillly.codec import Envelope
 from chillly import topics
 from chillly.messages import Bar
 from chillly.process import Service, run_service

@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from chillly import topics
-from feeds.aggregator import BucketSpec, aggregate
+from chillly.timeframes import BucketSpec
+from feeds.aggregator import aggregate
 from tests.integration.test_store_support import (
     Heartbeats, db_rows, key, publish_bars, synthetic_bars,
 )

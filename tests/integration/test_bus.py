@@ -11,7 +11,7 @@ import msgpack
 import pytest
 import zmq
 
-from broker.bus import Bus, RequestTimeout
+from chillly.bus import Bus, RequestTimeout
 from tests.support import Procs, aeventually, eventually
 
 EP = "CON.F.US.EP.Z26"

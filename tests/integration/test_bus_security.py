@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import zmq
 
-from broker.bus import Bus, BusNotReady
-from broker.security import CurveKeys
+from chillly.bus import Bus, BusNotReady
+from chillly.security import CurveKeys
 from chillly import topics
 from chillly.messages import Bar
 from tests.support import Procs, aeventually, free_port

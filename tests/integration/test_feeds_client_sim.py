@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from chillly.clock import MINUTE_MS, SystemClock, iso_to_ms
-from feeds.client import ProjectXClient
-from feeds.contracts import ContractNotFound, ContractResolver
-from feeds.errors import ApiError, OutcomeUnknown
-from feeds.hub import HubAgent, user_events, user_hub_subscriber
+from topstepx.client import ProjectXClient
+from topstepx.contracts import ContractNotFound, ContractResolver
+from topstepx.errors import ApiError, OutcomeUnknown
+from topstepx.hub import HubAgent, user_events, user_hub_subscriber
 from tests.integration.test_feeds_helpers import Stack, stack_env
 from tests.support import aeventually
 

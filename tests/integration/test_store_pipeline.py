@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from chillly import topics
 from chillly.messages import Bar
-from feeds.aggregator import BucketSpec, aggregate
+from chillly.timeframes import BucketSpec
+from feeds.aggregator import aggregate
 from tests.integration.test_store_support import (
     C, Heartbeats, db_rows, key, publish_bars, synthetic_bars,
 )

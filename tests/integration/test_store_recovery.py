@@ -12,7 +12,8 @@ import asyncio
 from typing import Any
 
 from chillly import topics
-from feeds.aggregator import BucketSpec, aggregate
+from chillly.timeframes import BucketSpec
+from feeds.aggregator import aggregate
 from tests.integration.test_store_support import (
     C, Heartbeats, db_rows, key, publish_bars, synthetic_bars,
 )

@@ -118,7 +118,7 @@ class RawPublisher:
         raise AssertionError("raw publisher never reached the broker")
 
     def send(self, topic: str, msg: Any, seq: int) -> None:
-        from broker.codec import encode
+        from chillly.codec import encode
 
         self.sock.send_multipart(encode(topic, msg, self.src, seq, 0))
 

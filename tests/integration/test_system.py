@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.bus import Bus
-from broker.codec import Envelope
+from chillly.bus import Bus
+from chillly.codec import Envelope
 from chillly import topics
 from tests.support import ROOT, Procs, aeventually
 

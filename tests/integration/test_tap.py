@@ -7,7 +7,7 @@ import json
 import msgpack
 import zmq
 
-from broker.bus import Bus
+from chillly.bus import Bus
 from chillly import topics
 from chillly.messages import Bar, Quote
 from tests.support import Procs, aeventually

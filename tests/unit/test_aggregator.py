@@ -8,9 +8,8 @@ import pytest
 
 from chillly.clock import HOUR_MS, MINUTE_MS, ManualClock
 from chillly.messages import Bar
-from feeds.aggregator import (
-    Aggregators, BarAggregator, BucketSpec, aggregate, bar_problem, tf_ms,
-)
+from chillly.timeframes import BucketSpec, bar_problem, tf_ms
+from feeds.aggregator import Aggregators, BarAggregator, aggregate
 
 C = "CON.F.US.EP.Z26"
 

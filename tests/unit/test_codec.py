@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.codec import DecodeError, decode, encode
+from chillly.codec import DecodeError, decode, encode
 from chillly import topics
 from chillly.messages import Bar, Command, Heartbeat, Quote, Reply, registry
 

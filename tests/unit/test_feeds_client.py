@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from chillly.clock import MINUTE_MS, ManualClock, iso_to_ms, ms_to_iso
-from feeds.client import ProjectXClient
-from feeds.errors import ApiError, AuthError, BadResponse, OutcomeUnknown, VenueUnavailable
+from topstepx.client import ProjectXClient
+from topstepx.errors import ApiError, AuthError, BadResponse, OutcomeUnknown, VenueUnavailable
 
 T0 = iso_to_ms("2026-11-24T15:00:00Z")
 

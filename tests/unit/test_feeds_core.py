@@ -10,13 +10,13 @@ import json
 import pytest
 
 from chillly.clock import MINUTE_MS, ManualClock, iso_to_ms
-from feeds.auth import TokenManager, jwt_exp_ms, refresh_due_ms
+from topstepx.auth import TokenManager, jwt_exp_ms, refresh_due_ms
 from feeds.bars import closing_buckets
-from feeds.budget import RateBudget
-from feeds.contracts import matches, pick, symbol_of
+from topstepx.budget import RateBudget
+from topstepx.contracts import matches, pick, symbol_of
 from feeds.finals import FinalTracker
-from feeds.hub import user_events, with_token
-from feeds.models import Contract, VenueBar
+from topstepx.hub import user_events, with_token
+from topstepx.models import Contract, VenueBar
 from feeds.ticks import TickNormaliser
 
 T0 = iso_to_ms("2026-11-24T15:00:00Z")  # a Tuesday, market open
@@ -315,7 +315,7 @@ def test_clock_ticks_close_buckets_only_when_their_last_minute_ends() -> None:
 
 @pytest.mark.parametrize("tf", ["1m", "5m", "1h", "4h", "1d"])
 def test_every_bucket_of_a_trading_day_gets_exactly_one_tick(tf: str) -> None:
-    from feeds.aggregator import BucketSpec
+    from chillly.timeframes import BucketSpec
     start = iso_to_ms("2026-11-23T23:00:00Z")  # Mon 17:00 CT session open
     starts = [s for m in range(0, 24 * 60) for (k, s) in
               closing_buckets([tf], start + m * MINUTE_MS) if k == tf]
@@ -328,7 +328,7 @@ def test_every_bucket_of_a_trading_day_gets_exactly_one_tick(tf: str) -> None:
 # ------------------------------------------------------------------ stale feed alarm
 
 def _agent(clock: ManualClock, expects: list[bool], open_: list[bool]):  # type: ignore[no-untyped-def]
-    from feeds.hub import HubAgent
+    from topstepx.hub import HubAgent
 
     async def never() -> str:
         raise AssertionError("no login in this test")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from store import queries
-from store.db import open_reader, open_writer
+from store.db import open_writer
+from store.queries import open_reader
 from store.migrations import LATEST, MigrationError, current_version, migrate
 from store.series import SeriesCache
 from store.writer import Writer

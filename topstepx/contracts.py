@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 
 from chillly.messages import ContractInfo
-from feeds.client import ProjectXClient
-from feeds.errors import ApiError
-from feeds.models import Contract
+from topstepx.client import ProjectXClient
+from topstepx.errors import ApiError
+from topstepx.models import Contract
 
 #: CME ticker -> TopstepX root (projectx-api.md §8.1).
 ROOTS = {

@@ -20,7 +20,7 @@ from typing import Any
 
 from chillly.clock import Clock, HOUR_MS
 
-log = logging.getLogger("feeds.auth")
+log = logging.getLogger("topstepx.auth")
 
 DEFAULT_LIFETIME_MS = 12 * HOUR_MS  # when a token carries no exp: refresh twice a day
 

@@ -25,14 +25,14 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from chillly.clock import Clock, ms_to_iso
-from feeds.auth import TokenManager
-from feeds.budget import RateBudget
-from feeds.errors import (ApiError, AuthError, BadResponse, HttpError, OutcomeUnknown,
+from topstepx.auth import TokenManager
+from topstepx.budget import RateBudget
+from topstepx.errors import (ApiError, AuthError, BadResponse, HttpError, OutcomeUnknown,
                           VenueUnavailable)
-from feeds.models import Account, Contract, HalfTrade, Order, Position, VenueBar
-from feeds.settings import FeedSettings, parse_budget
+from topstepx.models import Account, Contract, HalfTrade, Order, Position, VenueBar
+from topstepx.settings import ClientSettings, parse_budget
 
-log = logging.getLogger("feeds.client")
+log = logging.getLogger("topstepx.client")
 
 READ, MUTATE, AUTH = "read", "mutate", "auth"
 BARS, REST = "bars", "rest"
@@ -114,7 +114,7 @@ class ProjectXClient:
         }
 
     @classmethod
-    def from_settings(cls, settings: FeedSettings, clock: Clock,
+    def from_settings(cls, settings: ClientSettings, clock: Clock,
                       transport: httpx.AsyncBaseTransport | None = None) -> "ProjectXClient":
         key = settings.topstep_api_key.get_secret_value() if settings.topstep_api_key else ""
         username = settings.topstep_username

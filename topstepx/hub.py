@@ -33,9 +33,9 @@ from pysignalr.client import SignalRClient
 
 from chillly.calendar import is_market_open
 from chillly.clock import Clock
-from feeds.auth import TokenManager
+from topstepx.auth import TokenManager
 
-log = logging.getLogger("feeds.hub")
+log = logging.getLogger("topstepx.hub")
 
 MAX_FRAME = 4 * 2**20
 EventHandler = Callable[[list[Any]], Any]

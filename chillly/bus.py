@@ -30,8 +30,8 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from broker.codec import DecodeError, Envelope, decode, encode_payload
-from broker.security import CurveKeys, curve_from_settings, require_safe, secure_client
+from chillly.codec import DecodeError, Envelope, decode, encode_payload
+from chillly.security import CurveKeys, curve_from_settings, require_safe, secure_client
 from chillly import topics
 from chillly.clock import Clock, SystemClock
 from chillly.messages import Command, Message, Probe, Reply
@@ -337,8 +337,12 @@ class Bus:
         if fut is not None and not fut.done():
             fut.set_result(env.message())  # type: ignore[arg-type]
 
-    def serve(self, service: str, handlers: dict[str, CommandHandler]) -> None:
-        """Answer commands for `service`; each handler takes the args map and returns a result."""
+    def serve(self, service: str, handlers: dict[str, CommandHandler],
+              *, with_sender: bool = False) -> None:
+        """Answer commands for `service`; each handler takes the args map and returns a result.
+
+        With `with_sender`, handlers are called as `handler(args, sender)`, sender being the
+        requesting process's envelope `src` (the gateway attributes orders to their sender)."""
 
         async def on_command(env: Envelope) -> None:
             cmd = env.message()
@@ -353,17 +357,20 @@ class Bus:
                 self.counters["duplicate_commands"] += 1
                 return
             self._inflight.add(cmd.rid)
-            self._spawn(self._run_command(cmd, handlers.get(cmd.name)))
+            self._spawn(self._run_command(cmd, handlers.get(cmd.name),
+                                          env.src if with_sender else None))
 
         self.on(topics.commands(service), on_command)
 
-    async def _run_command(self, cmd: Command, handler: CommandHandler | None) -> None:
+    async def _run_command(self, cmd: Command, handler: CommandHandler | None,
+                           sender: str | None = None) -> None:
         try:
             if handler is None:
                 reply = Reply(rid=cmd.rid, ok=False, error=f"unknown command {cmd.name!r}")
             else:
                 try:
-                    result = await handler(dict(cmd.args))
+                    result = await (handler(dict(cmd.args)) if sender is None
+                                    else handler(dict(cmd.args), sender))  # type: ignore[call-arg]
                     reply = Reply(rid=cmd.rid, ok=True, result=result)
                 except CommandError as exc:
                     reply = Reply(rid=cmd.rid, ok=False, error=str(exc))
