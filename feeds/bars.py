@@ -287,11 +287,11 @@ def add_backfill_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cli_backfill(ns: argparse.Namespace) -> int:
-    from feeds.subscriptions import request
+    from chillly.oneshot import ask_sync
 
-    ok, result, error = asyncio.run(request(
+    ok, result, error = ask_sync(
         SERVICE, "backfill", {"contract": ns.contract, "days": ns.days, "tf": ns.tf},
-        ns.timeout))
+        timeout=ns.timeout)
     if not ok:
         print(f"chillly backfill: {error}", file=sys.stderr)
         return 1

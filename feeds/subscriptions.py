@@ -19,11 +19,11 @@ import logging
 import sys
 from typing import Any
 
-from chillly.bus import Bus, CommandError, RequestTimeout
+from chillly.bus import CommandError
 from chillly import topics
 from chillly.messages import SubscriptionSet
 from chillly.process import StartupError, run_service
-from chillly.settings import load_settings
+from chillly.oneshot import ask_sync
 from feeds.venue_service import VenueService
 from topstepx.contracts import ContractNotFound, ContractResolver, is_contract_id, to_info
 from topstepx.errors import VenueError
@@ -214,30 +214,6 @@ def add_list_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the reply as JSON")
 
 
-async def request(service: str, name: str, args: dict[str, Any], timeout: float
-                  ) -> tuple[bool, Any, str | None]:
-    """Send one command over the bus and wait for its reply: (ok, result, error)."""
-    settings = load_settings()
-    bus = Bus(settings.bus_publish_addr, settings.bus_subscribe_addr, f"cli-{name}")
-    try:
-        try:
-            await bus.ready(timeout=min(5.0, timeout))
-        except Exception:
-            return False, None, "no broker: is `chillly broker` running?"
-        # Resend every 2 s with the same id until the deadline: a command lost while the
-        # service was still joining the bus is retried soon, and a long-running one (a big
-        # backfill) is not run twice (handlers are idempotent on the id; the reply is cached).
-        per_try = min(2.0, timeout)
-        attempts = max(1, int(timeout / per_try))
-        try:
-            reply = await bus.request(service, name, args, timeout=per_try, attempts=attempts)
-        except RequestTimeout:
-            return False, None, f"no reply from {service} within {timeout:.0f}s: is it running?"
-        return reply.ok, reply.result, reply.error
-    finally:
-        await bus.close()
-
-
 def _print_set(result: Any) -> None:
     symbols = result.get("symbols", {}) if isinstance(result, dict) else {}
     for cid in (result or {}).get("contracts", []):
@@ -248,7 +224,7 @@ def _print_set(result: Any) -> None:
 def _run_tool(name: str, args: dict[str, Any], timeout: float, as_json: bool = False) -> int:
     import json
 
-    ok, result, error = asyncio.run(request(SERVICE, name, args, timeout))
+    ok, result, error = ask_sync(SERVICE, name, args, timeout=timeout)
     if not ok:
         print(f"chillly {'subscriptions' if name == 'list' else name}: {error}",
               file=sys.stderr)
