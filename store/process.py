@@ -33,6 +33,7 @@ from chillly.clock import DAY_MS, MINUTE_MS
 from chillly.messages import row_problem
 from chillly.process import Service, StartupError
 from chillly.settings import Settings
+from chillly.singleton import acquire
 from chillly.timeframes import bar_problem, tf_ms
 from store import queries
 from store.db import open_writer
@@ -67,6 +68,8 @@ class Store(Service):
     async def on_start(self) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
+        # The only writer of the database (defect 19): a second store exits 2 naming the first.
+        self._lock = acquire(s.database_path, "store")
         try:
             conn = await loop.run_in_executor(None, open_writer, s.database_path)
         except (sqlite3.Error, MigrationError, OSError) as exc:
@@ -301,3 +304,4 @@ class Store(Service):
         else:
             log.info("flushed; %d rows written in %d commits", writer.counters["rows_written"],
                      writer.counters["commits"])
+            self._lock.release()
