@@ -8,7 +8,6 @@ its control socket. The broker holds no state; peers reconnect and resubscribe w
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -22,6 +21,7 @@ from chillly.security import (
     CurveKeys, curve_from_settings, require_safe, secure_server, start_authenticator,
 )
 from chillly.errors import StartupError
+from chillly.periodic import every
 from chillly.process import Service
 
 log = logging.getLogger("broker")
@@ -148,14 +148,12 @@ class BrokerService(Service):
                  self.settings.bus_publish_addr, self.settings.bus_subscribe_addr)
 
     async def run(self) -> None:
-        while not self.stopping.is_set():
-            stats = self.relay.statistics()
-            self.counters.update({"relayed": stats.get("sub_msgs_out", 0) // 2,
-                                  "relayed_bytes": stats.get("sub_bytes_out", 0)})
-            try:
-                await asyncio.wait_for(self.stopping.wait(), self.stats_every)
-            except asyncio.TimeoutError:
-                pass
+        await every(self.stats_every, self._poll_stats, self.stopping)
+
+    def _poll_stats(self) -> None:
+        stats = self.relay.statistics()
+        self.counters.update({"relayed": stats.get("sub_msgs_out", 0) // 2,
+                              "relayed_bytes": stats.get("sub_bytes_out", 0)})
 
     async def on_stop(self) -> None:
         self.relay.stop()

@@ -24,6 +24,7 @@ from chillly.clock import Clock, clock_from_settings
 from chillly.errors import StartupError
 from chillly.logs import setup_logging
 from chillly.messages import Heartbeat
+from chillly.periodic import every
 from chillly.settings import Settings, load_settings
 
 STOP_BUDGET = 1.8  # seconds: the issue asks for a clean exit within 2 s of SIGTERM
@@ -107,12 +108,6 @@ def run_with_settings(cls: type[Service], settings: Settings) -> int:
     return asyncio.run(_lifecycle(cls, settings))
 
 
-async def _heartbeats(svc: Service, interval: float) -> None:
-    while True:
-        svc.publish_heartbeat()
-        await asyncio.sleep(interval)
-
-
 async def _lifecycle(cls: type[Service], settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     clock = clock_from_settings(settings)
@@ -135,7 +130,7 @@ async def _lifecycle(cls: type[Service], settings: Settings) -> int:
         await svc.on_start()
         svc.state = State.RUNNING
         log.info("running")
-        hb_task = loop.create_task(_heartbeats(svc, settings.heartbeat_interval))
+        hb_task = loop.create_task(every(settings.heartbeat_interval, svc.publish_heartbeat))
         run_task = loop.create_task(svc.run())
         stop_task = loop.create_task(svc.stopping.wait())
         done, _ = await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)

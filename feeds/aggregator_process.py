@@ -33,6 +33,7 @@ from chillly.codec import Envelope
 from chillly import topics
 from chillly.clock import DAY_MS, MINUTE_MS
 from chillly.messages import Bar
+from chillly.periodic import every
 from chillly.process import Service, StartupError
 from chillly.settings import Settings
 from chillly.timeframes import DEFAULT_SESSION_TFS, DEFAULT_TFS, BucketSpec, bar_problem, tf_ms
@@ -159,13 +160,11 @@ class AggregatorProcess(Service):
         task.add_done_callback(self._tasks.discard)
 
     async def run(self) -> None:
-        while not self.stopping.is_set():
-            self.aggs.on_time(self.clock.now_ms())
-            self.counters.update(self.aggs.counters())
-            try:
-                await asyncio.wait_for(self.stopping.wait(), 0.25)
-            except asyncio.TimeoutError:
-                pass
+        await every(0.25, self._tick, self.stopping)
+
+    def _tick(self) -> None:
+        self.aggs.on_time(self.clock.now_ms())
+        self.counters.update(self.aggs.counters())
 
     # ------------------------------------------------------------------ database side
 

@@ -22,6 +22,7 @@ from typing import Any
 from chillly.bus import CommandError
 from chillly import topics
 from chillly.messages import SubscriptionSet
+from chillly.periodic import every
 from chillly.process import StartupError, run_service
 from chillly.oneshot import ask_sync
 from feeds.venue_service import VenueService
@@ -127,16 +128,15 @@ class SubscriptionsService(VenueService):
 
     async def _publish_loop(self) -> None:
         s: FeedSettings = self.settings  # type: ignore[assignment]
-        while True:
-            if self.loaded or self.entries:
-                self.publish_set()
-            await asyncio.sleep(s.feed_set_interval)
+        await every(s.feed_set_interval, self._publish_set_if_known)
+
+    def _publish_set_if_known(self) -> None:
+        if self.loaded or self.entries:
+            self.publish_set()
 
     async def _info_loop(self) -> None:
         s: FeedSettings = self.settings  # type: ignore[assignment]
-        while True:
-            self.publish_infos()
-            await asyncio.sleep(s.feed_contract_info_interval)
+        await every(s.feed_contract_info_interval, self.publish_infos)
 
     # ------------------------------------------------------------------ commands
 

@@ -31,6 +31,7 @@ from chillly.codec import Envelope
 from chillly import topics
 from chillly.clock import DAY_MS, MINUTE_MS
 from chillly.messages import row_problem
+from chillly.periodic import every
 from chillly.process import Service, StartupError
 from chillly.settings import Settings
 from chillly.singleton import acquire
@@ -284,15 +285,13 @@ class Store(Service):
     async def run(self) -> None:
         recovery = asyncio.create_task(self._recovery_loop())
         try:
-            while not self.stopping.is_set():
-                self.counters.update(self.writer.counters)
-                self.counters["queued"] = self.writer.pending()
-                try:
-                    await asyncio.wait_for(self.stopping.wait(), 0.5)
-                except asyncio.TimeoutError:
-                    pass
+            await every(0.5, self._writer_counters, self.stopping)
         finally:
             recovery.cancel()
+
+    def _writer_counters(self) -> None:
+        self.counters.update(self.writer.counters)
+        self.counters["queued"] = self.writer.pending()
 
     async def on_stop(self) -> None:
         writer = getattr(self, "writer", None)
