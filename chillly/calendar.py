@@ -1,20 +1,42 @@
-"""The CME Globex trading calendar, shared by the sim, the aggregator and the risk gate.
+"""The CME Globex trading calendar, shared by the sim, the feeds, the aggregator and the risk gate.
 
 The trading day opens at 17:00 America/Chicago (DST aware) and belongs to the *next* calendar
 date (Sunday 17:00 CT opens Monday's session). The market halts 16:00-17:00 CT each day and is
 closed from Friday 16:00 CT to Sunday 17:00 CT. Topstep's flat-by time (15:10 CT) and its daily
-reset (17:00 CT) come from the same calendar. Holidays are not modelled.
+reset (17:00 CT) come from the same calendar.
+
+Holidays and early closes come from the `holidays` library's CME table (XCME), not from rules
+written here: a full holiday (New Year, Good Friday, Thanksgiving, Christmas, days of mourning)
+has no session at all, so the market stays closed from the previous close to 17:00 CT on the
+holiday evening, when the next trading day's session opens; an early-close day (MLK, Presidents,
+Memorial, Juneteenth, July 3, Labor Day, the Friday after Thanksgiving, Christmas Eve) opens as
+usual and halts at the library's time (12:00 CT since 2015). A day without a session is modelled
+as an empty one: it closes the moment it would have opened, so every function below is total.
+
+Hot path: `is_market_open` remembers the last [start, end) stretch it answered for (open or
+closed) and per trading date its session bounds, so a call inside a known stretch is two integer
+comparisons; the library is imported only when a year's table is first needed (about 0.15 s,
+once per process).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta, timezone
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 CHICAGO = ZoneInfo("America/Chicago")
 SESSION_OPEN = time(17, 0)
 SESSION_HALT = time(16, 0)
 FLAT_BY = time(15, 10)
+#: How long before the close Topstep wants every position flat: 15:10 CT on a 16:00 close. On an
+#: early-close day the deadline keeps the same lead (12:00 CT close -> flat by 11:10 CT).
+FLAT_BY_LEAD_MS = 50 * 60_000
+
+_PAUSE_RE = re.compile(r"pause at (\d{1,2}):(\d{2})\s*(am|pm)", re.IGNORECASE)
+#: An early close whose time the library's label does not say: the most common CME halt.
+_DEFAULT_EARLY_CLOSE = time(12, 0)
 
 
 def _ct(ms: int) -> datetime:
@@ -35,7 +57,11 @@ def trading_date(ms: int, open_at: time = SESSION_OPEN) -> date:
 
 
 def session_open_ms(day: date, open_at: time = SESSION_OPEN) -> int:
-    """Epoch ms at which the session for trading date `day` opened (17:00 CT the evening before)."""
+    """Epoch ms at which the session for trading date `day` opens (17:00 CT the evening before).
+
+    The nominal open, also for a day without a session (see `is_trading_day`): it anchors the
+    daily bar and the trading-date boundary either way.
+    """
     prev = day - timedelta(days=1)
     return _ms(datetime.combine(prev, open_at, tzinfo=CHICAGO))
 
@@ -45,38 +71,119 @@ def session_start_ms(ms: int, open_at: time = SESSION_OPEN) -> int:
     return session_open_ms(trading_date(ms, open_at), open_at)
 
 
-def flat_by_ms(day: date) -> int:
-    """Topstep's flat-by time (15:10 CT) for trading date `day`."""
-    return _ms(datetime.combine(day, FLAT_BY, tzinfo=CHICAGO))
+# -- holidays and early closes (the library's table, per year, cached) ---------------------------
+
+def _parse_pause(label: str) -> time:
+    m = _PAUSE_RE.search(label)
+    if not m:
+        return _DEFAULT_EARLY_CLOSE
+    hour, minute, half = int(m.group(1)) % 12, int(m.group(2)), m.group(3).lower()
+    return time(hour + (12 if half == "pm" else 0), minute)
+
+
+@lru_cache(maxsize=64)
+def _year_table(year: int) -> tuple[frozenset[date], dict[date, time]]:
+    """(full holidays, early closes with their CT halt time) of one calendar year."""
+    from holidays.financial.chicago_mercantile_exchange import XCME  # lazy: ~0.15 s import
+
+    closed = frozenset(XCME(years=year, language="en_US").keys())
+    early = {d: _parse_pause(str(label))
+             for d, label in XCME(years=year, categories=("half_day",), language="en_US").items()
+             if d not in closed}
+    return closed, early
+
+
+def holiday_table(year: int) -> tuple[frozenset[date], dict[date, time]]:
+    """The CME full holidays and early closes (date -> CT close) of `year`, from the library."""
+    closed, early = _year_table(year)
+    return closed, dict(early)
+
+
+def is_trading_day(day: date) -> bool:
+    """Whether trading date `day` has a session: Monday-Friday and not a CME holiday."""
+    return day.weekday() < 5 and day not in _year_table(day.year)[0]
+
+
+def early_close(day: date) -> time | None:
+    """The CT halt time of an early-close trading date, or None on a regular or closed day."""
+    if not is_trading_day(day):
+        return None
+    return _year_table(day.year)[1].get(day)
+
+
+@lru_cache(maxsize=4096)
+def _session(day: date) -> tuple[int, int]:
+    """[open, close) of trading date `day` in epoch ms; empty (close == open) without a session."""
+    start = session_open_ms(day)
+    if not is_trading_day(day):
+        return start, start
+    halt = _year_table(day.year)[1].get(day, SESSION_HALT)
+    return start, _ms(datetime.combine(day, halt, tzinfo=CHICAGO))
+
+
+def session_close_ms(day: date) -> int:
+    """When the session of trading date `day` closes: 16:00 CT, or the early close.
+
+    A day without a session (weekend, holiday) closes as it opens: `session_open_ms(day)`.
+    """
+    return _session(day)[1]
 
 
 def halt_ms(day: date) -> int:
-    """The 16:00 CT close of trading date `day`."""
-    return _ms(datetime.combine(day, SESSION_HALT, tzinfo=CHICAGO))
+    """The close of trading date `day` (16:00 CT, earlier on an early close): session_close_ms."""
+    return session_close_ms(day)
+
+
+def flat_by_ms(day: date) -> int:
+    """Topstep's flat-by deadline for trading date `day`.
+
+    15:10 CT on a regular day; on an early close the same 50 minutes before it (12:00 CT -> 11:10
+    CT); on a day without a session its nominal open (nothing may be held into it).
+    """
+    start, close = _session(day)
+    if close == start:
+        return start
+    regular = _ms(datetime.combine(day, FLAT_BY, tzinfo=CHICAGO))
+    return min(regular, close - FLAT_BY_LEAD_MS)
+
+
+# -- the hot path ----------------------------------------------------------------------------------
+
+_last: tuple[int, int, bool] = (0, 0, False)   # the last stretch answered: [start, end), open
+
+
+def _stretch(ms: int) -> tuple[int, int, bool]:
+    """The stretch of constant open/closed state around `ms` (bounded by one trading date)."""
+    day = trading_date(ms)
+    start, close = _session(day)
+    if ms < close:
+        return start, close, True
+    return max(start, close), session_open_ms(day + timedelta(days=1)), False
 
 
 def is_market_open(ms: int) -> bool:
-    """Globex hours: Sunday 17:00 CT to Friday 16:00 CT, halted 16:00-17:00 CT daily."""
-    local = _ct(ms)
-    wd = local.weekday()  # Monday 0 .. Sunday 6
-    t = local.timetz().replace(tzinfo=None)
-    if wd == 5:
-        return False
-    if wd == 6:
-        return t >= SESSION_OPEN
-    if wd == 4 and t >= SESSION_HALT:
-        return False
-    return not (SESSION_HALT <= t < SESSION_OPEN)
+    """Globex hours: Sunday 17:00 CT to Friday 16:00 CT, halted 16:00-17:00 CT daily, closed on
+    CME holidays and from an early close to 17:00 CT."""
+    global _last
+    start, end, is_open = _last
+    if start <= ms < end:
+        return is_open
+    _last = stretch = _stretch(ms)
+    return stretch[2]
+
+
+def next_session_open_ms(ms: int) -> int:
+    """The open of the first session that opens at or after `ms` (skips weekends and holidays)."""
+    day = trading_date(ms)
+    if session_open_ms(day) < ms:
+        day += timedelta(days=1)
+    for _ in range(30):
+        if is_trading_day(day):
+            return session_open_ms(day)
+        day += timedelta(days=1)
+    raise RuntimeError("no CME session found within 30 days")  # unreachable for the CME table
 
 
 def next_open_ms(ms: int) -> int:
     """The next moment at or after `ms` when the market is open (ms itself if open)."""
-    if is_market_open(ms):
-        return ms
-    local = _ct(ms)
-    day = local.date()
-    for i in range(0, 8):
-        candidate = _ms(datetime.combine(day + timedelta(days=i), SESSION_OPEN, tzinfo=CHICAGO))
-        if candidate >= ms and is_market_open(candidate):
-            return candidate
-    raise RuntimeError("no market open found within a week")  # unreachable for Globex hours
+    return ms if is_market_open(ms) else next_session_open_ms(ms)
