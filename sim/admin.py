@@ -80,6 +80,6 @@ class Admin:
         v = self.venue
         now = v.clock.now_ms()
         return _json({"now": now, "nowIso": ms_to_iso(now), "speed": v.clock.speed,
-                      "open": v.market.is_open(now), "engine": v.engine is not None,
+                      "open": v.market.is_open(now), "engine": True,
                       "contracts": [c.id for c in v.catalogue.all()],
                       "historyStart": ms_to_iso(v.tape.history_start_ms)})

@@ -7,8 +7,8 @@ HTTP 200 on business errors; HTTP 400 (RFC 7807 ProblemDetails) when the body is
 required string is missing; 401 with an empty body and `WWW-Authenticate: Bearer` without a
 usable token; 429 with `Retry-After` over budget. Paths are matched case-insensitively too.
 
-Handlers are plain functions `(ctx, body) -> dict` so the trading engine's handlers (SIM-B,
-`engine.rest_handlers()`) sit behind exactly the same middleware as these.
+Handlers are plain functions `(ctx, body) -> dict` so the trading engine's handlers
+(`sim.trading_api.build_handlers`) sit behind exactly the same middleware as these.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from aiohttp import web
 
 from chillly.clock import Clock, iso_to_ms
 from sim.auth import Claims, TokenError, Tokens, bearer
+from sim.binding import BadRequest, Body, problem
 from sim.contracts import Catalogue
 from sim.faults import Faults
 from sim.history import BarError, History
@@ -37,23 +38,6 @@ BARS_PATH = "/api/history/retrievebars"
 PUBLIC = {"/api/auth/loginkey", "/api/auth/loginapp", "/api/status/ping"}
 
 
-class BadRequest(Exception):
-    """HTTP 400 with a ProblemDetails body."""
-
-    def __init__(self, problem: dict[str, Any]) -> None:
-        super().__init__(problem.get("title", "Bad Request"))
-        self.problem = problem
-
-
-def problem(detail: str, errors: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"type": "https://tools.ietf.org/html/rfc9110#section-15.5.1",
-                            "title": "One or more validation errors occurred.", "status": 400,
-                            "detail": detail}
-    if errors:
-        body["errors"] = errors
-    return body
-
-
 def dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
@@ -63,26 +47,6 @@ def envelope(payload: dict[str, Any] | None = None, code: int = 0,
     out = dict(payload or {})
     out.update({"success": code == 0, "errorCode": code, "errorMessage": message})
     return out
-
-
-class Body:
-    """A request body with ASP.NET's case-insensitive property lookup."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.data = data
-        self._lower = {str(k).lower(): v for k, v in data.items()}
-
-    def get(self, name: str, default: Any = None) -> Any:
-        value = self._lower.get(name.lower(), default)
-        return default if value is None else value
-
-    def has(self, name: str) -> bool:
-        return self._lower.get(name.lower()) is not None
-
-    def required_str(self, *names: str) -> list[str]:
-        """The names of required string fields that are missing or empty."""
-        return [n for n in names if not isinstance(self._lower.get(n.lower()), str)
-                or not self._lower[n.lower()].strip()]
 
 
 def _missing(names: list[str]) -> BadRequest:
@@ -128,16 +92,12 @@ class Api:
             "/api/contract/available": self.contract_available,
             BARS_PATH: self.retrieve_bars,
         }
-        self.bad_request_types: tuple[type[BaseException], ...] = (BadRequest,)
         self.counters: Counter[str] = Counter()
         self.by_path: Counter[str] = Counter()
 
-    def add_engine_handlers(self, handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]],
-                            bad_request: type[BaseException] | None = None) -> None:
-        """Register the trading engine's handlers behind the same middleware; its BadRequest
-        exception (carrying a ProblemDetails dict) becomes an HTTP 400."""
-        if bad_request is not None:
-            self.bad_request_types = (BadRequest, bad_request)
+    def add_engine_handlers(self, handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]]
+                            ) -> None:
+        """Register the trading engine's handlers behind the same middleware."""
         for path, fn in handlers.items():
             self.handlers[path.lower()] = (lambda f: lambda body, claims: f(body.data))(fn)
 
@@ -208,10 +168,6 @@ class Api:
         except BadRequest as exc:
             self.counters["bad_requests"] += 1
             return self._problem(exc.problem)
-        except self.bad_request_types as exc:
-            self.counters["bad_requests"] += 1
-            detail = getattr(exc, "problem", None) or (exc.args[0] if exc.args else None)
-            return self._problem(detail if isinstance(detail, dict) else problem(str(exc)))
         except Exception:
             log.exception("handler %s failed", path)
             self.counters["server_errors"] += 1

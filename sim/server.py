@@ -19,12 +19,12 @@ import argparse
 import asyncio
 import logging
 from datetime import datetime, timezone
-from typing import Any
 
 from aiohttp import web
 
 from chillly.clock import DAY_MS, Clock
 from chillly.process import Service, StartupError, run_service
+from sim.accounts import AccountConfig, parse_accounts
 from sim.admin import Admin
 from sim.auth import Claims, Tokens
 from sim.contracts import Catalogue
@@ -35,6 +35,8 @@ from sim.market import Market
 from sim.prices import Tape
 from sim.rest import Api
 from sim.settings import SimSettings
+from sim.trading import TradingEngine
+from sim.trading_api import build_handlers
 
 log = logging.getLogger("sim")
 
@@ -45,22 +47,12 @@ def _history_start(now_ms: int, days: int) -> int:
     return start - start % DAY_MS
 
 
-def load_engine() -> Any:
-    """SIM-B's trading module, or None when it is not there yet."""
-    try:
-        from sim import trading
-    except ImportError as exc:
-        log.warning("trading engine unavailable (%s): serving market data and auth only", exc)
-        return None
-    return trading
-
-
-def engine_accounts(trading: Any, text: str) -> Any:
-    """SIM_ACCOUNTS parsed by the engine's own parser (None = its default account)."""
+def engine_accounts(text: str) -> list[AccountConfig] | None:
+    """SIM_ACCOUNTS parsed (None = the engine's default account)."""
     if not text.strip():
         return None
     try:
-        return trading.parse_accounts(text)
+        return parse_accounts(text)
     except ValueError as exc:
         raise StartupError(f"bad setting SIM_ACCOUNTS: {exc}") from None
 
@@ -88,22 +80,12 @@ class Venue:
         self.user_hub = UserHub(self.tokens, settings.sim_hub_ping_s)
         self.api = Api(settings, clock, self.tokens, self.catalogue, self.history, self.faults,
                        on_logout=self._on_logout)
-        self.engine: Any = None
-        trading = load_engine()
-        if trading is not None:
-            accounts = engine_accounts(trading, settings.sim_accounts)
-            try:
-                engine = trading.TradingEngine(clock, self.catalogue, self.market,
-                                               emit=self.user_hub.broadcast, accounts=accounts,
-                                               bracket_mode=settings.sim_bracket_mode)
-                handlers = engine.rest_handlers()
-            except Exception:
-                # A half-finished engine must not take market data down with it.
-                log.exception("trading engine failed to start: serving market data and auth only")
-            else:
-                self.engine = engine
-                self.api.add_engine_handlers(handlers, getattr(trading, "BadRequest", None))
-                self.user_hub.accounts = engine.accounts
+        self.engine = TradingEngine(clock, self.catalogue, self.market,
+                                    emit=self.user_hub.broadcast,
+                                    accounts=engine_accounts(settings.sim_accounts),
+                                    bracket_mode=settings.sim_bracket_mode)
+        self.api.add_engine_handlers(build_handlers(self.engine))
+        self.user_hub.accounts = self.engine.accounts
         self.admin = Admin(self)
         self.counters: dict[str, int] = {"ticks": 0, "prints": 0, "engine_errors": 0,
                                          "hub_drops": 0}
@@ -125,8 +107,6 @@ class Venue:
         engine = self.engine
         for up in updates:
             n += len(up.prints)
-            if engine is None:
-                continue
             cid = up.contract_id
             to_price = self.tape.to_price
             try:
@@ -192,7 +172,7 @@ class Venue:
             for k, v in hub.counters.items():
                 out[f"{hub.name}_{k}"] = v
         out["tokens_issued"] = self.tokens.issued
-        for k, v in (getattr(self.engine, "counters", None) or {}).items():
+        for k, v in self.engine.counters.items():
             out[f"engine_{k}"] = v
         return out
 
@@ -216,11 +196,10 @@ class SimService(Service):
             raise StartupError(f"cannot listen on {settings.sim_host}:{settings.sim_port}: "
                                f"{exc.strerror or exc}") from None
         now = datetime.fromtimestamp(self.clock.now_ms() / 1000, tz=timezone.utc)
-        log.info("venue on http://%s:%d (market time %s, speed %g, seed %d, %s, engine %s)",
+        log.info("venue on http://%s:%d (market time %s, speed %g, seed %d, %s)",
                  settings.sim_host, settings.sim_port, now.isoformat(timespec="seconds"),
                  self.clock.speed, settings.sim_seed,
-                 "always open" if settings.sim_always_open else "CME hours",
-                 "on" if self.venue.engine is not None else "OFF")
+                 "always open" if settings.sim_always_open else "CME hours")
 
     async def run(self) -> None:
         await asyncio.gather(self._market_loop(), self._housekeeping())

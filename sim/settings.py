@@ -49,7 +49,7 @@ class SimSettings(Settings):
     sim_tick_interval_s: float = Field(default=0.1, gt=0, le=5)
     sim_hub_ping_s: float = Field(default=15.0, gt=0)
 
-    # Trading engine (SIM-B): accounts ("id:name[:balance[:flags]],...", empty = one 50K
+    # Trading engine: accounts ("id:name[:balance[:flags]],...", empty = one 50K
     # Practice account) and the default bracket mode.
     sim_accounts: str = ""
     sim_bracket_mode: Literal["auto_oco", "position"] = "auto_oco"

@@ -1,10 +1,10 @@
 """REST handlers of the trading endpoints: parse and check a body, call the engine, wrap the reply.
 
 Each handler takes the parsed JSON body and returns the whole response dict (payload field,
-`success`, `errorCode`, `errorMessage`, explicit nulls), or raises `BadRequest` for an HTTP 400
-ProblemDetails. Binding follows ASP.NET Core, which the venue runs on: property names match
-case-insensitively, numbers may arrive as numeric strings, and a value of the wrong JSON type is
-a 400 ("The JSON value could not be converted to ..."). A missing required field is never a
+`success`, `errorCode`, `errorMessage`, explicit nulls), or raises `sim.binding.BadRequest`
+for an HTTP 400 ProblemDetails. Binding follows ASP.NET Core, which the venue runs on: property
+names match case-insensitively, numbers may arrive as numeric strings, and a value of the wrong
+JSON type is a 400 ("The JSON value could not be converted to ..."). A missing required field is never a
 crash: it gets the endpoint's own errorCode (an unknown account, order or contract, or
 OrderRejected with "The X field is required." on place). docs/sim-trading.md lists the choices.
 """
@@ -14,27 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chillly.clock import iso_to_ms
-from sim.trading import (
-    BadRequest,
-    Bracket,
-    Order,
-    PlaceRequest,
-    TradingEngine,
-    TradingError,
-)
+from sim.binding import Body, invalid
+from sim.trading import TradingEngine
+from sim.wire import Bracket, Order, PlaceRequest, TradingError
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 MAX_PAGE = 100
-VALIDATION_TYPE = "https://tools.ietf.org/html/rfc9110#section-15.5.1"
-
-
-def problem(path: str, errors: dict[str, list[str]], title: str | None = None) -> dict[str, Any]:
-    """An ASP.NET-style ValidationProblemDetails body."""
-    first = next(iter(errors.values()))[0] if errors else None
-    return {"type": VALIDATION_TYPE, "title": title or "One or more validation errors occurred.",
-            "status": 400, "detail": first, "instance": path, "errors": errors}
 
 
 def ok(**payload: Any) -> dict[str, Any]:
@@ -43,97 +29,6 @@ def ok(**payload: Any) -> dict[str, Any]:
 
 def fail(code: int, message: str | None, **payload: Any) -> dict[str, Any]:
     return {**payload, "success": False, "errorCode": code, "errorMessage": message}
-
-
-class Body:
-    """Typed, case-insensitive access to one JSON object of a request."""
-
-    def __init__(self, data: Any, path: str, prefix: str = "$") -> None:
-        if not isinstance(data, dict):
-            raise BadRequest(problem(path, {prefix: [
-                "The JSON value could not be converted to an object."]}))
-        self.path = path
-        self.prefix = prefix
-        self._d = {str(k).lower(): v for k, v in data.items()}
-
-    def _bad(self, name: str, target: str) -> BadRequest:
-        where = f"{self.prefix}.{name}"
-        return BadRequest(problem(self.path, {where: [
-            f"The JSON value could not be converted to {target}. Path: {where}"]}))
-
-    def integer(self, name: str) -> int | None:
-        v = self._d.get(name.lower())
-        if v is None:
-            return None
-        if isinstance(v, bool):
-            raise self._bad(name, "System.Int64")
-        if isinstance(v, int):
-            return v
-        if isinstance(v, float) and v.is_integer():
-            return int(v)
-        if isinstance(v, str):
-            try:
-                return int(v.strip())
-            except ValueError:
-                pass
-        raise self._bad(name, "System.Int64")
-
-    def number(self, name: str) -> float | None:
-        v = self._d.get(name.lower())
-        if v is None:
-            return None
-        if isinstance(v, bool):
-            raise self._bad(name, "System.Decimal")
-        if isinstance(v, (int, float)):
-            return float(v)
-        if isinstance(v, str):
-            try:
-                return float(v.strip())
-            except ValueError:
-                pass
-        raise self._bad(name, "System.Decimal")
-
-    def text(self, name: str) -> str | None:
-        v = self._d.get(name.lower())
-        if v is None:
-            return None
-        if not isinstance(v, str):
-            raise self._bad(name, "System.String")
-        return v
-
-    def flag(self, name: str) -> bool | None:
-        v = self._d.get(name.lower())
-        if v is None:
-            return None
-        if not isinstance(v, bool):
-            raise self._bad(name, "System.Boolean")
-        return v
-
-    def time_ms(self, name: str) -> int | None:
-        v = self._d.get(name.lower())
-        if v is None:
-            return None
-        if isinstance(v, str):
-            try:
-                return iso_to_ms(v)
-            except ValueError:
-                pass
-        raise self._bad(name, "System.DateTime")
-
-    def obj(self, name: str) -> Body | None:
-        v = self._d.get(name.lower())
-        if v is None:
-            return None
-        return Body(v, self.path, f"{self.prefix}.{name}")
-
-    def int_list(self, name: str) -> list[int] | None:
-        v = self._d.get(name.lower())
-        if v is None:
-            return None
-        if not isinstance(v, list) or not all(isinstance(x, int) and not isinstance(x, bool)
-                                              for x in v):
-            raise self._bad(name, "System.Collections.Generic.List`1[OrderStatus]")
-        return list(v)
 
 
 def _orders(rows: list[Order]) -> list[dict[str, Any]]:
@@ -221,34 +116,30 @@ def build_handlers(engine: TradingEngine) -> dict[str, Handler]:
         b = Body(data, path)
         f = b.obj("filter")
         if f is None:
-            raise BadRequest(problem(path, {"$.filter": ["The filter field is required."]}))
+            raise invalid(path, "$.filter", "The filter field is required.")
         account_id = f.integer("accountId")
         if account_id is None:
-            raise BadRequest(problem(path, {"$.filter.accountId": [
-                "The accountId field is required."]}))
+            raise invalid(path, "$.filter.accountId", "The accountId field is required.")
         statuses = f.int_list("statuses")
         if statuses is not None and any(s < 0 or s > 8 for s in statuses):
-            raise BadRequest(problem(path, {"$.filter.statuses": [
-                f"Unknown order status in {statuses}; valid values are 0 to 8."]}))
+            raise invalid(path, "$.filter.statuses",
+                          f"Unknown order status in {statuses}; valid values are 0 to 8.")
         contract_id = f.text("contractId")
         after, before = f.time_ms("createdAfter"), f.time_ms("createdBefore")
         size = b.integer("pageSize")
         size = MAX_PAGE if size is None else size
         if not 1 <= size <= MAX_PAGE:
-            raise BadRequest(problem(path, {"$.pageSize": [
-                f"pageSize must be between 1 and {MAX_PAGE}."]}))
+            raise invalid(path, "$.pageSize", f"pageSize must be between 1 and {MAX_PAGE}.")
         offset = b.integer("pageOffset") or 0
         if offset < 0:
-            raise BadRequest(problem(path, {"$.pageOffset": ["pageOffset must be 0 or more."]}))
+            raise invalid(path, "$.pageOffset", "pageOffset must be 0 or more.")
         sort_by = b.integer("sortBy") or 0
         direction = b.integer("sortDirection")
         direction = 1 if direction is None else direction
         if sort_by not in (0, 1):
-            raise BadRequest(problem(path, {"$.sortBy": [
-                "sortBy must be 0 (CreatedAt) or 1 (Id)."]}))
+            raise invalid(path, "$.sortBy", "sortBy must be 0 (CreatedAt) or 1 (Id).")
         if direction not in (0, 1):
-            raise BadRequest(problem(path, {"$.sortDirection": [
-                "sortDirection must be 0 (Asc) or 1 (Desc)."]}))
+            raise invalid(path, "$.sortDirection", "sortDirection must be 0 (Asc) or 1 (Desc).")
         try:
             rows = engine.orders(account_id)
         except TradingError as e:

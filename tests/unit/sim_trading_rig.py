@@ -10,7 +10,9 @@ from typing import Any
 
 from chillly.clock import ManualClock, iso_to_ms
 from sim.contracts import SimContract
-from sim.trading import AccountConfig, TradingEngine
+from sim.accounts import AccountConfig
+from sim.trading import TradingEngine
+from sim.trading_api import build_handlers
 
 T0 = iso_to_ms("2026-11-24T15:00:00Z")
 ES = SimContract("CON.F.US.EP.Z26", "ESZ6", "E-mini S&P 500: December 2026", 0.25, 12.5,
@@ -60,7 +62,7 @@ class Rig:
         self.events: list[tuple[str, int, dict[str, Any]]] = []
         self.engine = TradingEngine(self.clock, FakeCatalogue(), self.market, self._emit,
                                     accounts=accounts, bracket_mode=bracket_mode)
-        self.api = self.engine.rest_handlers()
+        self.api = build_handlers(self.engine)
 
     def _emit(self, name: str, account_id: int, envelope: dict[str, Any]) -> None:
         # Every event of every test is checked against the hub framing rules.

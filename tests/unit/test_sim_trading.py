@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim.fees import fee_per_side, fees_for
-from sim.trading import AccountConfig, parse_accounts
+from sim.accounts import AccountConfig, parse_accounts
 from tests.unit.sim_trading_rig import ACCOUNT, ES, ES_NEXT, MNQ, Rig
 
 

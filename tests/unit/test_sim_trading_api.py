@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.trading import BadRequest
+from sim.binding import BadRequest
 from tests.unit.sim_trading_rig import ACCOUNT, ES, MNQ, T0, Rig
 from chillly.clock import MINUTE_MS, ms_to_iso
 
