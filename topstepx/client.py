@@ -28,7 +28,7 @@ from chillly.clock import Clock, ms_to_iso
 from topstepx.auth import TokenManager
 from topstepx.budget import RateBudget
 from topstepx.errors import (ApiError, AuthError, BadResponse, HttpError, OutcomeUnknown,
-                          VenueUnavailable)
+                             UnreadableEntities, VenueUnavailable)
 from topstepx.models import Account, Contract, HalfTrade, Order, Position, VenueBar
 from topstepx.settings import ClientSettings, parse_budget
 
@@ -111,6 +111,8 @@ class ProjectXClient:
         self.counters: dict[str, int] = {
             "requests": 0, "retries": 0, "http_401": 0, "http_429": 0, "http_5xx": 0,
             "transport_errors": 0, "outcome_unknown": 0, "rejected_items": 0,
+            **{f"rejected_{key}": 0 for key in (
+                "bars", "contracts", "accounts", "orders", "positions", "trades")},
         }
 
     @classmethod
@@ -250,19 +252,38 @@ class ProjectXClient:
                            data.get("errorMessage"), data)
         return data
 
-    def _items(self, data: dict[str, Any], key: str, model: type[M]) -> list[M]:
+    def _items(self, data: dict[str, Any], key: str, model: type[M],
+               path: str | None = None) -> list[M]:
+        """The entities under `key`, each validated.
+
+        Market data reads (bars, contracts, accounts) are tolerant: an entity that does not
+        parse is logged, counted (`rejected_items`, `rejected_<key>`) and left out. A trading
+        read names its `path` and is strict: the same entities are counted and logged, then the
+        read raises `UnreadableEntities`, because a reconcile that misses an order or a position
+        would believe the account is flat. A strict read without the list at all is a
+        `BadResponse` too.
+        """
         raw = data.get(key)
         if raw is None:
+            if path is not None:
+                raise BadResponse(f"{path}: no {key!r} list in the answer")
             return []
         if not isinstance(raw, list):
             raise BadResponse(f"{key}: expected a list, got {type(raw).__name__}")
         out: list[M] = []
+        problems: list[str] = []
         for item in raw:
             try:
                 out.append(model.model_validate(item))
             except (ValidationError, ValueError) as exc:
                 self.counters["rejected_items"] += 1
+                self.counters[f"rejected_{key}"] = self.counters.get(f"rejected_{key}", 0) + 1
+                problems.append(f"{item!r:.200}: {exc}".replace("\n", " "))
                 log.warning("rejected a %s from the venue: %s", model.__name__, exc)
+        if problems and path is not None:
+            log.error("%s: %d unreadable %s; the read fails rather than drop them",
+                      path, len(problems), key)
+            raise UnreadableEntities(path, key, problems, out)
         return out
 
     def _one(self, data: dict[str, Any], key: str, model: type[M]) -> M:
@@ -415,11 +436,13 @@ class ProjectXClient:
         body: dict[str, Any] = {"accountId": account_id, "startTimestamp": ms_to_iso(start_ms)}
         if end_ms is not None:
             body["endTimestamp"] = ms_to_iso(end_ms)
-        return self._items(await self._call("/api/Order/search", body), "orders", Order)
+        path = "/api/Order/search"
+        return self._items(await self._call(path, body), "orders", Order, path)
 
     async def search_open_orders(self, account_id: int) -> list[Order]:
-        data = await self._call("/api/Order/searchOpen", {"accountId": account_id})
-        return self._items(data, "orders", Order)
+        path = "/api/Order/searchOpen"
+        data = await self._call(path, {"accountId": account_id})
+        return self._items(data, "orders", Order, path)
 
     async def order_by_id(self, account_id: int, order_id: int) -> Order:
         data = await self._call("/api/Order/searchById",
@@ -451,13 +474,15 @@ class ProjectXClient:
                 body[key] = value
         data = await self._call("/api/Order/v2/query", body)
         total = data.get("totalCount")
-        return self._items(data, "orders", Order), total if isinstance(total, int) else None
+        orders = self._items(data, "orders", Order, "/api/Order/v2/query")
+        return orders, total if isinstance(total, int) else None
 
     # ------------------------------------------------------------------ positions, trades
 
     async def search_open_positions(self, account_id: int) -> list[Position]:
-        data = await self._call("/api/Position/searchOpen", {"accountId": account_id})
-        return self._items(data, "positions", Position)
+        path = "/api/Position/searchOpen"
+        data = await self._call(path, {"accountId": account_id})
+        return self._items(data, "positions", Position, path)
 
     async def close_position(self, account_id: int, contract_id: str) -> None:
         await self._call("/api/Position/closeContract",
@@ -473,4 +498,5 @@ class ProjectXClient:
         body: dict[str, Any] = {"accountId": account_id, "startTimestamp": ms_to_iso(start_ms)}
         if end_ms is not None:
             body["endTimestamp"] = ms_to_iso(end_ms)
-        return self._items(await self._call("/api/Trade/search", body), "trades", HalfTrade)
+        path = "/api/Trade/search"
+        return self._items(await self._call(path, body), "trades", HalfTrade, path)

@@ -6,6 +6,8 @@
 - `AuthError`: no token could be obtained (bad credentials, login refused).
 - `HttpError`: an HTTP status the client does not recover from (400, 404, ...).
 - `VenueUnavailable`: a read call gave up after its retries (timeouts, 5xx, 429s).
+- `BadResponse`: the answer is not the documented shape; `UnreadableEntities`, one of them, when
+  a trading read (orders, positions, trades) held entities that do not parse.
 - `OutcomeUnknown`: a MUTATING call (order place/cancel/modify, position close) did not get a
   clear answer. It was not retried and may or may not have happened at the venue: the caller
   must reconcile (search orders/positions) before doing anything else.
@@ -45,6 +47,22 @@ class HttpError(VenueError):
 
 class BadResponse(VenueError):
     """The venue answered something that is not the documented envelope."""
+
+
+class UnreadableEntities(BadResponse):
+    """A trading read (orders, positions, trades) held entities the client could not parse.
+
+    Dropping them would make a reconcile believe the account has fewer orders or is flat, so
+    the whole read fails instead; `parsed` keeps what did parse, for a log or an alarm only.
+    """
+
+    def __init__(self, path: str, entity: str, problems: list[str], parsed: list[Any]) -> None:
+        super().__init__(f"{path}: {len(problems)} unreadable {entity} in the answer "
+                         f"(first: {problems[0]})")
+        self.path = path
+        self.entity = entity
+        self.problems = problems
+        self.parsed = parsed
 
 
 class VenueUnavailable(VenueError):

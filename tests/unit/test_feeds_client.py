@@ -185,3 +185,41 @@ async def test_the_bars_budget_is_separate_from_the_rest() -> None:
             await cl.retrieve_bars("C", T0, T0 + MINUTE_MS)
         assert cl.budgets["bars"].delay_ms(cl.clock.now_ms()) > 0
         assert cl.budgets["rest"].delay_ms(cl.clock.now_ms()) == 0
+
+
+async def test_an_unreadable_position_or_order_fails_the_read_instead_of_looking_flat() -> None:
+    """Defect 11: a position the client cannot parse must not vanish (a reconcile would believe
+    the account flat); the read raises, naming the entity, and the rejection is counted."""
+    from topstepx.errors import UnreadableEntities
+    v = Venue()
+    v.routes["/api/Position/searchOpen"] = lambda b, t: ok(positions=[
+        {"id": 1, "accountId": 7, "contractId": "CON.F.US.EP.Z26", "type": 1, "size": 2,
+         "averagePrice": 6000.25},
+        {"id": "not-a-number", "accountId": 7, "contractId": "CON.F.US.ENQ.Z26", "size": 1}])
+    v.routes["/api/Order/searchOpen"] = lambda b, t: ok(orders=[{"accountId": 7, "size": 1}])
+    v.routes["/api/Trade/search"] = lambda b, t: ok(trades=None)
+    async with v.client() as cl:
+        with pytest.raises(UnreadableEntities) as info:
+            await cl.search_open_positions(7)
+        assert info.value.entity == "positions" and len(info.value.problems) == 1
+        assert [p.id for p in info.value.parsed] == [1]
+        assert "/api/Position/searchOpen" in str(info.value)
+        with pytest.raises(UnreadableEntities) as oinfo:
+            await cl.search_open_orders(7)
+        assert oinfo.value.entity == "orders"
+        with pytest.raises(BadResponse):                  # no list at all is not "no trades"
+            await cl.search_trades(7, T0 - 3_600_000)
+        assert cl.counters["rejected_items"] == 2
+        assert cl.stats()["venue_rejected_positions"] == 1
+        assert cl.stats()["venue_rejected_orders"] == 1
+
+
+async def test_an_unreadable_bar_is_left_out_and_counted() -> None:
+    v = Venue()
+    v.routes["/api/History/retrieveBars"] = lambda b, t: ok(bars=[
+        {"t": "2026-11-24T14:00:00Z", "o": 1, "h": 2, "l": 1, "c": 2, "v": 3},
+        {"t": "garbage", "o": 1, "h": 2, "l": 1, "c": 2, "v": 3}])
+    async with v.client() as cl:
+        bars = await cl.retrieve_bars("CON.F.US.EP.Z26", T0 - 3_600_000, T0)
+        assert len(bars) == 1
+        assert cl.counters["rejected_items"] == 1 and cl.counters["rejected_bars"] == 1
