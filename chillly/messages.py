@@ -213,23 +213,6 @@ class BarBatch(Message):
                     volume=r[5], final=True, rev=0, origin=self.origin) for r in self.rows]
 
 
-def row_problem(row: Any) -> str | None:
-    """Why a BarBatch row is not a storable final 1-minute-aligned bar, or None."""
-    if type(row) is not list or len(row) != 6:
-        return "row is not [t, o, h, l, c, volume]"
-    t, o, h, lo, c, v = row
-    if type(t) is not int or type(v) is not int:
-        return "t and volume must be integers"
-    for x in (o, h, lo, c):
-        if type(x) is not float and type(x) is not int:
-            return "prices must be numbers"
-    if t % 60_000:
-        return f"open time {t} is not on a minute"
-    if not lo <= h or v < 0:
-        return "low above high or negative volume"
-    return None
-
-
 @message
 class Quote(Message):
     TYPE: ClassVar[str] = "quote"

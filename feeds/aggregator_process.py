@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import sqlite3
-from datetime import time
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
@@ -35,56 +33,32 @@ from chillly.clock import DAY_MS, MINUTE_MS
 from chillly.messages import Bar
 from chillly.periodic import every
 from chillly.process import Service, StartupError
-from chillly.settings import Settings
-from chillly.timeframes import DEFAULT_SESSION_TFS, DEFAULT_TFS, BucketSpec, bar_problem, tf_ms
+from chillly.timeframes import DEFAULT_TFS, BucketSpec, TimeframeSettings, bar_problem, tf_list
 from feeds.aggregator import Aggregators
 from store import queries
 from store.queries import open_reader
 
 log = logging.getLogger("aggregator")
 
-_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+class AggregatorSettings(TimeframeSettings):
+    """Session timeframes, session open, market hours and the future tolerance come from
+    TimeframeSettings (shared with the feeds, the store and the series cache)."""
 
-
-def _split(value: Any) -> Any:
-    if isinstance(value, str):
-        value = [p.strip() for p in value.split(",") if p.strip()]
-    if isinstance(value, list):
-        for tf in value:
-            tf_ms(tf)  # ValueError names the bad timeframe
-            if tf == "1m":
-                raise ValueError("1m is the input timeframe, not an aggregate")
-    return value
-
-
-class AggregatorSettings(Settings):
     aggregator_timeframes: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_TFS))
-    aggregator_session_timeframes: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(DEFAULT_SESSION_TFS))
-    aggregator_session_open: str = "17:00"  # America/Chicago
     aggregator_grace: float = Field(default=120.0, ge=0)  # market seconds after a bucket's end
     aggregator_retention_days: float = Field(default=3.0, gt=0)
     aggregator_warmup_days: float = Field(default=1.0, ge=0)
 
     aggregator_gap_delay: float = Field(default=1.0, ge=0)  # real s before a gap reconcile
 
-    @field_validator("aggregator_timeframes", "aggregator_session_timeframes", mode="before")
+    @field_validator("aggregator_timeframes", mode="before")
     @classmethod
     def _tfs(cls, value: Any) -> Any:
-        return _split(value)
-
-    @field_validator("aggregator_session_open")
-    @classmethod
-    def _hhmm(cls, value: str) -> str:
-        if not _HHMM.match(value):
-            raise ValueError("expected HH:MM (America/Chicago), e.g. 17:00")
-        return value
+        return tf_list(value, aggregates=True)
 
     def specs(self) -> list[BucketSpec]:
-        hh, mm = map(int, self.aggregator_session_open.split(":"))
-        return [BucketSpec.of(tf, self.aggregator_session_timeframes, time(hh, mm))
-                for tf in dict.fromkeys(self.aggregator_timeframes)]
+        return [self.spec(tf) for tf in dict.fromkeys(self.aggregator_timeframes)]
 
 
 class AggregatorProcess(Service):
@@ -100,6 +74,7 @@ class AggregatorProcess(Service):
                                 retention_ms=int(s.aggregator_retention_days * DAY_MS))
         self.counters.update({"bars_in": 0, "emitted": 0, "resent": 0, "reconciles": 0,
                               "rejected": 0})
+        self._future_ms = s.future_ms
         self._held: list[Bar] | None = []     # live bars that arrive during warm-up
         self._last_seen: dict[str, int] = {}
         self._db_lock = asyncio.Lock()
@@ -129,7 +104,7 @@ class AggregatorProcess(Service):
     def _on_bar(self, env: Envelope) -> None:
         if not env.payload["final"]:
             return
-        problem = bar_problem(env.payload)
+        problem = bar_problem(env.payload, self.clock.now_ms(), self._future_ms)
         if problem:
             self.counters["rejected"] += 1
             if self.counters["rejected"] <= 10:
@@ -177,32 +152,40 @@ class AggregatorProcess(Service):
             conn = open_reader(self.settings.database_path)
         except sqlite3.OperationalError:
             return []   # no database yet: nothing to warm up from
+        now = self.clock.now_ms()
+        before = now + self._future_ms + 1   # a stored future bar must not move the windows
+
+        def good(bars: list[Bar]) -> list[Bar]:
+            return [b for b in bars if bar_problem(b.body(), now, self._future_ms) is None]
+
         try:
             if contract is None:
                 jobs = []
                 st = self.settings
                 for c in queries.known_contracts(conn):
-                    last = queries.last_time(conn, c, "1m")
+                    last = queries.last_time(conn, c, "1m", before)
                     if last is None:
                         continue
                     # From the warm-up span, or from where a timeframe's stored rows stop if
                     # that is older (we were down longer), but not beyond the retention.
                     since = last - int(st.aggregator_warmup_days * DAY_MS)
                     for spec in self.specs:
-                        t = queries.last_time(conn, c, spec.tf)
+                        t = queries.last_time(conn, c, spec.tf, before)
                         if t is not None:
                             since = min(since, t)
                     jobs.append((c, max(since, last - int(st.aggregator_retention_days * DAY_MS))))
             else:
                 # Never further back than we keep buckets (behind the newest stored 1m bar).
-                newest = queries.last_time(conn, contract, "1m") or 0
+                newest = queries.last_time(conn, contract, "1m", before) or 0
                 horizon = newest - int(self.settings.aggregator_retention_days * DAY_MS)
                 jobs = [(contract, max(start or 0, horizon))]
             out = []
             for c, s in jobs:
                 lo = min(spec.bounds(s)[0] for spec in self.specs)
-                m1 = queries.bars_between(conn, c, "1m", lo, end + MINUTE_MS)
-                stored = {spec.tf: queries.bars_between(conn, c, spec.tf, lo, end + DAY_MS)
+                hi = min(end + MINUTE_MS, before)
+                m1 = good(queries.bars_between(conn, c, "1m", lo, hi))
+                stored = {spec.tf: good(queries.bars_between(conn, c, spec.tf, lo,
+                                                             min(end + DAY_MS, before)))
                           for spec in self.specs}
                 out.append((c, s, m1, stored))
             return out

@@ -47,17 +47,20 @@ UNREACHABLE_AFTER = 3  # poll intervals (market time) without a good poll round 
 
 
 def closing_buckets(tfs: list[str], minute_t: int,
-                    market_open: Callable[[int], bool] = is_market_open) -> list[tuple[str, int]]:
+                    market_open: Callable[[int], bool] = is_market_open,
+                    spec_of: Callable[[str], BucketSpec] = BucketSpec.of
+                    ) -> list[tuple[str, int]]:
     """(tf, bucket open) of every bucket that closes when the minute opening at `minute_t`
     ends, for buckets in which the market was open at some minute we can see cheaply (its first
-    or its last minute)."""
+    or its last minute). `spec_of` gives each timeframe's buckets: the process passes
+    `settings.spec`, so ticks follow AGGREGATOR_SESSION_OPEN as the aggregator's bars do."""
     end = minute_t + MINUTE_MS
     out = []
     for tf in tfs:
         if tf == "1m":
             start = minute_t
         else:
-            start, b_end = BucketSpec.of(tf).bounds(minute_t)
+            start, b_end = spec_of(tf).bounds(minute_t)
             if b_end != end:
                 continue
         if market_open(start) or market_open(minute_t):
@@ -71,12 +74,14 @@ class FeedBarsService(VenueService):
 
     async def on_start(self) -> None:
         s: FeedSettings = self.settings  # type: ignore[assignment]
+        specs: dict[str, BucketSpec] = {}
         for tf in s.feed_clock_timeframes:
             try:
                 if tf != "1m":
-                    BucketSpec.of(tf)
+                    specs[tf] = s.spec(tf)
             except ValueError as exc:
                 raise StartupError(f"FEED_CLOCK_TIMEFRAMES: {exc}") from None
+        self._spec = specs.__getitem__
         self.connect_venue()
         self.resolver = ContractResolver(self.client)
         self.hwm_state = JsonState(s.run_dir / HWM_FILE)
@@ -213,7 +218,7 @@ class FeedBarsService(VenueService):
                 next_end = minute_floor(now)
             minute_t = next_end - MINUTE_MS
             for tf, start in closing_buckets(s.feed_clock_timeframes, minute_t,
-                                             market_hours(s)):
+                                             market_hours(s), self._spec):
                 self.bus.publish(topics.clock_tick(tf), ClockTick(tf=tf, t=start))
                 self.counters["clock_ticks"] += 1
             next_end += MINUTE_MS

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from chillly.calendar import is_market_open
+from chillly.timeframes import TimeframeSettings, tf_list
 from topstepx.settings import ClientSettings
-
-_TF_RE = re.compile(r"^(\d+[mh]|1d)$")
-
 
 def market_hours(settings: "FeedSettings") -> Callable[[int], bool]:
     """is_market_open for the configured hours."""
@@ -22,7 +19,7 @@ def market_hours(settings: "FeedSettings") -> Callable[[int], bool]:
     return is_market_open
 
 
-class FeedSettings(ClientSettings):
+class FeedSettings(ClientSettings, TimeframeSettings):
     """Client and feed options. Times are market seconds (the process clock) unless noted."""
 
 
@@ -35,9 +32,8 @@ class FeedSettings(ClientSettings):
         default_factory=lambda: ["1m", "5m", "15m", "30m", "1h", "4h", "1d"])
     feed_backfill_max_days: float = Field(default=400.0, gt=0)
 
-    # Market hours for clock ticks and the stale-feed judgment: the CME calendar, or "always"
-    # (a venue that never closes, e.g. the sim with SIM_ALWAYS_OPEN).
-    feed_market_hours: Literal["cme", "always"] = "cme"
+    # FEED_MARKET_HOURS (clock ticks, the stale-feed judgment, bucket completion) and the
+    # session anchor are TimeframeSettings, shared with the aggregator.
 
     # feed-market
     feed_live_bars: bool = False
@@ -52,10 +48,4 @@ class FeedSettings(ClientSettings):
     @field_validator("feed_clock_timeframes", mode="before")
     @classmethod
     def _split_tfs(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [p.strip() for p in value.split(",") if p.strip()]
-        if isinstance(value, list):
-            bad = [v for v in value if not isinstance(v, str) or not _TF_RE.match(v)]
-            if bad:
-                raise ValueError("expected timeframes like 1m,5m,1h,1d")
-        return value
+        return tf_list(value)

@@ -30,12 +30,10 @@ from chillly.bus import BusNotReady, RequestTimeout
 from chillly.codec import Envelope
 from chillly import topics
 from chillly.clock import DAY_MS, MINUTE_MS
-from chillly.messages import row_problem
 from chillly.periodic import every
 from chillly.process import Service, StartupError
-from chillly.settings import Settings
 from chillly.singleton import acquire
-from chillly.timeframes import bar_problem, tf_ms
+from chillly.timeframes import TimeframeSettings, bar_problem, is_tf, row_problem, tf_ms
 from store import queries
 from store.db import open_writer
 from store.queries import open_reader
@@ -43,16 +41,10 @@ from store.migrations import MigrationError
 from store.writer import Writer
 
 
-def _tf_ms(tf: str) -> int:
-    try:
-        return tf_ms(tf)
-    except ValueError:
-        return DAY_MS
-
 log = logging.getLogger("store")
 
 
-class StoreSettings(Settings):
+class StoreSettings(TimeframeSettings):
     store_batch_rows: int = Field(default=2000, ge=1)
     store_flush_interval: float = Field(default=0.2, gt=0, le=10)
     store_record_ticks: bool = False
@@ -76,6 +68,7 @@ class Store(Service):
         except (sqlite3.Error, MigrationError, OSError) as exc:
             raise StartupError(f"cannot open {s.database_path}: {exc}") from None
         # Read before subscribing: where each contract's stored series end at start.
+        self._future_ms = s.future_ms
         newest = await loop.run_in_executor(None, self._read_newest)
         self._last1m: dict[str, int] = {c: t for (c, tf), t in newest.items() if tf == "1m"}
         self.writer = Writer(conn, s.store_batch_rows, s.store_flush_interval)
@@ -110,8 +103,11 @@ class Store(Service):
     def _read_newest(self) -> dict[tuple[str, str], int]:
         conn = open_reader(self.settings.database_path)
         try:
+            # A row dated beyond market time (stored before bars were checked) must not set
+            # where recovery starts: count back from now, not from the future.
+            before = self.clock.now_ms() + self._future_ms + 1
             return {(c, tf): t for c, tf in queries.series_keys(conn)
-                    if (t := queries.last_time(conn, c, tf)) is not None}
+                    if (t := queries.last_time(conn, c, tf, before)) is not None}
         finally:
             conn.close()
 
@@ -131,8 +127,9 @@ class Store(Service):
             self.counters["venue_htf_skipped"] += len(p["rows"])
             return
         good = []
+        now, future = self.clock.now_ms(), self._future_ms
         for row in p["rows"]:
-            problem = row_problem(row)
+            problem = row_problem(row, now, future)
             if problem:
                 self._reject(env.topic, problem)
                 continue
@@ -153,7 +150,7 @@ class Store(Service):
             # way (UTC days): our higher timeframes are always the aggregator's.
             self.counters["venue_htf_skipped"] += 1
             return
-        problem = bar_problem(p)
+        problem = bar_problem(p, self.clock.now_ms(), self._future_ms)
         if problem:
             self._reject(env.topic, problem)
             return
@@ -209,7 +206,7 @@ class Store(Service):
         since = self._last1m.get(contract, self.clock.now_ms() - DAY_MS)
         tf = parts[1]
         # A lost higher-timeframe final belongs to a bucket that ended by the last 1m bar seen.
-        back = MINUTE_MS if tf == "1m" else MINUTE_MS + _tf_ms(tf)
+        back = MINUTE_MS if tf == "1m" else MINUTE_MS + (tf_ms(tf) if is_tf(tf) else DAY_MS)
         self._mark(contract, since, since - back)
 
     def _mark(self, contract: str, backfill_since: int, reconcile_since: int) -> None:

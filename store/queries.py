@@ -45,10 +45,15 @@ def last_bars(conn: sqlite3.Connection, contract: str, tf: str, n: int,
     return [_bar(r) for r in reversed(rows)]
 
 
-def last_time(conn: sqlite3.Connection, contract: str, tf: str) -> int | None:
-    """Open time of the newest stored bar of (contract, tf), or None."""
-    row = conn.execute("SELECT MAX(t) FROM bars WHERE contract=? AND tf=?",
-                       (contract, tf)).fetchone()
+def last_time(conn: sqlite3.Connection, contract: str, tf: str, before: int | None = None
+              ) -> int | None:
+    """Open time of the newest stored bar of (contract, tf) (with t < before), or None."""
+    if before is None:
+        row = conn.execute("SELECT MAX(t) FROM bars WHERE contract=? AND tf=?",
+                           (contract, tf)).fetchone()
+    else:
+        row = conn.execute("SELECT MAX(t) FROM bars WHERE contract=? AND tf=? AND t<?",
+                           (contract, tf, before)).fetchone()
     return None if row is None else row[0]
 
 

@@ -23,10 +23,8 @@ from pydantic import Field
 from chillly.bus import BusNotReady, CommandError
 from chillly.codec import Envelope
 from chillly import topics
-from chillly.messages import row_problem
 from chillly.process import Service, StartupError
-from chillly.settings import Settings
-from chillly.timeframes import tf_ms
+from chillly.timeframes import TimeframeSettings, bar_problem, is_tf, row_problem
 from store import queries
 from store.queries import open_reader
 
@@ -36,7 +34,7 @@ log = logging.getLogger("series")
 Row = list[Any]
 
 
-class SeriesSettings(Settings):
+class SeriesSettings(TimeframeSettings):
     series_size: int = Field(default=1000, ge=1)
     series_max_window: int = Field(default=20_000, ge=1)
 
@@ -78,7 +76,9 @@ class Series(Service):
 
     async def on_start(self) -> None:
         self.cache = SeriesCache(self.settings.series_size)
-        self.counters.update({"bars_in": 0, "stale_ignored": 0, "windows": 0, "db_reads": 0})
+        self.counters.update({"bars_in": 0, "stale_ignored": 0, "windows": 0, "db_reads": 0,
+                              "rejected": 0})
+        self._future_ms = self.settings.future_ms
         self.bus.on(topics.bars(), self._on_bar)
         self.bus.on(topics.HISTORY, self._on_history)
         try:
@@ -99,8 +99,14 @@ class Series(Service):
         except sqlite3.OperationalError:
             return []
         try:
-            return [(c, tf, queries.last_bars(conn, c, tf, self.settings.series_size))
-                    for c, tf in queries.series_keys(conn)]
+            now, future = self.clock.now_ms(), self._future_ms
+            out = []
+            for c, tf in queries.series_keys(conn):
+                bars = queries.last_bars(conn, c, tf, self.settings.series_size,
+                                         before=now + future + 1)
+                # Rows stored before bars were checked: skip what would be rejected live.
+                out.append((c, tf, [b for b in bars if bar_problem(b.body(), now, future) is None]))
+            return out
         except sqlite3.Error as exc:
             log.warning("cannot warm up from the database: %s", exc)
             return []
@@ -114,21 +120,35 @@ class Series(Service):
             return
         if p["tf"] != "1m":
             return  # venue bars of higher units are not ours (store.md)
+        now = self.clock.now_ms()
         for row in p["rows"]:
-            if row_problem(row) is None:
-                self.counters["bars_in"] += 1
-                if not self.cache.put(p["contract"], "1m", [*row, True, 0]):
-                    self.counters["stale_ignored"] += 1
+            problem = row_problem(row, now, self._future_ms)
+            if problem:
+                self._reject(env.topic, problem)
+                continue
+            self.counters["bars_in"] += 1
+            if not self.cache.put(p["contract"], "1m", [*row, True, 0]):
+                self.counters["stale_ignored"] += 1
 
     def _on_bar(self, env: Envelope) -> None:
         p = env.payload
         if p.get("origin") == "trades" or (p["tf"] != "1m" and p.get("origin") != "agg"):
             return  # trade-built partials; venue bars of higher units (store.md: not ours)
+        problem = bar_problem(p, self.clock.now_ms(), self._future_ms)
+        if problem:
+            self._reject(env.topic, problem)
+            return
         self.counters["bars_in"] += 1
         row = [p["t"], p["o"], p["h"], p["l"], p["c"], p["volume"], bool(p["final"]),
                p.get("rev", 0)]
         if not self.cache.put(p["contract"], p["tf"], row):
             self.counters["stale_ignored"] += 1
+
+    def _reject(self, topic: str, problem: str) -> None:
+        self.counters["rejected"] += 1
+        n = self.counters["rejected"]
+        if n <= 10 or n % 1000 == 0:
+            log.warning("rejected a bar on %s: %s (%d so far)", topic, problem, n)
 
     def _db_window(self, text: str, tf: str, last: int, resolve_only: bool
                    ) -> tuple[str | None, list[Row]]:
@@ -150,7 +170,7 @@ class Series(Service):
         text, tf, last = args.get("contract"), args.get("tf", "1m"), args.get("last", 100)
         if not isinstance(text, str) or not text:
             raise CommandError("window needs a contract (id or symbol)")
-        if not isinstance(tf, str) or (tf != "1m" and not _valid_tf(tf)):
+        if not isinstance(tf, str) or not is_tf(tf):
             raise CommandError(f"bad timeframe {tf!r}")
         if not isinstance(last, int) or isinstance(last, bool) or last < 1:
             raise CommandError("last must be a positive integer")
@@ -174,10 +194,3 @@ class Series(Service):
             rows = [merged[t] for t in sorted(merged)[-last:]]
         return {"contract": contract, "tf": tf, "bars": [r[:7] for r in rows]}
 
-
-def _valid_tf(tf: str) -> bool:
-    try:
-        tf_ms(tf)
-    except ValueError:
-        return False
-    return True

@@ -48,6 +48,11 @@ ON CONFLICT (contract) DO UPDATE SET
 INSERT_QUOTE = "INSERT INTO quotes (contract, t, bid, ask, last, volume) VALUES (?, ?, ?, ?, ?, ?)"
 INSERT_TRADE = "INSERT INTO trades (contract, t, price, size, aggressor) VALUES (?, ?, ?, ?, ?)"
 
+#: What one bad row raises (a value SQLite cannot bind or a constraint it breaks), as opposed to
+#: what a bad disk raises (sqlite3.OperationalError: full, read-only, I/O error).
+_ROW_ERRORS = (OverflowError, sqlite3.IntegrityError, sqlite3.InterfaceError,
+               sqlite3.ProgrammingError, TypeError, ValueError)
+
 _KINDS = (("bars", UPSERT_BAR), ("contracts", UPSERT_CONTRACT), ("quotes", INSERT_QUOTE),
           ("trades", INSERT_TRADE))
 
@@ -66,7 +71,7 @@ class Writer:
         self._barriers: list[concurrent.futures.Future[None]] = []
         self._wake = threading.Event()
         self._stop = False
-        self.counters = {"rows_written": 0, "commits": 0, "write_errors": 0}
+        self.counters = {"rows_written": 0, "commits": 0, "write_errors": 0, "rows_rejected": 0}
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
 
@@ -143,17 +148,38 @@ class Writer:
                 b.set_result(None)
 
     def _commit(self, batches: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        try:
+            self._transaction(batches, one_by_one=False)
+        except _ROW_ERRORS:
+            # One row the database cannot take (a value the checks missed) must not block the
+            # others: write the batch again row by row and leave out only the rows that fail.
+            self._transaction(batches, one_by_one=True)
+
+    def _transaction(self, batches: list[tuple[str, list[tuple[Any, ...]]]], one_by_one: bool
+                     ) -> None:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
+        rejected = 0
         try:
             for sql, rows in batches:
-                conn.executemany(sql, rows)
+                if not one_by_one:
+                    conn.executemany(sql, rows)
+                    continue
+                for row in rows:
+                    try:
+                        conn.execute(sql, row)
+                    except _ROW_ERRORS as exc:
+                        rejected += 1
+                        if self.counters["rows_rejected"] + rejected <= 10:
+                            log.warning("row rejected by the database (%s): %r", exc, row)
             conn.execute("COMMIT")
-        except Exception:
-            conn.execute("ROLLBACK")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         self.counters["commits"] += 1
-        self.counters["rows_written"] += sum(len(r) for _, r in batches)
+        self.counters["rows_rejected"] += rejected
+        self.counters["rows_written"] += sum(len(r) for _, r in batches) - rejected
 
     def close(self, timeout: float = 1.5) -> bool:
         """Write what is queued and stop the thread; False if it did not finish in time."""

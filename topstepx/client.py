@@ -25,6 +25,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from chillly.clock import Clock, ms_to_iso
+from chillly.timeframes import parse_tf
 from topstepx.auth import TokenManager
 from topstepx.budget import RateBudget
 from topstepx.errors import (ApiError, AuthError, BadResponse, HttpError, OutcomeUnknown,
@@ -46,15 +47,8 @@ M = TypeVar("M", bound=BaseModel)
 
 def tf_to_unit(tf: str) -> tuple[int, int]:
     """Our timeframe ("1m", "15m", "4h", "1d") -> the venue's (unit, unitNumber)."""
-    if tf == "1d":
-        return UNIT_DAY, 1
-    if len(tf) >= 2 and tf[:-1].isdigit() and int(tf[:-1]) > 0:
-        n = int(tf[:-1])
-        if tf[-1] == "m":
-            return UNIT_MINUTE, n
-        if tf[-1] == "h":
-            return UNIT_HOUR, n
-    raise ValueError(f"unknown timeframe {tf!r} (expected Nm, Nh or 1d)")
+    n, unit = parse_tf(tf)  # the kernel's one parser; ValueError names a bad timeframe
+    return {"m": UNIT_MINUTE, "h": UNIT_HOUR, "d": UNIT_DAY}[unit], n
 
 
 def _retry_after_s(resp: httpx.Response) -> float | None:

@@ -102,3 +102,18 @@ def test_series_cache_merge_rule_and_bound() -> None:
         cache.put(C, "5m", [i * 300_000, 1, 1, 1, 1, 1, True, 0])
     assert len(cache.data[(C, "5m")]) <= 10 + 10 // 4 + 8
     assert [r[0] for r in cache.window(C, "5m", 2)] == [98 * 300_000, 99 * 300_000]
+
+
+def test_a_row_the_database_cannot_take_is_rejected_alone(tmp_path: Path) -> None:
+    """Defect 16: volume 2**63 made the whole batch fail and retry forever."""
+    w = Writer(open_writer(tmp_path / "p.db"), batch_rows=100, flush_s=0.01)
+    w.start()
+    w.add_many("bars", [row(0), row(60_000, volume=2**63), row(120_000)])
+    w.barrier().result(timeout=5)
+    w.add("bars", row(180_000))
+    w.barrier().result(timeout=5)
+    assert w.close()
+    r = open_reader(tmp_path / "p.db")
+    assert [b.t for b in queries.bars_between(r, C, "1m", 0, 10**9)] == [0, 120_000, 180_000]
+    assert w.counters["rows_rejected"] == 1 and w.counters["rows_written"] == 3
+    assert w.pending() == 0
