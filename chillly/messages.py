@@ -288,6 +288,7 @@ class Heartbeat(Message):
     state: str
     uptime_ms: int
     counters: dict[str, Any] = field(default_factory=dict)
+    alarms: dict[str, Any] = field(default_factory=dict)  # active alarms: code -> text
 
 
 @message

@@ -23,7 +23,7 @@ from chillly import topics
 from chillly.clock import Clock, clock_from_settings
 from chillly.errors import StartupError
 from chillly.logs import setup_logging
-from chillly.messages import Heartbeat
+from chillly.messages import Alarm, Heartbeat
 from chillly.periodic import every
 from chillly.settings import Settings, load_settings
 
@@ -59,6 +59,7 @@ class Service:
         self.bus = bus
         self.clock = clock
         self.counters: dict[str, int] = {}
+        self.alarms: dict[str, str] = {}  # active alarms, code -> text, in every heartbeat
         self.state = State.READY
         self.started_at = time.monotonic()
         self.stopping = asyncio.Event()
@@ -82,7 +83,21 @@ class Service:
         return Heartbeat(
             name=self.process_name, pid=os.getpid(), state=self.state.value,
             uptime_ms=int((time.monotonic() - self.started_at) * 1000), counters=counters,
+            alarms=dict(self.alarms),
         )
+
+    def alarm(self, code: str, active: bool, text: str = "") -> None:
+        """Raise or clear an alarm: published once on `alarm.<name>.` when it changes, and
+        carried in every heartbeat while active, so `chillly status` sees an alarm raised before
+        it started listening."""
+        if active == (code in self.alarms) and (not active or self.alarms[code] == text):
+            return
+        if active:
+            self.alarms[code] = text
+        else:
+            self.alarms.pop(code, None)
+        self.bus.publish(topics.alarm(self.process_name),
+                         Alarm(name=self.process_name, code=code, active=active, text=text))
 
     def publish_heartbeat(self) -> None:
         self.bus.publish(topics.heartbeat(self.process_name), self.heartbeat())

@@ -1,4 +1,14 @@
-"""`chillly status`: the last heartbeat of every process on the bus, as a table."""
+"""`chillly status`: is everything well? One look at the bus, one table, one exit code.
+
+It listens to heartbeats (`hb.`) and alarms (`alarm.`) for a few heartbeat intervals, compares
+what it heard with the programs supervisord.conf starts, and prints per program its state,
+heartbeat age, active alarms and key counters, marking what is stale, missing, doubled (two
+pids under one name), faulted or alarmed. Exit 0 only when every program is healthy, 1
+otherwise (no broker, nothing heard, any problem), so a script or cron job can act on it.
+
+The listening window is long enough (2.5 intervals) for every live process to beat twice, which
+is what tells two processes under one name from one process and its restarted successor.
+"""
 
 from __future__ import annotations
 
@@ -6,49 +16,95 @@ import argparse
 import asyncio
 import json
 import sys
+import time
+from pathlib import Path
 
+from chillly import topics
 from chillly.bus import Bus
 from chillly.codec import Envelope
-from chillly import topics
+from chillly.health import KEY_COUNTERS, STALE_AFTER, HealthView, Row, expected_programs
 from chillly.settings import Settings, load_settings
+
+
+class StatusSettings(Settings):
+    """Where the deployment's program list is (relative paths from the working directory)."""
+
+    supervisor_conf: Path = Path("supervisord.conf")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait", type=float, default=0.0,
-                   help="seconds to listen (default: 1.5 heartbeat intervals)")
-    p.add_argument("--json", action="store_true", help="print one JSON object per process")
+                   help=f"seconds to listen (default: {STALE_AFTER} heartbeat intervals)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: {healthy, programs: [...]}")
+    p.add_argument("--conf", type=Path, default=None,
+                   help="supervisord.conf naming the expected programs (default: SUPERVISOR_CONF)")
+    p.add_argument("--all", action="store_true", help="show every counter, not only non-zero")
 
 
-async def collect(wait: float) -> dict[str, dict]:
-    settings = load_settings(Settings)
+async def collect(settings: Settings, view: HealthView, wait: float) -> bool:
+    """Listen for `wait` seconds; False if the broker path could not be proven."""
     bus = Bus.from_settings(settings, "status")
-    seen: dict[str, dict] = {}
-
-    def on_hb(env: Envelope) -> None:
-        seen[env.payload["name"]] = env.payload
-
-    bus.on(topics.HEARTBEATS, on_hb)
-    bus.start()
+    bus.on(topics.HEARTBEATS, lambda env: view.on_heartbeat(env.payload, time.monotonic()))
+    bus.on(topics.ALARMS, lambda env: _alarm(view, env))
     try:
-        await asyncio.sleep(wait or settings.heartbeat_interval * 1.5)
+        try:
+            started = time.monotonic()
+            await bus.ready(timeout=min(5.0, max(wait, 1.0)))
+        except Exception:
+            return False
+        await asyncio.sleep(max(0.0, wait - (time.monotonic() - started)))
+        return True
     finally:
         await bus.close()
-    return seen
+
+
+def _alarm(view: HealthView, env: Envelope) -> None:
+    view.on_alarm(env.payload, time.monotonic())
 
 
 def cli(args: argparse.Namespace) -> int:
-    seen = asyncio.run(collect(args.wait))
+    settings = load_settings(StatusSettings)
+    conf = args.conf or settings.supervisor_conf
+    view = HealthView(settings.heartbeat_interval, expected_programs(conf))
+    wait = args.wait or settings.heartbeat_interval * STALE_AFTER
+    reached = asyncio.run(collect(settings, view, wait))
+    rows = view.rows(time.monotonic())
+    healthy = reached and bool(rows) and all(r.healthy for r in rows)
     if args.json:
-        for name in sorted(seen):
-            print(json.dumps(seen[name], default=str))
-        return 0 if seen else 1
-    if not seen:
-        print("no heartbeats: is the broker running?", file=sys.stderr)
+        print(json.dumps({"healthy": healthy, "broker": reached,
+                          "conf": str(conf), "programs": [r.as_dict() for r in rows]},
+                         default=str))
+        return 0 if healthy else 1
+    if not reached:
+        print("no broker: is `chillly broker` running?", file=sys.stderr)
         return 1
-    print(f"{'PROCESS':<22} {'STATE':<9} {'PID':>7} {'UPTIME':>9}  COUNTERS")
-    for name in sorted(seen):
-        hb = seen[name]
-        counters = " ".join(f"{k}={v}" for k, v in sorted(hb.get("counters", {}).items()) if v)
-        print(f"{name:<22} {hb['state']:<9} {hb['pid']:>7} {hb['uptime_ms'] / 1000:>8.0f}s  "
-              f"{counters}")
-    return 0
+    if not rows:
+        print(f"no heartbeats, and no programs in {conf}", file=sys.stderr)
+        return 1
+    print(render(rows, show_all=args.all))
+    bad = [r.name for r in rows if not r.healthy]
+    print(f"\n{'UNHEALTHY: ' + ', '.join(bad) if bad else 'all healthy'} "
+          f"({len(rows)} programs, {conf})")
+    return 0 if healthy else 1
+
+
+def render(rows: list[Row], show_all: bool = False) -> str:
+    lines = [f"  {'PROGRAM':<22} {'STATE':<9} {'PID':>7} {'UPTIME':>8} {'HB AGE':>7}  "
+             "PROBLEMS / ALARMS / COUNTERS"]
+    for r in rows:
+        inst = r.instance
+        mark = "  " if r.healthy else "! "
+        pid = str(inst.pid) if inst else "-"
+        uptime = f"{inst.uptime_ms / 1000:.0f}s" if inst else "-"
+        age = f"{r.age:.1f}s" if r.age is not None else "-"
+        tail: list[str] = []
+        tail.extend(p for p in r.problems if not p.startswith("alarm:"))
+        tail.extend(f"[{code}] {text}" for code, text in sorted(r.alarms.items()))
+        if inst:
+            counters = sorted(inst.counters.items(),
+                              key=lambda kv: (kv[0] not in KEY_COUNTERS, kv[0]))
+            tail.append(" ".join(f"{k}={v}" for k, v in counters if show_all or v))
+        lines.append(f"{mark}{r.name:<22} {r.state:<9} {pid:>7} {uptime:>8} {age:>7}  "
+                     + " | ".join(t for t in tail if t))
+    return "\n".join(lines)

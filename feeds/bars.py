@@ -25,7 +25,7 @@ from chillly.bus import CommandError
 from chillly import topics
 from chillly.calendar import is_market_open
 from chillly.clock import DAY_MS, MINUTE_MS, ms_to_iso
-from chillly.messages import Alarm, BarBatch, ClockTick, SubscriptionSet
+from chillly.messages import BarBatch, ClockTick, SubscriptionSet
 from chillly.process import StartupError, run_service
 from chillly.timeframes import BucketSpec, tf_ms
 from feeds.venue_service import VenueService
@@ -161,8 +161,7 @@ class FeedBarsService(VenueService):
 
     def _alarm(self, active: bool, text: str) -> None:
         self.alarmed = active
-        self.bus.publish(topics.alarm(self.name), Alarm(name=self.name, code="venue_unreachable",
-                                                        active=active, text=text))
+        self.alarm("venue_unreachable", active, text)
 
     async def poll(self, cid: str) -> bool:
         s: FeedSettings = self.settings  # type: ignore[assignment]

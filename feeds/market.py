@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from chillly import topics
-from chillly.messages import Alarm, SubscriptionSet
+from chillly.messages import SubscriptionSet
 from chillly.process import run_service
 from feeds.venue_service import VenueService
 from topstepx.hub import HubAgent
@@ -142,8 +142,7 @@ class FeedMarketService(VenueService):
 
     def _alarm(self, code: str, active: bool, text: str) -> None:
         log.warning("alarm %s %s: %s", code, "ON" if active else "off", text)
-        self.bus.publish(topics.alarm(self.name),
-                         Alarm(name=self.name, code=code, active=active, text=text))
+        self.alarm(code, active, text)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -27,6 +27,7 @@ def bus_env(tmp_path: Path) -> dict[str, str]:
         "DATABASE_PATH": str(tmp_path / "market.db"),
         "HEARTBEAT_INTERVAL": "0.2",
         "SIM_PORT": str(free_port()),
+        "METRICS_PORT": str(free_port()),
         "LOG_LEVEL": "INFO",
     }
 

@@ -32,6 +32,7 @@ class PeerSettings(Settings):
     peer_service: str = "peer"
     peer_delay: float = 0.0
     peer_then_interval: float = 0.0  # after PEER_COUNT, keep publishing at this pace (0: stop)
+    peer_alarm: str = ""  # raise this alarm code once started (Service.alarm)
 
     @property
     def process_name(self) -> str:
@@ -56,6 +57,8 @@ class Peer(Service):
         if s.peer_mode == "serve":  # type: ignore[attr-defined]
             self.bus.serve(s.peer_service, {"add": self.add, "fail": self.fail})  # type: ignore[attr-defined]
         await self.bus.ready(timeout=20)
+        if s.peer_alarm:  # type: ignore[attr-defined]
+            self.alarm(s.peer_alarm, True, "raised by the test peer")  # type: ignore[attr-defined]
         print("READY", flush=True)
 
     def record(self, env: Envelope) -> None:
