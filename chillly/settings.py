@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     bus_publish_addr: str = "tcp://127.0.0.1:7101"
     bus_subscribe_addr: str = "tcp://127.0.0.1:7102"
     bus_hwm: int = Field(default=100_000, ge=0)
-    # ZeroMQ CURVE for a bus that leaves the machine (broker/security.py; `chillly keys`).
+    # ZeroMQ CURVE for a bus that leaves the machine (chillly/security.py; `chillly keys`).
     bus_curve_server_key: str = ""
     bus_curve_server_secret: SecretStr | None = None
     bus_curve_client_key: str = ""

@@ -246,15 +246,17 @@ class FeedBarsService(VenueService):
                 raise CommandError(f"days: at most {s.feed_backfill_max_days:g}")
             start, end = now - int(days * DAY_MS), now
         else:
-            start, end = args.get("start"), args.get("end", now)
-            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
+            start_arg, end_arg = args.get("start"), args.get("end", now)
+            if (not isinstance(start_arg, int) or isinstance(start_arg, bool)
+                    or not isinstance(end_arg, int) or isinstance(end_arg, bool)):
                 raise CommandError("start/end: expected epoch ms integers (or give days)")
-            if end <= start:  # type: ignore[operator]
+            start, end = start_arg, end_arg
+            if end <= start:
                 raise CommandError("end must be after start")
         try:
             contract = (text.strip() if is_contract_id(text.strip())
                         else (await self.resolver.resolve(text)).id)
-            bars = await self.client.bars_between(contract, start, end, unit=unit,  # type: ignore[arg-type]
+            bars = await self.client.bars_between(contract, start, end, unit=unit,
                                                   unit_number=number, include_partial=False)
         except ContractNotFound as exc:
             raise CommandError(str(exc)) from None

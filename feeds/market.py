@@ -66,7 +66,7 @@ class FeedMarketService(VenueService):
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
-        self._tasks = getattr(self, "_tasks", set())
+        self._tasks: set[asyncio.Future[Any]] = getattr(self, "_tasks", set())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -465,6 +465,7 @@ class UserHub(Hub):
         """The trading engine's emit: one user event to every connection subscribed to it."""
         if not self.connections:
             return
+        key: int | bool
         if event_name == "GatewayUserAccount":
             kind, key = "accounts", True
         else:

@@ -199,8 +199,10 @@ class Market:
         for p, vol in traded.items():
             depth.append(self._dom(cid, DOM_TRADE, p, st.vap.get(p, vol), vol, ts))
         if st.bid != old_bid or st.ask != old_ask:
-            depth.append(self._dom(cid, DOM_BEST_BID, st.bid, st.book[st.bid], st.book[st.bid], ts))
-            depth.append(self._dom(cid, DOM_BEST_ASK, st.ask, st.book[st.ask], st.book[st.ask], ts))
+            depth.append(self._dom(cid, DOM_BEST_BID, st.bid, st.book[st.bid],  # type: ignore[index]
+                                   st.book[st.bid], ts))  # type: ignore[index]
+            depth.append(self._dom(cid, DOM_BEST_ASK, st.ask, st.book[st.ask],  # type: ignore[index]
+                                   st.book[st.ask], ts))  # type: ignore[index]
         for i in (1, 2):
             for kind, p in ((DOM_BID, st.bid - i), (DOM_ASK, st.ask + i)):  # type: ignore[operator]
                 size = max(1, st.book[p] + self._rng.choice((-2, -1, 1, 2)))

@@ -56,7 +56,7 @@ def matches(symbol: str, contract: Contract) -> bool:
 def pick(symbol: str, contracts: list[Contract]) -> Contract | None:
     found = [c for c in contracts if matches(symbol, c)]
     active = [c for c in found if c.active_contract]
-    return (active or [None])[0]
+    return active[0] if active else None
 
 
 def to_info(contract: Contract, symbol: str | None = None) -> ContractInfo:

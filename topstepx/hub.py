@@ -191,10 +191,10 @@ class HubAgent:
             done, _ = await asyncio.wait({run_task, wake_task, refresh_task},
                                          timeout=None, return_when=asyncio.FIRST_COMPLETED)
             if run_task in done:
-                exc = run_task.exception()
-                if exc is not None:
-                    self._reason = f"run() raised {type(exc).__name__}: {exc}"
-                    if "Authorization" in type(exc).__name__:
+                error = run_task.exception()
+                if error is not None:
+                    self._reason = f"run() raised {type(error).__name__}: {error}"
+                    if "Authorization" in type(error).__name__:
                         await self._refresh_quietly(token)
                 else:
                     self._reason = self._reason or "run() returned"
