@@ -27,6 +27,7 @@ from chillly.security import CurveKeys, curve_from_settings, require_safe, secur
 from chillly.errors import StartupError
 from chillly import topics
 from chillly.messages import Probe, SchemaError, validate
+from chillly.process import die_with_parent
 from chillly.settings import Settings, load_settings
 
 _ENVELOPE = ("type", "v", "src", "seq", "ts")
@@ -213,6 +214,7 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 def cli(args: argparse.Namespace) -> int:
+    die_with_parent()   # a tap left behind by a dead parent would print to nobody forever
     try:
         return asyncio.run(_main(args))
     except KeyboardInterrupt:
