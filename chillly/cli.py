@@ -43,6 +43,24 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
                     "feeds.subscriptions:cli_unsubscribe"),
     "backfill": ("fetch history from the venue onto the bus (hist.<tf>.<contract>.)",
                  "feeds.bars:add_backfill_arguments", "feeds.bars:cli_backfill"),
+    # the order gateway and the trading tools (docs/gateway.md)
+    "gateway": ("run the order gateway (one account)", None, "gateway.process:cli"),
+    "buy": ("buy SYMBOL QTY [--limit P | --stop P] [--sl TICKS] [--tp TICKS]",
+            "gateway.tools:add_order_arguments", "gateway.tools:buy_cli"),
+    "sell": ("sell SYMBOL QTY [--limit P | --stop P] [--sl TICKS] [--tp TICKS]",
+             "gateway.tools:add_order_arguments", "gateway.tools:sell_cli"),
+    "orders": ("show working orders (--all: finished too)", "gateway.tools:add_orders_arguments",
+               "gateway.tools:orders_cli"),
+    "positions": ("show positions and P&L", "gateway.tools:add_positions_arguments",
+                  "gateway.tools:positions_cli"),
+    "account": ("show balance, equity and day P&L", "gateway.tools:add_json",
+                "gateway.tools:account_cli"),
+    "cancel": ("cancel one order (venue id or client id)", "gateway.tools:add_cancel_arguments",
+               "gateway.tools:cancel_cli"),
+    "cancel-all": ("cancel every working order", "gateway.tools:add_cancel_all_arguments",
+                   "gateway.tools:cancel_all_cli"),
+    "flatten": ("cancel orders and close positions: flatten SYMBOL | --all",
+                "gateway.tools:add_flatten_arguments", "gateway.tools:flatten_cli"),
 }
 
 

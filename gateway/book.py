@@ -1,0 +1,147 @@
+"""Positions and P&L: a pure core fed by the venue's positions, trades and the bus's quotes.
+
+- The account's net position per contract is the venue's (Position rows / hub events): the venue
+  is authoritative, so the gateway never derives it from fills.
+- Realized P&L of the trading day is the venue's: the sum of `profitAndLoss` of today's non-voided
+  half-trades minus their fees (projectx-api.md §8.11), per contract and for the account.
+- Each owner's share (a strategy's position) is attributed from the fills of the owner's own
+  orders, with an average price and realized P&L computed the venue's way
+  ((price - avg) / tick_size * tick_value * size, sign flipped for shorts, less fees).
+- Open P&L is marked from the last quote: longs at the bid, shorts at the ask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.gate import FLAT, LONG, SHORT, BUY, PositionView, QuoteView
+
+ACCOUNT = "_account"
+
+
+@dataclass
+class Spec:
+    tick_size: float
+    tick_value: float
+    symbol: str = ""
+
+
+@dataclass
+class Net:
+    """A signed quantity with its average price and realized P&L (fees deducted)."""
+
+    qty: int = 0
+    avg: float | None = None
+    realized: float = 0.0
+    vt: int | None = None
+
+    @property
+    def side(self) -> int:
+        return LONG if self.qty > 0 else SHORT if self.qty < 0 else FLAT
+
+
+def mark(qty: int, avg: float | None, quote: QuoteView | None, spec: Spec | None) -> float:
+    """Open P&L of a signed position: longs at the bid, shorts at the ask; 0 without a price."""
+    if qty == 0 or avg is None or quote is None or spec is None or not spec.tick_size:
+        return 0.0
+    px = quote.bid if qty > 0 else quote.ask
+    if px is None:
+        px = quote.last
+    if px is None:
+        return 0.0
+    return round((px - avg) / spec.tick_size * spec.tick_value * qty, 2)
+
+
+@dataclass
+class Book:
+    account_id: int
+    account_name: str = ""
+    balance: float = 0.0
+    can_trade: bool = True
+    specs: dict[str, Spec] = field(default_factory=dict)
+    venue: dict[str, Net] = field(default_factory=dict)              # contract -> account net
+    owners: dict[tuple[str, str], Net] = field(default_factory=dict)  # (owner, contract) -> share
+    realized_by_contract: dict[str, float] = field(default_factory=dict)
+    quotes: dict[str, QuoteView] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ venue input
+
+    def set_venue_position(self, contract: str, side: int, size: int, avg: float | None,
+                           vt: int | None = None) -> bool:
+        """The venue's row for a contract (side 0 / size 0 = flat). True if it changed."""
+        qty = size if side == LONG else -size if side == SHORT else 0
+        cur = self.venue.get(contract)
+        new_avg = avg if qty else None
+        if cur is not None and cur.qty == qty and cur.avg == new_avg:
+            return False
+        net = self.venue.setdefault(contract, Net())
+        net.qty, net.avg, net.vt = qty, new_avg, vt
+        return True
+
+    def add_trade(self, contract: str, owner: str, side: int, size: int, price: float,
+                  fees: float, pnl: float | None, voided: bool = False) -> None:
+        """One venue half-trade of today: realized P&L per contract, and the owner's share."""
+        if voided:
+            return
+        self.realized_by_contract[contract] = round(
+            self.realized_by_contract.get(contract, 0.0) + (pnl or 0.0) - fees, 2)
+        spec = self.specs.get(contract)
+        share = self.owners.setdefault((owner, contract), Net())
+        signed = size if side == BUY else -size
+        if share.qty == 0 or (share.qty > 0) == (signed > 0):  # open or add
+            total = share.qty + signed
+            share.avg = price if share.qty == 0 else (
+                (share.avg or price) * abs(share.qty) + price * size) / abs(total)
+            share.qty = total
+        else:  # reduce, close or reverse
+            closed = min(abs(signed), abs(share.qty))
+            if spec is not None and spec.tick_size and share.avg is not None:
+                direction = 1 if share.qty > 0 else -1
+                share.realized += round((price - share.avg) / spec.tick_size * spec.tick_value
+                                        * closed * direction, 2)
+            rest = abs(signed) - closed
+            share.qty += closed if signed > 0 else -closed
+            if share.qty == 0:
+                share.avg = None
+            if rest:
+                share.qty = rest if signed > 0 else -rest
+                share.avg = price
+        share.realized = round(share.realized - fees, 2)
+
+    def set_quote(self, quote: QuoteView) -> None:
+        self.quotes[quote.contract] = quote
+
+    # ------------------------------------------------------------------ figures
+
+    def realized(self) -> float:
+        return round(sum(self.realized_by_contract.values()), 2)
+
+    def open_pnl(self) -> float:
+        return round(sum(mark(n.qty, n.avg, self.quotes.get(c), self.specs.get(c))
+                         for c, n in self.venue.items()), 2)
+
+    def held(self) -> set[str]:
+        return {c for c, n in self.venue.items() if n.qty}
+
+    def view(self, contract: str, owner: str = ACCOUNT) -> PositionView:
+        net = self.venue.get(contract, Net()) if owner == ACCOUNT \
+            else self.owners.get((owner, contract), Net())
+        spec = self.specs.get(contract)
+        realized = self.realized_by_contract.get(contract, 0.0) if owner == ACCOUNT \
+            else net.realized
+        return PositionView(
+            contract=contract, owner=owner, side=net.side, size=abs(net.qty), avg_price=net.avg,
+            realized_pnl=realized, open_pnl=mark(net.qty, net.avg, self.quotes.get(contract), spec),
+            symbol=spec.symbol if spec else "", tick_size=spec.tick_size if spec else 0.0,
+            tick_value=spec.tick_value if spec else 0.0)
+
+    def positions(self, owner: str | None = None) -> list[PositionView]:
+        """Account positions (owner "_account"), owners' shares, or one owner's."""
+        out: list[PositionView] = []
+        contracts = set(self.venue) | set(self.realized_by_contract)
+        if owner in (None, ACCOUNT):
+            out += [self.view(c) for c in sorted(contracts)]
+        for (o, c) in sorted(self.owners):
+            if owner is None and o != ACCOUNT or owner == o:
+                out.append(self.view(c, o))
+        return out

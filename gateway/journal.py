@@ -1,0 +1,170 @@
+"""The order journal: the gateway's own SQLite file (GATEWAY_DATABASE_PATH, docs/schema.md).
+
+Why it exists: an order's intent is committed here BEFORE the venue is asked to place it, so
+after a time-out or a crash the gateway knows what it may have sent and resolves it by
+reconciliation (by customTag), never by sending again. Every venue status change and every fill
+is appended too, so the journal alone tells an order's story.
+
+Durability: WAL with `synchronous=FULL` (each commit is fsynced). All SQLite work runs on one
+writer thread (a single-worker executor owning the connection), so the event loop never waits on
+a disk; callers `await` each write's commit. One gateway per file: the caller holds the file's
+lock (chillly.singleton when available).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from gateway.migrations import migrate
+
+T = TypeVar("T")
+
+INTENT_COLUMNS = ("client_id", "custom_tag", "rid", "owner", "account", "contract", "side", "size",
+                  "order_type", "limit_price", "stop_price", "trail_ticks", "sl_ticks",
+                  "tp_ticks", "parent_id", "managed", "created_ms", "status", "order_id", "code", "message",
+                  "resolved_ms")
+ORDER_COLUMNS = ("order_id", "account", "client_id", "owner", "contract", "side", "size",
+                 "order_type", "status", "state", "fill_volume", "filled_price", "limit_price",
+                 "stop_price", "custom_tag", "parent_id", "created_ms", "updated_ms")
+FILL_COLUMNS = ("trade_id", "account", "order_id", "owner", "client_id", "contract", "side",
+                "size", "price", "fees", "pnl", "vt", "at_ms")
+
+# intents.status
+SENDING, PLACED, REJECTED, NOT_PLACED = "sending", "placed", "rejected", "not_placed"
+
+
+@dataclass
+class Loaded:
+    """What a starting gateway reads back."""
+
+    intents: list[dict[str, Any]]
+    orders: list[dict[str, Any]]
+    fills: list[dict[str, Any]]
+    version: int
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._conn: sqlite3.Connection | None = None
+        self.writes = 0
+
+    # ------------------------------------------------------------------ the writer thread
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def job() -> T:
+            assert self._conn is not None, "journal not open"
+            return fn(self._conn)
+        return await asyncio.wrap_future(self._pool.submit(job))
+
+    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def job(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self.writes += 1
+            return out
+        return await self._run(job)
+
+    async def open(self) -> Loaded:
+        """Open (creating and migrating as needed) and read back what the journal holds."""
+        def job() -> None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            self._conn = conn
+        await asyncio.wrap_future(self._pool.submit(job))
+        version = await self._run(migrate)
+
+        def load(conn: sqlite3.Connection) -> Loaded:
+            rows = lambda q: [dict(r) for r in conn.execute(q)]  # noqa: E731
+            return Loaded(rows("SELECT * FROM intents ORDER BY created_ms"),
+                          rows("SELECT * FROM orders"),
+                          rows("SELECT * FROM fills ORDER BY trade_id"), version)
+        return await self._run(load)
+
+    async def close(self) -> None:
+        def job() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+        try:
+            await asyncio.wrap_future(self._pool.submit(job))
+        finally:
+            self._pool.shutdown(wait=False)
+
+    # ------------------------------------------------------------------ writes
+
+    async def add_intent(self, intent: dict[str, Any]) -> None:
+        """Commit an intent (status `sending`) before the venue is asked. Raises
+        sqlite3.IntegrityError for a client id already journaled."""
+        cols = [c for c in INTENT_COLUMNS if c in intent]
+        sql = (f"INSERT INTO intents ({', '.join(cols)}) "
+               f"VALUES ({', '.join('?' for _ in cols)})")
+        await self._tx(lambda c: c.execute(sql, [intent[k] for k in cols]))
+
+    async def resolve_intent(self, client_id: str, status: str, at_ms: int,
+                             order_id: int | None = None, code: int | None = None,
+                             message: str | None = None) -> None:
+        await self._tx(lambda c: c.execute(
+            "UPDATE intents SET status=?, order_id=COALESCE(?, order_id), code=?, message=?, "
+            "resolved_ms=? WHERE client_id=?",
+            (status, order_id, code, message, at_ms, client_id)))
+
+    async def retag_intent(self, client_id: str, custom_tag: str, created_ms: int) -> None:
+        """The venue refused the intent's brackets outright (nothing working): it is sent again
+        without them under a new tag, managed by the gateway."""
+        await self._tx(lambda c: c.execute(
+            "UPDATE intents SET custom_tag=?, created_ms=?, status='sending', managed=1, "
+            "order_id=NULL, code=NULL, message=NULL, resolved_ms=NULL WHERE client_id=?",
+            (custom_tag, created_ms, client_id)))
+
+    async def record_order(self, row: dict[str, Any], at_ms: int, source: str,
+                           changed_state: bool) -> None:
+        """Upsert an order's current row; append an event when its status/fill changed."""
+        cols = [c for c in ORDER_COLUMNS if c in row]
+        updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c != "order_id")
+        sql = (f"INSERT INTO orders ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
+               f"ON CONFLICT(order_id) DO UPDATE SET {updates}")
+
+        def job(c: sqlite3.Connection) -> None:
+            c.execute(sql, [row[k] for k in cols])
+            if changed_state:
+                c.execute("INSERT INTO order_events (order_id, at_ms, status, state, fill_volume,"
+                          " filled_price, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          (row["order_id"], at_ms, row["status"], row["state"],
+                           row.get("fill_volume", 0), row.get("filled_price"), source))
+        await self._tx(job)
+
+    async def add_fill(self, row: dict[str, Any]) -> bool:
+        """Append a fill; False when its trade id is already journaled."""
+        cols = [c for c in FILL_COLUMNS if c in row]
+        sql = (f"INSERT OR IGNORE INTO fills ({', '.join(cols)}) "
+               f"VALUES ({', '.join('?' for _ in cols)})")
+        return await self._tx(lambda c: c.execute(sql, [row[k] for k in cols]).rowcount == 1)
+
+    # ------------------------------------------------------------------ reads (tests, tools)
+
+    async def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        return await self._run(lambda c: [dict(r) for r in c.execute(sql, params)])
+
+
+def read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a journal (tests and tools; the gateway is the only writer)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    return conn

@@ -1,0 +1,38 @@
+"""Options of `chillly gateway` (GATEWAY_* variables; the venue client's TOPSTEP_*/FEED_* too)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from topstepx.settings import ClientSettings, parse_budget
+
+
+class GatewaySettings(ClientSettings):
+    # The order journal (its own SQLite file; one gateway per file).
+    gateway_database_path: Path = Path("run/orders.db")
+    # The gateway's share of the venue's 200 requests / 60 s for everything but bars
+    # (projectx-api.md §7): the feeds use the rest. Taken before every call, so never a 429.
+    gateway_rest_budget: str = "80/60"
+    # After a time-out, a 5xx or a crash, how long (real seconds) to keep looking for the order
+    # by its customTag before recording it as not placed.
+    gateway_unknown_wait: float = Field(default=10.0, gt=0)
+    # Every N market seconds: compare orders, positions, trades and balance with the venue.
+    gateway_reconcile_interval: float = Field(default=15.0, gt=0)
+    # How often (market seconds) positions and the account are published even without change.
+    gateway_publish_interval: float = Field(default=1.0, gt=0)
+    # The venue's minimum bracket distance in ticks (projectx-api.md §3, "at least 4 ticks").
+    gateway_min_bracket_ticks: int = Field(default=4, ge=1)
+    # Brackets: "auto" sends them to the venue and switches to the gateway's own OCO when the
+    # venue refuses them (Position Brackets mode); "managed" always uses the gateway's own.
+    gateway_bracket_mode: Literal["auto", "managed"] = "auto"
+    # Longest client id the gateway accepts (children get "-SL"/"-TP"; the venue keeps ~60).
+    gateway_max_client_id: int = Field(default=50, ge=8, le=60)
+
+    @field_validator("gateway_rest_budget")
+    @classmethod
+    def _check_gw_budget(cls, value: str) -> str:
+        parse_budget(value)
+        return value
