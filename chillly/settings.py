@@ -13,6 +13,7 @@ import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Any, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -23,6 +24,7 @@ TOPSTEPX_API_URL = "https://api.topstepx.com"
 TOPSTEPX_USER_HUB_URL = "https://rtc.topstepx.com/hubs/user"
 TOPSTEPX_MARKET_HUB_URL = "https://rtc.topstepx.com/hubs/market"
 
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _ADDR_RE = re.compile(r"^(tcp://(\*|\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}|ipc://.+|inproc://.+)$")
 # A configured contract is a symbol root ("ES", "MNQ", "6E") or a full TopstepX contract id.
 _CONTRACT_RE = re.compile(r"^([A-Z0-9]{1,6}|CON\.[A-Z0-9]+(\.[A-Z0-9]+)+)$")
@@ -52,7 +54,9 @@ class Settings(BaseSettings):
     sim_port: int = Field(default=7110, ge=1, le=65535)
 
     default_contracts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["ES", "NQ"])
-    database_path: Path = Path("run/market.db")
+    # State lives under RUN_DIR/<venue>/ (venue_run_dir), so a sim demo never mixes with the
+    # real venue's history, marks or subscriptions; empty DATABASE_PATH = <venue run dir>/market.db.
+    database_path: Path = Path("")
     run_dir: Path = Path("run")
 
     # The bus: publishers connect to the broker's XSUB side, subscribers to its XPUB side.
@@ -136,7 +140,28 @@ class Settings(BaseSettings):
             self.topstep_market_hub_url = (
                 TOPSTEPX_MARKET_HUB_URL if live else f"{sim_base}/hubs/market"
             )
+        if self.database_path == Path(""):
+            self.database_path = self.venue_run_dir / "market.db"
         return self
+
+    @property
+    def venue(self) -> str:
+        """Which venue this configuration talks to, from its API URL: "topstepx" for TopstepX,
+        "sim" for the sim (SIM_HOST:SIM_PORT or any loopback address), else the API's host name.
+        It names the venue's run directory and is recorded in the market database."""
+        host = (urlsplit(self.topstep_api_url).hostname or "").lower()
+        if host == "topstepx.com" or host.endswith(".topstepx.com"):
+            return "topstepx"
+        sim_base = f"http://{self.sim_host}:{self.sim_port}"
+        if self.topstep_api_url.rstrip("/") == sim_base or host in _LOOPBACK or not host:
+            return "sim"
+        return re.sub(r"[^a-z0-9.-]", "_", host)
+
+    @property
+    def venue_run_dir(self) -> Path:
+        """RUN_DIR/<venue>/: where every process keeps this venue's state (the market database
+        by default, feed marks, saved subscriptions, the gateway's journal)."""
+        return self.run_dir / self.venue
 
     @property
     def uses_live_venue(self) -> bool:

@@ -4,7 +4,7 @@
 - Polls History/retrieveBars for each subscribed contract (1 minute, partial bar included) every
   FEED_POLL_INTERVAL market seconds, aligned to the minute plus FEED_FINAL_DELAY so a minute's
   final goes out right after it closes. `finals.FinalTracker` decides what to publish on
-  `bar.1m.<id>.`; the high-water mark of every contract is saved in RUN_DIR/feed-bars-hwm.json
+  `bar.1m.<id>.`; the high-water mark of every contract is saved in RUN_DIR/<venue>/feed-bars-hwm.json
   after each batch of finals, so a restart resumes exactly where the stream stopped.
 - Publishes `ClockTick` on `clock.<tf>.` when a bucket of a FEED_CLOCK_TIMEFRAMES timeframe
   closes in market time (only for buckets in which the market was open).
@@ -84,7 +84,7 @@ class FeedBarsService(VenueService):
         self._spec = specs.__getitem__
         self.connect_venue()
         self.resolver = ContractResolver(self.client)
-        self.hwm_state = JsonState(s.run_dir / HWM_FILE)
+        self.hwm_state = JsonState(s.venue_run_dir / HWM_FILE)
         try:
             saved = self.hwm_state.load({}) or {}
         except ValueError as exc:

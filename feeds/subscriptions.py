@@ -1,7 +1,7 @@
 """The `subscriptions` process: owns the set of subscribed contracts.
 
 - The set is a list of contract ids (with the symbol each came from), saved atomically to
-  RUN_DIR/subscriptions.json on every change and restored on restart; when nothing is saved it
+  RUN_DIR/<venue>/subscriptions.json on every change and restored on restart; when nothing is saved it
   starts from DEFAULT_CONTRACTS (resolved at the venue, retried until the venue answers).
 - Commands (service "subscriptions"): `subscribe {"contract": "ES" or id}`, `unsubscribe {...}`,
   `list {}`; each replies `{"contracts": [ids], ...}`.
@@ -46,7 +46,7 @@ class SubscriptionsService(VenueService):
         s: FeedSettings = self.settings  # type: ignore[assignment]
         self.connect_venue()
         self.resolver = ContractResolver(self.client)
-        self.saved = JsonState(s.run_dir / STATE_FILE)
+        self.saved = JsonState(s.venue_run_dir / STATE_FILE)
         try:
             saved = self.saved.load()
         except ValueError as exc:

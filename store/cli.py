@@ -64,6 +64,11 @@ def _from_db(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         conn = open_reader(settings.database_path)
     except sqlite3.OperationalError as exc:
         raise LookupError(f"cannot open {settings.database_path}: {exc}") from None
+    problem = queries.venue_problem(conn, settings.venue, settings.database_path)
+    if problem:   # never show another venue's bars as this one's
+        conn.close()
+        print(f"chillly bars: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     try:
         contract = queries.resolve_contract(conn, args.contract, queries.known_contracts(conn))
         if contract is None:

@@ -12,6 +12,22 @@ import sqlite3
 from pathlib import Path
 
 from store.migrations import migrate
+from store.queries import venue_problem
+
+
+class WrongVenue(RuntimeError):
+    """The database belongs to another venue than the configuration's."""
+
+
+def claim_venue(conn: sqlite3.Connection, venue: str, path: Path | str) -> None:
+    """Record `venue` as the database's owner, or raise WrongVenue if another venue owns it.
+
+    A database from before the venue was recorded is adopted by the first store that opens it
+    (its venue cannot be known any more; from then on it is fixed)."""
+    problem = venue_problem(conn, venue, path)
+    if problem:
+        raise WrongVenue(problem)
+    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('venue', ?)", (venue,))
 
 
 def open_writer(path: Path | str) -> sqlite3.Connection:

@@ -58,6 +58,12 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         CREATE INDEX trades_by_contract_t ON trades (contract, t);
     """),
+    (3, "meta: the venue this database belongs to", """
+        CREATE TABLE meta (
+            key   TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+    """),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -35,7 +35,7 @@ from chillly.process import Service, StartupError
 from chillly.singleton import acquire
 from chillly.timeframes import TimeframeSettings, bar_problem, is_tf, row_problem, tf_ms
 from store import queries
-from store.db import open_writer
+from store.db import WrongVenue, claim_venue, open_writer
 from store.queries import open_reader
 from store.migrations import MigrationError
 from store.writer import Writer
@@ -65,6 +65,10 @@ class Store(Service):
         self._lock = acquire(s.database_path, "store")
         try:
             conn = await loop.run_in_executor(None, open_writer, s.database_path)
+            # Bars of one venue only (defect 7): a sim database never feeds real history.
+            await loop.run_in_executor(None, claim_venue, conn, s.venue, s.database_path)
+        except WrongVenue as exc:
+            raise StartupError(str(exc)) from None
         except (sqlite3.Error, MigrationError, OSError) as exc:
             raise StartupError(f"cannot open {s.database_path}: {exc}") from None
         # Read before subscribing: where each contract's stored series end at start.

@@ -109,6 +109,26 @@ def resolve_contract(conn: sqlite3.Connection | None, text: str, candidates: lis
     return None
 
 
+def database_venue(conn: sqlite3.Connection) -> str | None:
+    """The venue recorded in the database (meta key 'venue'), or None (new or older schema)."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key='venue'").fetchone()
+    except sqlite3.OperationalError:   # no meta table: a database older than migration 3
+        return None
+    return None if row is None else str(row[0])
+
+
+def venue_problem(conn: sqlite3.Connection, venue: str, path: Path | str) -> str | None:
+    """Why this configuration must not use the database at `path`, or None: it holds bars of
+    another venue (sim bars mixed into real history, or the reverse)."""
+    held = database_venue(conn)
+    if held is None or held == venue:
+        return None
+    return (f"DATABASE_PATH={path} holds bars from venue {held!r}, this configuration's venue "
+            f"is {venue!r}: use that venue's own database (leave DATABASE_PATH unset for "
+            f"RUN_DIR/{venue}/market.db)")
+
+
 def open_reader(path: Path | str) -> sqlite3.Connection:
     """A read-only connection (`mode=ro` URI): a reader can never write or create the file.
 

@@ -49,7 +49,7 @@ async def test_final_bars_equal_the_venue_through_an_outage_a_restart_and_a_cras
 
     # A restart: the high-water mark on disk makes it resume exactly where it stopped.
     assert stack.children["feed-bars"].terminate() == 0
-    hwm = json.loads((procs.tmp / "run" / "feed-bars-hwm.json").read_text())
+    hwm = json.loads((procs.tmp / "run" / "sim" / "feed-bars-hwm.json").read_text())
     await aeventually(lambda: col.finals(es)[-1].t == hwm[es], timeout=5,
                       what="the saved high-water mark is the last final published")
     stopped = stack.market_now()

@@ -58,7 +58,7 @@ async def test_subscriptions_persist_and_the_feeds_follow_them(procs, bus) -> No
     await aeventually(lambda: any(isinstance(q, Quote) and q.contract == mnq
                                   for q in data.items), timeout=15, what="MNQ quotes")
 
-    saved = json.loads((procs.tmp / "run" / "subscriptions.json").read_text())
+    saved = json.loads((procs.tmp / "run" / "sim" / "subscriptions.json").read_text())
     assert [e["contract"] for e in saved["contracts"]] == [es, mnq]
 
     rc, out = tool(procs, "unsubscribe", "ES")

@@ -85,3 +85,28 @@ def test_process_with_bad_setting_exits_2() -> None:
                           "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "BUS_SUBSCRIBE_ADDR='nope'" in proc.stderr
+
+
+def test_each_venue_keeps_its_state_in_its_own_run_directory(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect 7: the market database, the feed marks and the saved subscriptions of the sim
+    and of TopstepX live apart (RUN_DIR/<venue>/), unless DATABASE_PATH says otherwise."""
+    from pathlib import Path
+    monkeypatch.delenv("DATABASE_PATH", raising=False)
+    monkeypatch.delenv("RUN_DIR", raising=False)
+    sim = Settings()
+    assert (sim.venue, sim.venue_run_dir, sim.database_path) == (
+        "sim", Path("run/sim"), Path("run/sim/market.db"))
+    monkeypatch.setenv("TOPSTEP_API_KEY", "k")
+    live = Settings()
+    assert (live.venue, live.venue_run_dir, live.database_path) == (
+        "topstepx", Path("run/topstepx"), Path("run/topstepx/market.db"))
+    monkeypatch.setenv("TOPSTEP_API_URL", "http://127.0.0.1:9999")   # a sim, key or not
+    assert Settings().venue == "sim"
+    monkeypatch.setenv("TOPSTEP_API_URL", "https://gateway.example.com/")
+    assert Settings().venue_run_dir == Path("run/gateway.example.com")
+    monkeypatch.setenv("RUN_DIR", "/srv/chillly")
+    monkeypatch.setenv("DATABASE_PATH", "/data/bars.db")
+    s = Settings()
+    assert s.database_path == Path("/data/bars.db")
+    assert s.venue_run_dir == Path("/srv/chillly/gateway.example.com")
