@@ -231,11 +231,13 @@ class CancelEntries:
 @dataclass(frozen=True)
 class Flatten:
     """Cancel every working order (legs included) and close the position(s) at market.
-    `contract` None = every contract."""
+    `contract` None = every contract. `owner` set: only that owner's orders and its share of
+    the position (a strategy halted alone by its own limits); None = the account's."""
 
     reason: str
     rule: str | None = None
     contract: str | None = None
+    owner: str | None = None
 
 
 @dataclass(frozen=True)
