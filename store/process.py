@@ -31,7 +31,8 @@ from chillly.codec import Envelope
 from chillly import topics
 from chillly.clock import DAY_MS, MINUTE_MS
 from chillly.periodic import every
-from chillly.process import Service, StartupError
+from chillly.messages import Alarm
+from chillly.process import Service, State, StartupError
 from chillly.singleton import acquire
 from chillly.timeframes import TimeframeSettings, bar_problem, is_tf, row_problem, tf_ms
 from store import queries
@@ -51,6 +52,8 @@ class StoreSettings(TimeframeSettings):
     store_recover: bool = True
     store_recover_days: float = Field(default=5.0, gt=0)
     store_request_timeout: float = Field(default=15.0, gt=0)
+    store_max_queued: int = Field(default=1_000_000, ge=1)   # rows waiting for the disk
+    store_retry_max: float = Field(default=5.0, gt=0, le=300)  # longest back-off after a failure
 
 
 class Store(Service):
@@ -75,15 +78,19 @@ class Store(Service):
         self._future_ms = s.future_ms
         newest = await loop.run_in_executor(None, self._read_newest)
         self._last1m: dict[str, int] = {c: t for (c, tf), t in newest.items() if tf == "1m"}
-        self.writer = Writer(conn, s.store_batch_rows, s.store_flush_interval)
+        self.writer = Writer(conn, s.store_batch_rows, s.store_flush_interval,
+                             max_rows=s.store_max_queued, retry_max_s=s.store_retry_max)
         self.writer.start()
         self._add = self.writer.add
         self.counters.update({"bars_in": 0, "partials_skipped": 0, "contracts_in": 0,
                               "quotes_in": 0, "trades_in": 0, "recoveries": 0,
                               "recovery_failures": 0, "bar_gaps": 0, "venue_htf_skipped": 0,
-                              "rejected": 0})
+                              "rejected": 0, "refused": 0, "reconcile_failures": 0})
+        # What a full queue refused, per contract: (oldest 1m t or None, oldest other t or
+        # None). Fetched again once the writer has room (nothing refused is forgotten).
+        self._refused: dict[str, tuple[int | None, int | None]] = {}
         # contract -> (backfill 1m from, reconcile higher timeframes from)
-        self._dirty: dict[str, tuple[int, int]] = {}
+        self._dirty: dict[str, tuple[int | None, int]] = {}
         self._wake = asyncio.Event()
         self.bus.on(topics.bars(), self._on_bar)
         self.bus.on(topics.HISTORY, self._on_history)
@@ -140,8 +147,10 @@ class Store(Service):
             good.append((contract, tf, row[0], row[1], row[2], row[3], row[4], row[5], 1, 0,
                          origin, ts))
         if good:
-            self.writer.add_many("bars", good)
-            self.counters["bars_in"] += len(good)
+            if self.writer.add_many("bars", good):
+                self.counters["bars_in"] += len(good)
+            else:
+                self._refuse(contract, tf, good[0][2], len(good))
 
     def _on_bar(self, env: Envelope) -> None:
         # The hot path: no typed message, no per-row bookkeeping beyond one counter.
@@ -158,12 +167,25 @@ class Store(Service):
         if problem:
             self._reject(env.topic, problem)
             return
-        self._add("bars", (p["contract"], p["tf"], p["t"], p["o"], p["h"], p["l"], p["c"],
-                           p["volume"], 1, p.get("rev", 0), p.get("origin", "poll"), p["ts"]))
+        if not self._add("bars", (p["contract"], p["tf"], p["t"], p["o"], p["h"], p["l"], p["c"],
+                                  p["volume"], 1, p.get("rev", 0), p.get("origin", "poll"),
+                                  p["ts"])):
+            self._refuse(p["contract"], p["tf"], p["t"], 1)
+            return
         self.counters["bars_in"] += 1
         if p["tf"] == "1m":
             # Where a recovery starts if the next message reveals a gap (on_gap runs first).
             self._last1m[p["contract"]] = p["t"]
+
+    def _refuse(self, contract: str, tf: str, t: int, n: int) -> None:
+        """The writer's queue is full: remember what was not taken, to fetch it again."""
+        self.counters["refused"] += n
+        m1, other = self._refused.get(contract, (None, None))
+        if tf == "1m":
+            m1 = t if m1 is None else min(m1, t)
+        else:
+            other = t if other is None else min(other, t)
+        self._refused[contract] = (m1, other)
 
     def _reject(self, topic: str, problem: str) -> None:
         self.counters["rejected"] += 1
@@ -213,11 +235,14 @@ class Store(Service):
         back = MINUTE_MS if tf == "1m" else MINUTE_MS + (tf_ms(tf) if is_tf(tf) else DAY_MS)
         self._mark(contract, since, since - back)
 
-    def _mark(self, contract: str, backfill_since: int, reconcile_since: int) -> None:
-        """Queue a recovery of `contract`; windows of repeated marks merge (earliest wins)."""
+    def _mark(self, contract: str, backfill_since: int | None, reconcile_since: int) -> None:
+        """Queue a recovery of `contract` (`backfill_since` None: only the reconcile is owed);
+        windows of repeated marks merge (earliest wins)."""
         prev = self._dirty.get(contract)
         if prev is not None:
-            backfill_since = min(prev[0], backfill_since)
+            if prev[0] is not None:
+                backfill_since = prev[0] if backfill_since is None else min(prev[0],
+                                                                            backfill_since)
             reconcile_since = min(prev[1], reconcile_since)
         self._dirty[contract] = (backfill_since, reconcile_since)
         self._wake.set()
@@ -240,44 +265,55 @@ class Store(Service):
                     backoff = 1.0
                     continue
                 self.counters["recovery_failures"] += 1
-                self._mark(contract, *since)
                 self._wake.clear()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
 
-    async def _recover(self, contract: str, since: int, reconcile_since: int) -> bool:
+    async def _recover(self, contract: str, since: int | None, reconcile_since: int) -> bool:
         """Backfill 1m from `since` to now, then have the aggregator re-publish the higher
-        timeframes the database lacks from `reconcile_since`. False when the feed did not
-        answer (retry later)."""
+        timeframes the database lacks from `reconcile_since`. Whatever step is not acknowledged
+        is queued again (the caller backs off) and False returned: a refused or unanswered
+        reconcile is retried until the aggregator confirms it, never counted as done.
+
+        A long backfill is fetched in chunks of at most half the writer's queue, so a recovery
+        can never overflow the queue it refills (a refused row would be fetched forever)."""
         s = self.settings
         end = self.clock.now_ms()
         horizon = end - int(s.store_recover_days * DAY_MS)
-        start = max(since, horizon)
-        if start < end:
-            try:
-                reply = await self.bus.request(
-                    "feeds", "backfill", {"contract": contract, "tf": "1m", "start": start,
-                                          "end": end},
-                    timeout=s.store_request_timeout, attempts=1)
-            except RequestTimeout:
-                log.warning("feeds did not answer backfill of %s; will retry", contract)
-                return False
-            if not reply.ok:
-                log.warning("feeds refused backfill of %s: %s", contract, reply.error)
-                return False
-            log.info("backfilled %s from %d: %s", contract, start, reply.result)
+        lo = max(min(reconcile_since, (since if since is not None else end) - MINUTE_MS), horizon)
+        if since is not None:
+            start = max(since, horizon)
+            chunk_end = min(end, start + max(1, self.writer.max_rows // 2) * MINUTE_MS)
+            if start < chunk_end:
+                try:
+                    reply = await self.bus.request(
+                        "feeds", "backfill", {"contract": contract, "tf": "1m", "start": start,
+                                              "end": chunk_end},
+                        timeout=s.store_request_timeout, attempts=1)
+                except RequestTimeout:
+                    reply = None
+                if reply is None or not reply.ok:
+                    log.warning("feeds %s backfill of %s; will retry", "did not answer"
+                                if reply is None else f"refused ({reply.error})", contract)
+                    self._mark(contract, since, reconcile_since)
+                    return False
+                log.info("backfilled %s from %d: %s", contract, start, reply.result)
+                if chunk_end < end:   # the rest in the next round; reconcile once at the end
+                    self._mark(contract, chunk_end, lo)
+                    return True
         await asyncio.wrap_future(self.writer.barrier())
         try:
             reply = await self.bus.request(
-                "aggregator", "reconcile",
-                {"contract": contract, "start": max(min(reconcile_since, start - MINUTE_MS),
-                                                    horizon), "end": end},
+                "aggregator", "reconcile", {"contract": contract, "start": lo, "end": end},
                 timeout=s.store_request_timeout, attempts=1)
-            if not reply.ok:
-                log.warning("aggregator refused reconcile of %s: %s", contract, reply.error)
         except RequestTimeout:
-            # The aggregator's own warm-up recomputes from the database when it starts.
-            log.warning("aggregator did not answer reconcile of %s", contract)
+            reply = None
+        if reply is None or not reply.ok:
+            self.counters["reconcile_failures"] += 1
+            log.warning("aggregator %s reconcile of %s; will retry", "did not answer"
+                        if reply is None else f"refused ({reply.error})", contract)
+            self._mark(contract, None, lo)
+            return False
         self.counters["recoveries"] += 1
         return True
 
@@ -291,8 +327,28 @@ class Store(Service):
             recovery.cancel()
 
     def _writer_counters(self) -> None:
-        self.counters.update(self.writer.counters)
-        self.counters["queued"] = self.writer.pending()
+        w = self.writer
+        self.counters.update(w.counters)
+        self.counters["queued"] = w.pending()
+        if w.fault is not None and self.state is State.RUNNING:
+            self.state = State.FAULTED
+            self._alarm(True, f"cannot write {self.settings.database_path}: {w.fault}; "
+                        f"{w.pending()} rows kept")
+        elif w.fault is None and self.state is State.FAULTED:
+            self.state = State.RUNNING
+            self._alarm(False, "writes succeed again")
+        if self._refused and w.fault is None and w.pending() <= w.max_rows // 2:
+            refused, self._refused = self._refused, {}
+            now = self.clock.now_ms()
+            for contract, (m1, other) in refused.items():
+                log.warning("refetching what a full queue refused for %s", contract)
+                back = m1 if m1 is not None else now
+                self._mark(contract, back, min(x for x in (m1, other, now) if x is not None))
+
+    def _alarm(self, active: bool, text: str) -> None:
+        (log.error if active else log.warning)("%s", text)
+        self.bus.publish(topics.alarm(self.name), Alarm(name=self.name, code="store_write_failed",
+                                                        active=active, text=text))
 
     async def on_stop(self) -> None:
         writer = getattr(self, "writer", None)
@@ -300,7 +356,9 @@ class Store(Service):
             return
         loop = asyncio.get_running_loop()
         if not await loop.run_in_executor(None, writer.close, 1.2):
-            log.error("writer did not finish; %d rows unwritten", writer.pending())
+            # Exit non-zero: rows were accepted and are not on disk (the start-up recovery
+            # fetches them again).
+            raise RuntimeError(f"writer did not finish; {writer.pending()} rows unwritten")
         else:
             log.info("flushed; %d rows written in %d commits", writer.counters["rows_written"],
                      writer.counters["commits"])

@@ -9,6 +9,12 @@ row is at most `flush_s` (plus one commit) away from being durable.
 `barrier()` returns a future that resolves once everything queued before it is committed: the
 store uses it to ask the aggregator to recompute from the database only after a backfill is
 on disk. `close()` writes what is left and joins the thread (SIGTERM path).
+
+When the disk fails (full, read-only, I/O error) the writer keeps the rows, sets `fault`, and
+retries with a back-off doubling up to `retry_max_s`; the queue is bounded by `max_rows`: once
+full, `add` refuses (returns False) instead of growing without end, so the store knows exactly
+what it did not take and can fetch it again when the fault clears. A committed write clears
+`fault`. A single row the database refuses is left out alone (`rows_rejected`).
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ import concurrent.futures
 import logging
 import sqlite3
 import threading
-import time
 from typing import Any
 
 log = logging.getLogger("store.writer")
@@ -60,18 +65,24 @@ _KINDS = (("bars", UPSERT_BAR), ("contracts", UPSERT_CONTRACT), ("quotes", INSER
 class Writer:
     """Owns the writing connection and the thread that uses it."""
 
-    def __init__(self, conn: sqlite3.Connection, batch_rows: int = 2000, flush_s: float = 0.2
-                 ) -> None:
+    def __init__(self, conn: sqlite3.Connection, batch_rows: int = 2000, flush_s: float = 0.2,
+                 max_rows: int = 1_000_000, retry_max_s: float = 5.0) -> None:
         self.conn = conn
         self.batch_rows = max(1, batch_rows)
         self.flush_s = flush_s
+        self.max_rows = max(1, max_rows)
+        self.retry_max_s = max(flush_s, retry_max_s)
+        self.fault: str | None = None     # why the last write failed, until one succeeds
+        self._n = 0                       # rows queued or in flight, not committed yet
+        self._stopped = threading.Event()
         # Loop side appends under a short lock; the writer swaps the lists out whole.
         self._lock = threading.Lock()
         self._buf: dict[str, list[tuple[Any, ...]]] = {k: [] for k, _ in _KINDS}
         self._barriers: list[concurrent.futures.Future[None]] = []
         self._wake = threading.Event()
         self._stop = False
-        self.counters = {"rows_written": 0, "commits": 0, "write_errors": 0, "rows_rejected": 0}
+        self.counters = {"rows_written": 0, "commits": 0, "write_errors": 0, "rows_rejected": 0,
+                         "rows_refused": 0}
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
 
@@ -80,22 +91,34 @@ class Writer:
 
     # ------------------------------------------------------------------ loop side (cheap)
 
-    def add(self, kind: str, row: tuple[Any, ...]) -> None:
+    def add(self, kind: str, row: tuple[Any, ...]) -> bool:
+        """Queue one row; False (refused, counted) when the queue is full."""
         with self._lock:
+            if self._n >= self.max_rows:
+                self.counters["rows_refused"] += 1
+                return False
+            self._n += 1
             buf = self._buf[kind]
             buf.append(row)
             n = len(buf)
         if n == self.batch_rows:
             self._wake.set()
+        return True
 
-    def add_many(self, kind: str, rows: list[tuple[Any, ...]]) -> None:
+    def add_many(self, kind: str, rows: list[tuple[Any, ...]]) -> bool:
+        """Queue rows all together, or refuse them all (False) when they do not fit."""
         with self._lock:
+            if self._n and self._n + len(rows) > self.max_rows:
+                self.counters["rows_refused"] += len(rows)
+                return False
+            self._n += len(rows)
             buf = self._buf[kind]
             before = len(buf)
             buf.extend(rows)
             n = len(buf)
         if before < self.batch_rows <= n:
             self._wake.set()
+        return True
 
     def barrier(self) -> "concurrent.futures.Future[None]":
         """A future done once everything queued so far is committed."""
@@ -106,12 +129,13 @@ class Writer:
         return fut
 
     def pending(self) -> int:
-        with self._lock:
-            return sum(len(b) for b in self._buf.values())
+        """Rows accepted and not committed yet."""
+        return self._n
 
     # ------------------------------------------------------------------ writer thread
 
     def _run(self) -> None:
+        backoff = self.flush_s
         while True:
             self._wake.wait(self.flush_s)
             self._wake.clear()
@@ -121,9 +145,20 @@ class Writer:
             except Exception as exc:  # keep the thread alive: the rows stay queued, retry
                 self.counters["write_errors"] += 1
                 self.error = exc
-                log.exception("write failed; retrying")
-                time.sleep(0.2)
+                if self.fault is None:
+                    log.error("write failed, %d rows kept; retrying with back-off: %s",
+                              self._n, exc)
+                self.fault = f"{type(exc).__name__}: {exc}"
+                if stopping:
+                    return
+                self._stopped.wait(backoff)    # close() cuts the wait short
+                backoff = min(backoff * 2, self.retry_max_s)
                 continue
+            if self.fault is not None:
+                log.warning("writes succeed again after %d failures",
+                            self.counters["write_errors"])
+                self.fault = None
+            backoff = self.flush_s
             if stopping:
                 return
 
@@ -178,6 +213,8 @@ class Writer:
                 conn.execute("ROLLBACK")
             raise
         self.counters["commits"] += 1
+        with self._lock:
+            self._n -= sum(len(r) for _, r in batches)
         self.counters["rows_rejected"] += rejected
         self.counters["rows_written"] += sum(len(r) for _, r in batches) - rejected
 
@@ -185,8 +222,9 @@ class Writer:
         """Write what is queued and stop the thread; False if it did not finish in time."""
         self._stop = True
         self._wake.set()
+        self._stopped.set()
         self._thread.join(timeout)
-        done = not self._thread.is_alive()
+        done = not self._thread.is_alive() and self._n == 0
         if done:
             try:
                 self.conn.close()
