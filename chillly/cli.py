@@ -41,6 +41,11 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
                   "feeds.subscriptions:cli_subscribe"),
     "unsubscribe": ("unsubscribe a contract", "feeds.subscriptions:add_contract_argument",
                     "feeds.subscriptions:cli_unsubscribe"),
+    "strategy-host": ("run one strategy instance of strategies.toml in its sandboxed host",
+                      "strategy_host.launcher:add_arguments", "strategy_host.launcher:cli"),
+    "strategies": ("list strategy instances (state, lag, position, day P&L); `sync` writes "
+                   "their supervisord programs", "strategy_host.supervisor:add_arguments",
+                   "strategy_host.supervisor:cli"),
     "backfill": ("fetch history from the venue onto the bus (hist.<tf>.<contract>.)",
                  "feeds.bars:add_backfill_arguments", "feeds.bars:cli_backfill"),
     # the order gateway and the trading tools (docs/gateway.md)

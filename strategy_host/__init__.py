@@ -1,0 +1,1 @@
+"""Strategy hosts: the strategy API, strategies.toml, one sandboxed process per instance."""

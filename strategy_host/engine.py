@@ -1,0 +1,336 @@
+"""The host's core: one strategy instance, its view of the market and of its own orders.
+
+No I/O here: the host process feeds it typed bus messages and command replies, and gets its
+outgoing commands through `send`, so unit tests drive it with a ManualClock. It implements the
+`Context` the strategy's helpers call (strategy_host/api.py).
+
+Every hook goes through `call`: it is timed, guarded by the watchdog, and an exception is
+logged with its traceback and counted; `max_errors` in a row is fatal (`HostFatal`), as is a
+MemoryError (the address-space limit was hit: nothing after it can be trusted).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from chillly.clock import Clock
+from chillly.messages import Bar, FillEvent, OrderEvent, PositionEvent, Quote, Trade
+from strategy_host.api import TERMINAL, Position, Strategy
+from strategy_host.config import Instance
+
+# Venue order types (projectx-api §4) for the pending orders the engine shows before the reply.
+_ORDER_TYPE = {"limit": 1, "market": 2, "stop": 4}
+
+Send = Callable[[str, dict[str, Any]], None]
+
+
+class HostFatal(Exception):
+    """The host must exit 1 (supervisord restarts it with back-off)."""
+
+
+class Watch:
+    """Watchdog interface: `arm` before a hook, `disarm` after (strategy_host/watchdog.py)."""
+
+    def arm(self, hook: str) -> None:
+        pass
+
+    def disarm(self) -> None:
+        pass
+
+
+class Engine:
+    def __init__(self, inst: Instance, strategy_cls: type[Strategy], config: BaseModel,
+                 clock: Clock, send: Send, *, log: logging.Logger | None = None,
+                 max_errors: int = 5, watch: Watch | None = None,
+                 on_schedule: Callable[[str, float, bool], None] | None = None,
+                 on_unschedule: Callable[[str], None] | None = None) -> None:
+        self.name = inst.name
+        self.inst = inst
+        self.contracts: list[str] = list(inst.contracts)   # ids once the host resolved them
+        self.timeframes: list[str] = list(inst.timeframes)
+        self.clock = clock
+        self.send = send
+        self.log = log or logging.getLogger(f"strategy.{inst.name}")
+        self.max_errors = max_errors
+        self.watch = watch or Watch()
+        self._on_schedule = on_schedule
+        self._on_unschedule = on_unschedule
+        self.keep = max(inst.warmup, 500)
+        self._bars: dict[tuple[str, str], deque[Bar]] = {}
+        self.positions: dict[str, Position] = {}
+        self.orders: dict[str, OrderEvent] = {}
+        self.ticks: dict[str, float] = {}
+        self.timers: dict[str, tuple[float, bool]] = {}
+        self.account = 0
+        self.next_n = 1
+        self.errors_in_row = 0
+        self.busy: str | None = None
+        self.busy_since = 0.0
+        self.durations: deque[float] = deque(maxlen=2000)   # seconds per hook call
+        self.counters: dict[str, Any] = {
+            "bars": 0, "quotes": 0, "trades": 0, "orders_sent": 0, "order_rejects": 0,
+            "order_events": 0, "fills": 0, "hook_errors": 0, "hook_calls": 0,
+        }
+        self.strategy = strategy_cls(self, config)
+
+    # ---------------------------------------------------------------- hooks
+
+    def overrides(self, hook: str) -> bool:
+        """Whether the strategy's class implements `hook` (the host subscribes accordingly)."""
+        return getattr(type(self.strategy), hook) is not getattr(Strategy, hook)
+
+    def call(self, hook: str, *args: Any) -> Any:
+        fn = getattr(self.strategy, hook)
+        self.busy, self.busy_since = hook, time.monotonic()
+        self.watch.arm(hook)
+        try:
+            result = fn(*args)
+        except MemoryError:
+            self.log.critical("%s: out of memory (STRATEGY_MEMORY_MB): exiting", hook)
+            raise HostFatal("out of memory") from None
+        except Exception:
+            self.counters["hook_errors"] += 1
+            self.errors_in_row += 1
+            self.log.exception("%s raised (%d in a row)", hook, self.errors_in_row)
+            if self.errors_in_row >= self.max_errors:
+                raise HostFatal(f"{self.errors_in_row} hook errors in a row") from None
+            return None
+        finally:
+            self.watch.disarm()
+            self.durations.append(time.monotonic() - self.busy_since)
+            self.busy = None
+            self.counters["hook_calls"] += 1
+        self.errors_in_row = 0
+        return result
+
+    # ---------------------------------------------------------------- market data in
+
+    def warm(self, contract: str, tf: str, rows: list[list[Any]]) -> int:
+        """Final bars from a series `window` ([t,o,h,l,c,volume,final] rows), no hook called."""
+        n = 0
+        for r in rows:
+            if r[6]:
+                n += self._append(Bar(contract=contract, tf=tf, t=r[0], o=r[1], h=r[2], l=r[3],
+                                      c=r[4], volume=r[5], final=True, origin="agg"))
+        return n
+
+    def _append(self, bar: Bar) -> int:
+        key = (bar.contract, bar.tf)
+        series = self._bars.get(key)
+        if series is None:
+            series = self._bars[key] = deque(maxlen=self.keep)
+        if series and bar.t <= series[-1].t:
+            if bar.t == series[-1].t:
+                series[-1] = bar     # a corrected final replaces; no second on_bar
+            return 0
+        series.append(bar)
+        return 1
+
+    def on_bar(self, bar: Bar) -> None:
+        if not bar.final or bar.origin == "trades":
+            return
+        if self._append(bar):
+            self.counters["bars"] += 1
+            self.call("on_bar", bar)
+
+    def on_quote(self, quote: Quote) -> None:
+        self.counters["quotes"] += 1
+        self.call("on_quote", quote)
+
+    def on_trade(self, trade: Trade) -> None:
+        self.counters["trades"] += 1
+        self.call("on_trade", trade)
+
+    # ---------------------------------------------------------------- trading events in
+
+    @staticmethod
+    def key(order: OrderEvent) -> str:
+        return order.client_id or f"#{order.order_id}"
+
+    def on_order(self, order: OrderEvent) -> None:
+        self.counters["order_events"] += 1
+        self._track(order)
+        self.call("on_order", order)
+
+    def _track(self, order: OrderEvent) -> None:
+        key = self.key(order)
+        if order.state in TERMINAL:
+            self.orders.pop(key, None)
+        else:
+            self.orders[key] = order
+
+    def on_fill(self, fill: FillEvent) -> None:
+        self.counters["fills"] += 1
+        self.call("on_fill", fill)
+
+    def on_position(self, event: PositionEvent) -> None:
+        pos = self._position(event)
+        self.positions[pos.contract] = pos
+        self.call("on_position", pos)
+
+    @staticmethod
+    def _position(e: PositionEvent) -> Position:
+        sign = 1 if e.side == 1 else -1 if e.side == 2 else 0
+        return Position(contract=e.contract, size=sign * e.size, avg_price=e.avg_price,
+                        realized_pnl=e.realized_pnl, open_pnl=e.open_pnl)
+
+    def sync(self, orders: list[dict[str, Any]], positions: list[dict[str, Any]]) -> None:
+        """The gateway's view of our open orders and positions at start (no hooks)."""
+        self.orders = {k: v for k, v in self.orders.items() if v.state == "pending"}
+        for o in orders:
+            order = OrderEvent(**{k: o[k] for k in OrderEvent._fields if k in o})
+            self._track(order)
+        for p in positions:
+            pos = self._position(PositionEvent(**{k: p[k] for k in PositionEvent._fields
+                                                  if k in p}))
+            self.positions[pos.contract] = pos
+
+    def on_reply(self, command: str, args: dict[str, Any], ok: bool, result: Any,
+                 error: str | None) -> None:
+        """The gateway's answer to one of our commands (None result: no answer at all)."""
+        if command != "submit":
+            if not ok or (isinstance(result, dict) and result.get("status") not in
+                          (None, "accepted", "ok", "cancelled", "done")):
+                self.log.warning("%s %s: %s", command, args, error or result)
+            return
+        cid = args["client_id"]
+        status = result.get("status") if isinstance(result, dict) else None
+        current = self.orders.get(cid)
+        if ok and status == "accepted":
+            if current is not None and current.state == "pending":
+                self.orders[cid] = _replace(current, state="accepted",
+                                            order_id=int(result.get("order_id") or 0))
+            return
+        if ok and status in ("unknown", "not_ready") or result is None:
+            # unknown: the gateway is reconciling it; no answer: it may or may not exist.
+            # Either way it stays listed until an order event or the next sync settles it.
+            self.log.warning("submit %s: %s", cid, error or result or "no reply")
+            if status == "not_ready":
+                self._reject(cid, current, "gateway not ready")
+            return
+        reason = (result.get("message") or result.get("rule")) if isinstance(result, dict) \
+            else error
+        self._reject(cid, current, str(reason or error or "rejected"))
+
+    def _reject(self, cid: str, current: OrderEvent | None, reason: str) -> None:
+        self.counters["order_rejects"] += 1
+        self.orders.pop(cid, None)
+        if current is not None:
+            self.call("on_order", _replace(current, state="rejected", reason=reason))
+
+    # ---------------------------------------------------------------- Context for strategies
+
+    def now_ms(self) -> int:
+        return self.clock.now_ms()
+
+    def bars(self, tf: str, n: int, contract: str) -> list[Bar]:
+        series = self._bars.get((contract, tf))
+        if not series:
+            return []
+        return list(series)[-n:] if n < len(series) else list(series)
+
+    def position(self, contract: str) -> Position:
+        return self.positions.get(contract) or Position(contract=contract)
+
+    def open_orders(self, contract: str | None) -> list[OrderEvent]:
+        return [o for o in self.orders.values() if contract is None or o.contract == contract]
+
+    def submit(self, side: str, size: int, contract: str, limit: float | None,
+               stop: float | None, sl: int | None, tp: int | None) -> str:
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+            raise ValueError(f"size must be a positive int, got {size!r}")
+        if limit is not None and stop is not None:
+            raise ValueError("give limit= or stop=, not both")
+        for what, ticks in (("sl", sl), ("tp", tp)):
+            if ticks is not None and (not isinstance(ticks, int) or ticks <= 0):
+                raise ValueError(f"{what} is a positive number of ticks, got {ticks!r}")
+        kind = "limit" if limit is not None else "stop" if stop is not None else "market"
+        cid = f"{self.name}-{self.next_n}"
+        self.next_n += 1
+        args: dict[str, Any] = {"client_id": cid, "contract": contract, "side": side,
+                                "size": size, "type": kind}
+        if limit is not None:
+            args["limit_price"] = float(limit)
+        if stop is not None:
+            args["stop_price"] = float(stop)
+        if sl is not None:
+            args["sl_ticks"] = sl
+        if tp is not None:
+            args["tp_ticks"] = tp
+        self.orders[cid] = OrderEvent(
+            account=self.account, order_id=0, contract=contract, status=0,
+            side=0 if side == "buy" else 1, size=size, order_type=_ORDER_TYPE[kind],
+            owner=self.name, state="pending", limit_price=args.get("limit_price"),
+            stop_price=args.get("stop_price"), client_id=cid)
+        self.counters["orders_sent"] += 1
+        self.send("submit", args)
+        return cid
+
+    def cancel(self, client_id: str) -> None:
+        if client_id.startswith("#"):
+            self.send("cancel", {"order_id": int(client_id[1:])})
+        else:
+            self.send("cancel", {"client_id": client_id})
+
+    def flatten(self, contract: str | None) -> None:
+        args: dict[str, Any] = {"owner": self.name}
+        args.update({"contract": contract} if contract else {"all": True})
+        self.send("flatten", args)
+
+    def schedule(self, name: str, seconds: float, repeat: bool) -> None:
+        if seconds <= 0:
+            raise ValueError("a timer needs a positive number of seconds")
+        self.timers[name] = (seconds, repeat)
+        if self._on_schedule is not None:
+            self._on_schedule(name, seconds, repeat)
+
+    def unschedule(self, name: str) -> None:
+        self.timers.pop(name, None)
+        if self._on_unschedule is not None:
+            self._on_unschedule(name)
+
+    def fire_timer(self, name: str) -> None:
+        spec = self.timers.get(name)
+        if spec is None:
+            return
+        if not spec[1]:
+            self.timers.pop(name, None)
+        self.call("on_timer", name)
+
+    def tick_size(self, contract: str) -> float | None:
+        return self.ticks.get(contract)
+
+    # ---------------------------------------------------------------- state and figures
+
+    def save(self) -> dict[str, Any]:
+        state = self.call("on_save")
+        return {"next_n": self.next_n, "strategy": state if isinstance(state, dict) else {}}
+
+    def load(self, saved: dict[str, Any]) -> None:
+        self.next_n = max(self.next_n, int(saved.get("next_n", 1)))
+        if saved.get("strategy"):
+            self.call("on_load", dict(saved["strategy"]))
+
+    def net_position(self) -> int:
+        return sum(p.size for p in self.positions.values())
+
+    def day_pnl(self) -> float:
+        return round(sum(p.realized_pnl + p.open_pnl for p in self.positions.values()), 2)
+
+    def hook_p99_us(self) -> int:
+        if not self.durations:
+            return 0
+        d = sorted(self.durations)
+        return int(d[min(len(d) - 1, int(len(d) * 0.99))] * 1e6)
+
+
+def _replace(order: OrderEvent, **changes: Any) -> OrderEvent:
+    fields = {k: getattr(order, k) for k in OrderEvent._fields}
+    fields.update(changes)
+    return OrderEvent(**fields)

@@ -1,0 +1,1 @@
+"""Example strategies (docs/strategies.md); strategies.toml ships with one enabled on the sim."""

@@ -1,0 +1,380 @@
+"""The host process of one strategy instance (`chillly strategy-host NAME`, program
+`strategy-NAME`): wires the engine to the bus.
+
+Start, in this order (ARCHITECTURE.md §9): resolve the contracts and subscribe (buffering),
+load the saved state (`on_load`), warm the bars up from the series cache, ask the gateway for
+our open orders and position, `on_start`, then replay what arrived meanwhile and go live.
+It subscribes only to its own topics: its contracts' bars of its timeframes, quotes and trades
+only if the class has those hooks, contract metadata, and its own order/fill/position events.
+Commands go out one at a time in the order the strategy made them (a cancel never overtakes
+the submit it cancels); the client-id counter is saved before each submit leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from typing import Any, ClassVar
+
+import zmq
+
+from chillly import topics
+from chillly.bus import BusNotReady, RequestTimeout
+from chillly.codec import Envelope, encode_payload
+from chillly.errors import StartupError
+from chillly.messages import Alarm, Bar, ContractInfo, FillEvent, OrderEvent, PositionEvent
+from chillly.messages import Heartbeat, Quote, Trade
+from chillly.process import Service
+from chillly.security import curve_from_settings, secure_client
+from pydantic import BaseModel
+from strategy_host.api import TERMINAL, Strategy
+from strategy_host.config import Instance
+from strategy_host.engine import Engine, HostFatal
+from strategy_host.settings import HostSettings
+from strategy_host.state import StateFile
+from strategy_host.watchdog import Watchdog
+
+log = logging.getLogger("host")
+
+
+class AlarmPublisher:
+    """The watchdog's own PUB socket: it must speak while the event loop is stuck. It is the
+    only publisher of this host's `alarm.` topic, so that topic's seq stays one sequence."""
+
+    def __init__(self, settings: HostSettings, name: str, clock: Any) -> None:
+        self.name, self.clock = name, clock
+        self.ctx = zmq.Context(1)
+        self.sock = self.ctx.socket(zmq.PUB)
+        self.sock.setsockopt(zmq.LINGER, 200)
+        secure_client(self.sock, curve_from_settings(settings))
+        self.sock.connect(settings.bus_publish_addr)
+        self.seq = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, active: bool, text: str, code: str = "hook_budget") -> None:
+        with self.lock:
+            self.seq += 1
+            msg = Alarm(name=self.name, code=code, active=active, text=text)
+            payload = encode_payload(msg.body(), self.name, self.seq, self.clock.now_ms())
+            self.sock.send_multipart((topics.alarm(self.name).encode(), payload), zmq.NOBLOCK)
+
+    def close(self) -> None:
+        self.sock.close(linger=200)
+        self.ctx.term()
+
+
+class Host(Service):
+    name = "strategy-host"
+    settings_cls = HostSettings
+    settings: HostSettings
+    # Set by strategy_host.child before the lifecycle starts (after the sandbox is up).
+    inst: ClassVar[Instance]
+    strategy_cls: ClassVar[type[Strategy]]
+    config: ClassVar[BaseModel]
+    statm_fd: ClassVar[int | None] = None
+    sandbox_line: ClassVar[str] = ""
+
+    @property
+    def process_name(self) -> str:
+        return self.settings.process_name
+
+    async def on_start(self) -> None:
+        s = self.settings
+        self.live = False
+        self.fatal: str | None = None
+        self.buffer: list[tuple[Any, Any]] = []
+        self.outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self.timer_tasks: dict[str, asyncio.Task[None]] = {}
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.lag_ms = 0
+        self.lag_max_ms = 0
+        self.save_now = asyncio.Event()
+        self.first_live_ms: int | None = None
+        self.alarm = AlarmPublisher(s, self.process_name, self.clock)
+        self.watchdog = Watchdog(s.strategy_hook_budget_ms, s.strategy_hook_kill_s, self.alarm)
+        self.watchdog.start()
+        self.tasks.append(asyncio.get_running_loop().create_task(self.watchdog.keepalive()))
+        self.engine = Engine(self.inst, self.strategy_cls, self.config, self.clock, self._send,
+                             log=logging.getLogger(f"strategy.{self.inst.name}"),
+                             max_errors=s.strategy_max_errors, watch=self.watchdog,
+                             on_schedule=self._schedule, on_unschedule=self._unschedule)
+        self.store = StateFile(s.state_dir)
+        try:
+            await self.bus.ready(timeout=15)
+        except BusNotReady as exc:
+            raise StartupError(f"no broker: {exc}") from None
+        await self._resolve_and_subscribe()
+        self._guard(self.engine.load, self.store.load())
+        await self._warm()
+        await self._sync()
+        self._guard(self.engine.call, "on_start")
+        for handler, msg in self.buffer:
+            self._guard(handler, msg)
+        self.buffer = []
+        self.live = True
+        loop = asyncio.get_running_loop()
+        self.tasks += [loop.create_task(self._sender()), loop.create_task(self._saver())]
+        log.info("live: %s on %s %s (%d bars warm)", self.inst.name,
+                 ",".join(self.engine.contracts), ",".join(self.engine.timeframes),
+                 sum(len(self.engine.bars(tf, 10**6, c)) for c in self.engine.contracts
+                     for tf in self.engine.timeframes))
+
+    # ---------------------------------------------------------------- start-up steps
+
+    async def _ask(self, service: str, command: str, args: dict[str, Any],
+                   timeout: float = 2.0, attempts: int = 3) -> tuple[bool, Any, str | None]:
+        try:
+            reply = await self.bus.request(service, command, args, timeout=timeout,
+                                           attempts=attempts)
+        except RequestTimeout:
+            return False, None, f"no reply from {service}"
+        return reply.ok, reply.result, reply.error
+
+    async def _resolve_and_subscribe(self) -> None:
+        """Contract symbols to ids (the series cache resolves them), then our subscriptions."""
+        resolved = []
+        for text in self.inst.contracts:
+            # Ask the feeds to carry it (idempotent); do not wait on a missing subscriptions.
+            asyncio.get_running_loop().create_task(
+                self._ask("subscriptions", "subscribe", {"contract": text}, 1.0, 2))
+            while True:
+                ok, result, error = await self._ask(
+                    "series", "window", {"contract": text, "tf": self.inst.timeframes[0],
+                                         "last": 1})
+                if ok:
+                    resolved.append(result["contract"])
+                    break
+                if error and "unknown contract" in error:
+                    # Not in the database yet: a fresh subscription needs a moment of history.
+                    log.info("series does not know %s yet; waiting", text)
+                else:
+                    log.warning("series window for %s: %s; retrying", text, error)
+                await asyncio.sleep(1.0)
+                if self.stopping.is_set():
+                    raise StartupError("stopped during start-up")
+        self.engine.contracts = resolved
+        bus, eng, name = self.bus, self.engine, self.inst.name
+        for c in resolved:
+            for tf in eng.timeframes:
+                bus.on(topics.bar(tf, c), self._on_bar)
+            if eng.overrides("on_quote"):
+                bus.on(topics.quote(c), self._on_quote)
+            if eng.overrides("on_trade"):
+                bus.on(topics.trade(c), self._on_trade)
+            bus.on(topics.contract_info(c), self._on_contract)
+        account = self.settings.strategy_account
+        while account is None:
+            ok, result, error = await self._ask("gateway", "account", {}, 1.0, 2)
+            if ok and isinstance(result, dict) and result.get("account_id") is not None:
+                account = int(result["account_id"])
+                break
+            log.info("waiting for the gateway to name the account (%s)", error or result)
+            await asyncio.sleep(1.0)
+            if self.stopping.is_set():
+                raise StartupError("stopped during start-up")
+        eng.account = account
+        bus.on(topics.order_event(account, name), self._on_order)
+        bus.on(topics.fill_event(account, name), self._on_fill)
+        bus.on(topics.position_event(account, name), self._on_position)
+        await bus.ready(timeout=15)   # every subscription above reached the broker
+
+    async def _warm(self) -> None:
+        if self.inst.warmup <= 0:
+            return
+        for c in self.engine.contracts:
+            for tf in self.engine.timeframes:
+                ok, result, error = await self._ask(
+                    "series", "window", {"contract": c, "tf": tf, "last": self.inst.warmup})
+                if ok:
+                    n = self.engine.warm(c, tf, result["bars"])
+                    log.info("warmed %d %s bars of %s", n, tf, c)
+                else:
+                    log.warning("no warm-up for %s %s: %s", c, tf, error)
+
+    async def _sync(self) -> None:
+        """Our open orders and positions from the gateway; the id counter past its ids."""
+        name = self.inst.name
+        ok, result, error = await self._ask("gateway", "orders",
+                                            {"owner": name, "open_only": False}, 1.0, 2)
+        ok2, result2, error2 = await self._ask("gateway", "positions", {"owner": name}, 1.0, 2)
+        if not (ok and ok2):
+            log.warning("gateway sync incomplete (%s): orders and position start empty",
+                        error or error2)
+            return
+        orders = [o for o in result.get("orders", []) if o.get("owner") == name]
+        for o in orders:
+            cid = o.get("client_id") or ""
+            head, _, n = cid.rpartition("-")
+            if head == name and n.isdigit():
+                self.engine.next_n = max(self.engine.next_n, int(n) + 1)
+        open_orders = [o for o in orders if o.get("state") not in TERMINAL]
+        positions = [p for p in result2.get("positions", []) if p.get("owner") == name]
+        self.engine.sync(open_orders, positions)
+        log.info("gateway: %d open orders, net position %d", len(open_orders),
+                 self.engine.net_position())
+
+    # ---------------------------------------------------------------- events in
+
+    def _guard(self, fn: Any, *args: Any) -> Any:
+        """Run engine work; a fatal condition stops the host with exit 1."""
+        if self.fatal is not None:
+            return None
+        try:
+            return fn(*args)
+        except HostFatal as exc:
+            self.fatal = str(exc)
+            log.error("fatal: %s", exc)
+            self.stopping.set()
+            return None
+
+    def _lag(self, env: Envelope) -> None:
+        lag = self.clock.now_ms() - env.payload["ts"]
+        self.lag_ms = lag
+        if lag > self.lag_max_ms:
+            self.lag_max_ms = lag
+        if self.first_live_ms is None and self.live:
+            self.first_live_ms = int((time.monotonic() - self.started_at) * 1000)
+
+    def _deliver(self, env: Envelope, handler: Any) -> None:
+        msg = env.message()
+        if not self.live:
+            self.buffer.append((handler, msg))
+            return
+        self._lag(env)
+        self._guard(handler, msg)
+
+    def _on_bar(self, env: Envelope) -> None:
+        self._deliver(env, self.engine.on_bar)
+
+    def _on_quote(self, env: Envelope) -> None:
+        self._deliver(env, self.engine.on_quote)
+
+    def _on_trade(self, env: Envelope) -> None:
+        self._deliver(env, self.engine.on_trade)
+
+    def _on_order(self, env: Envelope) -> None:
+        self._deliver(env, self.engine.on_order)
+
+    def _on_fill(self, env: Envelope) -> None:
+        self._deliver(env, self._fill)
+
+    def _fill(self, fill: FillEvent) -> None:
+        self.engine.on_fill(fill)
+        self.save_now.set()
+
+    def _on_position(self, env: Envelope) -> None:
+        self._deliver(env, self.engine.on_position)
+
+    def _on_contract(self, env: Envelope) -> None:
+        info = env.message()
+        if isinstance(info, ContractInfo):
+            self.engine.ticks[info.contract] = info.tick_size
+
+    # ---------------------------------------------------------------- commands out
+
+    def _send(self, command: str, args: dict[str, Any]) -> None:
+        self.outbox.put_nowait((command, args))
+
+    async def _sender(self) -> None:
+        while True:
+            command, args = await self.outbox.get()
+            if command == "submit":
+                await self._save(counter_only=True)
+            ok, result, error = await self._ask("gateway", command, args)
+            self._guard(self.engine.on_reply, command, args, ok, result, error)
+
+    # ---------------------------------------------------------------- timers
+
+    def _schedule(self, name: str, seconds: float, repeat: bool) -> None:
+        self._unschedule(name)
+
+        async def tick() -> None:
+            while True:
+                await self.clock.sleep(seconds)
+                self._guard(self.engine.fire_timer, name)
+                if not repeat:
+                    return
+
+        self.timer_tasks[name] = asyncio.get_running_loop().create_task(tick())
+
+    def _unschedule(self, name: str) -> None:
+        task = self.timer_tasks.pop(name, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    # ---------------------------------------------------------------- state
+
+    async def _save(self, counter_only: bool = False) -> None:
+        if counter_only:
+            state = {**getattr(self, "_last_state", {"strategy": {}}),
+                     "next_n": self.engine.next_n}
+        else:
+            state = self._guard(self.engine.save) or {"next_n": self.engine.next_n,
+                                                      "strategy": {}}
+            self._last_state = state
+        try:
+            await asyncio.to_thread(self.store.save, state)
+            self.counters["saves"] = self.counters.get("saves", 0) + 1
+        except OSError as exc:
+            self.counters["save_errors"] = self.counters.get("save_errors", 0) + 1
+            log.error("cannot save state: %s", exc)
+
+    async def _saver(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self.save_now.wait(), self.settings.strategy_save_interval)
+            except asyncio.TimeoutError:
+                pass
+            self.save_now.clear()
+            await self._save()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def run(self) -> None:
+        await self.stopping.wait()
+        if self.fatal is not None:
+            raise RuntimeError(self.fatal)
+
+    async def on_stop(self) -> None:
+        for task in [*self.tasks, *self.timer_tasks.values()]:
+            task.cancel()
+        engine = getattr(self, "engine", None)
+        if engine is not None and getattr(self, "live", False):
+            self._guard(engine.call, "on_stop")
+            self.fatal = None  # the state is saved even after a fatal hook error
+            await self._save()
+        if hasattr(self, "watchdog"):
+            self.watchdog.stop()
+        if hasattr(self, "alarm"):
+            self.alarm.close()
+
+    def rss_kb(self) -> int:
+        if self.statm_fd is None:
+            return 0
+        try:
+            return int(os.pread(self.statm_fd, 128, 0).split()[1]) * os.sysconf("SC_PAGESIZE") \
+                // 1024
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def heartbeat(self) -> Heartbeat:
+        hb = super().heartbeat()
+        engine = getattr(self, "engine", None)
+        if engine is None:
+            return hb
+        counters = {**hb.counters, **engine.counters,
+                    "live": int(self.live), "lag_ms": self.lag_ms, "lag_max_ms": self.lag_max_ms,
+                    "slow_hooks": self.watchdog.slow, "hook_p99_us": engine.hook_p99_us(),
+                    "rss_kb": self.rss_kb(), "position": engine.net_position(),
+                    "day_pnl": engine.day_pnl(), "open_orders": len(engine.orders),
+                    "errors_in_row": engine.errors_in_row,
+                    "first_live_ms": self.first_live_ms or 0}
+        self.lag_max_ms = 0
+        return Heartbeat(name=hb.name, pid=hb.pid, state=hb.state, uptime_ms=hb.uptime_ms,
+                         counters=counters)
+
+
+__all__ = ["Host", "Bar", "Quote", "Trade", "OrderEvent", "PositionEvent"]

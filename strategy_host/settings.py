@@ -1,0 +1,53 @@
+"""Settings of a strategy host (`STRATEGY_*`), on top of the shared ones.
+
+The launcher reads them with `.env` (it may see credentials); the sandboxed host reads them
+from the scrubbed environment only (`_env_file=None`), so the secrets in `.env` never enter it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from chillly.settings import Settings
+
+LAYER_NAMES = ("env", "rlimits", "no_new_privs", "user", "pdeathsig", "landlock", "landlock_net",
+               "seccomp")
+
+
+class HostSettings(Settings):
+    process_name: str = "strategy-host"
+    strategy_name: str = ""
+    strategies_file: Path = Path("strategies.toml")
+    strategy_memory_mb: int = Field(default=1024, ge=64)
+    strategy_max_files: int = Field(default=256, ge=16)
+    strategy_max_file_mb: int = Field(default=64, ge=1)
+    strategy_hook_budget_ms: float = Field(default=250.0, gt=0)
+    strategy_hook_kill_s: float = Field(default=5.0, gt=0)
+    strategy_max_errors: int = Field(default=5, ge=1)     # hook errors in a row before exit 1
+    strategy_save_interval: float = Field(default=30.0, gt=0)  # real seconds
+    strategy_user: str = "nobody"
+    strategy_sandbox_require: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Passed by the launcher (the TOPSTEP_* names are scrubbed from a host's environment).
+    strategy_account: int | None = None
+    strategy_venue: str = "sim"
+    strategy_parent_pid: int | None = None
+
+    @field_validator("strategy_sandbox_require", mode="before")
+    @classmethod
+    def _layers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list):
+            bad = [v for v in value if v not in LAYER_NAMES]
+            if bad:
+                raise ValueError(f"unknown layer {bad[0]!r}: expected any of "
+                                 + ", ".join(LAYER_NAMES))
+        return value
+
+    @property
+    def state_dir(self) -> Path:
+        return self.run_dir.resolve() / "strategies" / self.strategy_name
