@@ -13,6 +13,7 @@ the submit it cancels); the client-id counter is saved before each submit leaves
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import threading
@@ -41,8 +42,9 @@ log = logging.getLogger("host")
 
 
 class AlarmPublisher:
-    """The watchdog's own PUB socket: it must speak while the event loop is stuck. It is the
-    only publisher of this host's `alarm.` topic, so that topic's seq stays one sequence."""
+    """The watchdog's own PUB socket: it must speak while the event loop is stuck. It publishes
+    as `strategy-NAME.watchdog` (`name` in the alarm is the host's), so its seq on the alarm
+    topic is a sequence of its own beside the event loop's."""
 
     def __init__(self, settings: HostSettings, name: str, clock: Any) -> None:
         self.name, self.clock = name, clock
@@ -58,7 +60,8 @@ class AlarmPublisher:
         with self.lock:
             self.seq += 1
             msg = Alarm(name=self.name, code=code, active=active, text=text)
-            payload = encode_payload(msg.body(), self.name, self.seq, self.clock.now_ms())
+            payload = encode_payload(msg.body(), f"{self.name}.watchdog", self.seq,
+                                     self.clock.now_ms())
             self.sock.send_multipart((topics.alarm(self.name).encode(), payload), zmq.NOBLOCK)
 
     def close(self) -> None:
@@ -93,8 +96,9 @@ class Host(Service):
         self.lag_max_ms = 0
         self.save_now = asyncio.Event()
         self.first_live_ms: int | None = None
-        self.alarm = AlarmPublisher(s, self.process_name, self.clock)
-        self.watchdog = Watchdog(s.strategy_hook_budget_ms, s.strategy_hook_kill_s, self.alarm)
+        self.watch_alarm = AlarmPublisher(s, self.process_name, self.clock)
+        self.watchdog = Watchdog(s.strategy_hook_budget_ms, s.strategy_hook_kill_s,
+                                 self.watch_alarm)
         self.watchdog.start()
         self.tasks.append(asyncio.get_running_loop().create_task(self.watchdog.keepalive()))
         self.engine = Engine(self.inst, self.strategy_cls, self.config, self.clock, self._send,
@@ -348,8 +352,8 @@ class Host(Service):
             await self._save()
         if hasattr(self, "watchdog"):
             self.watchdog.stop()
-        if hasattr(self, "alarm"):
-            self.alarm.close()
+        if hasattr(self, "watch_alarm"):
+            self.watch_alarm.close()
 
     def rss_kb(self) -> int:
         if self.statm_fd is None:
@@ -373,8 +377,7 @@ class Host(Service):
                     "errors_in_row": engine.errors_in_row,
                     "first_live_ms": self.first_live_ms or 0}
         self.lag_max_ms = 0
-        return Heartbeat(name=hb.name, pid=hb.pid, state=hb.state, uptime_ms=hb.uptime_ms,
-                         counters=counters)
+        return dataclasses.replace(hb, counters=counters)
 
 
 __all__ = ["Host", "Bar", "Quote", "Trade", "OrderEvent", "PositionEvent"]

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from chillly.settings import load_settings
-from chillly.status import collect
+from chillly.bus import Bus
+from chillly import topics
 from strategy_host.config import Instance, LoadError, allowed, read_file
 from strategy_host.settings import HostSettings
 
@@ -138,10 +139,27 @@ def _states(conf: str) -> dict[str, str]:
     return out
 
 
+async def heartbeats(settings: HostSettings, wait: float) -> dict[str, dict[str, Any]]:
+    """The last heartbeat of every strategy host heard within `wait` seconds."""
+    bus = Bus.from_settings(settings, "cli-strategies")
+    seen: dict[str, dict[str, Any]] = {}
+    bus.on(topics.heartbeat(PREFIX).removesuffix("."),
+           lambda env: seen.__setitem__(env.payload["name"], env.payload))
+    try:
+        try:
+            await bus.ready(timeout=min(5.0, max(wait, 1.0)))
+        except Exception:
+            return seen
+        await asyncio.sleep(wait or settings.heartbeat_interval * 1.5)
+    finally:
+        await bus.close()
+    return seen
+
+
 def listing(settings: HostSettings, conf: str, wait: float = 0.0) -> list[dict[str, Any]]:
     instances, verdicts = plan(settings)
     states = _states(conf)
-    beats = asyncio.run(collect(wait))
+    beats = asyncio.run(heartbeats(settings, wait))
     rows = []
     for name, inst in instances.items():
         program = PREFIX + name

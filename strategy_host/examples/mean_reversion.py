@@ -31,7 +31,7 @@ class MeanReversion(Strategy):
             return
         mid = (q.bid + q.ask) / 2
         self.mids.append(mid)
-        if len(self.mids) < self.mids.maxlen or self.open_orders():
+        if len(self.mids) < self.config.window or self.open_orders():
             return
         p, mean = self.config, sum(self.mids) / len(self.mids)
         tick, pos = self.tick_size() or p.tick, self.position().size

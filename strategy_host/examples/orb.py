@@ -21,7 +21,8 @@ class Params(Config):
 
 class OpeningRange(Strategy):
     Config = Params
-    day, placed, seen = "", False, []     # reset by the first bar of every session
+    day, placed = "", False               # reset by the first bar of every session
+    seen: list[tuple[float, float]] = []
 
 
     def on_bar(self, bar: Bar) -> None:

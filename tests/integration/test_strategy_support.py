@@ -1,0 +1,92 @@
+"""Helpers for the strategy host tests: the whole system on this test's ports, heartbeats.
+
+Market time starts on a Tuesday evening (CME session open, far from the 15:10 CT flat-by time
+and the 16:00 CT halt), so at 60x an accelerated run trades for minutes of real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from chillly.bus import Bus
+from chillly.clock import ms_to_iso
+from chillly.codec import Envelope
+from chillly import topics
+from sim.testing import wait_ready
+from tests.support import Procs, aeventually
+
+SPEED = 60
+MARKET_START = int(datetime(2026, 1, 13, 23, 30, tzinfo=timezone.utc).timestamp() * 1000)
+
+
+def anchor_for(market_ms: int, speed: float) -> str:
+    """CLOCK_ANCHOR that makes market time equal `market_ms` now (market = a + (real - a) * s)."""
+    real = time.time() * 1000
+    return ms_to_iso(int((speed * real - market_ms) / (speed - 1)))
+
+
+def system_env(tmp: Path, toml: str, speed: float = SPEED, **extra: str) -> dict[str, str]:
+    (tmp / "strategies.toml").write_text(toml)
+    return {"CLOCK_SPEED": str(speed), "CLOCK_ANCHOR": anchor_for(MARKET_START, speed),
+            "DEFAULT_CONTRACTS": "ES,NQ", "SIM_ALWAYS_OPEN": "1", "SIM_HISTORY_DAYS": "1",
+            "FEED_INITIAL_LOOKBACK_MIN": "120", "STRATEGIES_FILE": str(tmp / "strategies.toml"),
+            "GATEWAY_DATABASE_PATH": str(tmp / "orders.db"), **extra}
+
+
+def start_system(procs: Procs, bus_env: dict[str, str], env: dict[str, str],
+                 gateway: bool = True) -> dict[str, Any]:
+    """broker, sim, feeds, aggregator, store, series (and the gateway): by name."""
+    started = {"broker": procs.spawn(["-m", "broker"], name="broker", env=env)}
+    started["sim"] = procs.chillly("sim", env=env)
+    wait_ready(f"http://127.0.0.1:{bus_env['SIM_PORT']}")
+    for name in ("store", "series", "aggregator", "feed-bars", "feed-market"):
+        started[name] = procs.chillly(name, env=env)
+    started["subscriptions"] = procs.chillly("subscriptions", "serve", env=env)
+    if gateway:
+        started["gateway"] = procs.chillly("gateway", env=env)
+    return started
+
+
+class Watcher:
+    """A bus client in the test: heartbeats by process, and any other topics asked for."""
+
+    def __init__(self, bus_env: dict[str, str]) -> None:
+        self.bus = Bus(bus_env["BUS_PUBLISH_ADDR"], bus_env["BUS_SUBSCRIBE_ADDR"], "test")
+        self.beats: dict[str, dict[str, Any]] = {}
+        self.pids: dict[str, set[int]] = {}
+        self.bus.on(topics.HEARTBEATS, self._hb)
+
+    def _hb(self, env: Envelope) -> None:
+        p = env.payload
+        self.beats[p["name"]] = p
+        self.pids.setdefault(p["name"], set()).add(p["pid"])
+
+    async def start(self) -> None:
+        await self.bus.ready(timeout=30)
+
+    def counter(self, name: str, key: str) -> Any:
+        return self.beats.get(name, {}).get("counters", {}).get(key)
+
+    def live(self, name: str) -> bool:
+        b = self.beats.get(name)
+        return bool(b and b["state"] == "RUNNING" and b["counters"].get("live"))
+
+    async def wait_live(self, *names: str, timeout: float = 90) -> None:
+        await aeventually(lambda: all(self.live(n) for n in names), timeout, interval=0.1,
+                          what=f"{names} live")
+
+    async def ask(self, service: str, name: str, args: dict[str, Any]) -> Any:
+        reply = await self.bus.request(service, name, args, timeout=3, attempts=3)
+        assert reply.ok, reply.error
+        return reply.result
+
+    async def close(self) -> None:
+        await self.bus.close()
+
+
+async def sleep_market(seconds: float, speed: float = SPEED) -> None:
+    await asyncio.sleep(seconds / speed)

@@ -1,0 +1,83 @@
+"""Each shipped example trades on the sim at 60x through the real gateway and stays within its
+limits: the gateway's own positions and the sim's orders are the judges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.integration.test_strategy_support import Watcher, start_system, system_env
+from tests.support import Procs, aeventually
+
+TOML = """
+[strategies.ema]
+class = "strategy_host.examples.ema_cross:EmaCross"
+contracts = ["ES"]
+timeframes = ["1m"]
+[strategies.ema.params]
+fast = 2
+slow = 4
+sl_ticks = 4
+tp_ticks = 4
+[strategies.ema.limits]
+max_lots = 1
+
+[strategies.orb]
+class = "strategy_host.examples.orb:OpeningRange"
+contracts = ["NQ"]
+timeframes = ["1m"]
+[strategies.orb.params]
+range_bars = 2
+sl_ticks = 4
+tp_ticks = 4
+[strategies.orb.limits]
+max_lots = 1
+
+[strategies.mr]
+class = "strategy_host.examples.mean_reversion:MeanReversion"
+contracts = ["ES"]
+[strategies.mr.params]
+window = 5
+band = 1
+stale_s = 20
+[strategies.mr.limits]
+max_lots = 1
+"""
+
+NAMES = ("ema", "orb", "mr")
+
+
+async def test_examples_trade_on_the_sim_within_limits(procs: Procs, bus_env: dict[str, str],
+                                                       tmp_path: Path) -> None:
+    env = system_env(tmp_path, TOML)
+    start_system(procs, bus_env, env)
+    for n in NAMES:
+        procs.chillly("strategy-host", n, name=f"strategy-{n}", env=env)
+    w = Watcher(bus_env)
+    await w.start()
+    try:
+        await w.wait_live(*(f"strategy-{n}" for n in NAMES), timeout=120)
+        max_seen: dict[str, int] = {n: 0 for n in NAMES}
+
+        async def filled() -> bool:
+            for n in NAMES:
+                pos = await w.ask("gateway", "positions", {"owner": n})
+                for p in pos["positions"]:
+                    max_seen[n] = max(max_seen[n], abs(p["size"]))
+            return all((w.counter(f"strategy-{n}", "fills") or 0) >= 1 for n in NAMES)
+
+        await aeventually(filled, 150, interval=0.5, what="a fill for every example")
+        orders = await w.ask("gateway", "orders", {"open_only": False})
+        for n in NAMES:
+            mine = [o for o in orders["orders"] if o["owner"] == n]
+            assert mine and all(o["client_id"].startswith(f"{n}-") for o in mine
+                                if o.get("client_id") and o.get("parent_id") is None)
+            assert max_seen[n] <= 1, (n, max_seen[n])
+            assert (w.counter(f"strategy-{n}", "hook_errors") or 0) == 0
+        ema = [o for o in orders["orders"] if o["owner"] == "ema"]
+        assert any(o.get("parent_id") for o in ema), "the EMA entries carry brackets"
+        orb = [o for o in orders["orders"] if o["owner"] == "orb" and o["order_type"] == 4]
+        assert orb, "the breakout uses stop orders"
+        mr = [o for o in orders["orders"] if o["owner"] == "mr" and o["order_type"] == 1]
+        assert mr, "the mean reversion uses limit orders"
+    finally:
+        await w.close()
