@@ -7,6 +7,10 @@ seconds (they model the network and the operator, not the market).
 Settable fields (JSON keys of POST /admin/faults; null resets an optional one):
 - rest_fail_rate: fraction 0..1 of API requests answered HTTP 500 (before any work is done);
 - rest_delay_ms: delay added before every API response;
+- rest_fail_after_rate: fraction 0..1 of API requests that are carried out and then answered
+  HTTP 500 (the work is done, the answer lost: a placed order whose reply never arrives);
+- rest_fault_paths: API paths (e.g. ["/api/Order/place"]) the three faults above apply to;
+  null or empty = every path;
 - force_429: every rate-limited API request gets 429 (Retry-After = force_429_retry_after_s);
 - drop_hubs_every_s: drop every hub connection every N seconds (0 = never);
 - drop_mode: "abrupt" (TCP closed, no close frame) or "close" (SignalR close message with an
@@ -34,6 +38,8 @@ class FaultError(ValueError):
 class Faults:
     rest_fail_rate: float = 0.0
     rest_delay_ms: int = 0
+    rest_fail_after_rate: float = 0.0
+    rest_fault_paths: list[str] | None = None
     force_429: bool = False
     force_429_retry_after_s: int = 1
     drop_hubs_every_s: float = 0.0
@@ -85,11 +91,24 @@ class Faults:
             return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise FaultError(f"{key}: expected a number >= 0")
-        if key == "rest_fail_rate" and value > 1:
-            raise FaultError("rest_fail_rate: expected a fraction between 0 and 1")
+        if key == "rest_fault_paths":
+            if value is None:
+                return None
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise FaultError("rest_fault_paths: expected a list of API paths or null")
+            return [v.lower().rstrip("/") for v in value]
+        if key in ("rest_fail_rate", "rest_fail_after_rate") and value > 1:
+            raise FaultError(f"{key}: expected a fraction between 0 and 1")
         if key in ("rest_delay_ms", "force_429_retry_after_s"):
             return int(value)
         return float(value)
 
+    def applies(self, path: str) -> bool:
+        """Whether the REST faults apply to `path` (lower case, as the middleware sees it)."""
+        return not self.rest_fault_paths or path in self.rest_fault_paths
+
     def should_fail(self) -> bool:
         return self.rest_fail_rate > 0 and self._rng.random() < self.rest_fail_rate
+
+    def should_fail_after(self) -> bool:
+        return self.rest_fail_after_rate > 0 and self._rng.random() < self.rest_fail_after_rate

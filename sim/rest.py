@@ -120,7 +120,8 @@ class Api:
         cls = "bars" if path == BARS_PATH else "other"
         self.counters[f"requests_{cls}"] += 1
         self.by_path[path] += 1
-        if self.faults.rest_delay_ms:
+        faulted = self.faults.applies(path)
+        if faulted and self.faults.rest_delay_ms:
             await asyncio.sleep(self.faults.rest_delay_ms / 1000.0)
         # 1. the body (needed for a login's rate-limit key and every handler)
         body = Body({})
@@ -156,7 +157,7 @@ class Api:
         if wait is not None:
             return self._too_many(cls, wait)
         # 4. injected server errors
-        if self.faults.should_fail():
+        if faulted and self.faults.should_fail():
             self.counters["faulted_500"] += 1
             return web.Response(status=500, text="Internal Server Error (sim fault)")
         if fn is None:
@@ -172,6 +173,9 @@ class Api:
             log.exception("handler %s failed", path)
             self.counters["server_errors"] += 1
             return web.Response(status=500, text="Internal Server Error")
+        if faulted and self.faults.should_fail_after():  # done, but the answer is lost
+            self.counters["faulted_500_after"] += 1
+            return web.Response(status=500, text="Internal Server Error (sim fault, after)")
         return web.Response(text=dumps(result), content_type="application/json")
 
     def _rate_key(self, claims: Claims | None, body: Body, request: web.Request) -> str:
