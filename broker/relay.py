@@ -156,7 +156,9 @@ class BrokerService(Service):
                               "relayed_bytes": stats.get("sub_bytes_out", 0)})
 
     async def on_stop(self) -> None:
-        self.relay.stop()
+        relay = getattr(self, "relay", None)   # None when stopped before it started
+        if relay is not None:
+            relay.stop()
 
 
 def main() -> int:

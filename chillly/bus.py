@@ -160,10 +160,12 @@ class Bus:
             self._subscribed.discard(prefix)
             self._sub_sync.setsockopt(zmq.UNSUBSCRIBE, prefix.encode())
 
-    def start(self) -> None:
-        """Start the receive loop (idempotent)."""
+    def start(self) -> asyncio.Task[None]:
+        """Start the receive loop (idempotent); its task, which ends only on `close` or if the
+        loop dies (the process lifecycle watches it: a dead receive loop faults the process)."""
         if self._recv_task is None:
             self._recv_task = asyncio.get_running_loop().create_task(self._recv_loop())
+        return self._recv_task
 
     async def _recv_loop(self) -> None:
         sub, sync = self._sub, self._sub_sync

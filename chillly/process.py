@@ -3,8 +3,11 @@ or FAULTED), after NautilusTrader's component state table and circus's single st
 
 SIGTERM and SIGINT only set the stop event, so every way of stopping goes through the same
 code: cancel the main work, let `on_stop` flush and persist, publish a last heartbeat, close the
-bus with linger 0, exit 0, all within `STOP_BUDGET` seconds. A process whose `run` raises is
-FAULTED and exits 1 (supervisord restarts it).
+bus with linger 0, exit 0, all within `STOP_BUDGET` seconds, whatever the state: `on_start` and
+`run` are both raced against the stop event, so a start stuck waiting for the broker or in a
+warm-up is cancelled too. A process whose `on_start` or `run` raises, or whose bus receive loop
+dies (it would hear nothing while still heartbeating), is FAULTED and exits 1 (supervisord
+restarts it); a `StartupError` (bad configuration, a single-writer lock held) exits 2.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import os
 import signal
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ClassVar
 
-from chillly.bus import Bus
+from chillly.bus import Bus, BusNotReady
 from chillly import topics
 from chillly.clock import Clock, clock_from_settings
 from chillly.errors import StartupError
@@ -150,7 +154,91 @@ def run_with_settings(cls: type[Service], settings: Settings) -> int:
     die_with_parent()
     setup_logging(getattr(settings, "process_name", None) or cls.name, settings.log_level)
     install_uvloop()
-    return asyncio.run(_lifecycle(cls, settings))
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    executor = _Executor()
+    loop.set_default_executor(executor)
+    try:
+        code = loop.run_until_complete(_lifecycle(cls, settings))
+        if not loop.run_until_complete(_drain(loop, executor)):
+            # A blocking call (a warm-up read in a worker thread) is still running after the
+            # stop path finished: waiting for it would overrun the stop budget and get us
+            # SIGKILLed, and everything that matters was flushed by on_stop already.
+            log.error("a blocking call did not finish within the stop budget; exiting without it")
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+class _Executor(ThreadPoolExecutor):
+    """The loop's default executor, knowing which calls still run: at exit a call stuck in a
+    worker thread (a long warm-up read) must not hold the process past its stop budget, and
+    asyncio's own executor shutdown would join it without any time limit."""
+
+    def __init__(self) -> None:
+        super().__init__(thread_name_prefix="worker")
+        self.running: set[Future[Any]] = set()
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        fut = super().submit(fn, *args, **kwargs)
+        self.running.add(fut)
+        fut.add_done_callback(self.running.discard)
+        return fut
+
+
+async def _drain(loop: asyncio.AbstractEventLoop, executor: _Executor,
+                 timeout: float = 0.3) -> bool:
+    """What asyncio.run does after its main coroutine, bounded: cancel leftover tasks, close
+    async generators, shut the default executor down. False if something would not finish."""
+    tasks = [t for t in asyncio.all_tasks(loop) if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        if pending:
+            return False
+    await loop.shutdown_asyncgens()
+    executor.shutdown(wait=False, cancel_futures=True)
+    deadline = loop.time() + timeout
+    while executor.running:
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+class BusReceiveDied(RuntimeError):
+    """The bus receive loop ended while the process was running: it hears nothing any more."""
+
+
+async def _until_stopped(coro: Any, stop: asyncio.Task[Any], receiver: asyncio.Task[None],
+                         heartbeats: asyncio.Task[None]) -> bool:
+    """Run `coro` (on_start or run) until it returns (True), or until the stop signal comes
+    (False): then it is cancelled, so SIGTERM is honoured in every state, a start stuck in
+    `bus.ready()` or a warm-up included. A receive loop or heartbeat loop that ends first is a
+    fault (raised), not something to sit out."""
+    work = asyncio.ensure_future(coro)
+    done, _ = await asyncio.wait({work, stop, receiver, heartbeats},
+                                 return_when=asyncio.FIRST_COMPLETED)
+    if work in done:
+        work.result()   # its exception, if any, is the process's fault
+        return True
+    work.cancel()
+    # Not wait_for: a task that swallows its cancellation must not hold the stop up.
+    await asyncio.wait({work}, timeout=0.5)
+    if receiver in done:
+        exc = None if receiver.cancelled() else receiver.exception()
+        raise BusReceiveDied(f"the bus receive loop died: {exc!r}" if exc
+                             else "the bus receive loop ended")
+    if heartbeats in done:
+        heartbeats.result()
+        raise RuntimeError("the heartbeat loop ended")
+    return False
 
 
 async def _lifecycle(cls: type[Service], settings: Settings) -> int:
@@ -168,40 +256,46 @@ async def _lifecycle(cls: type[Service], settings: Settings) -> int:
     exit_code = 0
     svc.state = State.STARTING
     log.info("starting (pid %d)", os.getpid())
-    hb_task: asyncio.Task[None] | None = None
-    run_task: asyncio.Task[None] | None = None
+    stop_task = loop.create_task(svc.stopping.wait())
+    # Heartbeats from the start: a process stuck in STARTING is visible as such.
+    hb_task = loop.create_task(every(settings.heartbeat_interval, svc.publish_heartbeat))
     try:
-        bus.start()
-        await svc.on_start()
-        svc.state = State.RUNNING
-        log.info("running")
-        hb_task = loop.create_task(every(settings.heartbeat_interval, svc.publish_heartbeat))
-        run_task = loop.create_task(svc.run())
-        stop_task = loop.create_task(svc.stopping.wait())
-        done, _ = await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-        stop_task.cancel()
-        if run_task in done and run_task.exception() is not None:
-            raise run_task.exception()  # type: ignore[misc]
+        receiver = bus.start()
+        if await _until_stopped(svc.on_start(), stop_task, receiver, hb_task):
+            svc.state = State.RUNNING
+            log.info("running")
+            await _until_stopped(svc.run(), stop_task, receiver, hb_task)
+        else:
+            log.info("stop requested while starting")
     except StartupError as exc:
         print(f"chillly {bus.name}: {exc}", file=sys.stderr, flush=True)
         log.error("cannot start: %s", exc)
         svc.state = State.FAULTED
         exit_code = 2
+    except BusNotReady as exc:
+        # Not a configuration error: the broker may be restarting. Exit 1, so supervisord
+        # starts us again (exit 2 would stop the program for good).
+        print(f"chillly {bus.name}: no broker: {exc}", file=sys.stderr, flush=True)
+        log.error("no broker: %s", exc)
+        svc.state = State.FAULTED
+        exit_code = 1
+    except BusReceiveDied as exc:
+        log.error("fault: %s", exc)
+        svc.state = State.FAULTED
+        svc.alarm("bus_receive", True, str(exc))
+        exit_code = 1
     except Exception:
         log.exception("fault")
         svc.state = State.FAULTED
         exit_code = 1
+    finally:
+        stop_task.cancel()
     stop_started = loop.time()
     if svc.state is not State.FAULTED:
         svc.state = State.STOPPING
     log.info("stopping")
-    for task in (run_task, hb_task):
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await asyncio.wait_for(task, 0.5)
-            except (asyncio.CancelledError, asyncio.TimeoutError, Exception):
-                pass
+    hb_task.cancel()
+    await asyncio.wait({hb_task}, timeout=0.2)
     try:
         remaining = STOP_BUDGET - (loop.time() - stop_started) - 0.2
         await asyncio.wait_for(svc.on_stop(), max(0.1, remaining))

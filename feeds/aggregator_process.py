@@ -26,13 +26,13 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from chillly.bus import BusNotReady, CommandError
+from chillly.bus import CommandError
 from chillly.codec import Envelope
 from chillly import topics
 from chillly.clock import DAY_MS, MINUTE_MS
 from chillly.messages import Bar
 from chillly.periodic import every
-from chillly.process import Service, StartupError
+from chillly.process import Service
 from chillly.timeframes import DEFAULT_TFS, BucketSpec, TimeframeSettings, bar_problem, tf_list
 from feeds.aggregator import Aggregators
 from store import queries
@@ -82,10 +82,7 @@ class AggregatorProcess(Service):
         self.bus.on(topics.bars("1m"), self._on_bar)
         self.bus.serve("aggregator", {"reconcile": self._cmd_reconcile})
         self.bus.on_gap = self._on_gap
-        try:
-            await self.bus.ready(timeout=10)   # our subscriptions reached the broker
-        except BusNotReady as exc:
-            raise StartupError(f"no broker: {exc}") from None
+        await self.bus.ready(timeout=10)   # our subscriptions reached the broker
         await self._warm_up()
         held, self._held = self._held or [], None
         for bar in held:

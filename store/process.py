@@ -100,10 +100,7 @@ class Store(Service):
             self.bus.on(topics.TRADES, self._on_trade)
         self.bus.on_gap = self._on_gap
         self.bus.on_restart = self._on_restart
-        try:
-            await self.bus.ready(timeout=10)   # our subscriptions reached the broker
-        except BusNotReady as exc:
-            raise StartupError(f"no broker: {exc}") from None
+        await self.bus.ready(timeout=10)   # our subscriptions reached the broker
         if s.store_recover:
             for contract, t in self._last1m.items():
                 # Higher-timeframe finals trail their 1m bars and may sit in a later batch than

@@ -20,10 +20,10 @@ from typing import Any
 
 from pydantic import Field
 
-from chillly.bus import BusNotReady, CommandError
+from chillly.bus import CommandError
 from chillly.codec import Envelope
 from chillly import topics
-from chillly.process import Service, StartupError
+from chillly.process import Service
 from chillly.timeframes import TimeframeSettings, bar_problem, is_tf, row_problem
 from store import queries
 from store.queries import open_reader
@@ -81,10 +81,7 @@ class Series(Service):
         self._future_ms = self.settings.future_ms
         self.bus.on(topics.bars(), self._on_bar)
         self.bus.on(topics.HISTORY, self._on_history)
-        try:
-            await self.bus.ready(timeout=10)   # our subscriptions reached the broker
-        except BusNotReady as exc:
-            raise StartupError(f"no broker: {exc}") from None
+        await self.bus.ready(timeout=10)   # our subscriptions reached the broker
         loop = asyncio.get_running_loop()
         warm = await loop.run_in_executor(None, self._read_warm)
         for contract, tf, bars in warm:
