@@ -1,0 +1,146 @@
+"""A strategy that tries to reach the venue key or the network finds nothing and is refused.
+
+The same probes run unsandboxed in the test process first (they succeed there: the unsafe case
+is real), then inside a host started as an operator would (`chillly strategy-host NAME`) with
+the venue key in its parent's environment and a key file beside its code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import textwrap
+from pathlib import Path
+
+from tests.integration.test_strategy_support import start_system, system_env
+from tests.support import Procs, eventually
+
+PROBE = textwrap.dedent('''
+    import json, os, socket
+    from strategy_host.api import Config, Strategy
+
+    class Params(Config):
+        victim_pid: int
+        secret_file: str
+        forbidden_port: int
+        bus_port: int
+
+    def probes(p):
+        out = {"env_key": os.environ.get("TOPSTEP_API_KEY")}
+        for name, path in (("proc_environ", f"/proc/{p.victim_pid}/environ"),
+                           ("self_environ", "/proc/self/environ"),
+                           ("secret_file", p.secret_file), ("dotenv", ".env")):
+            try:
+                with open(path, "rb") as f:
+                    out[name] = "READ " + f.read().decode(errors="replace")[:200]
+            except OSError as exc:
+                out[name] = f"refused {type(exc).__name__}"
+        for name, port in (("tcp_forbidden", p.forbidden_port), ("tcp_bus", p.bus_port)):
+            s = socket.socket()
+            s.settimeout(2)
+            try:
+                s.connect(("127.0.0.1", port))
+                out[name] = "connected"
+            except OSError as exc:
+                out[name] = f"refused {type(exc).__name__}"
+            finally:
+                s.close()
+        try:
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM).close()
+            out["udp"] = "opened"
+        except OSError as exc:
+            out["udp"] = f"refused {type(exc).__name__}"
+        try:
+            socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close()
+            out["inet6"] = "opened"
+        except OSError as exc:
+            out["inet6"] = f"refused {type(exc).__name__}"
+        out["uid"] = os.getuid()
+        return out
+
+    class Probe(Strategy):
+        Config = Params
+
+        def on_start(self):
+            self.log.info("PROBE %s", json.dumps(probes(self.config)))
+''')
+
+
+async def test_sandbox_hides_the_key_and_refuses_the_network(procs: Procs, bus_env: dict[str, str],
+                                                             tmp_path: Path) -> None:
+    (tmp_path / "probe.py").write_text(PROBE)
+    secret = tmp_path / "venue.key"
+    secret.write_text("TOPSTEP_API_KEY=sekrit-from-file\n")
+    victim = subprocess.Popen(["sleep", "120"], env={"TOPSTEP_API_KEY": "sekrit-in-environ"})
+    bus_port = int(bus_env["BUS_PUBLISH_ADDR"].rsplit(":", 1)[1])
+    sim_port = int(bus_env["SIM_PORT"])
+    toml = textwrap.dedent(f'''
+        [strategies.probe]
+        class = "probe.py:Probe"
+        contracts = ["ES"]
+        run_on = ["sim", "4242"]
+        warmup = 0
+        [strategies.probe.params]
+        victim_pid = {victim.pid}
+        secret_file = "{secret}"
+        forbidden_port = {sim_port}
+        bus_port = {bus_port}
+    ''')
+    env = system_env(tmp_path, toml)
+    try:
+        start_system(procs, bus_env, env, gateway=False)
+        # Unprotected, the same probes reach everything (run in this test process).
+        ns: dict = {}
+        exec(compile(PROBE, "probe", "exec"), ns)
+        params = ns["Params"](victim_pid=victim.pid, secret_file=str(secret),
+                              forbidden_port=sim_port, bus_port=bus_port)
+        bare = ns["probes"](params)
+        assert bare["proc_environ"].startswith("READ") and "sekrit" in bare["proc_environ"]
+        assert bare["secret_file"].startswith("READ")
+        assert bare["tcp_forbidden"] == "connected" and bare["udp"] == "opened"
+        # The host: the venue key set in its launcher's environment (a live configuration
+        # naming account 4242, which the instance lists).
+        host_env = {**env, "TOPSTEP_API_KEY": "sekrit-in-parent", "TOPSTEP_USERNAME": "u",
+                    "TOPSTEP_ACCOUNT_ID": "4242", "STRATEGY_SANDBOX_REQUIRE":
+                    "env,rlimits,no_new_privs,user,pdeathsig,landlock,landlock_net,seccomp"}
+        host = procs.chillly("strategy-host", "probe", name="strategy-probe", env=host_env)
+        line = eventually(lambda: re.search(r"PROBE (\{.*\})", host.log()), 60,
+                          what="the probe's report")
+        got = json.loads(line.group(1))
+        environ = Path(f"/proc/{host.pid}/environ").read_bytes()
+        assert b"sekrit" not in environ and b"TOPSTEP_" not in environ
+        assert got["env_key"] is None
+        for name in ("proc_environ", "self_environ", "secret_file", "dotenv"):
+            assert got[name].startswith("refused"), (name, got[name])
+        assert got["tcp_forbidden"].startswith("refused"), got
+        assert got["tcp_bus"] == "connected", got
+        assert got["udp"].startswith("refused") and got["inet6"].startswith("refused"), got
+        assert got["uid"] != 0
+        assert "unavailable: none" in host.log()
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_live_credentials_without_explicit_account_refuse_to_start(procs: Procs,
+                                                                   tmp_path: Path) -> None:
+    """The shipped strategies.toml with venue credentials set: the host refuses (exit 2) and
+    sync generates no program; on the sim the same file gives programs."""
+    from tests.support import ROOT
+
+    env = {"STRATEGIES_FILE": str(ROOT / "strategies.toml"), "TOPSTEP_API_KEY": "k",
+           "TOPSTEP_USERNAME": "u", "TOPSTEP_ACCOUNT_ID": "777", "RUN_DIR": str(tmp_path / "run")}
+    host = procs.chillly("strategy-host", "ema_es", env=env)
+    assert host.wait(30) == 2
+    assert "run_on: not enabled for live account 777" in host.log()
+    conf = tmp_path / "none.conf"
+    sync = procs.chillly("strategies", "sync", "--conf", str(conf), env=env)
+    assert sync.wait(30) == 0
+    assert not list((tmp_path / "run" / "supervisor.d").glob("*.conf")), sync.log()
+    sim_env = {k: v for k, v in env.items() if not k.startswith("TOPSTEP_")}
+    sim_env["TOPSTEP_API_KEY"] = ""
+    sync = procs.chillly("strategies", "sync", "--conf", str(conf), env=sim_env)
+    assert sync.wait(30) == 0
+    assert [p.name for p in (tmp_path / "run" / "supervisor.d").glob("*.conf")] == \
+        ["strategy-ema_es.conf"], sync.log()
