@@ -277,6 +277,18 @@ class SubscriptionSet(Message):
     contracts: list[Any]
 
 
+@message
+class ContractRoll(Message):
+    """A subscription by symbol moved to the venue's new active contract (`roll.<symbol>.`):
+    bars and quotes of `symbol` now come from `new`; `old` is no longer subscribed."""
+
+    TYPE: ClassVar[str] = "roll"
+    symbol: str
+    old: str
+    new: str
+    reason: str
+
+
 # --------------------------------------------------------------------------- processes
 
 

@@ -84,6 +84,11 @@ def subscription_set() -> str:
     return "subs.set."
 
 
+def contract_roll(symbol: str) -> str:
+    """A subscription by symbol moved to another contract (the front month rolled)."""
+    return f"roll.{_seg(symbol, 'symbol')}."
+
+
 ACCOUNT_OWNER = "_account"  # owner segment of the venue's own (account-level) positions
 
 
@@ -122,6 +127,7 @@ def probe(instance: str) -> str:
 
 HISTORY = "hist."
 CONTRACTS = "contract."
+ROLLS = "roll."
 HEARTBEATS = "hb."
 ALARMS = "alarm."
 QUOTES = "quote."

@@ -8,7 +8,12 @@
 - It publishes `SubscriptionSet` on `subs.set.` on every change and every FEED_SET_INTERVAL
   seconds (the feeds follow it live), and `ContractInfo` on `contract.<id>.` when a contract is
   resolved and every FEED_CONTRACT_INFO_INTERVAL seconds (late joiners learn it).
-- CLI tools: `chillly subscribe X`, `chillly unsubscribe X`, `chillly subscriptions`.
+- A subscription by symbol follows the venue's active contract across the roll (feeds/rolls.py):
+  checked every FEED_ROLL_CHECK_INTERVAL seconds and on each new trading date, or at once on the
+  `check-rolls` command; a roll moves the subscription and publishes `ContractRoll` on
+  `roll.<symbol>.`. A subscription by contract id stays on that contract.
+- CLI tools: `chillly subscribe X`, `chillly unsubscribe X`, `chillly subscriptions` (symbol,
+  current contract, whether it follows the roll).
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from typing import Any
 
 from chillly.bus import CommandError
 from chillly import topics
-from chillly.messages import SubscriptionSet
+from chillly.calendar import trading_date
+from chillly.messages import ContractRoll, SubscriptionSet
 from chillly.periodic import every
 from chillly.process import StartupError, run_service
 from chillly.oneshot import ask_sync
+from feeds.rolls import Roll, RollWatch, follows
 from feeds.venue_service import VenueService
 from topstepx.contracts import ContractNotFound, ContractResolver, is_contract_id, to_info
 from topstepx.errors import VenueError
@@ -46,6 +53,7 @@ class SubscriptionsService(VenueService):
         s: FeedSettings = self.settings  # type: ignore[assignment]
         self.connect_venue()
         self.resolver = ContractResolver(self.client)
+        self.rolls = RollWatch(self.resolver)
         self.saved = JsonState(s.venue_run_dir / STATE_FILE)
         try:
             saved = self.saved.load()
@@ -60,19 +68,24 @@ class SubscriptionsService(VenueService):
         self.counters.update({"changes": 0, "rejected_commands": 0})
         self._lock = asyncio.Lock()
         self.bus.serve(SERVICE, {"subscribe": self.cmd_subscribe,
-                                 "unsubscribe": self.cmd_unsubscribe, "list": self.cmd_list})
+                                 "unsubscribe": self.cmd_unsubscribe, "list": self.cmd_list,
+                                 "check-rolls": self.cmd_check_rolls})
 
     def ids(self) -> list[str]:
         return [e["contract"] for e in self.entries]
 
     def result(self, **extra: Any) -> dict[str, Any]:
         return {"contracts": self.ids(),
-                "symbols": {e["contract"]: e.get("symbol") for e in self.entries}, **extra}
+                "symbols": {e["contract"]: e.get("symbol") for e in self.entries},
+                "follow": {e["contract"]: follows(e) for e in self.entries}, **extra}
+
+    def venue_counters(self) -> dict[str, Any]:
+        return dict(self.rolls.counters)
 
     async def run(self) -> None:
         if not self.loaded:
             await self._resolve_defaults()
-        await asyncio.gather(self._publish_loop(), self._info_loop(),
+        await asyncio.gather(self._publish_loop(), self._info_loop(), self._roll_loop(),
                              self.client.auth.keep_fresh())
 
     async def _resolve_defaults(self) -> None:
@@ -102,8 +115,10 @@ class SubscriptionsService(VenueService):
             await self._changed()
 
     def _entry(self, contract: Contract, text: str) -> dict[str, Any]:
-        info = to_info(contract, None if is_contract_id(text) else text.upper())
-        return {"contract": contract.id, "symbol": info.symbol, "info": info.body()}
+        by_symbol = not is_contract_id(text)
+        info = to_info(contract, text.upper() if by_symbol else None)
+        return {"contract": contract.id, "symbol": info.symbol, "info": info.body(),
+                "follow": by_symbol}
 
     async def _changed(self) -> None:
         self.counters["changes"] += 1
@@ -137,6 +152,52 @@ class SubscriptionsService(VenueService):
     async def _info_loop(self) -> None:
         s: FeedSettings = self.settings  # type: ignore[assignment]
         await every(s.feed_contract_info_interval, self.publish_infos)
+
+    # ------------------------------------------------------------------ contract roll
+
+    async def _roll_loop(self) -> None:
+        s: FeedSettings = self.settings  # type: ignore[assignment]
+        await every(s.feed_roll_check_interval, self.check_rolls)
+
+    async def check_rolls(self) -> list[Roll]:
+        """Ask the venue about every subscription by symbol; move the ones that rolled."""
+        entries = [dict(e) for e in self.entries]
+        due = await self.rolls.check(entries, trading_date(self.clock.now_ms()))
+        done = []
+        for roll in due:
+            async with self._lock:
+                if roll.old in self.ids():
+                    self._apply(roll)
+                    await self._changed()
+                    done.append(roll)
+            if roll in done:
+                self.rolls.counters["rolls"] += 1
+                self.bus.publish(topics.contract_roll(roll.symbol), ContractRoll(
+                    symbol=roll.symbol, old=roll.old, new=roll.new.id, reason=roll.reason))
+                log.info("%s rolled from %s to %s (%s)", roll.symbol, roll.old, roll.new.id,
+                         roll.reason)
+        if done:
+            self.publish_infos()
+        return done
+
+    def _apply(self, roll: Roll) -> None:
+        """Replace the old contract by the new one in place (the set keeps its order); if the
+        new one is already subscribed, that entry now follows the symbol."""
+        new = self._entry(roll.new, roll.symbol)
+        if roll.new.id in self.ids():
+            self.entries = [dict(e, follow=True) if e["contract"] == roll.new.id else e
+                            for e in self.entries if e["contract"] != roll.old]
+        else:
+            self.entries = [new if e["contract"] == roll.old else e for e in self.entries]
+
+    async def cmd_check_rolls(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Check now (a process that was told `ContractNotActive` by the venue asks this)."""
+        try:
+            done = await self.check_rolls()
+        except VenueError as exc:
+            raise CommandError(f"cannot reach the venue: {exc}") from None
+        return self.result(rolled=[{"symbol": r.symbol, "old": r.old, "new": r.new.id}
+                                   for r in done])
 
     # ------------------------------------------------------------------ commands
 
@@ -215,10 +276,13 @@ def add_list_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _print_set(result: Any) -> None:
+    """One line per subscription: symbol, the contract it is on now, and whether it rolls."""
     symbols = result.get("symbols", {}) if isinstance(result, dict) else {}
+    follow = result.get("follow", {}) if isinstance(result, dict) else {}
     for cid in (result or {}).get("contracts", []):
-        sym = symbols.get(cid)
-        print(f"{cid}" + (f"  {sym}" if sym else ""))
+        sym = symbols.get(cid) or "-"
+        how = "follows the active contract" if follow.get(cid) else "this contract only"
+        print(f"{sym:<6} {cid:<24} {how}")
 
 
 def _run_tool(name: str, args: dict[str, Any], timeout: float, as_json: bool = False) -> int:
