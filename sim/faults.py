@@ -6,7 +6,8 @@ seconds (they model the network and the operator, not the market).
 
 Settable fields (JSON keys of POST /admin/faults; null resets an optional one):
 - rest_fail_rate: fraction 0..1 of API requests answered HTTP 500 (before any work is done);
-- rest_delay_ms: delay added before every API response;
+- rest_delay_ms: delay added before every API response (after the body is read, before the
+  work, which is done even if the caller has gone meanwhile);
 - rest_fail_after_rate: fraction 0..1 of API requests that are carried out and then answered
   HTTP 500 (the work is done, the answer lost: a placed order whose reply never arrives);
 - rest_fault_paths: API paths (e.g. ["/api/Order/place"]) the three faults above apply to;
@@ -83,6 +84,12 @@ class Faults:
             if value not in ("abrupt", "close"):
                 raise FaultError('drop_mode: expected "abrupt" or "close"')
             return value
+        if key == "rest_fault_paths":
+            if value is None:
+                return None
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise FaultError("rest_fault_paths: expected a list of API paths or null")
+            return [v.lower().rstrip("/") for v in value]
         if key == "token_lifetime_s":
             if value is None:
                 return None
@@ -91,12 +98,6 @@ class Faults:
             return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise FaultError(f"{key}: expected a number >= 0")
-        if key == "rest_fault_paths":
-            if value is None:
-                return None
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise FaultError("rest_fault_paths: expected a list of API paths or null")
-            return [v.lower().rstrip("/") for v in value]
         if key in ("rest_fail_rate", "rest_fail_after_rate") and value > 1:
             raise FaultError(f"{key}: expected a fraction between 0 and 1")
         if key in ("rest_delay_ms", "force_429_retry_after_s"):

@@ -121,12 +121,14 @@ class Api:
         self.counters[f"requests_{cls}"] += 1
         self.by_path[path] += 1
         faulted = self.faults.applies(path)
+        # 1. the body (needed for a login's rate-limit key and every handler). Read before the
+        # injected delay: a request that has arrived is carried out even if its caller goes
+        # away during the delay (a client crash mid-call).
+        body = Body({})
+        raw = await request.read() if fn is not None else b""
         if faulted and self.faults.rest_delay_ms:
             await asyncio.sleep(self.faults.rest_delay_ms / 1000.0)
-        # 1. the body (needed for a login's rate-limit key and every handler)
-        body = Body({})
         if fn is not None:
-            raw = await request.read()
             if raw.strip():
                 try:
                     data = orjson.loads(raw)
