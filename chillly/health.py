@@ -142,7 +142,10 @@ class HealthView:
         current = live[-1] if live else insts[-1]
         dups = [i.pid for i in live[:-1] if i.last_seen > current.first_seen]
         age = now - current.last_seen
-        alarms = {**current.alarms, **self.alarms.get(name, {})}
+        alarms: dict[str, str] = {}
+        for inst in [*live, current]:   # every live instance's, a duplicate's too
+            alarms.update(inst.alarms)
+        alarms.update(self.alarms.get(name, {}))
         problems = []
         if dups:
             problems.append(f"duplicate: {len(dups) + 1} instances (pids "

@@ -33,6 +33,7 @@ from chillly import topics
 from chillly.codec import Envelope
 from chillly.errors import StartupError
 from chillly.health import STATES, HealthView, expected_programs
+from chillly.messages import Alarm, Heartbeat
 from chillly.process import Service, run_service
 from chillly.status import StatusSettings
 
@@ -130,7 +131,7 @@ class MetricsService(Service):
 
     async def on_start(self) -> None:
         s: MetricsSettings = self.settings  # type: ignore[assignment]
-        self.counters = {"heartbeats": 0, "alarms": 0, "scrapes": 0}
+        self.counters = {"heartbeats": 0, "alarms": 0, "scrapes": 0, "foreign": 0}
         self.lock = threading.Lock()
         self.view = HealthView(s.heartbeat_interval, expected_programs(s.supervisor_conf))
         self.collector = HealthCollector(self.view, self.lock,
@@ -147,12 +148,18 @@ class MetricsService(Service):
         log.info("serving http://127.0.0.1:%d/metrics", s.metrics_port)
 
     def _on_heartbeat(self, env: Envelope) -> None:
+        if env.cls is not Heartbeat:   # any type can be sent on any topic
+            self.counters["foreign"] += 1
+            return
         with self.lock:
             self.view.on_heartbeat(env.payload, time.monotonic())
         self.counters["heartbeats"] += 1
         self.counters["scrapes"] = self.collector.scrapes
 
     def _on_alarm(self, env: Envelope) -> None:
+        if env.cls is not Alarm:
+            self.counters["foreign"] += 1
+            return
         with self.lock:
             self.view.on_alarm(env.payload, time.monotonic())
         self.counters["alarms"] += 1

@@ -22,6 +22,7 @@ from pathlib import Path
 from chillly import topics
 from chillly.bus import Bus
 from chillly.codec import Envelope
+from chillly.messages import Alarm, Heartbeat
 from chillly.health import KEY_COUNTERS, STALE_AFTER, HealthView, Row, expected_programs
 from chillly.settings import Settings, load_settings
 
@@ -45,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 async def collect(settings: Settings, view: HealthView, wait: float) -> bool:
     """Listen for `wait` seconds; False if the broker path could not be proven."""
     bus = Bus.from_settings(settings, "status")
-    bus.on(topics.HEARTBEATS, lambda env: view.on_heartbeat(env.payload, time.monotonic()))
+    bus.on(topics.HEARTBEATS, lambda env: _heartbeat(view, env))
     bus.on(topics.ALARMS, lambda env: _alarm(view, env))
     try:
         try:
@@ -59,8 +60,14 @@ async def collect(settings: Settings, view: HealthView, wait: float) -> bool:
         await bus.close()
 
 
+def _heartbeat(view: HealthView, env: Envelope) -> None:
+    if env.cls is Heartbeat:   # any type can be sent on any topic: take only heartbeats
+        view.on_heartbeat(env.payload, time.monotonic())
+
+
 def _alarm(view: HealthView, env: Envelope) -> None:
-    view.on_alarm(env.payload, time.monotonic())
+    if env.cls is Alarm:
+        view.on_alarm(env.payload, time.monotonic())
 
 
 def cli(args: argparse.Namespace) -> int:

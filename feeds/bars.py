@@ -25,7 +25,7 @@ from chillly.bus import CommandError
 from chillly import topics
 from chillly.calendar import is_market_open
 from chillly.clock import DAY_MS, MINUTE_MS, ms_to_iso
-from chillly.messages import BarBatch, ClockTick, SubscriptionSet
+from chillly.messages import BarBatch, ClockTick
 from chillly.process import StartupError, run_service
 from chillly.timeframes import BucketSpec, tf_ms
 from feeds.venue_service import VenueService
@@ -104,9 +104,9 @@ class FeedBarsService(VenueService):
     # ------------------------------------------------------------------ the subscription set
 
     def _on_set(self, env: Any) -> None:
-        msg = env.message()
-        assert isinstance(msg, SubscriptionSet)
-        self.apply_set([c for c in msg.contracts if isinstance(c, str)])
+        contracts = self.set_of(env)
+        if contracts is not None:
+            self.apply_set(contracts)
 
     def apply_set(self, contracts: list[str]) -> None:
         self.counters["sets"] += 1

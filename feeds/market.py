@@ -16,7 +16,6 @@ import logging
 from typing import Any
 
 from chillly import topics
-from chillly.messages import SubscriptionSet
 from chillly.process import run_service
 from feeds.venue_service import VenueService
 from topstepx.hub import HubAgent
@@ -60,9 +59,9 @@ class FeedMarketService(VenueService):
     # ------------------------------------------------------------------ subscription set
 
     def _on_set(self, env: Any) -> None:
-        msg = env.message()
-        assert isinstance(msg, SubscriptionSet)
-        self._spawn(self.apply_set([c for c in msg.contracts if isinstance(c, str)]))
+        contracts = self.set_of(env)
+        if contracts is not None:
+            self._spawn(self.apply_set(contracts))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

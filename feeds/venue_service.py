@@ -9,9 +9,11 @@ from typing import Any
 
 from chillly.bus import RequestTimeout
 
-from chillly.messages import Heartbeat
+from chillly.codec import Envelope
+from chillly.messages import Heartbeat, SubscriptionSet
 from chillly.process import Service
 from topstepx.client import ProjectXClient
+from topstepx.contracts import is_contract_id
 from feeds.settings import FeedSettings
 
 
@@ -35,6 +37,17 @@ class VenueService(Service):
             self.counters.update(self.client.stats())
             self.counters.update(self.venue_counters())
         return super().heartbeat()
+
+    def set_of(self, env: Envelope) -> list[str] | None:
+        """The contracts of a `subs.set.` message, or None (counted `rejected_sets`) when it is
+        not a set of contract ids: one bad element means the whole message is not a real set,
+        and following it would drop the real contracts until the next broadcast."""
+        msg = env.message()
+        contracts = msg.contracts if isinstance(msg, SubscriptionSet) else None
+        if contracts is None or not all(type(c) is str and is_contract_id(c) for c in contracts):
+            self.counters["rejected_sets"] = self.counters.get("rejected_sets", 0) + 1
+            return None
+        return list(contracts)
 
     async def ask_subscription_set(self, have_set: asyncio.Event) -> list[str] | None:
         """At start: ask the subscriptions service for the set until it answers, or until a

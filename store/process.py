@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sqlite3
 
 from pydantic import Field
@@ -188,10 +189,14 @@ class Store(Service):
         self.counters["rejected"] += 1
         n = self.counters["rejected"]
         if n <= 10 or n % 1000 == 0:
-            log.warning("rejected a bar on %s: %s (%d so far)", topic, problem, n)
+            log.warning("rejected %s: %s (%d so far)", topic, problem, n)
 
     def _on_contract(self, env: Envelope) -> None:
         p = env.payload
+        problem = contract_problem(p)
+        if problem:
+            self._reject(env.topic, problem)
+            return
         self.writer.add("contracts", (p["contract"], p["symbol"], p["symbol_id"], p["name"],
                                       p["description"], p["tick_size"], p["tick_value"],
                                       int(p["active"]), p["ts"]))
@@ -199,12 +204,20 @@ class Store(Service):
 
     def _on_quote(self, env: Envelope) -> None:
         p = env.payload
+        if not all(_price(p.get(k), True) for k in ("bid", "ask", "last")) or (
+                p.get("volume") or 0) < 0:
+            self._reject(env.topic, "a price that is not a price, or a negative volume")
+            return
         self.writer.add("quotes", (p["contract"], p.get("vt") or p["ts"], p.get("bid"),
                                    p.get("ask"), p.get("last"), p.get("volume")))
         self.counters["quotes_in"] += 1
 
     def _on_trade(self, env: Envelope) -> None:
         p = env.payload
+        if not (_price(p["price"]) and p["size"] > 0 and p["aggressor"] in (0, 1)
+                and p["t"] >= 0):
+            self._reject(env.topic, "impossible trade (price, size, aggressor or time)")
+            return
         self.writer.add("trades", (p["contract"], p["t"], p["price"], p["size"], p["aggressor"]))
         self.counters["trades_in"] += 1
 
@@ -360,3 +373,22 @@ class Store(Service):
             log.info("flushed; %d rows written in %d commits", writer.counters["rows_written"],
                      writer.counters["commits"])
             self._lock.release()
+
+
+def _price(x: object, optional: bool = False) -> bool:
+    """A storable price: a finite number >= 0 (None only where the field is optional)."""
+    if x is None:
+        return optional
+    return isinstance(x, (int, float)) and math.isfinite(x) and x >= 0
+
+
+def contract_problem(p: dict) -> str | None:  # type: ignore[type-arg]
+    """Why contract metadata cannot be stored (it would overwrite the real row), or None:
+    a tick size or value that is not a finite positive number, an empty id or symbol."""
+    for key in ("tick_size", "tick_value"):
+        x = p[key]
+        if not (math.isfinite(x) and x > 0):
+            return f"{key} {x!r} is not a positive number"
+    if not p["contract"] or not p["symbol"]:
+        return "empty contract id or symbol"
+    return None
