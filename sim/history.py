@@ -84,8 +84,13 @@ class History:
     """Bars over the tape, with complete hours cached (they are the building block of days,
     weeks and months, and of hour bars themselves)."""
 
-    def __init__(self, tape: Tape) -> None:
+    def __init__(self, tape: Tape, revise_after_final_ms: int = 0) -> None:
         self.tape = tape
+        # SIM_REVISE_AFTER_FINAL: a lagging venue. For this long after a minute ends, its bar
+        # is served without the minute's last print (lower volume, the close of the print
+        # before); afterwards the full bar. A client that takes the minute as final early holds
+        # a bar the venue later revises (docs/sim.md).
+        self.revise_ms = revise_after_final_ms
         self._hours: dict[tuple[str, int], tuple[int, int, int, int, int] | None] = {}
 
     def prints_agg(self, cid: str, a: int, b: int, now: int) -> Agg | None:
@@ -108,16 +113,29 @@ class History:
                 if part is not None:
                     acc = _merge(acc, a, *part[1:])
                 continue
+            if self.revise_ms and now < (m + 1) * MINUTE_MS + self.revise_ms:
+                early = self._lagging_minute(cid, m)
+                if early is not None:
+                    acc = _merge(acc, a, *early)
+                    continue
             bar = self.tape.minute_bar(cid, m)
             if bar is not None:
                 acc = _merge(acc, a, bar.o, bar.h, bar.l, bar.c, bar.v)
         return acc
 
+    def _lagging_minute(self, cid: str, m: int) -> tuple[int, int, int, int, int] | None:
+        """The minute without its last print (None when it has fewer than two)."""
+        prints = self.tape.prints(cid, m)
+        if len(prints) < 2:
+            return None
+        ps = [p for _, p, _, _ in prints[:-1]]
+        return (ps[0], max(ps), min(ps), ps[-1], sum(size for _, _, size, _ in prints[:-1]))
+
     def hour_agg(self, cid: str, h: int, now: int) -> Agg | None:
         """One hour (index h since the epoch); complete hours are cached."""
         a = h * HOUR_MS
         b = a + HOUR_MS
-        if b > now:
+        if b + self.revise_ms > now:   # not settled yet (a lagging venue revises it)
             return self.minutes_agg(cid, a, b, now)
         key = (cid, h)
         if key in self._hours:

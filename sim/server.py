@@ -73,7 +73,7 @@ class Venue:
         self.catalogue = Catalogue(clock, settings.sim_roots)
         self.tape = Tape(settings.sim_seed, settings.sim_always_open,
                          _history_start(now, settings.sim_history_days))
-        self.history = History(self.tape)
+        self.history = History(self.tape, int(settings.sim_revise_after_final * 1000))
         self.market = Market(clock, self.catalogue, self.tape, self.history,
                              settings.sim_always_open, settings.sim_seed)
         self.market_hub = MarketHub(self.tokens, self.market, clock, settings.sim_hub_ping_s)

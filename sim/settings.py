@@ -59,6 +59,9 @@ class SimSettings(Settings):
     sim_fault_rest_fail_rate: float = Field(default=0.0, ge=0, le=1)
     sim_fault_rest_delay_ms: int = Field(default=0, ge=0)
     sim_fault_force_429: bool = False
+    # A venue that revises a bar after serving it final: market seconds during which a closed
+    # minute is served without its last print (0 = off). See docs/sim.md.
+    sim_revise_after_final: float = Field(default=0.0, ge=0, le=3600)
 
     @field_validator("sim_roots", mode="before")
     @classmethod

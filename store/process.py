@@ -123,10 +123,14 @@ class Store(Service):
     # ------------------------------------------------------------------ ingest (loop side)
 
     def _on_history(self, env: Envelope) -> None:
-        if env.payload["type"] == "bars":
+        p = env.payload
+        if p["type"] == "bars":
             self._on_batch(env)
-        else:
-            self._on_bar(env)
+            return
+        before = self.counters["bars_in"]
+        self._on_bar(env)
+        if p["tf"] == "1m" and self.counters["bars_in"] > before and self.settings.store_recover:
+            self._mark(p["contract"], None, p["t"])   # as for a batch: reconcile over it
 
     def _on_batch(self, env: Envelope) -> None:
         """History in bulk: every row a final bar; bad rows are rejected one by one."""
@@ -147,6 +151,10 @@ class Store(Service):
         if good:
             if self.writer.add_many("bars", good):
                 self.counters["bars_in"] += len(good)
+                if self.settings.store_recover:
+                    # History may correct stored finals (a later reading wins): once it is on
+                    # disk, the aggregator recomputes the higher timeframes over it.
+                    self._mark(contract, None, good[0][2])
             else:
                 self._refuse(contract, tf, good[0][2], len(good))
 

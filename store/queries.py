@@ -45,6 +45,17 @@ def last_bars(conn: sqlite3.Connection, contract: str, tf: str, n: int,
     return [_bar(r) for r in reversed(rows)]
 
 
+def last_bars_read(conn: sqlite3.Connection, contract: str, tf: str, n: int,
+                   before: int | None = None) -> list[tuple[Bar, int]]:
+    """As `last_bars`, each with its reading time (`updated_ms`): for merging with live bars
+    by "the later reading wins"."""
+    sql = (f"SELECT {_COLS}, updated_ms FROM bars WHERE contract=? AND tf=?"
+           + ("" if before is None else " AND t<?") + " ORDER BY t DESC LIMIT ?")
+    args: tuple[Any, ...] = (contract, tf, n) if before is None else (contract, tf, before, n)
+    rows = conn.execute(sql, args).fetchall()
+    return [(_bar(r[:-1]), r[-1]) for r in reversed(rows)]
+
+
 def last_time(conn: sqlite3.Connection, contract: str, tf: str, before: int | None = None
               ) -> int | None:
     """Open time of the newest stored bar of (contract, tf) (with t < before), or None."""

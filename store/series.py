@@ -6,8 +6,10 @@ which the database does not hold. The cache is warmed from the database (read-on
 then follows `bar.` and `hist.` live. A request for more than the cache holds is completed from
 the database.
 
-Merge rule per key (contract, tf, t): a final replaces a partial; a final replaces a final of
-the same or an older revision; a partial never replaces a final. Partials built from trade
+Merge rule per key (contract, tf, t): a final replaces a partial; a later reading replaces an
+earlier one (the reading time is the envelope `ts`, or `updated_ms` for a row read from the
+database; `rev` counts one publisher's publications and cannot order two sources, so a
+corrected bar from a backfill replaces an early live final); a partial never replaces a final. Partials built from trade
 prints (origin "trades") are not cached: they are a different construction of the same minute.
 """
 
@@ -30,7 +32,7 @@ from store.queries import open_reader
 
 log = logging.getLogger("series")
 
-# A cached bar: [t, o, h, l, c, volume, final, rev] (the wire shape of a window row + rev).
+# A cached bar: [t, o, h, l, c, volume, final, rev, read_ms] (a window row + rev + reading time).
 Row = list[Any]
 
 
@@ -48,12 +50,12 @@ class SeriesCache:
 
     def put(self, contract: str, tf: str, row: Row) -> bool:
         series = self.data.setdefault((contract, tf), {})
-        t, final, rev = row[0], row[6], row[7]
+        t, final, read = row[0], row[6], row[8]
         old = series.get(t)
         if old is not None:
             if old[6] and not final:
                 return False
-            if old[6] and final and rev < old[7]:
+            if read < old[8] and final == old[6]:
                 return False
         series[t] = row
         if len(series) > self.size + self.size // 4 + 8:
@@ -85,8 +87,9 @@ class Series(Service):
         loop = asyncio.get_running_loop()
         warm = await loop.run_in_executor(None, self._read_warm)
         for contract, tf, bars in warm:
-            for b in bars:
-                self.cache.put(contract, tf, [b.t, b.o, b.h, b.l, b.c, b.volume, True, b.rev])
+            for b, read in bars:
+                self.cache.put(contract, tf, [b.t, b.o, b.h, b.l, b.c, b.volume, True, b.rev,
+                                              read])
         log.info("warmed %d series from the database", len(warm))
         self.bus.serve("series", {"window": self._cmd_window})
 
@@ -99,10 +102,11 @@ class Series(Service):
             now, future = self.clock.now_ms(), self._future_ms
             out = []
             for c, tf in queries.series_keys(conn):
-                bars = queries.last_bars(conn, c, tf, self.settings.series_size,
-                                         before=now + future + 1)
+                bars = queries.last_bars_read(conn, c, tf, self.settings.series_size,
+                                              before=now + future + 1)
                 # Rows stored before bars were checked: skip what would be rejected live.
-                out.append((c, tf, [b for b in bars if bar_problem(b.body(), now, future) is None]))
+                out.append((c, tf, [(b, r) for b, r in bars
+                                    if bar_problem(b.body(), now, future) is None]))
             return out
         except sqlite3.Error as exc:
             log.warning("cannot warm up from the database: %s", exc)
@@ -124,7 +128,7 @@ class Series(Service):
                 self._reject(env.topic, problem)
                 continue
             self.counters["bars_in"] += 1
-            if not self.cache.put(p["contract"], "1m", [*row, True, 0]):
+            if not self.cache.put(p["contract"], "1m", [*row, True, 0, p["ts"]]):
                 self.counters["stale_ignored"] += 1
 
     def _on_bar(self, env: Envelope) -> None:
@@ -137,7 +141,7 @@ class Series(Service):
             return
         self.counters["bars_in"] += 1
         row = [p["t"], p["o"], p["h"], p["l"], p["c"], p["volume"], bool(p["final"]),
-               p.get("rev", 0)]
+               p.get("rev", 0), p["ts"]]
         if not self.cache.put(p["contract"], p["tf"], row):
             self.counters["stale_ignored"] += 1
 
@@ -158,8 +162,9 @@ class Series(Service):
             if contract is None or resolve_only:
                 return contract, []
             self.counters["db_reads"] += 1
-            bars = queries.last_bars(conn, contract, tf, last)
-            return contract, [[b.t, b.o, b.h, b.l, b.c, b.volume, True, b.rev] for b in bars]
+            bars = queries.last_bars_read(conn, contract, tf, last)
+            return contract, [[b.t, b.o, b.h, b.l, b.c, b.volume, True, b.rev, r]
+                              for b, r in bars]
         finally:
             conn.close()
 
@@ -186,7 +191,7 @@ class Series(Service):
             merged = {r[0]: r for r in db_rows}
             for r in self.cache.window(contract, tf, last):
                 old = merged.get(r[0])
-                if old is None or r[6] or not old[6]:
+                if old is None or not old[6] or (r[6] and r[8] >= old[8]):
                     merged[r[0]] = r
             rows = [merged[t] for t in sorted(merged)[-last:]]
         return {"contract": contract, "tf": tf, "bars": [r[:7] for r in rows]}

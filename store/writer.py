@@ -27,8 +27,12 @@ from typing import Any
 
 log = logging.getLogger("store.writer")
 
-#: Bars: insert, or replace a row only with a final over a partial, or a final of the same or a
-#: newer revision over a final. An older revision or a partial never overwrites a final.
+#: Bars: insert, or replace a row with a final over a partial, or with a later reading of the
+#: same bar (`updated_ms` is the reading time: the envelope `ts` of the message that carried
+#: it). `rev` counts one publisher's publications, not versions of the data, so it cannot order
+#: readings from different sources: history from a backfill (rev 0) read after an early live
+#: final (rev 2) is the venue's corrected bar and must win. An older reading or a partial never
+#: overwrites a final.
 UPSERT_BAR = """
 INSERT INTO bars (contract, tf, t, o, h, l, c, volume, final, rev, origin, updated_ms)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -37,7 +41,7 @@ ON CONFLICT (contract, tf, t) DO UPDATE SET
     final = excluded.final, rev = excluded.rev, origin = excluded.origin,
     updated_ms = excluded.updated_ms
 WHERE excluded.final > bars.final
-   OR (excluded.final = bars.final AND excluded.rev >= bars.rev)
+   OR (excluded.final = bars.final AND excluded.updated_ms >= bars.updated_ms)
 """
 
 UPSERT_CONTRACT = """

@@ -127,3 +127,22 @@ def test_twenty_thousand_minute_bars_in_one_request() -> None:
     h = hist(days=20)
     bars = h.retrieve(ES, NOW - 20 * DAY_MS, NOW, MINUTE, 1, 20_000, False, NOW)
     assert len(bars) == 20_000
+
+
+def test_revise_after_final_serves_a_closed_minute_without_its_last_print_for_a_while() -> None:
+    """SIM_REVISE_AFTER_FINAL: a lagging venue whose final bar is later revised."""
+    h = History(Tape(11, always_open=True, history_start_ms=NOW - DAY_MS), 20_000)
+    m = (NOW // MINUTE_MS) - 1                     # the minute that closed 30 s before NOW
+    a, b = m * MINUTE_MS, (m + 1) * MINUTE_MS
+    prints = h.tape.prints(ES, m)
+    assert len(prints) >= 2
+    early = h.retrieve(ES, a, b, MINUTE, 1, 10, False, b + 5_000)
+    late = h.retrieve(ES, a, b, MINUTE, 1, 10, False, b + 20_000)
+    assert late == [aggregate(prints, a, b)]
+    assert early == [aggregate(prints[:-1], a, b)] and early != late
+    # Hours are not cached while one of their minutes may still be revised.
+    hour = (b - HOUR_MS) - (b - HOUR_MS) % HOUR_MS
+    h.retrieve(ES, hour, hour + HOUR_MS, HOUR, 1, 10, False, b + 5_000)
+    assert h.retrieve(ES, hour, hour + HOUR_MS, HOUR, 1, 10, False, b + 3 * HOUR_MS)[-1] == \
+        hist(days=1).retrieve(ES, hour, hour + HOUR_MS, HOUR, 1, 10, False,
+                              b + 3 * HOUR_MS)[-1]

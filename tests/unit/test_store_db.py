@@ -32,21 +32,27 @@ def test_migrations_apply_once_and_refuse_a_newer_database(tmp_path: Path) -> No
         migrate(conn)
 
 
-def test_writer_upsert_never_lets_an_older_rev_or_a_partial_win(tmp_path: Path) -> None:
+def test_writer_upsert_a_later_reading_wins_never_an_older_one_or_a_partial(tmp_path: Path
+                                                                            ) -> None:
+    """Defect 1: `rev` counts publications, so a corrected bar from history (rev 0) read after
+    an early live final (rev 2) must still win; the reading time (updated_ms) decides."""
+    def at(t: int, volume: int, read: int, final: int = 1, rev: int = 0) -> tuple:
+        return (C, "1m", t, 1.0, 2.0, 0.5, 1.5, volume, final, rev, "poll", read)
+
     w = Writer(open_writer(tmp_path / "w.db"), batch_rows=3, flush_s=0.01)
     w.start()
-    w.add("bars", row(0, volume=5, rev=2))
-    w.add("bars", row(0, volume=9, rev=1))            # older revision: ignored
-    w.add("bars", row(0, volume=7, final=0, rev=9))   # partial: ignored
-    w.add("bars", row(60_000, volume=3))
-    w.add("bars", row(60_000, volume=4))              # same rev re-sent: replaces (idempotent)
-    w.add("bars", row(120_000, volume=1, rev=0))
-    w.add("bars", row(120_000, volume=2, rev=1))      # newer revision wins
+    w.add("bars", at(0, volume=5, read=100, rev=2))     # early live final
+    w.add("bars", at(0, volume=9, read=200, rev=0))     # corrected history read later: wins
+    w.add("bars", at(0, volume=7, read=300, final=0, rev=9))   # partial: never over a final
+    w.add("bars", at(60_000, volume=3, read=200))
+    w.add("bars", at(60_000, volume=4, read=100, rev=5))  # an older reading: ignored
+    w.add("bars", at(120_000, volume=1, read=100))
+    w.add("bars", at(120_000, volume=1, read=100))        # the same reading again: idempotent
     w.barrier().result(timeout=5)
     assert w.close()
     r = open_reader(tmp_path / "w.db")
     got = [(b.t, b.volume, b.rev) for b in queries.bars_between(r, C, "1m", 0, 10**9)]
-    assert got == [(0, 5, 2), (60_000, 4, 0), (120_000, 2, 1)]
+    assert got == [(0, 9, 0), (60_000, 3, 0), (120_000, 1, 0)]
     assert w.counters["commits"] >= 1
 
 
@@ -92,14 +98,14 @@ def test_queries_keys_last_bars_and_symbol_resolution(tmp_path: Path) -> None:
 
 def test_series_cache_merge_rule_and_bound() -> None:
     cache = SeriesCache(size=10)
-    assert cache.put(C, "5m", [0, 1, 1, 1, 1, 5, False, 0])
-    assert cache.put(C, "5m", [0, 1, 1, 1, 1, 6, True, 3])
-    assert not cache.put(C, "5m", [0, 1, 1, 1, 1, 7, False, 9])   # partial after final
-    assert not cache.put(C, "5m", [0, 1, 1, 1, 1, 8, True, 2])    # older revision
-    assert cache.put(C, "5m", [0, 1, 1, 1, 1, 9, True, 4])
-    assert cache.window(C, "5m", 5) == [[0, 1, 1, 1, 1, 9, True, 4]]
+    assert cache.put(C, "5m", [0, 1, 1, 1, 1, 5, False, 0, 10])
+    assert cache.put(C, "5m", [0, 1, 1, 1, 1, 6, True, 3, 20])
+    assert not cache.put(C, "5m", [0, 1, 1, 1, 1, 7, False, 9, 30])   # partial after final
+    assert not cache.put(C, "5m", [0, 1, 1, 1, 1, 8, True, 9, 15])    # an older reading
+    assert cache.put(C, "5m", [0, 1, 1, 1, 1, 9, True, 0, 40])        # later, rev 0: wins
+    assert cache.window(C, "5m", 5) == [[0, 1, 1, 1, 1, 9, True, 0, 40]]
     for i in range(1, 100):
-        cache.put(C, "5m", [i * 300_000, 1, 1, 1, 1, 1, True, 0])
+        cache.put(C, "5m", [i * 300_000, 1, 1, 1, 1, 1, True, 0, 0])
     assert len(cache.data[(C, "5m")]) <= 10 + 10 // 4 + 8
     assert [r[0] for r in cache.window(C, "5m", 2)] == [98 * 300_000, 99 * 300_000]
 
