@@ -72,7 +72,7 @@ class Engine:
         self.errors_in_row = 0
         self.busy: str | None = None
         self.busy_since = 0.0
-        self.durations: deque[float] = deque(maxlen=2000)   # seconds per hook call
+        self.durations: deque[float] = deque(maxlen=5000)   # seconds per hook call, per beat
         self.counters: dict[str, Any] = {
             "bars": 0, "quotes": 0, "trades": 0, "orders_sent": 0, "order_rejects": 0,
             "order_events": 0, "fills": 0, "hook_errors": 0, "hook_calls": 0,
@@ -106,7 +106,8 @@ class Engine:
             self.durations.append(time.monotonic() - self.busy_since)
             self.busy = None
             self.counters["hook_calls"] += 1
-        self.errors_in_row = 0
+        if hook != "on_save":   # the periodic save succeeding says nothing about the others
+            self.errors_in_row = 0
         return result
 
     # ---------------------------------------------------------------- market data in
@@ -323,11 +324,12 @@ class Engine:
     def day_pnl(self) -> float:
         return round(sum(p.realized_pnl + p.open_pnl for p in self.positions.values()), 2)
 
-    def hook_p99_us(self) -> int:
-        if not self.durations:
-            return 0
+    def hook_p99_us(self, reset: bool = False) -> int:
+        """p99 of the hook durations since the last reset (each heartbeat resets)."""
         d = sorted(self.durations)
-        return int(d[min(len(d) - 1, int(len(d) * 0.99))] * 1e6)
+        if reset:
+            self.durations.clear()
+        return int(d[min(len(d) - 1, int(len(d) * 0.99))] * 1e6) if d else 0
 
 
 def _replace(order: OrderEvent, **changes: Any) -> OrderEvent:

@@ -40,6 +40,8 @@ from strategy_host.watchdog import Watchdog
 
 log = logging.getLogger("host")
 
+_DATA = ("bar.", "quote.", "trade.", "order.", "fill.", "position.", "contract.")
+
 
 class AlarmPublisher:
     """The watchdog's own PUB socket: it must speak while the event loop is stuck. It publishes
@@ -106,6 +108,8 @@ class Host(Service):
                              max_errors=s.strategy_max_errors, watch=self.watchdog,
                              on_schedule=self._schedule, on_unschedule=self._unschedule)
         self.store = StateFile(s.state_dir)
+        self.bus.on_gap = self._on_gap
+        self.counters.update(data_gaps=0, data_lost=0)
         try:
             await self.bus.ready(timeout=15)
         except BusNotReady as exc:
@@ -221,6 +225,15 @@ class Host(Service):
                  self.engine.net_position())
 
     # ---------------------------------------------------------------- events in
+
+    def _on_gap(self, src: str, topic: str, first: int, last: int) -> None:
+        """Loss on our own topics (market data, our orders) is what matters: `data_gaps`,
+        `data_lost` in the heartbeat (the bus's own `gaps` also counts its readiness probes)."""
+        if topic.startswith(_DATA):
+            self.counters["data_gaps"] = self.counters.get("data_gaps", 0) + 1
+            self.counters["data_lost"] = self.counters.get("data_lost", 0) + last - first + 1
+        log.warning("lost %d message(s) from %s on %s (seq %d..%d)", last - first + 1, src,
+                    topic, first, last)
 
     def _guard(self, fn: Any, *args: Any) -> Any:
         """Run engine work; a fatal condition stops the host with exit 1."""
@@ -371,7 +384,7 @@ class Host(Service):
             return hb
         counters = {**hb.counters, **engine.counters,
                     "live": int(self.live), "lag_ms": self.lag_ms, "lag_max_ms": self.lag_max_ms,
-                    "slow_hooks": self.watchdog.slow, "hook_p99_us": engine.hook_p99_us(),
+                    "slow_hooks": self.watchdog.slow, "hook_p99_us": engine.hook_p99_us(reset=True),
                     "rss_kb": self.rss_kb(), "position": engine.net_position(),
                     "day_pnl": engine.day_pnl(), "open_orders": len(engine.orders),
                     "errors_in_row": engine.errors_in_row,
