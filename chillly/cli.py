@@ -66,6 +66,13 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
                    "gateway.tools:cancel_all_cli"),
     "flatten": ("cancel orders and close positions: flatten SYMBOL | --all",
                 "gateway.tools:add_flatten_arguments", "gateway.tools:flatten_cli"),
+    # the risk gate (docs/risk.md)
+    "halt": ("halt trading: cancel, flatten, HALTED until resume", "gateway.risk_tools:"
+             "add_reason_arguments", "gateway.risk_tools:halt_cli"),
+    "resume": ("lift a manual halt (only when flat)", "gateway.risk_tools:add_reason_arguments",
+               "gateway.risk_tools:resume_cli"),
+    "risk": ("show floor, equity, limits, trading state, next deadline",
+             "gateway.risk_tools:add_risk_arguments", "gateway.risk_tools:risk_cli"),
 }
 
 

@@ -157,6 +157,17 @@ class Journal:
                f"VALUES ({', '.join('?' for _ in cols)})")
         return await self._tx(lambda c: c.execute(sql, [row[k] for k in cols]).rowcount == 1)
 
+    async def save_risk(self, book_json: str, at_ms: int) -> None:
+        """Replace the risk gate's book (migration 2)."""
+        await self._tx(lambda c: c.execute(
+            "INSERT INTO risk_state (id, book, updated_ms) VALUES (1, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET book=excluded.book, updated_ms=excluded.updated_ms",
+            (book_json, at_ms)))
+
+    async def load_risk(self) -> str | None:
+        rows = await self.query("SELECT book FROM risk_state WHERE id = 1")
+        return rows[0]["book"] if rows else None
+
     # ------------------------------------------------------------------ reads (tests, tools)
 
     async def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

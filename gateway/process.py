@@ -28,9 +28,10 @@ from chillly.process import Service, run_service
 from chillly.singleton import acquire
 from gateway import journal as J
 from gateway.book import ACCOUNT, Book, Spec
-from gateway.gate import (AllowAll, BookView, CancelEntries, Flatten, Gate, Intent, QuoteView,
+from gateway.gate import (BookView, CancelEntries, Flatten, Gate, Intent, QuoteView,
                           SetTradingState, WorkingOrder, ACTIVE, BUY, SELL)
 from gateway.journal import Journal
+from gateway.risk_runtime import HISTORY_MS, RiskRuntime
 from gateway.orders import FILLED, TERMINAL, FillLedger, OrderBookMachine
 from gateway.requests import (TYPE_NAME, VENUE_TYPE, Invalid, build_intent, leg_prices,
                               owner_of, parse_submit, venue_brackets)
@@ -60,7 +61,6 @@ class GatewayService(Service):
         self.lock = acquire(s.gateway_database_path, "gateway")
         self.ready = False
         self.trading_state = ACTIVE
-        self.gate: Gate = self.make_gate()
         self.counters.update({k: 0 for k in (
             "submits", "accepted", "rejected", "rejected_invalid", "rejected_duplicate",
             "rejected_gate", "rejected_venue", "unknown_outcomes", "adopted_unknown",
@@ -69,6 +69,16 @@ class GatewayService(Service):
             "managed_legs", "unprotected_alarms", "gate_actions")})
         self.journal = Journal(s.gateway_database_path)
         loaded = await self.journal.open()
+        # The risk gate and its book (floor, day, latches) from the journal (gateway/risk_runtime)
+        self.risk = RiskRuntime(s, self.journal, self.clock.now_ms)
+        self._risk_known = await self.risk.load()
+        self.gate: Gate = self.make_gate()
+        self._inflight: dict[str, Intent] = {}   # passed the gate, not yet a venue order
+        # Fills the venue reported on an order before its Position event: (side, qty, seq) per
+        # order id, counted by the gate until the position shows them (gateway/risk.py).
+        self._unposted: dict[str, dict[int, tuple[int, int, int]]] = {}
+        self._unposted_seq = 0
+        self._flattening = False
         self.intents: dict[str, dict[str, Any]] = {r["client_id"]: r for r in loaded.intents}
         self.by_tag: dict[str, str] = {r["custom_tag"]: r["client_id"] for r in loaded.intents}
         self.orders: dict[int, dict[str, Any]] = {r["order_id"]: r for r in loaded.orders}
@@ -114,14 +124,15 @@ class GatewayService(Service):
                  len(self.intents), len(self.orders), len(self.ledger.seen))
 
     def make_gate(self) -> Gate:
-        """The risk gate (issue 11 replaces AllowAll here)."""
-        return AllowAll()
+        """The risk gate (gateway/risk.py): Topstep's rules and the strategies' limits."""
+        return self.risk.gate
 
     def command_handlers(self) -> dict[str, Any]:
         return {"submit": self.cmd_submit, "cancel": self.cmd_cancel, "modify": self.cmd_modify,
                 "cancel_all": self.cmd_cancel_all, "flatten": self.cmd_flatten,
                 "orders": self.cmd_orders, "positions": self.cmd_positions,
-                "account": self.cmd_account}
+                "account": self.cmd_account, "halt": self.cmd_halt, "resume": self.cmd_resume,
+                "risk": self.cmd_risk}
 
     async def _pick_account(self) -> Account:
         s = self.s
@@ -163,6 +174,13 @@ class GatewayService(Service):
             log.info("resolving %d intents left without a venue id", len(pending))
             await asyncio.gather(*(self._resolve(r, since_restart=True) for r in pending))
         await self.reconcile(start=True)
+        if not self._risk_known:
+            trades = await self.client.search_trades(self.account.id,
+                                                     self.clock.now_ms() - HISTORY_MS)
+            await self.risk.bootstrap(
+                [(t.creation_timestamp, float(t.profit_and_loss or 0.0) - float(t.fees or 0.0))
+                 for t in trades if t.creation_timestamp is not None and not t.voided],
+                self.book.balance)
         self.ready = True
         log.info("ready: %d working orders, %d positions", len(self._working()),
                  len(self.book.held()))
@@ -183,6 +201,7 @@ class GatewayService(Service):
             except (asyncio.CancelledError, Exception):
                 pass
         await self.client.aclose()
+        await self.risk.flush()
         await self.journal.close()
         self.lock.release()
 
@@ -232,11 +251,14 @@ class GatewayService(Service):
             except Invalid as exc:
                 return self._rejected(cid, exc.rule, str(exc), "rejected_invalid")
             verdict = self.gate.check(intent, self.view())
+            self.risk.save_soon()
             if not verdict.permits(intent):
                 rule = verdict.rule or "risk"
                 reason = verdict.reason or "refused by the risk gate"
                 self._risk_event("reject", reason, rule, owner, cid)
                 return self._rejected(cid, rule, reason, "rejected_gate")
+            # Counted as working by the next check until the venue's order exists.
+            self._inflight[cid] = intent
             trail_price = None
             if intent.order_type == "trailing_stop":
                 q = self.book.quotes.get(contract.id)
@@ -253,6 +275,7 @@ class GatewayService(Service):
             return await self._send(rec, trail_price)
         finally:
             self._reserved.discard(cid)
+            self._inflight.pop(cid, None)
 
     def _rejected(self, cid: Any, rule: str, message: str, counter: str,
                   code: int | None = None, order_id: int | None = None) -> dict[str, Any]:
@@ -477,6 +500,12 @@ class GatewayService(Service):
             or known.get("state") != st.state
         if managed or base.get("managed"):
             row["managed"] = True
+        grew = st.fill_volume - int(base.get("fill_volume") or 0)
+        if grew > 0 and row["contract"]:
+            self._unposted_seq += 1
+            mine = self._unposted.setdefault(row["contract"], {})
+            mine[order.id] = (row["side"], mine.get(order.id, (0, 0, 0))[1] + grew,
+                              self._unposted_seq)
         self.orders[order.id] = row
         if changed:
             await self.journal.record_order({k: v for k, v in row.items() if k != "managed"},
@@ -518,6 +547,7 @@ class GatewayService(Service):
         if p.account_id not in (None, self.account.id) or not p.contract_id:
             return
         await self._ensure_spec(p.contract_id)
+        self._unposted.pop(p.contract_id, None)   # the venue's position now includes them
         if self.book.set_venue_position(p.contract_id, p.type or 0, p.size or 0,
                                         p.average_price, p.creation_timestamp):
             self._publish_due.add((ACCOUNT, p.contract_id))
@@ -605,7 +635,10 @@ class GatewayService(Service):
             if t.id not in self.ledger.seen and not start:
                 self._diff(f"trade {t.id} found by REST")
             await self._apply_trade(t, "rest")
+        seq = self._unposted_seq
         positions = await self.client.search_open_positions(acc)
+        for c in list(self._unposted):   # fills known before this read are in its positions
+            self._unposted[c] = {o: v for o, v in self._unposted[c].items() if v[2] > seq}
         held = {p.contract_id for p in positions}
         for p in positions:
             await self._apply_position(p)
@@ -986,9 +1019,14 @@ class GatewayService(Service):
 
     def _risk_event(self, event: str, reason: str, rule: str | None, owner: str | None = None,
                     client_id: str | None = None) -> None:
+        view = self.view()
+        g = self.risk.gate
+        figures = dict(g.last_figures) if event == "reject" else {}
+        figures.update(lots_allowed=g.max_lots(), day_pnl=round(g.day_pnl(view), 2))
         self.bus.publish(topics.risk_event(self.account.id), RiskEvent(
             account=self.account.id, event=event, state=self.trading_state, reason=reason,
-            rule=rule, owner=owner, client_id=client_id, equity=self.view().equity))
+            rule=rule, owner=owner, client_id=client_id, floor=g.floor(),
+            equity=round(g.equity(view), 2), figures=figures))
 
     # ------------------------------------------------------------------ quotes, gate
 
@@ -1018,6 +1056,26 @@ class GatewayService(Service):
             order_type=TYPE_NAME.get(r["order_type"], "unknown"), status=r["status"],
             limit_price=r["limit_price"], stop_price=r["stop_price"], parent_id=r["parent_id"],
             protective=r["parent_id"] is not None) for r in self._working())
+        # Orders the gate let through that are not venue orders yet (in flight, or an unknown
+        # outcome being resolved) may still fill: the gate counts them too.
+        placed = {r["client_id"] for r in self.orders.values()}
+        pending = [(i.client_id, i.owner, i.contract, i.side, i.size, i.order_type)
+                   for i in self._inflight.values()]
+        pending += [(r["client_id"], r["owner"], r["contract"], r["side"], r["size"],
+                     r["order_type"]) for r in self.intents.values()
+                    if r["status"] == J.SENDING and r["client_id"] not in self._inflight
+                    and r["parent_id"] is None]
+        working += tuple(WorkingOrder(
+            order_id=-(n + 1), client_id=cid, owner=owner, contract=contract, side=side,
+            size=size, remaining=size, order_type=otype, status=6)
+            for n, (cid, owner, contract, side, size, otype) in enumerate(pending)
+            if cid not in placed)
+        # Filled at the venue but not yet in its position: still counted, as if working.
+        working += tuple(WorkingOrder(
+            order_id=-oid, client_id=None, owner=self.orders.get(oid, {}).get("owner", "?"),
+            contract=contract, side=side, size=qty, remaining=qty, order_type="market",
+            status=2) for contract, fills in self._unposted.items()
+            for oid, (side, qty, _) in fills.items())
         return BookView(account_id=self.account.id, account_name=self.account.name,
                         now_ms=self.clock.now_ms(), balance=b.balance, realized_pnl=b.realized(),
                         open_pnl=b.open_pnl(), can_trade=b.can_trade,
@@ -1030,6 +1088,7 @@ class GatewayService(Service):
         except Exception:
             log.exception("gate.due failed")
             return
+        self.risk.save_soon()
         for action in actions:
             self.counters["gate_actions"] += 1
             if isinstance(action, SetTradingState):
@@ -1042,8 +1101,35 @@ class GatewayService(Service):
                 self._risk_event("action", f"cancel entries: {action.reason}", action.rule)
                 asyncio.ensure_future(self._cancel_many(rows))
             elif isinstance(action, Flatten):
-                self._risk_event("action", f"flatten: {action.reason}", action.rule)
-                asyncio.ensure_future(self.flatten(action.contract))
+                if self._flattening:
+                    continue        # one gate flatten at a time: never a second closing order
+                self._risk_event("action", f"flatten: {action.reason}", action.rule,
+                                 action.owner)
+                asyncio.ensure_future(self._gate_flatten(action))
+
+    async def _gate_flatten(self, action: Flatten) -> None:
+        self._flattening = True
+        try:
+            await self.flatten(action.contract, action.owner)
+        except Exception:
+            log.exception("gate flatten failed")
+        finally:
+            self._flattening = False
+
+    # ------------------------------------------------------------------ risk commands
+
+    async def cmd_halt(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
+        out = await self.risk.halt(args, sender)
+        self._run_gate()
+        return out
+
+    async def cmd_resume(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
+        out = await self.risk.resume(args, sender, self.view())
+        self._run_gate()
+        return out
+
+    async def cmd_risk(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
+        return await self.risk.risk(args, sender, self.view())
 
     # ------------------------------------------------------------------ contracts
 

@@ -175,6 +175,10 @@ class RiskGate:
         sod = self.book.sod_balance
         return sod if sod is not None else view.balance - view.realized_pnl
 
+    def day_pnl(self, view: BookView) -> float:
+        """Realized plus open since the day's start (the last EOD), fees in."""
+        return self.equity(view) - self._sod(view)
+
     @staticmethod
     def net(view: BookView, owner: str = ACCOUNT) -> dict[str, int]:
         return {p.contract: p.signed_size for p in view.positions if p.owner == owner and p.size}
@@ -465,8 +469,13 @@ class RiskGate:
             out.append(SetTradingState(state, reason, rule))  # type: ignore[arg-type]
         if state == HALTED and view.can_trade or state == REDUCING and (
                 dl.close is None or now_ms >= dl.flatten_start):
-            # Flatten cancels every working order (legs included), then closes at market.
-            if (view.orders or self.net(view)) and self._once(("flatten",), now_ms):
+            # Flatten cancels every working order (legs included), then closes at market. Not
+            # while an order is in motion (sent, or filled but not yet in the venue's position):
+            # a second closing order on a stale position would reverse it.
+            net = self.net(view)
+            orders = view.orders
+            if (orders or net) and not any(o.order_id < 0 for o in orders) and self._once(
+                    ("flatten", tuple(sorted(net.items()))), now_ms):
                 out.append(Flatten(reason, rule))
         self._owners(view, now_ms, out)
         return out

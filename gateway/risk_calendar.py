@@ -3,8 +3,7 @@
 The core asks three things of a calendar (`RiskCalendar`): which trading date an instant belongs
 to, when that date's session opens (17:00 CT the evening before) and when its market closes
 (16:00 CT normally, earlier on a CME early close, None on a holiday). `CmeCalendar` answers from
-`chillly.calendar`, using its holiday / early-close functions when the kernel has them; tests
-inject their own closes. `Deadlines` turns a close into the gate's three times: a normal day's
+`chillly.calendar` (CME holidays and early closes); tests inject their own closes. `Deadlines` turns a close into the gate's three times: a normal day's
 configured CT times (15:00 / 15:05 / 15:10) move earlier by as much as the close does.
 """
 
@@ -26,11 +25,26 @@ class RiskCalendar(Protocol):
 
     def close_ms(self, day: date) -> int | None: ...
 
-    def is_market_open(self, ms: int) -> bool: ...
+
+class AlwaysOpenCalendar:
+    """RISK_MARKET_HOURS=always (a sim with SIM_ALWAYS_OPEN): every day has a session that runs
+    until the next one opens, so no hours rule and no flat window; the 17:00 CT reset stays."""
+
+    flat_window = False
+
+    def trading_date(self, ms: int) -> date:
+        return cme.trading_date(ms)
+
+    def session_open_ms(self, day: date) -> int:
+        return cme.session_open_ms(day)
+
+    def close_ms(self, day: date) -> int | None:
+        return cme.session_open_ms(day + timedelta(days=1))
 
 
 class CmeCalendar:
-    """The CME Globex calendar of the kernel (holidays and early closes when it knows them)."""
+    """The CME Globex calendar of the kernel (its holidays and early closes), plus any closes
+    given here (tests, or a product that closes earlier)."""
 
     def __init__(self, early_closes: dict[date, time] | None = None,
                  holidays: frozenset[date] = frozenset()) -> None:
@@ -44,38 +58,12 @@ class CmeCalendar:
         return cme.session_open_ms(day)
 
     def close_ms(self, day: date) -> int | None:
-        if day.weekday() >= 5 or day in self._holidays or _kernel_holiday(day):
+        if day in self._holidays or not cme.is_trading_day(day):
             return None
-        at = self._early.get(day) or _kernel_early_close(day)
+        at = self._early.get(day)
         if at is not None:
             return _ms(day, at)
-        return cme.halt_ms(day)
-
-    def is_market_open(self, ms: int) -> bool:
-        if not cme.is_market_open(ms):
-            return False
-        day = self.trading_date(ms)
-        close = self.close_ms(day)
-        return close is not None and ms < close
-
-
-def _kernel_holiday(day: date) -> bool:
-    fn = getattr(cme, "is_holiday", None)
-    return bool(fn(day)) if fn is not None else False
-
-
-def _kernel_early_close(day: date) -> time | None:
-    fn = getattr(cme, "early_close", None)
-    if fn is None:
-        return None
-    value = fn(day)
-    if value is None or isinstance(value, time):
-        return value
-    return _ct_time(int(value))  # epoch ms
-
-
-def _ct_time(ms: int) -> time:
-    return datetime.fromtimestamp(ms / 1000.0, tz=cme.CHICAGO).time()
+        return cme.session_close_ms(day)
 
 
 def _ms(day: date, at: time) -> int:
@@ -100,6 +88,9 @@ class Deadlines:
         start = cal.session_open_ms(day)
         end = cal.session_open_ms(day + timedelta(days=1))
         close = cal.close_ms(day)
+        if not getattr(cal, "flat_window", True):
+            assert close is not None
+            return cls(day, start, end, close, close, close, close)
         if close is None:
             # No session that day: nothing may be entered or held at any time of it.
             return cls(day, start, end, None, start, start, start)

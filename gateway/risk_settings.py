@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -55,6 +55,17 @@ class RiskSettings(Settings):
     risk_slippage_ticks: int = Field(default=1, ge=0)
     risk_fees: str = ""                               # "ES:1.40,MES:0.37" over the defaults
     strategies_file: Path = Path("strategies.toml")
+    # "cme": CME hours, holidays, early closes and the flat window; "always": a sim run with
+    # SIM_ALWAYS_OPEN (no hours rule, no flat window; every other rule as configured); "auto":
+    # "always" when the venue is the sim and SIM_ALWAYS_OPEN is set, else "cme".
+    risk_market_hours: Literal["cme", "always", "auto"] = "auto"
+    sim_always_open: bool = False          # the sim's own setting, read to follow its hours
+
+    @property
+    def market_hours(self) -> str:
+        if self.risk_market_hours != "auto":
+            return self.risk_market_hours
+        return "always" if self.sim_always_open and not self.uses_live_venue else "cme"
 
     @field_validator("topstep_program")
     @classmethod

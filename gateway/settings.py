@@ -7,10 +7,12 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from gateway.risk_settings import RiskSettings
 from topstepx.settings import ClientSettings, parse_budget
 
 
-class GatewaySettings(ClientSettings):
+class GatewaySettings(ClientSettings, RiskSettings):
+    # The risk gate's TOPSTEP_PROGRAM / TOPSTEP_ACCOUNT_SIZE / RISK_* come from RiskSettings.
     # The order journal (its own SQLite file; one gateway per file).
     gateway_database_path: Path = Path("run/orders.db")
     # The gateway's share of the venue's 200 requests / 60 s for everything but bars

@@ -223,6 +223,14 @@ def test_flatten_window_actions() -> None:
     acts = g.due(view(at, positions=held, orders=(entry,), trading_state=REDUCING), at)
     assert [type(a) for a in acts] == [Flatten]
     assert g.due(view(at + 500, positions=held, trading_state=REDUCING), at + 500) == []
+    # A new position appearing is flattened at once; an order in motion (negative id: sent,
+    # or filled but not yet in the position) holds the flatten back.
+    more = (pos(ES, 3),)
+    assert [type(a) for a in g.due(view(at + 600, positions=more, trading_state=REDUCING),
+                                   at + 600)] == [Flatten]
+    moving = order(ES, SELL, 3, order_id=-1)
+    assert g.due(view(at + 700, positions=(pos(ES, 4),), orders=(moving,),
+                      trading_state=REDUCING), at + 700) == []
     # Still held after the retry interval: flatten again.
     later = at + g.retry_ms
     assert [type(a) for a in g.due(view(later, positions=held, trading_state=REDUCING),
@@ -396,3 +404,24 @@ def test_rebuild_eod_from_the_venues_trades() -> None:
     assert eod["2026-11-16"] == 50_500.0
     assert eod["2026-11-15"] == 50_000.0
     assert "2026-11-18" not in eod
+
+
+def test_kernel_calendar_early_close_agrees_with_topsteps_flat_by() -> None:
+    from chillly import calendar as cme
+    g = gate()                                   # the kernel's CME table: 27 Nov 2026 12:00 CT
+    day = date(2026, 11, 27)
+    dl = g.deadlines(ct(2026, 11, 27, 9))
+    assert dl.flat_by == cme.flat_by_ms(day) == ct(2026, 11, 27, 11, 10)
+    assert dl.entry_cutoff == ct(2026, 11, 27, 11, 0)
+    assert g.check(intent(), view(ct(2026, 11, 26, 10))).rule == "hours"    # Thanksgiving
+
+
+def test_always_open_hours_have_no_window_but_keep_the_daily_reset() -> None:
+    from gateway.risk_calendar import AlwaysOpenCalendar
+    g = gate()
+    g.cal = AlwaysOpenCalendar()
+    assert g.check(intent(), view(ct(2026, 11, 21, 10))).allowed          # Saturday
+    assert g.check(intent(), view(ct(2026, 11, 18, 15, 9))).allowed
+    assert g.due(view(ct(2026, 11, 18, 15, 6), positions=(pos(ES, 1),)),
+                 ct(2026, 11, 18, 15, 6)) == []
+    assert g.deadlines(ct(2026, 11, 18, 17, 0)).day == date(2026, 11, 19)

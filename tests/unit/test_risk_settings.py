@@ -84,3 +84,14 @@ def test_deadlines_out_of_order_name_the_variable(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(SystemExit) as exc:
         load_settings(RiskSettings)
     assert exc.value.code == 2 and "RISK_ENTRY_CUTOFF" in capsys.readouterr().err
+
+
+def test_market_hours_follow_an_always_open_sim_but_never_the_live_venue(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert RiskSettings().market_hours == "cme"
+    monkeypatch.setenv("SIM_ALWAYS_OPEN", "1")
+    assert RiskSettings().market_hours == "always"
+    monkeypatch.setenv("TOPSTEP_API_KEY", "k")
+    assert RiskSettings().market_hours == "cme"
+    monkeypatch.setenv("RISK_MARKET_HOURS", "always")
+    assert RiskSettings().market_hours == "always"

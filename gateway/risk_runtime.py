@@ -1,0 +1,129 @@
+"""The gateway's side of the risk gate: build it, keep its book in the journal, serve commands.
+
+`RiskRuntime` owns the `RiskGate` of the account (settings + strategies.toml limits + the CME
+calendar), reads its `RiskBook` back from the journal at start (the same floor, day, latches and
+counters after any restart), rebuilds the EOD history from the venue's trades on the first
+start of an account, writes the book back whenever it changed (coalesced, on the journal's
+writer thread) and serves `halt`, `resume` and `risk` (docs/wire-format.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from chillly.bus import CommandError
+from gateway.gate import BookView
+from gateway.risk import RiskGate
+from gateway.risk_book import RiskBook, rebuild_eod
+from gateway.risk_calendar import AlwaysOpenCalendar, CmeCalendar
+from gateway.risk_settings import RiskSettings
+from gateway.risk_strategies import read_limits
+
+log = logging.getLogger("gateway.risk")
+
+#: How far back the first start looks for the account's trades (Trade/search).
+HISTORY_MS = 400 * 86_400_000
+
+
+class RiskStore(Protocol):
+    async def load_risk(self) -> str | None: ...
+
+    async def save_risk(self, book_json: str, at_ms: int) -> None: ...
+
+
+class RiskRuntime:
+    def __init__(self, settings: RiskSettings, store: RiskStore,
+                 now_ms: Callable[[], int]) -> None:
+        cal = AlwaysOpenCalendar() if settings.market_hours == "always" else CmeCalendar()
+        self.gate = RiskGate(settings.risk_config(read_limits(settings.strategies_file)), cal)
+        self.store = store
+        self.now_ms = now_ms
+        self._saving: asyncio.Task[None] | None = None
+
+    async def load(self) -> bool:
+        """Read the book back; True when there was one (not the account's first start)."""
+        text = await self.store.load_risk()
+        if not text:
+            return False
+        self.gate.book = RiskBook.from_dict(json.loads(text))
+        b = self.gate.book
+        log.info("risk book: day %s, high water %s, floor %.2f, state %s%s", b.day,
+                 b.high_water, self.gate.floor(), b.state,
+                 f", halted by hand ({b.manual_halt})" if b.manual_halt else "")
+        return True
+
+    async def bootstrap(self, trades: list[tuple[int, float]], balance: float) -> None:
+        """First start: EOD balances rebuilt from the venue's trades (time, P&L net of fees)."""
+        eod = rebuild_eod(balance, trades, self.now_ms(), self.gate.cal)
+        b = self.gate.book
+        if eod:
+            b.eod.update(eod)
+            b.high_water = max([self.gate.cfg.starting_balance, *eod.values()])
+            last = max(eod)
+            b.sod_balance = eod[last]
+        log.info("risk book rebuilt from %d trades: %d EOD balances, high water %s", len(trades),
+                 len(eod), b.high_water)
+        await self.save()
+
+    async def save(self) -> None:
+        """Write the book now (awaited where a reply promises it: halt, resume, set)."""
+        b = self.gate.book
+        b.dirty = False
+        await self.store.save_risk(json.dumps(b.to_dict()), self.now_ms())
+
+    def save_soon(self) -> None:
+        """Coalesced write of a changed book, off the caller's path."""
+        if self.gate.book.dirty and (self._saving is None or self._saving.done()):
+            self._saving = asyncio.ensure_future(self._save_loop())
+
+    async def _save_loop(self) -> None:
+        while self.gate.book.dirty:
+            try:
+                await self.save()
+            except Exception:
+                log.exception("risk book not saved")
+                self.gate.book.dirty = True
+                await asyncio.sleep(1.0)
+
+    async def flush(self) -> None:
+        if self._saving is not None:
+            await asyncio.gather(self._saving, return_exceptions=True)
+        if self.gate.book.dirty:
+            await self.save()
+
+    # ------------------------------------------------------------------ commands
+
+    async def halt(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
+        _tools_only(sender, "halt")
+        reason = str(args.get("reason") or f"halted by {sender}")
+        state, why = self.gate.halt(reason)
+        await self.save()
+        return {"state": state, "reason": why}
+
+    async def resume(self, args: dict[str, Any], sender: str, view: BookView) -> dict[str, Any]:
+        _tools_only(sender, "resume")
+        ok, message = self.gate.resume(view)
+        if not ok:
+            raise CommandError(f"resume refused: {message}")
+        await self.save()
+        state, reason, _ = self.gate.state(view, view.now_ms)
+        return {"state": state, "reason": reason or message}
+
+    async def risk(self, args: dict[str, Any], sender: str, view: BookView) -> dict[str, Any]:
+        hw = args.get("set_high_water")
+        if hw is not None:
+            _tools_only(sender, "risk --set-high-water")
+            if isinstance(hw, bool) or not isinstance(hw, (int, float)):
+                raise CommandError("set_high_water: expected a number")
+            self.gate.set_high_water(float(hw))
+            await self.save()
+        return self.gate.report(view, view.now_ms)
+
+
+def _tools_only(sender: str, what: str) -> None:
+    if sender.startswith("strategy-"):
+        raise CommandError(f"{what} is for the trader's tools, not a strategy ({sender})")
