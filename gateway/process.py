@@ -206,7 +206,7 @@ class GatewayService(Service):
         self.lock.release()
 
     def heartbeat(self) -> Heartbeat:
-        if hasattr(self, "client"):
+        if hasattr(self, "hub"):  # heartbeats run from STARTING on: only once all exist
             self.counters.update(self.client.stats())
             self.counters.update({f"orders_{k}": v for k, v in self.machine.counters.items()})
             self.counters["repeated_fills"] = self.ledger.repeated
