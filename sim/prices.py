@@ -17,6 +17,11 @@ it is asked. The tape is built in three layers, each a pure function of the one 
    millisecond offsets whose first price is the open, last the close, which touch the high and
    the low, whose sizes sum to the volume. Aggressor side follows the tick direction.
 
+**Drifts** (POST /admin/market, `Tape.add_drift`) bend the path of a root family from the next
+minute boundary on: a shift of N ticks reached linearly over a span of market time, and a
+volatility multiplier on the path's moves and the minutes' excursions. A drift changes only
+minutes that have not started, so what was streamed and what history returns stay one record.
+
 Prices are kept as integer tick counts; `to_price` turns them into venue decimals. Minutes when
 the CME market is closed (and before the history horizon) have no prints at all.
 """
@@ -82,6 +87,24 @@ class MinuteBar:
     n: int
 
 
+@dataclass(frozen=True)
+class Drift:
+    """A bend of one family's path (see the module doc). `base` is the family's level at
+    `start_minute` before this drift, the pivot of its volatility scaling."""
+
+    family: str
+    start_minute: int
+    over_minutes: int
+    offset: float          # price units reached at start + over
+    volatility: float
+    base: float
+
+    def to_api(self) -> dict[str, object]:
+        return {"family": self.family, "start": self.start_minute * MINUTE_MS,
+                "over_minutes": self.over_minutes, "offset": self.offset,
+                "volatility": self.volatility}
+
+
 #: A print: (t_ms, price_ticks, size, aggressor 0 buy / 1 sell).
 Print = tuple[int, int, int, int]
 
@@ -103,6 +126,7 @@ class Tape:
         self._ctx: dict[str, tuple[RootSpec, int, int, int, int]] = {}
         self._cache_minutes = cache_minutes
         self._cache_prints = cache_prints
+        self.drifts: list[Drift] = []
 
     # ---- contract context -------------------------------------------------------------------
     def _context(self, cid: str) -> tuple[RootSpec, int, int, int, int]:
@@ -156,6 +180,8 @@ class Tape:
             return got
         spec, fam, _, expiry, _ = self._context(cid)
         level = self.family_level(fam, spec.base_price, spec.vol_per_min, minute)
+        if self.drifts:
+            level = self._drifted(spec.family, minute, level)
         days_left = max(0.0, (expiry - minute * MINUTE_MS) / DAY_MS)
         level *= 1.0 + _CARRY_PER_DAY * days_left
         ticks = max(1, int(round(level / spec.tick_size)))
@@ -163,6 +189,46 @@ class Tape:
             memo.clear()
         memo[(cid, minute)] = ticks
         return ticks
+
+    def _drifted(self, family: str, minute: int, level: float) -> float:
+        for d in self.drifts:
+            if d.family != family or minute < d.start_minute:
+                continue
+            ramp = 1.0 if d.over_minutes <= 0 else min(
+                1.0, (minute - d.start_minute) / d.over_minutes)
+            level = d.base + (level - d.base) * d.volatility + d.offset * ramp
+        return level
+
+    def _vol_factor(self, family: str, minute: int) -> float:
+        factor = 1.0
+        for d in self.drifts:
+            if d.family == family and minute >= d.start_minute:
+                factor *= d.volatility
+        return factor
+
+    def add_drift(self, cid: str, ticks: float, over_s: float, volatility: float,
+                  now_ms: int) -> Drift:
+        """Bend the path of `cid`'s family from the next minute boundary after `now_ms`."""
+        spec = self._context(cid)[0]
+        if volatility <= 0:
+            raise ValueError("volatility must be > 0")
+        if over_s < 0:
+            raise ValueError("over_seconds must be >= 0")
+        start = -(-now_ms // MINUTE_MS)
+        fam = self._context(cid)[1]
+        base = self._drifted(spec.family, start,
+                             self.family_level(fam, spec.base_price, spec.vol_per_min, start))
+        drift = Drift(spec.family, start, int(-(-over_s // 60)), ticks * spec.tick_size,
+                      volatility, base)
+        self.restore_drifts([*self.drifts, drift])
+        return drift
+
+    def restore_drifts(self, drifts: list[Drift]) -> None:
+        """Set the drifts (a restart restores them) and forget every derived minute."""
+        self.drifts = list(drifts)
+        self._minutes.clear()
+        self._prints.clear()
+        self._levels.clear()
 
     # ---- layer 2: the minute -----------------------------------------------------------------
     def minute_open(self, minute: int) -> bool:
@@ -212,6 +278,8 @@ class Tape:
         c = self.level_ticks(cid, minute + 1)
         rng = random.Random(_key(self.seed, cnum, minute, 1))
         sigma = max(1.0, o * spec.vol_per_min)  # one minute's standard move, in ticks
+        if self.drifts:
+            sigma *= self._vol_factor(spec.family, minute)
         up = int(abs(rng.gauss(0.0, 1.0)) * sigma * 0.5)
         down = int(abs(rng.gauss(0.0, 1.0)) * sigma * 0.5)
         h = max(o, c) + up

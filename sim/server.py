@@ -32,7 +32,7 @@ from sim.faults import Faults
 from sim.history import History
 from sim.hubs import MarketHub, UserHub
 from sim.market import Market
-from sim.prices import Tape
+from sim.prices import Drift, Tape
 from sim.rest import Api
 from sim.settings import SimSettings
 from sim.trading import TradingEngine
@@ -83,7 +83,9 @@ class Venue:
         self.engine = TradingEngine(clock, self.catalogue, self.market,
                                     emit=self.user_hub.broadcast,
                                     accounts=engine_accounts(settings.sim_accounts),
-                                    bracket_mode=settings.sim_bracket_mode)
+                                    bracket_mode=settings.sim_bracket_mode,
+                                    enforce=settings.sim_enforce,
+                                    sessions=not settings.sim_always_open)
         self.api.add_engine_handlers(build_handlers(self.engine))
         self.user_hub.accounts = self.engine.accounts
         self.admin = Admin(self)
@@ -102,9 +104,15 @@ class Venue:
     # ---- the market loop --------------------------------------------------------------------
     def tick(self) -> int:
         """One market step: prints to the engine first, then to the hubs. Returns print count."""
-        updates = self.market.step(self.clock.now_ms())
-        n = 0
+        now = self.clock.now_ms()
         engine = self.engine
+        try:
+            engine.on_clock(now)     # the day roll and the flat-by deadline come first
+        except Exception:
+            self.counters["engine_errors"] += 1
+            log.exception("trading engine failed on the clock")
+        updates = self.market.step(now)
+        n = 0
         for up in updates:
             n += len(up.prints)
             cid = up.contract_id
@@ -122,6 +130,14 @@ class Venue:
         self.counters["ticks"] += 1
         self.counters["prints"] += n
         return n
+
+    def add_drift(self, contract_id: str, ticks: float, over_s: float,
+                  volatility: float) -> Drift:
+        """POST /admin/market: bend the contract family's prices from the next minute on."""
+        drift = self.tape.add_drift(contract_id, ticks, over_s, volatility, self.clock.now_ms())
+        log.info("drift on %s: %+g ticks over %gs, volatility x%g from %s", contract_id, ticks,
+                 over_s, volatility, drift.start_minute)
+        return drift
 
     # ---- faults -----------------------------------------------------------------------------
     def hubs(self) -> tuple[UserHub, MarketHub]:
@@ -264,6 +280,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="token lifetime in market seconds (SIM_TOKEN_LIFETIME_S)")
     parser.add_argument("--accounts",
                         help="accounts id:name[:balance[:flags]],... (SIM_ACCOUNTS)")
+    parser.add_argument("--enforce",
+                        help="Topstep rules enforced: max_position,mll,flat_by,daily_loss, "
+                             "all or none (SIM_ENFORCE, default all)")
     parser.add_argument("--bracket-mode", choices=("auto_oco", "position"),
                         help="bracket mode of the default account (SIM_BRACKET_MODE)")
     parser.add_argument("--fault-drop-hubs-every", type=float,
@@ -281,7 +300,7 @@ _OPTION_TO_SETTING = {
     "history_days": "sim_history_days", "always_open": "sim_always_open",
     "username": "sim_username", "api_key": "sim_api_key",
     "token_lifetime": "sim_token_lifetime_s", "bracket_mode": "sim_bracket_mode",
-    "accounts": "sim_accounts",
+    "accounts": "sim_accounts", "enforce": "sim_enforce",
     "fault_drop_hubs_every": "sim_fault_drop_hubs_every_s",
     "fault_rest_fail_rate": "sim_fault_rest_fail_rate",
     "fault_rest_delay_ms": "sim_fault_rest_delay_ms", "fault_force_429": "sim_fault_force_429",

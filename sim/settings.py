@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from chillly.settings import Settings
+from sim.rules import RULES
 
 #: The roots the sim lists by default (projectx-api.md §8: TopstepX roots, not CME tickers).
 DEFAULT_ROOTS = ["EP", "ENQ", "MES", "MNQ", "RTY", "YM", "CLE", "GCE", "EU6"]
@@ -53,6 +54,10 @@ class SimSettings(Settings):
     # Practice account) and the default bracket mode.
     sim_accounts: str = ""
     sim_bracket_mode: Literal["auto_oco", "position"] = "auto_oco"
+    # Topstep rules the sim enforces (rejections, liquidations, locks): a comma list of
+    # max_position, mll, flat_by, daily_loss, or "all" / "none". The referee records breaches
+    # of every rule whatever this says (GET /admin/breaches).
+    sim_enforce: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(RULES))
 
     # Faults at start (real seconds / fractions); the admin endpoint changes them at run time.
     sim_fault_drop_hubs_every_s: float = Field(default=0.0, ge=0)
@@ -62,6 +67,22 @@ class SimSettings(Settings):
     # A venue that revises a bar after serving it final: market seconds during which a closed
     # minute is served without its last print (0 = off). See docs/sim.md.
     sim_revise_after_final: float = Field(default=0.0, ge=0, le=3600)
+
+    @field_validator("sim_enforce", mode="before")
+    @classmethod
+    def _split_rules(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text == "all":
+                return list(RULES)
+            value = [] if text in ("none", "") else [p.strip() for p in text.split(",")
+                                                      if p.strip()]
+        if isinstance(value, list):
+            unknown = [r for r in value if r not in RULES]
+            if unknown:
+                raise ValueError(f"unknown rules {unknown}; known: {', '.join(RULES)}, "
+                                 "all, none")
+        return value
 
     @field_validator("sim_roots", mode="before")
     @classmethod

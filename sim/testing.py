@@ -29,6 +29,15 @@ def sim_env(run_dir: object, **extra: str) -> dict[str, str]:
             "RUN_DIR": f"{run_dir}/run", "HEARTBEAT_INTERVAL": "1", **extra}
 
 
+def anchor_for(market_ms: int, speed: float) -> str:
+    """CLOCK_ANCHOR that makes market time equal `market_ms` now (market = a + (real - a) * s):
+    a sim started with it runs from that moment (any date) at `speed`."""
+    from chillly.clock import ms_to_iso
+
+    real = time.time() * 1000
+    return ms_to_iso(int((speed * real - market_ms) / (speed - 1)))
+
+
 def wait_ready(base_url: str, timeout: float = 60.0) -> None:
     """Poll GET /api/Status/ping until the sim answers (fail after `timeout` seconds)."""
     deadline = time.monotonic() + timeout

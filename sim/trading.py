@@ -27,10 +27,11 @@ docs/sim-trading.md. In short:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from chillly.clock import Clock
+from chillly.calendar import flat_by_ms, trading_date
+from chillly.clock import Clock, ms_to_iso
 from sim.accounts import DEFAULT_ACCOUNTS, Account, AccountConfig
 from sim.booking import Book
 from sim.contracts import SimContract
@@ -44,9 +45,12 @@ from sim.matching import (
     round_to_tick,
     stop_hit,
 )
+from sim.referee import Referee
+from sim.rules import RULES, exposure, lot_tenths
 from sim.validation import modify_changes, validate_place
 from sim.wire import (
     ACT_UPDATE,
+    EV_ACCOUNT,
     BUY,
     CANCELLED,
     EV_ORDER,
@@ -88,7 +92,11 @@ class TradingEngine:
 
     def __init__(self, clock: Clock, catalogue: CatalogueView, market: MarketView, emit: Emit,
                  accounts: list[AccountConfig] | tuple[AccountConfig, ...] | None = None,
-                 bracket_mode: str = "auto_oco") -> None:
+                 bracket_mode: str = "auto_oco", enforce: Iterable[str] = RULES,
+                 sessions: bool = False) -> None:
+        """`enforce`: the Topstep rules the engine enforces (rejections, liquidations, locks);
+        the referee records breaches of all of them either way. `sessions`: the market keeps
+        CME hours, so the flat-by deadline applies."""
         if bracket_mode not in BRACKET_MODES:
             raise ValueError(f"bracket_mode must be one of {BRACKET_MODES}, not {bracket_mode!r}")
         self.clock = clock
@@ -97,7 +105,8 @@ class TradingEngine:
         self.prices = Prices(market)
         self._emit = emit
         self._accounts: dict[int, Account] = {}
-        for c in accounts or DEFAULT_ACCOUNTS:
+        configs = list(accounts or DEFAULT_ACCOUNTS)
+        for c in configs:
             mode = c.bracket_mode or bracket_mode
             if mode not in BRACKET_MODES:
                 raise ValueError(f"account {c.id}: bad bracket mode {mode!r}")
@@ -114,7 +123,14 @@ class TradingEngine:
         self._working: dict[str, dict[int, Order]] = {}   # contract -> open orders
         self._out: list[Event] = []
         self.counters: dict[str, int] = {"placed": 0, "rejected": 0, "fills": 0,
-                                         "cancelled": 0, "modified": 0, "emit_errors": 0}
+                                         "cancelled": 0, "modified": 0, "emit_errors": 0,
+                                         "breaches": 0, "liquidations": 0}
+        self.enforce = set_enforce(enforce)
+        self.programs = {c.id: c.rules() for c in configs}
+        self.referee = Referee(self.programs, {a: x.balance for a, x in self._accounts.items()},
+                               now, sessions)
+        self._touched: dict[int, str] = {}    # account -> contract of its latest fill
+        self._checking = False
 
     # ----- public seam -----------------------------------------------------------------------
 
@@ -137,19 +153,19 @@ class TradingEngine:
                         self._emit_order(order)
                     if m.fill_price is not None:
                         self._fill(order, m.fill_price, t_ms)
+        self._after(t_ms, contract_id)
         self._flush()
 
     def on_quote(self, contract_id: str, bid: float | None, ask: float | None, t_ms: int) -> None:
         """A quote change: resting limits fill when the opposite side touches their price."""
-        working = self._working.get(contract_id)
-        if not working:
-            return
+        working = self._working.get(contract_id) or {}
         for order in list(working.values()):
             if order.status != OPEN:
                 continue
             price = quote_fill(order, bid, ask)
             if price is not None:
                 self._fill(order, price, t_ms)
+        self._after(t_ms, contract_id)
         self._flush()
 
     # ----- Order/place -----------------------------------------------------------------------
@@ -166,6 +182,8 @@ class TradingEngine:
         try:
             prices = validate_place(account, contract, req, now, self.market, self.prices,
                                     self._tags[account.id])
+            assert contract is not None
+            self._check_rules(account, contract, req, now)
         except TradingError as e:
             self._record_rejected(oid, req, contract, now)
             self._flush()
@@ -196,6 +214,7 @@ class TradingEngine:
             if o is not None:
                 self._emit_order(o)
         self._activate(entry, now)
+        self._after(now)
         self._flush()
         return oid, 0, None
 
@@ -266,6 +285,7 @@ class TradingEngine:
         self.counters["modified"] += 1
         self._emit_order(order)
         self._recheck(order, now)
+        self._after(now)
         self._flush()
 
     def _recheck(self, order: Order, now: int) -> None:
@@ -341,6 +361,7 @@ class TradingEngine:
         self._store(order)
         self._emit_order(order)
         self._activate(order, now)
+        self._after(now)
         self._flush()
 
     # ----- searches ---------------------------------------------------------------------------
@@ -366,6 +387,165 @@ class TradingEngine:
 
     def account(self, account_id: int) -> Account | None:
         return self._accounts.get(account_id)
+
+    # ----- Topstep rules: enforcement and the referee ------------------------------------------
+
+    def on_clock(self, now: int) -> None:
+        """Time passing: the 17:00 CT day roll, the flat-by deadline, the marks."""
+        balances = {a: x.balance for a, x in self._accounts.items()}
+        for acc_id in self.referee.roll(now, balances):
+            account = self._accounts[acc_id]
+            account.can_trade = True
+            self._emit_account(account)
+        if self.referee.flat_by_due(now):
+            for acc_id, account in self._accounts.items():
+                positions = self.book.open_positions(acc_id)
+                lots = self._lots(acc_id)
+                breached = self.referee.check_flat(acc_id, lots, [p.contract.id
+                                                                  for p in positions], now)
+                if "flat_by" in self.enforce:
+                    self._liquidate(account, now, lock=False)
+                    if breached:
+                        self.referee.mark_enforced(["flat_by"], acc_id)
+        self._after(now)
+        self._flush()
+
+    def _check_rules(self, account: Account, contract: SimContract, req: PlaceRequest,
+                     now: int) -> None:
+        """Place-time enforcement: the flat window and the maximum position (reductions pass)."""
+        if not ({"flat_by", "max_position"} & self.enforce):
+            return
+        assert req.side is not None and req.size is not None
+        before = self._exposure(account.id)
+        after = self._exposure(account.id, (contract, req.side, req.size))
+        if after <= before:
+            return
+        if "flat_by" in self.enforce and self.referee.in_flat_window(now):
+            deadline = ms_to_iso(flat_by_ms(trading_date(now)))
+            raise TradingError(5, f"Outside of trading hours: positions must be flat from "
+                                  f"{deadline} until the session closes.")
+        cap = self.referee.state[account.id].max_lots
+        if "max_position" in self.enforce and after > cap * 10:
+            raise TradingError(2, f"Order rejected: it could take the position to "
+                                  f"{after / 10:g} lots, over the account's maximum position "
+                                  f"of {cap} lots.")
+
+    def _exposure(self, acc_id: int, extra: tuple[SimContract, int, int] | None = None) -> int:
+        """Tenths of a lot the account could hold if every working entry of a side filled."""
+        program = self.programs[acc_id]
+        books: dict[str, list[int]] = {}      # contract -> [net, buys, sells]
+        symbols: dict[str, str] = {}
+        for pos in self.book.open_positions(acc_id):
+            books[pos.contract.id] = [pos.size if pos.type == LONG else -pos.size, 0, 0]
+            symbols[pos.contract.id] = pos.contract.symbol
+        entries = [(o.contract, o.side, o.size - o.fill_volume)
+                   for o in self._by_account[acc_id]
+                   if o.leg is None and o.status in (OPEN, PENDING) and o.contract is not None]
+        if extra is not None:
+            entries.append(extra)
+        for contract, side, size in entries:
+            assert contract is not None
+            row = books.setdefault(contract.id, [0, 0, 0])
+            symbols[contract.id] = contract.symbol
+            row[1 if side == BUY else 2] += size
+        return sum(lot_tenths(program, symbols[cid], exposure(*row)) for cid, row in books.items())
+
+    def _lots(self, acc_id: int) -> int:
+        program = self.programs[acc_id]
+        return sum(lot_tenths(program, p.contract.symbol, p.size)
+                   for p in self.book.open_positions(acc_id))
+
+    def open_pnl(self, acc_id: int) -> float:
+        """Open P&L: longs marked at the bid, shorts at the ask (the last print without quotes)."""
+        total = 0.0
+        for pos in self.book.open_positions(acc_id):
+            c = pos.contract
+            price = self.prices.market_price(c, _closing(pos))
+            if price is None:
+                continue
+            direction = 1.0 if pos.type == LONG else -1.0
+            total += (price - pos.average_price) / c.tick_size * c.tick_value * pos.size * direction
+        return round(total, 2)
+
+    def _after(self, now: int, contract_id: str | None = None) -> None:
+        """After any change: the referee's checks, then enforcement of what was broken."""
+        if self._checking:
+            return
+        self._checking = True
+        try:
+            touched, self._touched = self._touched, {}
+            for acc_id, account in self._accounts.items():
+                st = self.referee.state[acc_id]
+                has_positions = bool(self.book.open_positions(acc_id))
+                if acc_id not in touched and not has_positions and not st.violating:
+                    continue
+                lots = self._lots(acc_id)
+                where = touched.get(acc_id, contract_id)
+                broken = self.referee.check_lots(acc_id, lots, where, now)
+                broken += self.referee.check_equity(acc_id, account.balance,
+                                                    self.open_pnl(acc_id), now, lots, where)
+                if broken:
+                    self.counters["breaches"] += len(broken)
+                    log.warning("account %s breached %s", acc_id, ", ".join(broken))
+                    self._enforce(account, broken, now)
+        finally:
+            self._checking = False
+
+    def _enforce(self, account: Account, broken: list[str], now: int) -> None:
+        st = self.referee.state[account.id]
+        if "mll" in broken:
+            st.lost = True
+        done = []
+        if "mll" in broken and "mll" in self.enforce:
+            self._liquidate(account, now, lock=True)
+            done.append("mll")
+        if "daily_loss" in broken and "daily_loss" in self.enforce and not st.lost:
+            st.blocked = True
+            self._liquidate(account, now, lock=True)
+            done.append("daily_loss")
+        if done:
+            self.referee.mark_enforced(done, account.id)
+
+    def _liquidate(self, account: Account, now: int, lock: bool) -> None:
+        """Cancel every working order, close every position at market; lock when asked."""
+        self.counters["liquidations"] += 1
+        for order in list(self._by_account[account.id]):
+            if order.status in WORKING:
+                self._cancel(order, now)
+        for pos in self.book.open_positions(account.id):
+            contract = pos.contract
+            if self.market.is_open(now) and self.prices.market_price(
+                    contract, _closing(pos)) is not None:
+                self._market_close(pos, contract, pos.size, now)
+        self._touched.clear()
+        if lock and account.can_trade:
+            account.can_trade = False
+            self._emit_account(account)
+
+    def risk(self, acc_id: int) -> dict[str, Any] | None:
+        """The referee's view of one account (GET /admin/accounts/{id}/risk)."""
+        account = self._accounts.get(acc_id)
+        if account is None:
+            return None
+        st = self.referee.state[acc_id]
+        open_pnl = self.open_pnl(acc_id)
+        equity = round(account.balance + open_pnl, 2)
+        day = self.referee.day
+        return {"account": acc_id, "name": account.name, **st.to_api(),
+                "balance": round(account.balance, 2), "open_pnl": open_pnl, "equity": equity,
+                "day_pnl": round(equity - st.day_start_balance, 2),
+                "lots_in_use": self._lots(acc_id) / 10,
+                "exposure_lots": self._exposure(acc_id) / 10,
+                "can_trade": account.can_trade, "trading_day": day.isoformat(),
+                "flat_by": ms_to_iso(flat_by_ms(day)) if self.referee.sessions else None,
+                "enforce": sorted(self.enforce),
+                "breaches": sum(1 for b in self.referee.breaches if b.account == acc_id)}
+
+    def breaches(self, acc_id: int | None = None) -> list[dict[str, Any]]:
+        return [b.to_api() for b in self.referee.breaches if acc_id is None or b.account == acc_id]
+
+    def set_enforcement(self, rules: Iterable[str]) -> None:
+        self.enforce = set_enforce(rules)
 
     # ----- fills ------------------------------------------------------------------------------
 
@@ -401,6 +581,7 @@ class TradingEngine:
                 self._cancel(sibling, t)
         account = self._accounts[order.account_id]
         self._out.extend(self.book.book_fill(account, order, contract, price, order.size, t))
+        self._touched[account.id] = contract.id
 
     # ----- bookkeeping ------------------------------------------------------------------------
 
@@ -443,6 +624,10 @@ class TradingEngine:
         if working is not None:
             working.pop(order.id, None)
 
+    def _emit_account(self, account: Account) -> None:
+        self._out.append((EV_ACCOUNT, account.id,
+                          {"action": ACT_UPDATE, "data": account.to_api()}))
+
     def _emit_order(self, order: Order) -> None:
         self._out.append((EV_ORDER, order.account_id,
                           {"action": ACT_UPDATE, "data": order.to_api(hub=True)}))
@@ -458,6 +643,15 @@ class TradingEngine:
             except Exception:  # a broken hub must not corrupt trading state
                 self.counters["emit_errors"] += 1
                 log.exception("emit %s for account %s failed", name, account_id)
+
+
+def set_enforce(rules: Iterable[str]) -> set[str]:
+    """A checked set of rule names (sim/rules.py RULES)."""
+    out = set(rules)
+    unknown = out - set(RULES)
+    if unknown:
+        raise ValueError(f"unknown rules {sorted(unknown)}; known: {list(RULES)}")
+    return out
 
 
 def _closing(pos: Position) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 
 from chillly.clock import ManualClock, iso_to_ms
 from sim.contracts import SimContract
+from sim.rules import RULES
 from sim.accounts import AccountConfig
 from sim.trading import TradingEngine
 from sim.trading_api import build_handlers
@@ -19,6 +20,8 @@ ES = SimContract("CON.F.US.EP.Z26", "ESZ6", "E-mini S&P 500: December 2026", 0.2
                  "F.US.EP", True, "ES")
 ES_NEXT = SimContract("CON.F.US.EP.H27", "ESH7", "E-mini S&P 500: March 2027", 0.25, 12.5,
                       "F.US.EP", False, "ES")
+MES = SimContract("CON.F.US.MES.Z26", "MESZ6", "Micro E-mini S&P 500: December 2026", 0.25,
+                  1.25, "F.US.MES", True, "MES")
 MNQ = SimContract("CON.F.US.MNQ.Z26", "MNQZ6", "Micro E-mini Nasdaq-100: December 2026", 0.25,
                   0.5, "F.US.MNQ", True, "MNQ")
 ACCOUNT = 1001
@@ -26,7 +29,7 @@ ACCOUNT = 1001
 
 class FakeCatalogue:
     def __init__(self) -> None:
-        self.contracts = {c.id: c for c in (ES, ES_NEXT, MNQ)}
+        self.contracts = {c.id: c for c in (ES, ES_NEXT, MES, MNQ)}
 
     def get(self, contract_id: str) -> SimContract | None:
         return self.contracts.get(contract_id)
@@ -56,12 +59,14 @@ class Rig:
     """An engine with fake views, its handlers, and the events it emitted."""
 
     def __init__(self, accounts: list[AccountConfig] | None = None,
-                 bracket_mode: str = "auto_oco") -> None:
-        self.clock = ManualClock(T0)
+                 bracket_mode: str = "auto_oco", enforce: tuple[str, ...] = RULES,
+                 sessions: bool = False, t0: int = T0) -> None:
+        self.clock = ManualClock(t0)
         self.market = FakeMarket()
         self.events: list[tuple[str, int, dict[str, Any]]] = []
         self.engine = TradingEngine(self.clock, FakeCatalogue(), self.market, self._emit,
-                                    accounts=accounts, bracket_mode=bracket_mode)
+                                    accounts=accounts, bracket_mode=bracket_mode,
+                                    enforce=enforce, sessions=sessions)
         self.api = build_handlers(self.engine)
 
     def _emit(self, name: str, account_id: int, envelope: dict[str, Any]) -> None:

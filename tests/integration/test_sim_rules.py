@@ -1,0 +1,142 @@
+"""The sim as a Topstep account, over real HTTP and the user hub against a real sim process.
+
+Each enforced rule at its boundary on a 50K Combine (5 lots, micros 1/10, MLL 2,000), at an
+accelerated clock; the referee (`GET /admin/breaches`, `/admin/accounts/{id}/risk`) is the
+judge. The lax case shows the breach happens when nothing stops it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from chillly.clock import iso_to_ms
+from sim.testing import anchor_for, login, sim_env
+from tests.integration.test_sim_trading import Sim, UserHub
+from tests.support import aeventually, eventually, running_sim
+
+SIZE, DRIFT, LAX = 3001, 3002, 3003
+
+
+def admin(sim: Sim, path: str, body: Any = None) -> Any:
+    r = (httpx.get(sim.base + path) if body is None else httpx.post(sim.base + path, json=body))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def breaches(sim: Sim, account: int) -> list[dict[str, Any]]:
+    return admin(sim, f"/admin/breaches?account={account}")["breaches"]
+
+
+def contract(sim: Sim, symbol_id: str) -> str:
+    found = sim.post("/api/Contract/available", {"live": False})["contracts"]
+    return next(c["id"] for c in found if c["symbolId"] == symbol_id and c["activeContract"])
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
+    tmp: Path = tmp_path_factory.mktemp("sim_rules")
+    accounts = ",".join(f"{a}:50KTC-V2-000003-{a}:50000" for a in (SIZE, DRIFT, LAX))
+    env = sim_env(tmp, SIM_ACCOUNTS=accounts, SIM_HISTORY_DAYS="1", CLOCK_SPEED="60",
+                  CLOCK_ANCHOR=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    with running_sim(tmp, env) as base:
+        yield Sim(base, login(base))
+
+
+async def test_max_position_at_its_boundary_over_rest_and_the_hub(sim: Sim) -> None:
+    es, mes = sim.es["id"], contract(sim, "F.US.MES")
+    async with UserHub(sim, SIZE) as hub:
+        assert sim.place(SIZE, type=2, side=0, size=4)["success"]
+        for _ in range(10):
+            assert sim.place(SIZE, contractId=mes, type=2, side=0, size=1)["success"]
+        assert admin(sim, f"/admin/accounts/{SIZE}/risk")["lots_in_use"] == 5.0
+        eleventh = sim.place(SIZE, contractId=mes, type=2, side=0, size=1)
+        fifth = sim.place(SIZE, contractId=es, type=2, side=0, size=1)
+        for r in (eleventh, fifth):
+            assert (r["success"], r["errorCode"]) == (False, 2), r
+            assert "maximum position" in r["errorMessage"]
+        await aeventually(lambda: [e for n, e in hub.events if e["data"].get("id") ==
+                                   fifth["orderId"]], what="the rejection on the hub")
+        rejected = [e["data"] for n, e in hub.events if e["data"].get("id") == fifth["orderId"]]
+        assert rejected[-1]["status"] == 5
+    for c in (es, mes):
+        assert sim.post("/api/Position/closeContract", {"accountId": SIZE, "contractId": c}
+                        )["success"]
+    r = sim.place(SIZE, type=2, side=0, size=6)
+    assert (r["success"], r["errorCode"]) == (False, 2)
+    assert sim.positions(SIZE) == [] and breaches(sim, SIZE) == []
+
+
+async def test_a_drift_through_the_floor_liquidates_locks_and_is_listed(sim: Sim) -> None:
+    async with UserHub(sim, DRIFT) as hub:
+        assert sim.place(DRIFT, type=2, side=0, size=2)["success"]
+        assert sim.positions(DRIFT)
+        # -120 points on ES (-12,000 on 2 lots) reached over two minutes of market time
+        drift = admin(sim, "/admin/market", {"contractId": sim.es["id"], "ticks": -480,
+                                             "over_seconds": 120, "volatility": 1.0})
+        assert drift["drift"]["offset"] == -120.0
+        await aeventually(lambda: breaches(sim, DRIFT), timeout=20, what="the MLL breach")
+        [breach] = breaches(sim, DRIFT)
+        assert breach["rule"] == "mll" and breach["enforced"] is True
+        figures = breach["figures"]
+        assert figures["equity"] <= figures["floor"] == 48000.0
+        assert figures["lots"] == 2.0 and figures["contract"] == sim.es["id"]
+        assert sim.positions(DRIFT) == []
+        await aeventually(lambda: any(n == "GatewayUserAccount" and e["data"]["canTrade"] is False
+                                      for n, e in hub.events), what="canTrade false on the hub")
+    accounts = sim.post("/api/Account/search", {"onlyActiveAccounts": True})["accounts"]
+    assert next(a for a in accounts if a["id"] == DRIFT)["canTrade"] is False
+    risk = admin(sim, f"/admin/accounts/{DRIFT}/risk")
+    assert risk["lost"] is True and risk["can_trade"] is False and risk["floor"] == 48000.0
+    assert sim.place(DRIFT, type=2, side=0, size=1)["errorCode"] == 4
+    # history tells the same story as the live prints: the bars went down too
+    bars = sim.post("/api/History/retrieveBars", {
+        "contractId": sim.es["id"], "live": False, "unit": 2, "unitNumber": 1, "limit": 5,
+        "startTime": "2000-01-01T00:00:00Z", "endTime": "2100-01-01T00:00:00Z",
+        "includePartialBar": True})["bars"]
+    assert min(b["l"] for b in bars) <= breach["figures"]["equity"] and bars
+
+
+async def test_a_lax_sim_lets_six_lots_through_and_the_referee_records_it(sim: Sim) -> None:
+    assert admin(sim, "/admin/rules", {"enforce": "none"})["enforce"] == []
+    try:
+        r = sim.place(LAX, type=2, side=0, size=6)
+        assert r["success"], r
+        eventually(lambda: breaches(sim, LAX), what="the max-position breach")
+        # (the drift of the test before may still take this account through its floor too)
+        breach = breaches(sim, LAX)[0]
+        assert breach["rule"] == "max_position" and breach["enforced"] is False
+        assert sim.positions(LAX)[0]["size"] == 6
+        assert breach["figures"]["lots"] == 6.0 and breach["figures"]["max_lots"] == 5
+    finally:
+        admin(sim, "/admin/rules", {"enforce": "all"})
+        sim.post("/api/Position/closeContract", {"accountId": LAX, "contractId": sim.es["id"]})
+    bad = httpx.post(sim.base + "/admin/rules", json={"enforce": ["no_such_rule"]})
+    assert bad.status_code == 400 and "no_such_rule" in bad.json()["error"]
+
+
+def test_a_position_open_at_1510_ct_is_liquidated(tmp_path: Path) -> None:
+    # Tuesday 2026-11-24 14:40 CT, two market minutes a real second: the deadline comes 15 s
+    # later, time for the sim to start (slow on a loaded machine) and a position to be opened.
+    env = sim_env(tmp_path, SIM_ALWAYS_OPEN="0", SIM_HISTORY_DAYS="1", CLOCK_SPEED="120",
+                  CLOCK_ANCHOR=anchor_for(iso_to_ms("2026-11-24T20:40:00Z"), 120))
+    with running_sim(tmp_path, env) as base:
+        sim = Sim(base, login(base))
+        r = sim.place(1001, type=2, side=0, size=1)
+        assert r["success"], r
+        assert sim.positions(1001)
+        eventually(lambda: breaches(sim, 1001), timeout=30, what="the flat-by breach")
+        [breach] = breaches(sim, 1001)
+        assert breach["rule"] == "flat_by" and breach["enforced"] is True
+        assert breach["iso"] >= "2026-11-24T21:10:00"
+        assert breach["figures"]["deadline"] == "2026-11-24T21:10:00.000Z"
+        assert sim.positions(1001) == []
+        late = sim.place(1001, type=2, side=0, size=1)
+        assert (late["success"], late["errorCode"]) == (False, 5)
+        risk = admin(sim, "/admin/accounts/1001/risk")
+        assert risk["can_trade"] is True and risk["flat_by"] == "2026-11-24T21:10:00.000Z"
