@@ -20,6 +20,7 @@ import zmq
 from chillly.security import (
     CurveKeys, curve_from_settings, require_safe, secure_server, start_authenticator,
 )
+from chillly.bus import DEFAULT_MAX_MESSAGE_BYTES
 from chillly.errors import StartupError
 from chillly.periodic import every
 from chillly.process import Service
@@ -54,8 +55,10 @@ class Relay:
     """XSUB (publishers connect) <-> XPUB (subscribers connect), relayed in C."""
 
     def __init__(self, ctx: zmq.Context, publish_addr: str, subscribe_addr: str, hwm: int,
-                 curve: CurveKeys | None = None) -> None:
+                 curve: CurveKeys | None = None,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self._ctx = ctx
+        self.max_message_bytes = max_message_bytes
         self.curve = curve
         self._auth: object = None
         self.publish_addr = publish_addr
@@ -86,6 +89,10 @@ class Relay:
         ctl = self._ctx.socket(zmq.PAIR)
         for s in (xsub, xpub, ctl):
             s.setsockopt(zmq.LINGER, 0)
+        # A publisher that sends a bigger frame is disconnected by libzmq before the frame is
+        # read into memory, so nothing oversized reaches any subscriber (BUS_MAX_MESSAGE_BYTES).
+        for s in (xsub, xpub):
+            s.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
         xsub.setsockopt(zmq.RCVHWM, self.hwm)
         xpub.setsockopt(zmq.SNDHWM, self.hwm)
         try:
@@ -142,7 +149,8 @@ class BrokerService(Service):
     async def on_start(self) -> None:
         ctx: zmq.Context[Any] = zmq.Context.shadow(self.bus._ctx.underlying)
         self.relay = Relay(ctx, self.settings.bus_publish_addr, self.settings.bus_subscribe_addr,
-                           self.settings.bus_hwm, curve_from_settings(self.settings))
+                           self.settings.bus_hwm, curve_from_settings(self.settings),
+                           self.settings.bus_max_message_bytes)
         self.relay.start()
         log.info("relaying: publishers -> %s (XSUB), subscribers <- %s (XPUB)",
                  self.settings.bus_publish_addr, self.settings.bus_subscribe_addr)

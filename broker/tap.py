@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import zmq
 import zmq.asyncio
 
+from chillly.bus import DEFAULT_MAX_MESSAGE_BYTES
 from chillly.codec import DecodeError, encode, unpack
 from chillly.security import CurveKeys, curve_from_settings, require_safe, secure_client
 from chillly.errors import StartupError
@@ -78,7 +79,8 @@ def format_json(topic: str, payload: Any, problem: str | None) -> str:
 
 class Tap:
     def __init__(self, sub_addr: str, pub_addr: str, prefixes: list[str], out: TextIO,
-                 curve: CurveKeys | None = None) -> None:
+                 curve: CurveKeys | None = None,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         for addr in (sub_addr, pub_addr):
             require_safe(addr, curve)
         self.ctx = zmq.asyncio.Context()
@@ -86,6 +88,7 @@ class Tap:
         self.pub = self.ctx.socket(zmq.PUB)
         for s in (self.sub, self.pub):
             s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
             secure_client(s, curve)
         self.sub.setsockopt(zmq.RCVHWM, 1_000_000)
         self.sub.connect(sub_addr)
@@ -191,7 +194,7 @@ async def _main(args: argparse.Namespace) -> int:
     settings = load_settings(Settings)
     try:
         tap = Tap(settings.bus_subscribe_addr, settings.bus_publish_addr, args.prefixes,
-                  sys.stdout, curve_from_settings(settings))
+                  sys.stdout, curve_from_settings(settings), settings.bus_max_message_bytes)
     except StartupError as exc:
         print(f"chillly tap: {exc}", file=sys.stderr)
         return 2

@@ -44,6 +44,8 @@ GapCallback = Callable[[str, str, int, int], Any]
 RestartCallback = Callable[[str, str], Any]
 
 _BATCH = 512
+#: BUS_MAX_MESSAGE_BYTES default: 1 MiB, some 40 times a 500-bar history batch.
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
 
 
 class BusNotReady(RuntimeError):
@@ -72,6 +74,7 @@ class Bus:
         on_gap: GapCallback | None = None,
         curve: CurveKeys | None = None,
         on_restart: RestartCallback | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         for addr in (publish_addr, subscribe_addr):
             require_safe(addr, curve)
@@ -83,6 +86,7 @@ class Bus:
         self.counters: dict[str, int] = {
             "published": 0, "received": 0, "malformed": 0, "gaps": 0, "lost": 0,
             "handler_errors": 0, "commands": 0, "duplicate_commands": 0,
+            "commands_rejected": 0, "oversize_dropped": 0,
         }
         self._ctx = zmq.asyncio.Context()
         # Async sockets own the handles; sync shadows do the non-blocking sends and drains.
@@ -94,6 +98,10 @@ class Bus:
             sock.setsockopt(zmq.LINGER, 0)
         self._pub.setsockopt(zmq.SNDHWM, hwm)
         self._sub_sync.setsockopt(zmq.RCVHWM, hwm)
+        # libzmq drops (disconnects) a peer that sends a bigger frame before allocating it.
+        self.max_message_bytes = max_message_bytes
+        for sock in (self._pub, self._sub_sync):
+            sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         # Reconnect quickly after a broker restart, backing off to one second.
         for sock in (self._pub, self._sub_sync):
             sock.setsockopt(zmq.RECONNECT_IVL, 50)
@@ -122,7 +130,8 @@ class Bus:
                       on_gap: GapCallback | None = None) -> "Bus":
         """The bus as configured (addresses, high-water mark, CURVE keys): what tools use."""
         return cls(settings.bus_publish_addr, settings.bus_subscribe_addr, name, clock=clock,
-                   hwm=settings.bus_hwm, on_gap=on_gap, curve=curve_from_settings(settings))
+                   hwm=settings.bus_hwm, on_gap=on_gap, curve=curve_from_settings(settings),
+                   max_message_bytes=settings.bus_max_message_bytes)
 
     # ------------------------------------------------------------------ publishing
 
@@ -131,6 +140,13 @@ class Bus:
         seq = self._seq.get(topic, 0) + 1
         self._seq[topic] = seq
         payload = encode_payload(msg.body(), self.name, seq, self.clock.now_ms())
+        if len(payload) > self.max_message_bytes:
+            # The broker would drop it and our connection with it (everything queued behind).
+            self._seq[topic] = seq - 1
+            self.counters["oversize_dropped"] += 1
+            log.error("not sent: a %d-byte %s on %s is over BUS_MAX_MESSAGE_BYTES (%d)",
+                      len(payload), msg.TYPE, topic, self.max_message_bytes)
+            return
         self._pub.send_multipart((topic.encode(), payload), zmq.NOBLOCK, copy=False)
         self.counters["published"] += 1
 
@@ -346,10 +362,27 @@ class Bus:
         With `with_sender`, handlers are called as `handler(args, sender)`, sender being the
         requesting process's envelope `src` (the gateway attributes orders to their sender)."""
 
+        prefix = topics.commands(service)
+
         async def on_command(env: Envelope) -> None:
             cmd = env.message()
-            assert isinstance(cmd, Command)
+            if not isinstance(cmd, Command):
+                self._reject_command(env, "not a command")
+                return
             self.counters["commands"] += 1
+            # The topic says what is asked; the payload must agree (a subscriber's topic filter
+            # is the only access check a command gets, so the payload may not widen it).
+            if not cmd.reply_to.startswith(topics.REPLIES) or not cmd.reply_to.endswith("."):
+                self._reject_command(env, f"reply_to {cmd.reply_to!r} is not a reply. topic")
+                return
+            name = env.topic[len(prefix):-1]
+            if cmd.service != service or cmd.name != name:
+                self._reject_command(env, f"payload names {cmd.service}.{cmd.name}, topic "
+                                          f"{service}.{name}")
+                self.publish(cmd.reply_to, Reply(
+                    rid=cmd.rid, ok=False,
+                    error=f"command {cmd.service}.{cmd.name} sent on topic {env.topic}"))
+                return
             cached = self._reply_cache.get(cmd.rid)
             if cached is not None:
                 self.counters["duplicate_commands"] += 1
@@ -363,6 +396,13 @@ class Bus:
                                           env.src if with_sender else None))
 
         self.on(topics.commands(service), on_command)
+
+    def _reject_command(self, env: Envelope, why: str) -> None:
+        self.counters["commands_rejected"] += 1
+        n = self.counters["commands_rejected"]
+        if n <= 10 or n % 1000 == 0:
+            log.warning("rejected a command on %s from %s: %s (%d so far)", env.topic,
+                        env.payload.get("src"), why, n)
 
     async def _run_command(self, cmd: Command, handler: CommandHandler | None,
                            sender: str | None = None) -> None:

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     bus_publish_addr: str = "tcp://127.0.0.1:7101"
     bus_subscribe_addr: str = "tcp://127.0.0.1:7102"
     bus_hwm: int = Field(default=100_000, ge=0)
+    # Largest message any bus socket accepts (ZMQ_MAXMSGSIZE); bigger ones are dropped by
+    # libzmq before they are read into memory. 1 MiB holds a 500-bar batch many times over.
+    bus_max_message_bytes: int = Field(default=1 << 20, ge=64 * 1024, le=256 << 20)
     # ZeroMQ CURVE for a bus that leaves the machine (chillly/security.py; `chillly keys`).
     bus_curve_server_key: str = ""
     bus_curve_server_secret: SecretStr | None = None
