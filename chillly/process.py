@@ -51,7 +51,8 @@ class Service:
 
     - `on_start`: subscribe, open files, restore state. Raising here is a FAULT.
     - `run`: the main work; the default waits for the stop signal. Returning ends the process.
-    - `on_stop`: flush and persist. Must finish well inside the stop budget.
+    - `on_stop`: flush and persist. Must finish well inside the stop budget. It also runs
+      after an `on_start` cut short by SIGTERM, so it must cope with a half-done start.
     - `counters`: numbers that go into every heartbeat (what was done, what was rejected).
     """
 
@@ -217,14 +218,14 @@ class BusReceiveDied(RuntimeError):
 
 
 async def _until_stopped(coro: Any, stop: asyncio.Task[Any], receiver: asyncio.Task[None],
-                         heartbeats: asyncio.Task[None]) -> bool:
+                         heartbeats: asyncio.Task[None] | None = None) -> bool:
     """Run `coro` (on_start or run) until it returns (True), or until the stop signal comes
     (False): then it is cancelled, so SIGTERM is honoured in every state, a start stuck in
     `bus.ready()` or a warm-up included. A receive loop or heartbeat loop that ends first is a
     fault (raised), not something to sit out."""
     work = asyncio.ensure_future(coro)
-    done, _ = await asyncio.wait({work, stop, receiver, heartbeats},
-                                 return_when=asyncio.FIRST_COMPLETED)
+    watched = {work, stop, receiver} | ({heartbeats} if heartbeats is not None else set())
+    done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
     if work in done:
         work.result()   # its exception, if any, is the process's fault
         return True
@@ -235,7 +236,7 @@ async def _until_stopped(coro: Any, stop: asyncio.Task[Any], receiver: asyncio.T
         exc = None if receiver.cancelled() else receiver.exception()
         raise BusReceiveDied(f"the bus receive loop died: {exc!r}" if exc
                              else "the bus receive loop ended")
-    if heartbeats in done:
+    if heartbeats is not None and heartbeats in done:
         heartbeats.result()
         raise RuntimeError("the heartbeat loop ended")
     return False
@@ -257,13 +258,14 @@ async def _lifecycle(cls: type[Service], settings: Settings) -> int:
     svc.state = State.STARTING
     log.info("starting (pid %d)", os.getpid())
     stop_task = loop.create_task(svc.stopping.wait())
-    # Heartbeats from the start: a process stuck in STARTING is visible as such.
-    hb_task = loop.create_task(every(settings.heartbeat_interval, svc.publish_heartbeat))
+    hb_task: asyncio.Task[None] | None = None
     try:
         receiver = bus.start()
-        if await _until_stopped(svc.on_start(), stop_task, receiver, hb_task):
+        if await _until_stopped(svc.on_start(), stop_task, receiver):
             svc.state = State.RUNNING
             log.info("running")
+            # Heartbeats once started: `heartbeat` overrides may read what on_start set up.
+            hb_task = loop.create_task(every(settings.heartbeat_interval, svc.publish_heartbeat))
             await _until_stopped(svc.run(), stop_task, receiver, hb_task)
         else:
             log.info("stop requested while starting")
@@ -294,8 +296,9 @@ async def _lifecycle(cls: type[Service], settings: Settings) -> int:
     if svc.state is not State.FAULTED:
         svc.state = State.STOPPING
     log.info("stopping")
-    hb_task.cancel()
-    await asyncio.wait({hb_task}, timeout=0.2)
+    if hb_task is not None:
+        hb_task.cancel()
+        await asyncio.wait({hb_task}, timeout=0.2)
     try:
         remaining = STOP_BUDGET - (loop.time() - stop_started) - 0.2
         await asyncio.wait_for(svc.on_stop(), max(0.1, remaining))

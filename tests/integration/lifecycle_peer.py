@@ -35,6 +35,7 @@ class Troubled(Service):
         self.bus.on("test.break.", self._break)
         await self.bus.ready(timeout=20)
         if self.settings.peer_trouble == "block":
+            print("BLOCKING", flush=True)
             await asyncio.get_running_loop().run_in_executor(None, time.sleep, 60)
 
     def _break(self, env: Envelope) -> None:
