@@ -193,26 +193,36 @@ class GatewayService(Service):
             await self.clock.sleep(s.gateway_publish_interval)
 
     async def on_stop(self) -> None:
-        for t in self._tasks + list(self._resolving.values()):
+        """Close what on_start got to open (it may have been interrupted at any point)."""
+        tasks = getattr(self, "_tasks", []) + list(getattr(self, "_resolving", {}).values())
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
+        for t in tasks:
             try:
                 await t
             except (asyncio.CancelledError, Exception):
                 pass
-        await self.client.aclose()
-        await self.risk.flush()
-        await self.journal.close()
-        self.lock.release()
+        if getattr(self, "client", None) is not None:
+            await self.client.aclose()
+        if getattr(self, "risk", None) is not None:
+            await self.risk.flush()
+        if getattr(self, "journal", None) is not None:
+            await self.journal.close()
+        if getattr(self, "lock", None) is not None:
+            self.lock.release()
 
     def heartbeat(self) -> Heartbeat:
-        if hasattr(self, "hub"):  # heartbeats run from STARTING on: only once all exist
+        """Counters of every part that exists yet (heartbeats start while on_start runs)."""
+        if getattr(self, "client", None) is not None:
             self.counters.update(self.client.stats())
+        if getattr(self, "machine", None) is not None:
             self.counters.update({f"orders_{k}": v for k, v in self.machine.counters.items()})
             self.counters["repeated_fills"] = self.ledger.repeated
+        if getattr(self, "hub", None) is not None:
             self.counters.update({f"hub_{k}": v for k, v in self.hub.counters.items()})
+        if getattr(self, "journal", None) is not None:
             self.counters["journal_writes"] = self.journal.writes
-            self.counters["ready"] = int(self.ready)
+        self.counters["ready"] = int(getattr(self, "ready", False))
         return super().heartbeat()
 
     # ------------------------------------------------------------------ submit
