@@ -14,7 +14,7 @@ Rules (docs/store.md explains the why):
   are anchored to the CME session open (17:00 America/Chicago, DST-correct) and never cross a
   session boundary, so the weekend (no bars) yields no buckets.
 - A bucket is complete when the 1m bar of its last trading minute arrives (calendar-aware: the
-  daily bar is complete with the 15:59 CT bar), when a 1m bar of a later bucket arrives, or when
+  daily bar is complete with the 15:59 CT bar, with the 11:59 CT bar on a 12:00 early close), when a 1m bar of a later bucket arrives, or when
   the clock passes the bucket's end plus a grace period with no 1m bar arriving meanwhile
   (`on_time`). Every 1m bar before that yields a partial (final=False, rev+1); completion
   yields the final (final=True, rev+1); a 1m bar that changes a finished bucket yields a

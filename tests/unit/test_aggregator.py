@@ -192,3 +192,16 @@ def test_bar_problem_names_what_is_wrong() -> None:
     assert "minute" in (bar_problem({**good, "t": good["t"] + 1}) or "")
     assert "low above high" in (bar_problem({**good, "l": good["h"] + 1}) or "")
     assert bar_problem({**good, "volume": -1}) is not None
+
+
+def test_the_daily_bar_of_an_early_close_is_final_with_its_last_minute() -> None:
+    """Defect 10: the day after Thanksgiving 2026 halts at 12:00 CT (18:00 UTC), so its daily
+    bar is complete with the 11:59 CT bar, not held open until 15:59 CT, and the 4h bucket that
+    the early close cuts short is complete too."""
+    for tf in ("1d", "4h"):
+        agg, sink = make(tf)
+        start = ms(2026, 11, 27, 16)                       # 10:00 CT, inside the session
+        for i in range(120):
+            agg.handle_bar(bar(start + i * MINUTE_MS))      # ... to 11:59 CT
+        assert sink.finals(), f"{tf}: no final at the early close"
+        assert sink.finals()[-1].volume == 120 and not sink.finals()[:-1]
