@@ -119,6 +119,7 @@ class GatewayService(Service):
         self._hub_opens = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._flat_n = 0
+        self._quoted: set[str] = set()
         log.info("account %s (%d); journal %s (version %d, %d intents, %d orders, %d fills)",
                  self.account.name, self.account.id, s.gateway_database_path, loaded.version,
                  len(self.intents), len(self.orders), len(self.ledger.seen))
@@ -271,13 +272,12 @@ class GatewayService(Service):
             self._inflight[cid] = intent
             trail_price = None
             if intent.order_type == "trailing_stop":
-                q = self.book.quotes.get(contract.id)
-                if q is None or q.last is None:
+                last = await self._last_price(contract.id)
+                if last is None:
                     return self._rejected(cid, "invalid", f"no last price for {spec.symbol}: "
-                                          "a trailing stop needs the contract's quotes",
-                                          "rejected_invalid")
+                                          "a trailing stop needs one", "rejected_invalid")
                 off = (intent.trail_ticks or 0) * spec.tick_size
-                trail_price = round(q.last - off if intent.side == SELL else q.last + off, 10)
+                trail_price = round(last - off if intent.side == SELL else last + off, 10)
             rec = self._new_intent(cid, owner, contract.id, intent.side, intent.size,
                                    intent.order_type, limit_price=intent.limit_price,
                                    stop_price=intent.stop_price, trail_ticks=intent.trail_ticks,
@@ -1041,10 +1041,35 @@ class GatewayService(Service):
     # ------------------------------------------------------------------ quotes, gate
 
     def _watch_quotes(self) -> None:
+        """Mark held contracts from their quotes: take `quote.<contract>.` and ask the
+        subscriptions service to stream the contract (fire and forget: without a feed the
+        open P&L stays 0 and the periodic compare still keeps positions right)."""
         for contract in self.book.held() | {r["contract"] for r in self._working()}:
             prefix = topics.quote(contract)
-            if prefix not in self.bus._subscribed:
+            if prefix not in self._quoted:
+                self._quoted.add(prefix)
                 self.bus.on(prefix, self._on_quote)
+                self._tasks.append(asyncio.ensure_future(self._ask_subscribe(contract)))
+
+    async def _ask_subscribe(self, contract: str) -> None:
+        try:
+            await self.bus.request("subscriptions", "subscribe", {"contract": contract},
+                                   timeout=2.0, attempts=3)
+        except Exception as exc:
+            log.info("could not subscribe %s for marking (%s)", contract, exc)
+
+    async def _last_price(self, contract: str) -> float | None:
+        """The last trade price: from the quotes, else the venue's forming 1m bar."""
+        q = self.book.quotes.get(contract)
+        if q is not None and q.last is not None:
+            return q.last
+        now = self.clock.now_ms()
+        try:
+            bars = await self.client.retrieve_bars(contract, now - 3_600_000, now, limit=1,
+                                                   include_partial=True)
+        except VenueError:
+            return None
+        return max(bars, key=lambda b: b.t).c if bars else None
 
     def _on_quote(self, env: Envelope) -> None:
         p = env.payload

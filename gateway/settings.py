@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway.risk_settings import RiskSettings
 from topstepx.settings import ClientSettings, parse_budget
@@ -13,8 +13,9 @@ from topstepx.settings import ClientSettings, parse_budget
 
 class GatewaySettings(ClientSettings, RiskSettings):
     # The risk gate's TOPSTEP_PROGRAM / TOPSTEP_ACCOUNT_SIZE / RISK_* come from RiskSettings.
-    # The order journal (its own SQLite file; one gateway per file).
-    gateway_database_path: Path = Path("run/orders.db")
+    # The order journal (its own SQLite file; one gateway per file). Empty = the venue's run
+    # directory: RUN_DIR/<venue>/orders.db (run/sim/orders.db on the sim).
+    gateway_database_path: Path = Path("")
     # The gateway's share of the venue's 200 requests / 60 s for everything but bars
     # (projectx-api.md §7): the feeds use the rest. Taken before every call, so never a 429.
     gateway_rest_budget: str = "80/60"
@@ -32,6 +33,12 @@ class GatewaySettings(ClientSettings, RiskSettings):
     gateway_bracket_mode: Literal["auto", "managed"] = "auto"
     # Longest client id the gateway accepts (children get "-SL"/"-TP"; the venue keeps ~60).
     gateway_max_client_id: int = Field(default=50, ge=8, le=60)
+
+    @model_validator(mode="after")
+    def _journal_default(self) -> "GatewaySettings":
+        if self.gateway_database_path == Path(""):
+            self.gateway_database_path = self.venue_run_dir / "orders.db"
+        return self
 
     @field_validator("gateway_rest_budget")
     @classmethod

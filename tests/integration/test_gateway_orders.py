@@ -36,7 +36,20 @@ async def test_every_order_type_round_trips_and_matches_the_venue(stack: Stack) 
         stp = await tap.submit(contract=es["id"], side="sell", size=1, type="stop",
                                stop_price=far - 200 * tick)
         join = await tap.submit(contract="ES", side="buy", size=1, type="join_bid")
-        assert [r["status"] for r in (lim, stp, join)] == ["accepted"] * 3, (lim, stp, join)
+        joina = await tap.submit(contract="ES", side="sell", size=1, type="join_ask")
+        trl = await tap.submit(contract="ES", side="sell", size=1, type="trailing_stop",
+                               trail_ticks=150)
+        assert [r["status"] for r in (lim, stp, join, joina, trl)] == ["accepted"] * 5, \
+            (lim, stp, join, joina, trl)
+        venue_trl = next(o for o in stack.venue.orders(acc) if o["id"] == trl["order_id"])
+        assert venue_trl["type"] == 5 and venue_trl["trailDistance"] == 150
+        # modify the resting limit: the venue moves it, the bus shows the new price
+        out = await tap.ask("modify", {"order_id": lim["order_id"],
+                                       "limit_price": far - 210 * tick})
+        assert out["status"] == "modified", out
+        await aeventually(lambda: any(p["order_id"] == lim["order_id"] and
+                                      p["limit_price"] == far - 210 * tick
+                                      for p in tap.of("order")), what="modified on the bus")
         # a bracketed market sell 1 (venue brackets: Auto OCO account)
         br = await tap.submit(contract="ES", side="sell", size=1, sl_ticks=20, tp_ticks=30)
         assert br["status"] == "accepted", br
@@ -57,11 +70,12 @@ async def test_every_order_type_round_trips_and_matches_the_venue(stack: Stack) 
         assert lim["order_id"] in shown and shown[lim["order_id"]]["owner"] == "manual"
         sl = next(o for o in shown.values() if (o["custom_tag"] or "").endswith("-SL"))
         assert sl["parent_id"] == br["order_id"] and sl["owner"] == "manual"
-        for r in (lim, stp):
+        for r in (lim, stp, trl):
             out = await tap.ask("cancel", {"order_id": r["order_id"]})
             assert out["status"] == "cancelled", out
-        out = await tap.ask("cancel", {"client_id": join["client_id"]})
-        assert out["status"] in ("cancelled", "rejected"), out  # a join may have filled
+        for r in (join, joina):
+            out = await tap.ask("cancel", {"client_id": r["client_id"]})
+            assert out["status"] in ("cancelled", "rejected"), out  # a join may have filled
         await aeventually(lambda: order_states().get(lim["order_id"]) == "cancelled",
                           what="limit cancelled on the bus")
 
