@@ -32,7 +32,7 @@ from chillly import topics
 from chillly.clock import DAY_MS, MINUTE_MS
 from chillly.messages import Bar
 from chillly.periodic import every
-from chillly.process import Service
+from chillly.process import Service, StartupError
 from chillly.timeframes import DEFAULT_TFS, BucketSpec, TimeframeSettings, bar_problem, tf_list
 from feeds.aggregator import Aggregators
 from store import queries
@@ -68,6 +68,10 @@ class AggregatorProcess(Service):
 
     async def on_start(self) -> None:
         s = self.settings
+        # Never build bars from another venue's history (the store refuses it too).
+        problem = await asyncio.to_thread(queries.refuse_other_venue, s.database_path, s.venue)
+        if problem:
+            raise StartupError(problem)
         self.specs = s.specs()
         self.aggs = Aggregators(self.specs, self._emit, self.clock,
                                 grace_ms=int(s.aggregator_grace * 1000),

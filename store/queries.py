@@ -140,6 +140,19 @@ def venue_problem(conn: sqlite3.Connection, venue: str, path: Path | str) -> str
             f"RUN_DIR/{venue}/market.db)")
 
 
+def refuse_other_venue(path: Path | str, venue: str) -> str | None:
+    """For a reader process at start (series, aggregator): why it must not read the database at
+    `path`, or None (also None while the file does not exist: the store will create it)."""
+    try:
+        conn = open_reader(path)
+    except sqlite3.OperationalError:
+        return None
+    try:
+        return venue_problem(conn, venue, path)
+    finally:
+        conn.close()
+
+
 def open_reader(path: Path | str) -> sqlite3.Connection:
     """A read-only connection (`mode=ro` URI): a reader can never write or create the file.
 

@@ -25,7 +25,7 @@ from pydantic import Field
 from chillly.bus import CommandError
 from chillly.codec import Envelope
 from chillly import topics
-from chillly.process import Service
+from chillly.process import Service, StartupError
 from chillly.timeframes import TimeframeSettings, bar_problem, is_tf, row_problem
 from store import queries
 from store.queries import open_reader
@@ -77,6 +77,11 @@ class Series(Service):
     settings: SeriesSettings
 
     async def on_start(self) -> None:
+        # Never serve another venue's bars (a sim history to a live strategy's warm-up).
+        problem = await asyncio.to_thread(queries.refuse_other_venue,
+                                          self.settings.database_path, self.settings.venue)
+        if problem:
+            raise StartupError(problem)
         self.cache = SeriesCache(self.settings.series_size)
         self.counters.update({"bars_in": 0, "stale_ignored": 0, "windows": 0, "db_reads": 0,
                               "rejected": 0})

@@ -1,5 +1,6 @@
 """Defect 7: sim and live state apart. A market database records the venue whose bars it holds;
-a store (and `chillly bars`) configured for another venue refuses it with one line and exit 2,
+a store, the readers (series, aggregator, `chillly bars`) configured for another venue refuse it
+with one line and exit 2,
 and by default each venue's store writes its own RUN_DIR/<venue>/market.db."""
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ async def test_a_sim_database_is_refused_by_a_live_configuration(procs, bus) -> 
     err = [ln for ln in live.log().splitlines() if ln.startswith("chillly store:")]
     assert len(err) == 1 and "holds bars from venue 'sim'" in err[0], live.log()
     assert "'topstepx'" in err[0]
+    for reader in ("series", "aggregator"):       # readers refuse it as well
+        proc = procs.chillly(reader, env=LIVE, name=f"{reader}-live")
+        assert proc.wait(15) == 2
+        assert "holds bars from venue 'sim'" in proc.log(), proc.log()
     tool = procs.chillly("bars", "ES", "--db", env=LIVE, name="bars-live")
     assert tool.wait(15) == 2
     assert "holds bars from venue 'sim'" in tool.log()
