@@ -3,9 +3,12 @@
 Design notes (why, not what):
 - Publishing is synchronous and never blocks: a PUB socket drops at its high-water mark
   instead of waiting, which is what keeps a slow subscriber from slowing anyone else.
-- `seq` counts per (publisher, topic), so a subscriber that takes only some of a publisher's
-  topics can still tell a lost message from a filtered one. A seq that goes backwards means the
-  publisher restarted; a seq that jumps means loss (`gaps` counter, optional `on_gap` callback).
+- `seq` counts per (publisher instance, topic), so a subscriber that takes only some of a
+  publisher's topics can still tell a lost message from a filtered one. The instance (`inst`:
+  name, pid, a random part) and not the name keys it, so two tools of one name, or an old and a
+  new instance overlapping in a restart, are two streams and not one with false gaps. A new
+  instance of a name already heard on a topic means the publisher restarted (`on_restart`); a
+  seq that jumps means loss (`gaps` counter, optional `on_gap` callback).
 - Malformed frames are counted and dropped; a handler that raises is logged and counted. The
   receive loop never dies of input.
 - `ready()` proves the whole path through the broker (our subscription reached it and our own
@@ -111,7 +114,8 @@ class Bus:
         self._pub.connect(publish_addr)
         self._sub_sync.connect(subscribe_addr)
         self._seq: dict[str, int] = {}
-        self._last_seen: dict[tuple[str, str], int] = {}
+        self._last_seen: dict[tuple[str, str], int] = {}   # (inst or src, topic) -> seq
+        self._names_seen: set[tuple[str, str]] = set()       # (src, topic) heard with an inst
         self._handlers: list[tuple[str, Handler, bool]] = []
         self._routes: dict[str, list[tuple[Handler, bool]]] = {}
         self._subscribed: set[str] = set()
@@ -139,7 +143,7 @@ class Bus:
         """Send one message now. Never blocks; at the high-water mark ZeroMQ drops it."""
         seq = self._seq.get(topic, 0) + 1
         self._seq[topic] = seq
-        payload = encode_payload(msg.body(), self.name, seq, self.clock.now_ms())
+        payload = encode_payload(msg.body(), self.name, seq, self.clock.now_ms(), self.instance)
         if len(payload) > self.max_message_bytes:
             # The broker would drop it and our connection with it (everything queued behind).
             self._seq[topic] = seq - 1
@@ -226,13 +230,15 @@ class Bus:
         counters = self.counters
         counters["received"] += 1
         topic, payload = env.topic, env.payload
-        key = (payload["src"], topic)
+        key = (payload.get("inst") or payload["src"], topic)
         seq = payload["seq"]
         last_seen = self._last_seen
         last = last_seen.get(key)
         last_seen[key] = seq
-        if last is not None and seq != last + 1:
-            self._seq_break(key, last, seq)
+        if last is None:
+            self._new_stream(key, payload["src"], seq)
+        elif seq != last + 1:
+            self._seq_break(key, payload["src"], last, seq)
         routes = self._routes.get(topic)
         if routes is None:
             routes = self._route(topic)
@@ -263,18 +269,39 @@ class Bus:
                 self.counters["handler_errors"] += 1
                 log.exception("handler failed on %s", env.topic)
 
-    def _seq_break(self, key: tuple[str, str], last: int, seq: int) -> None:
+    def _new_stream(self, key: tuple[str, str], src: str, seq: int) -> None:
+        """The first message of a (publisher instance, topic): a restart if another instance of
+        the same name was heard on that topic before."""
+        inst, topic = key
+        if len(self._last_seen) > 200_000:
+            # Bounded: every run of a CLI tool is a new instance. Forgetting costs at most one
+            # undetected gap per stream, once.
+            self._last_seen.clear()
+            self._names_seen.clear()
+            self._last_seen[key] = seq
+        if inst == src:
+            return  # a publisher without `inst`: restarts show as a seq going backwards
+        name_key = (src, topic)
+        if name_key in self._names_seen:
+            self._restarted(src, topic, f"new instance {inst}")
+        else:
+            self._names_seen.add(name_key)
+
+    def _restarted(self, src: str, topic: str, how: str) -> None:
+        # A restarted publisher may have lost what it had not yet sent: tell the consumer.
+        log.info("%s restarted on %s (%s)", src, topic, how)
+        self.counters["restarts"] = self.counters.get("restarts", 0) + 1
+        if self.on_restart is not None:
+            try:
+                self.on_restart(src, topic)
+            except Exception:
+                log.exception("restart callback failed")
+
+    def _seq_break(self, key: tuple[str, str], src: str, last: int, seq: int) -> None:
         """A seq that is not last+1: a publisher restart (backwards) or lost messages (jump)."""
-        src, topic = key
+        topic = key[1]
         if seq <= last:
-            # A restarted publisher may have lost what it had not yet sent: tell the consumer.
-            log.info("%s restarted its sequence on %s (%d after %d)", src, topic, seq, last)
-            self.counters["restarts"] = self.counters.get("restarts", 0) + 1
-            if self.on_restart is not None:
-                try:
-                    self.on_restart(src, topic)
-                except Exception:
-                    log.exception("restart callback failed")
+            self._restarted(src, topic, f"seq {seq} after {last}")
             return
         self.counters["gaps"] += 1
         self.counters["lost"] += seq - last - 1

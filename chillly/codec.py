@@ -36,6 +36,12 @@ class Envelope(NamedTuple):
         return self.payload["seq"]
 
     @property
+    def inst(self) -> str:
+        """The publishing instance (one run of `src`); `src` itself for a publisher that does
+        not say (the field is optional on the wire)."""
+        return self.payload.get("inst") or self.payload["src"]
+
+    @property
     def type(self) -> str:
         return self.payload["type"]
 
@@ -44,16 +50,20 @@ class Envelope(NamedTuple):
         return self.cls.from_payload(self.payload)
 
 
-def encode_payload(body: dict[str, Any], src: str, seq: int, ts: int) -> bytes:
+def encode_payload(body: dict[str, Any], src: str, seq: int, ts: int,
+                   inst: str | None = None) -> bytes:
     body["src"] = src
     body["seq"] = seq
     body["ts"] = ts
+    if inst is not None:
+        body["inst"] = inst
     return msgpack.packb(body, use_bin_type=True)
 
 
-def encode(topic: str, msg: Message, src: str, seq: int, ts: int) -> list[bytes]:
-    """Frames for one message; the envelope's `src`, `seq`, `ts` are stamped here."""
-    return [topic.encode("utf-8"), encode_payload(msg.body(), src, seq, ts)]
+def encode(topic: str, msg: Message, src: str, seq: int, ts: int,
+           inst: str | None = None) -> list[bytes]:
+    """Frames for one message; the envelope's `src`, `seq`, `ts` (and `inst`) are stamped here."""
+    return [topic.encode("utf-8"), encode_payload(msg.body(), src, seq, ts, inst)]
 
 
 def unpack(data: bytes) -> Any:

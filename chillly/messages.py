@@ -1,14 +1,14 @@
 """Typed, immutable message definitions: the body of every payload on the bus.
 
-A payload on the wire is one msgpack map: the envelope (`type`, `v`, `src`, `seq`, `ts`) plus the
-fields of one message class below. The codec (chillly.codec) stamps the envelope and checks each
+A payload on the wire is one msgpack map: the envelope (`type`, `v`, `src`, `seq`, `ts`, and
+the optional `inst`) plus the fields of one message class below. The codec (chillly.codec) stamps the envelope and checks each
 incoming payload against the class registered for its `type` and version, so a consumer never
 sees a half-formed message. Field types are kept to msgpack's own (int, float, str, bool, list,
 dict, None) so a subscriber in any language can read them; docs/wire-format.md lists them all.
 
 To add a message: subclass `Message` with `TYPE` and `V`, frozen dataclass, msgpack-native fields.
 Bump `V` when a field changes meaning or a required field is added. A field may not reuse an
-envelope name (type, v, src, seq, ts): registration refuses it.
+envelope name (type, v, src, seq, ts, inst): registration refuses it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-ENVELOPE = ("type", "v", "src", "seq", "ts")
+ENVELOPE = ("type", "v", "src", "seq", "ts", "inst")
 
 _REGISTRY: dict[str, type["Message"]] = {}
 
@@ -118,7 +118,8 @@ def _compile_checker(cls: type["Message"]) -> Any:
     (bench/bus.py). A bool is never accepted for an int or float: its exact type is bool.
     """
     ns: dict[str, Any] = {"cls": cls, "SchemaError": SchemaError, "_MISSING": _MISSING,
-                          "V": cls.V, "ENV_ERR": f"{cls.TYPE}: bad envelope (src, seq, ts)"}
+                          "V": cls.V, "ENV_ERR": f"{cls.TYPE}: bad envelope (src, seq, ts)",
+                          "INST_ERR": f"{cls.TYPE}: bad envelope (inst is not a string)"}
     lines = [
         "def check(p):",
         "    v = p.get('v')",
@@ -128,6 +129,9 @@ def _compile_checker(cls: type["Message"]) -> Any:
         "    if (type(p.get('src')) is not str or type(p.get('seq')) is not int",
         "            or type(p.get('ts')) is not int):",
         "        raise SchemaError(ENV_ERR)",
+        "    i = p.get('inst')",
+        "    if i is not None and type(i) is not str:",
+        "        raise SchemaError(INST_ERR)",
     ]
     for i, (name, accepted, nullable, required) in enumerate(cls._spec):
         pre = f"{cls.TYPE}: field {name!r}"
