@@ -92,7 +92,7 @@ def main() -> int:
         children.append(p)
         return p
 
-    state = tmp / "run" / "strategies" / "bench" / "state.json"
+    state = tmp / "run" / "sim" / "strategies" / "bench" / "state.json"   # RUN_DIR/<venue>/
     try:
         spawn("broker")
         spawn("sim")

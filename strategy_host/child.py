@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -25,6 +26,7 @@ from strategy_host.config import Instance, LoadError, code_paths, load_class, re
 from strategy_host.config import validate_params
 from strategy_host.host import Host
 from strategy_host.settings import HostSettings
+from strategy_host.state import RunMarker
 
 SECRET_FD = "CHILLLY_SECRET_FD"
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chillly strategy-host: {path}: [strategies.{name}] class: importing failed: "
               f"{exc!r}", file=sys.stderr, flush=True)
         return 2
+    delay = RunMarker(settings.state_dir).start(time.time())
+    if delay:
+        log.warning("the last run ended uncleanly within a minute: backing off %.0f s", delay)
+        time.sleep(delay)
     bound = type("BoundHost", (Host,), {"inst": inst, "strategy_cls": cls, "config": config,
                                         "statm_fd": statm, "sandbox_line": report.line()})
     return run_with_settings(bound, settings)

@@ -35,7 +35,7 @@ from strategy_host.api import TERMINAL, Strategy
 from strategy_host.config import Instance
 from strategy_host.engine import Engine, HostFatal
 from strategy_host.settings import HostSettings
-from strategy_host.state import StateFile
+from strategy_host.state import RunMarker, StateFile
 from strategy_host.watchdog import Watchdog
 
 log = logging.getLogger("host")
@@ -359,10 +359,14 @@ class Host(Service):
         for task in [*self.tasks, *self.timer_tasks.values()]:
             task.cancel()
         engine = getattr(self, "engine", None)
+        fatal = getattr(self, "fatal", None)
         if engine is not None and getattr(self, "live", False):
             self._guard(engine.call, "on_stop")
             self.fatal = None  # the state is saved even after a fatal hook error
             await self._save()
+            self.fatal = fatal
+        if fatal is None:
+            RunMarker(self.settings.state_dir).clean_stop()
         if hasattr(self, "watchdog"):
             self.watchdog.stop()
         if hasattr(self, "watch_alarm"):

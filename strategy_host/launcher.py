@@ -45,6 +45,7 @@ def host_env(settings: HostSettings, name: str) -> dict[str, str]:
         keep["STRATEGY_ACCOUNT"] = str(account)
     keep["STRATEGY_VENUE"] = "live" if settings.uses_live_venue else "sim"
     keep["STRATEGY_PARENT_PID"] = str(os.getppid())
+    keep["STRATEGY_STATE_DIR"] = str(settings.state_dir)
     return scrubbed_env(dict(os.environ), keep)
 
 

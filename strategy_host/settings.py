@@ -35,6 +35,9 @@ class HostSettings(Settings):
     strategy_account: int | None = None
     strategy_venue: str = "sim"
     strategy_parent_pid: int | None = None
+    # The instance's state directory; the launcher sets it under the venue's own run
+    # directory (RUN_DIR/<venue>/strategies/NAME), so sim state never meets a live account's.
+    strategy_state_dir: Path | None = None
 
     @field_validator("strategy_sandbox_require", mode="before")
     @classmethod
@@ -50,4 +53,6 @@ class HostSettings(Settings):
 
     @property
     def state_dir(self) -> Path:
-        return self.run_dir.resolve() / "strategies" / self.strategy_name
+        if self.strategy_state_dir is not None:
+            return self.strategy_state_dir
+        return self.venue_run_dir.resolve() / "strategies" / self.strategy_name

@@ -55,3 +55,45 @@ class StateFile:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+class RunMarker:
+    """Back-off for a host in a crash loop. supervisord backs off only for programs that die
+    before `startsecs`; a host that dies a few seconds into its run (hook errors, the watchdog,
+    its memory limit) would be restarted at once, again and again. So each start is recorded
+    (`run.json`), a clean stop marks it, and a start that follows an unclean run of under a
+    minute waits 1, 2, 4 ... up to 30 seconds before going live."""
+
+    WINDOW_S = 60.0
+    MAX_DELAY_S = 30.0
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "run.json"
+
+    def start(self, now: float) -> float:
+        """Record this start; the delay (seconds) to wait first."""
+        try:
+            prev = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            prev = {}
+        crashes = 0
+        if isinstance(prev, dict) and prev and not prev.get("clean") \
+                and now - float(prev.get("started", 0)) < self.WINDOW_S:
+            crashes = int(prev.get("crashes", 0)) + 1
+        self._write({"started": now, "clean": False, "crashes": crashes})
+        return min(2.0 ** (crashes - 1), self.MAX_DELAY_S) if crashes else 0.0
+
+    def clean_stop(self) -> None:
+        try:
+            prev = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            prev = {}
+        self._write({**(prev if isinstance(prev, dict) else {}), "clean": True})
+
+    def _write(self, data: dict[str, Any]) -> None:
+        try:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning("cannot record the run in %s: %s", self.path, exc)

@@ -217,3 +217,16 @@ def test_shipped_examples_never_trade_real_money() -> None:
     assert allowed(explicit, True, 12345, None)[0]
     assert not allowed(explicit, True, 999, None)[0]
     assert not allowed(explicit, False, None, None)[0]   # a live-only instance skips the sim
+
+
+def test_crash_loop_backs_off_and_a_clean_stop_resets(tmp_path: Path) -> None:
+    from strategy_host.state import RunMarker
+
+    m = RunMarker(tmp_path)
+    assert m.start(1000.0) == 0.0           # first start
+    assert m.start(1010.0) == 1.0           # the last run died 10 s in: back off
+    assert m.start(1020.0) == 2.0
+    assert m.start(1030.0) == 4.0
+    m.clean_stop()
+    assert m.start(1040.0) == 0.0           # a clean stop (restart, SIGTERM) does not count
+    assert m.start(1200.0) == 0.0           # a run of over a minute does not count either
