@@ -209,6 +209,12 @@ class BucketSpec:
             return start, start + self.ms
         return _session_bounds(t, self.ms, self.session_open)
 
+    def first_minute(self, start: int, end: int) -> int:
+        """Open time of the first tradable minute of a bucket (its start without the calendar)."""
+        if not self.use_calendar:
+            return start
+        return _first_open_minute(start, end)
+
     def last_minute(self, start: int, end: int) -> int:
         """Open time of the last tradable minute of a bucket (end - 1m without the calendar)."""
         if not self.use_calendar:
@@ -225,6 +231,16 @@ def _session_bounds(t: int, ms: int, open_at: time) -> tuple[int, int]:
         return s_start, s_end   # the whole session, 23 or 25 hours around a DST change
     start = s_start + ((t - s_start) // ms) * ms
     return start, min(start + ms, s_end)
+
+
+@lru_cache(maxsize=4096)
+def _first_open_minute(start: int, end: int) -> int:
+    m = start
+    while m < end:
+        if is_market_open(m):
+            return m
+        m += MINUTE_MS
+    return start
 
 
 @lru_cache(maxsize=4096)

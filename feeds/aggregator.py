@@ -19,6 +19,12 @@ Rules (docs/store.md explains the why):
   (`on_time`). Every 1m bar before that yields a partial (final=False, rev+1); completion
   yields the final (final=True, rev+1); a 1m bar that changes a finished bucket yields a
   revision (final=True, rev+1). A 1m bar that changes nothing yields nothing.
+- Coverage (defect 18): `covered_from` is the earliest minute from which the aggregator holds
+  every 1m bar (the first live bar, or the start of a window read from the database). A bucket
+  whose first tradable minute lies before it (the first bucket after a subscription, or after
+  a start mid-bucket) is not complete whatever the clock says: it stays partial, the core asks
+  `need_history(contract, bucket start, covered_from)` once, and `fill` merges that history;
+  only then can the bucket go final. So a final never holds part of its bucket's data.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from chillly.timeframes import BucketSpec
 
 #: emit(bar, resend): resend=True means "an unchanged final re-sent for a reader that missed it".
 Handler = Callable[[Bar, bool], None]
+#: need_history(contract, start, end): the 1m bars of [start, end) are needed to finish a bucket.
+HistoryWanted = Callable[[str, int, int], None]
 
 
 def _ohlcv(bars: dict[int, Bar]) -> tuple[float, float, float, float, int]:
@@ -46,6 +54,7 @@ class _Bucket:
     start: int
     end: int
     last_minute: int
+    first_minute: int
     minutes: dict[int, Bar] = field(default_factory=dict)
     rev: int = -1             # rev of the last bar emitted (or stored) for this bucket
     final: bool = False       # a final has been emitted (or is stored) for this bucket
@@ -87,8 +96,12 @@ class BarAggregator:
     """
 
     def __init__(self, contract: str, spec: BucketSpec, handler: Handler, clock: Clock,
-                 *, grace_ms: int = 2 * MINUTE_MS, retention_ms: int = 3 * DAY_MS) -> None:
+                 *, grace_ms: int = 2 * MINUTE_MS, retention_ms: int = 3 * DAY_MS,
+                 need_history: HistoryWanted | None = None) -> None:
         self.contract = contract
+        self.need_history = need_history
+        self.covered_from: int | None = None  # every 1m bar from here on is held (or seen)
+        self._asked: set[int] = set()          # bucket starts history was asked for
         self.spec = spec
         self.handler = handler
         self.clock = clock
@@ -101,7 +114,7 @@ class BarAggregator:
         self._bounds_cache = (0, 0)
         self._prune_at = 0
         self.counters = {"in": 0, "unchanged": 0, "too_late": 0, "partials": 0, "finals": 0,
-                         "revisions": 0, "resent": 0}
+                         "revisions": 0, "resent": 0, "history_wanted": 0}
 
     # ------------------------------------------------------------------ live path
 
@@ -109,6 +122,8 @@ class BarAggregator:
         """Apply one final 1m bar and emit what it changed."""
         self.counters["in"] += 1
         self.last_arrival = self.clock.now_ms()
+        if self.covered_from is None:
+            self.covered_from = bar.t    # the live stream has no holes from its first bar on
         bucket = self._apply(bar)
         if bucket is None:
             return
@@ -148,19 +163,36 @@ class BarAggregator:
                 bucket.final = b.final
                 bucket.sig = (b.o, b.h, b.l, b.c, b.volume)
                 if b.final:
-                    self._complete(bucket)
+                    self._complete(bucket, force=True)   # stored final: settled already
 
-    def load(self, bars: Iterable[Bar], now_ms: int, reference: dict[int, Bar] | None = None
-             ) -> None:
+    def fill(self, bars: Iterable[Bar], start: int, now_ms: int) -> None:
+        """The history `need_history` asked for: every 1m bar from `start` (to the old
+        coverage) is now held; merge it and finish the buckets that waited for it."""
+        bars = list(bars)
+        if self.covered_from is None or start < self.covered_from:
+            self.covered_from = start
+        self._asked = {s for s in self._asked if s < start}
+        self.load(bars, now_ms, covered_from=start, settle=list(self.open))
+
+    def load(self, bars: Iterable[Bar], now_ms: int, reference: dict[int, Bar] | None = None,
+             covered_from: int | None = None, settle: Iterable[int] = ()) -> None:
         """Merge historical 1m bars quietly, then emit each touched bucket once.
 
         `reference` maps bucket open time to the row the database holds (for a reader that may
         have missed live output): an unchanged final it lacks or holds differently is re-sent.
+        `covered_from`: the bars are every 1m bar from there on (a database window); without
+        it, from the oldest bar given. `settle`: bucket starts to re-judge even if untouched.
         """
+        bars = list(bars)
+        if covered_from is None and bars:
+            covered_from = min(b.t for b in bars)
+        if covered_from is not None and (self.covered_from is None
+                                         or covered_from < self.covered_from):
+            self.covered_from = covered_from
         if reference:
             # Buckets we no longer (or never) held start from what the reader has stored.
             self.seed(b for t, b in reference.items() if t not in self.buckets)
-        touched: dict[int, _Bucket] = {}
+        touched: dict[int, _Bucket] = {s: self.buckets[s] for s in settle if s in self.buckets}
         for bar in bars:
             self.counters["in"] += 1
             bucket = self._apply(bar)
@@ -203,12 +235,24 @@ class BarAggregator:
     def _bucket(self, start: int, end: int) -> _Bucket:
         bucket = self.buckets.get(start)
         if bucket is None:
-            bucket = _Bucket(start, end, self.spec.last_minute(start, end))
+            bucket = _Bucket(start, end, self.spec.last_minute(start, end),
+                             self.spec.first_minute(start, end))
             self.buckets[start] = bucket
             self.open[start] = bucket
         return bucket
 
-    def _complete(self, bucket: _Bucket) -> None:
+    def _complete(self, bucket: _Bucket, force: bool = False) -> None:
+        """Mark the bucket complete, unless its head is missing (see Coverage): then ask for
+        the history once and leave it open (partial)."""
+        if not force and not bucket.complete and (
+                self.covered_from is None or bucket.first_minute < self.covered_from):
+            if bucket.start not in self._asked and self.need_history is not None:
+                self._asked.add(bucket.start)
+                self.counters["history_wanted"] += 1
+                self.need_history(self.contract, bucket.start,
+                                  self.covered_from if self.covered_from is not None
+                                  else bucket.end)
+            return
         bucket.complete = True
         self.open.pop(bucket.start, None)
 
@@ -265,8 +309,10 @@ class Aggregators:
     """Every configured timeframe for every contract: the process's one entry point."""
 
     def __init__(self, specs: list[BucketSpec], handler: Handler, clock: Clock,
-                 *, grace_ms: int = 2 * MINUTE_MS, retention_ms: int = 3 * DAY_MS) -> None:
+                 *, grace_ms: int = 2 * MINUTE_MS, retention_ms: int = 3 * DAY_MS,
+                 need_history: HistoryWanted | None = None) -> None:
         self.specs = specs
+        self.need_history = need_history
         self.handler = handler
         self.clock = clock
         self.grace_ms = grace_ms
@@ -277,7 +323,8 @@ class Aggregators:
         aggs = self.by_contract.get(contract)
         if aggs is None:
             aggs = [BarAggregator(contract, s, self.handler, self.clock, grace_ms=self.grace_ms,
-                                  retention_ms=self.retention_ms) for s in self.specs]
+                                  retention_ms=self.retention_ms, need_history=self.need_history)
+                    for s in self.specs]
             self.by_contract[contract] = aggs
         return aggs
 

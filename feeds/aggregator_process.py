@@ -35,6 +35,7 @@ from chillly.periodic import every
 from chillly.process import Service, StartupError
 from chillly.timeframes import DEFAULT_TFS, BucketSpec, TimeframeSettings, bar_problem, tf_list
 from feeds.aggregator import Aggregators
+from feeds.aggregator_history import HeadFiller
 from store import queries
 from store.queries import open_reader
 
@@ -51,6 +52,7 @@ class AggregatorSettings(TimeframeSettings):
     aggregator_warmup_days: float = Field(default=1.0, ge=0)
 
     aggregator_gap_delay: float = Field(default=1.0, ge=0)  # real s before a gap reconcile
+    aggregator_request_timeout: float = Field(default=15.0, gt=0)  # s for a history backfill
 
     @field_validator("aggregator_timeframes", mode="before")
     @classmethod
@@ -73,9 +75,14 @@ class AggregatorProcess(Service):
         if problem:
             raise StartupError(problem)
         self.specs = s.specs()
+        # A bucket whose first minutes were not seen is completed from history (defect 18).
+        self.heads = HeadFiller(self.bus, self.clock, s.aggregator_request_timeout,
+                                self.counters, s.future_ms)
         self.aggs = Aggregators(self.specs, self._emit, self.clock,
                                 grace_ms=int(s.aggregator_grace * 1000),
-                                retention_ms=int(s.aggregator_retention_days * DAY_MS))
+                                retention_ms=int(s.aggregator_retention_days * DAY_MS),
+                                need_history=self.heads.want)
+        self.heads.aggs = self.aggs
         self.counters.update({"bars_in": 0, "emitted": 0, "resent": 0, "reconciles": 0,
                               "rejected": 0})
         self._future_ms = s.future_ms
@@ -145,9 +152,11 @@ class AggregatorProcess(Service):
     # ------------------------------------------------------------------ database side
 
     def _read(self, contract: str | None, start: int | None, end: int
-              ) -> list[tuple[str, int, list[Bar], dict[str, list[Bar]]]]:
-        """(contract, start, 1m bars, stored bars per tf) for one contract's window, or for
-        every stored contract's warm-up window when `contract` is None."""
+              ) -> list[tuple[str, int, list[Bar], dict[str, list[Bar]], bool]]:
+        """(contract, start, 1m bars, stored bars per tf, whole) for one contract's window, or
+        for every stored contract's warm-up window when `contract` is None. `whole`: the
+        database holds 1m bars from before the window, so the window has every bar of it (a
+        bucket at its start is not missing its head)."""
 
         try:
             conn = open_reader(self.settings.database_path)
@@ -188,7 +197,8 @@ class AggregatorProcess(Service):
                 stored = {spec.tf: good(queries.bars_between(conn, c, spec.tf, lo,
                                                              min(end + DAY_MS, before)))
                           for spec in self.specs}
-                out.append((c, s, m1, stored))
+                whole = queries.last_time(conn, c, "1m", lo) is not None
+                out.append((c, s, m1, stored, whole))
             return out
         except sqlite3.Error as exc:
             log.warning("cannot read the database: %s", exc)
@@ -196,21 +206,22 @@ class AggregatorProcess(Service):
         finally:
             conn.close()
 
-    def _apply(self, contract: str, start: int, m1: list[Bar], stored: dict[str, list[Bar]]
-               ) -> None:
+    def _apply(self, contract: str, start: int, m1: list[Bar], stored: dict[str, list[Bar]],
+               whole: bool) -> None:
         now = self.clock.now_ms()
         for agg in self.aggs.for_contract(contract):
             lo = agg.spec.bounds(start)[0]
             ref = {b.t: b for b in stored.get(agg.spec.tf, []) if b.t >= lo}
-            agg.load([b for b in m1 if b.t >= lo], now, reference=ref)
+            agg.load([b for b in m1 if b.t >= lo], now, reference=ref,
+                     covered_from=lo if whole else None)
 
     async def _reconcile(self, contract: str | None, start: int | None, end: int) -> int:
         loop = asyncio.get_running_loop()
         async with self._db_lock:
             before = self.counters["emitted"] + self.counters["resent"]
             jobs = await loop.run_in_executor(None, self._read, contract, start, end)
-            for c, s, m1, stored in jobs:
-                self._apply(c, s, m1, stored)
+            for c, s, m1, stored, whole in jobs:
+                self._apply(c, s, m1, stored, whole)
             self.counters["reconciles"] += 1
             return self.counters["emitted"] + self.counters["resent"] - before
 
@@ -227,6 +238,12 @@ class AggregatorProcess(Service):
             raise CommandError("reconcile needs integer ms start <= end")
         n = await self._reconcile(contract, start, end)
         return {"contract": contract, "published": n}
+
+
+    async def on_stop(self) -> None:
+        heads = getattr(self, "heads", None)
+        if heads is not None:
+            heads.cancel()
 
 
 def cli(args: Any) -> int:

@@ -10,7 +10,7 @@ from chillly import topics
 from chillly.timeframes import BucketSpec
 from feeds.aggregator import aggregate
 from tests.integration.test_store_support import (
-    Heartbeats, db_rows, key, publish_bars, synthetic_bars,
+    Heartbeats, serve_history, db_rows, key, publish_bars, synthetic_bars,
 )
 from tests.support import aeventually
 
@@ -25,6 +25,7 @@ async def test_aggregator_restart_mid_bucket_loses_and_duplicates_nothing(procs,
     bus.on(topics.bars("5m"), lambda env: finals.append(
         (env.payload["t"], env.payload["volume"], env.payload["rev"]))
         if env.payload["final"] else None)
+    serve_history(bus, bars)
     hb = Heartbeats(bus)
     procs.chillly("store", env=ENV)
     agg = procs.chillly("aggregator", env=ENV)

@@ -16,7 +16,7 @@ from chillly.messages import Bar, BarBatch
 from chillly.timeframes import BucketSpec
 from feeds.aggregator import aggregate
 from tests.integration.test_store_support import (
-    C, Heartbeats, db_rows, key, publish_bars, synthetic_bars,
+    C, Heartbeats, serve_history, db_rows, key, publish_bars, synthetic_bars,
 )
 from tests.support import aeventually
 
@@ -37,6 +37,7 @@ def poison(b: Bar) -> list[Bar]:
 
 
 async def test_poison_bars_are_rejected_alone_by_every_consumer(procs, bus, bus_env) -> None:
+    serve_history(bus, synthetic_bars())
     hb = Heartbeats(bus)
     for name in ("store", "aggregator", "series"):
         procs.chillly(name, env=ENV)

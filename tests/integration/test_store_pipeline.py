@@ -9,7 +9,7 @@ from chillly.messages import Bar
 from chillly.timeframes import BucketSpec
 from feeds.aggregator import aggregate
 from tests.integration.test_store_support import (
-    C, Heartbeats, db_rows, key, publish_bars, synthetic_bars,
+    C, Heartbeats, serve_history, db_rows, key, publish_bars, synthetic_bars,
 )
 from tests.support import aeventually
 
@@ -17,11 +17,12 @@ ENV = {"AGGREGATOR_GRACE": "1", "STORE_FLUSH_INTERVAL": "0.05", "STORE_RECOVER":
 
 
 async def test_final_1m_bars_become_stored_bars_at_every_timeframe(procs, bus, bus_env) -> None:
+    bars = synthetic_bars()
+    history = serve_history(bus, bars)
     hb = Heartbeats(bus)
     started = {name: procs.chillly(name, env=ENV) for name in ("store", "aggregator", "series")}
     await aeventually(lambda: hb.running("store", "aggregator", "series"), timeout=20,
                       what="store, aggregator and series running")
-    bars = synthetic_bars()
     publish_bars(bus, bars)
     db = bus_env["DATABASE_PATH"]
     # A schema-valid but impossible bar (low above high) is counted and dropped by both.
@@ -40,6 +41,8 @@ async def test_final_1m_bars_become_stored_bars_at_every_timeframe(procs, bus, b
         expected = [key(b) for b in aggregate(bars, BucketSpec.of(tf))]
         await aeventually(lambda tf=tf, e=expected: db_rows(db, tf) == e, timeout=15,
                           what=f"stored {tf} bars equal the aggregation of the 1m bars")
+    # The 4h and 1d buckets the series joined mid-way asked for their head first (defect 18).
+    assert history and min(r["start"] for r in history) == BucketSpec.of("1d").bounds(bars[0].t)[0]
     # Two sessions: the one opened 2026-01-13 17:00 CT and the one opened 2026-01-14 17:00 CT.
     assert [r[0] for r in db_rows(db, "1d")] == [1768345200000, 1768431600000]
 

@@ -51,6 +51,29 @@ def publish_bars(bus: Any, bars: list[Bar], partial_too: bool = True) -> None:
         bus.publish(topic, b)
 
 
+def serve_history(bus: Any, bars: list[Bar]) -> list[dict[str, Any]]:
+    """Answer service "feeds" `backfill` from `bars` as feed-bars does (the bars on
+    `hist.1m.<contract>.`, then the reply); returns the requests seen. The aggregator asks for
+    the head of a bucket it joined mid-way (defect 18); here the venue has nothing before the
+    series starts, so such a bucket is then final with what it has."""
+    from chillly.messages import BarBatch
+
+    requests: list[dict[str, Any]] = []
+
+    async def backfill(args: dict[str, Any]) -> dict[str, Any]:
+        requests.append(args)
+        sent = [b for b in bars if args["start"] <= b.t < args["end"]]
+        rows = [[b.t, b.o, b.h, b.l, b.c, b.volume] for b in sent]
+        if rows:
+            bus.publish(topics.history_bar("1m", args["contract"]),
+                        BarBatch(contract=args["contract"], tf="1m", rows=rows))
+        return {"contract": args["contract"], "tf": "1m", "count": len(sent),
+                "first": sent[0].t if sent else None, "last": sent[-1].t if sent else None}
+
+    bus.serve("feeds", {"backfill": backfill})
+    return requests
+
+
 class Heartbeats:
     """Latest heartbeat per process name, from the test's bus."""
 

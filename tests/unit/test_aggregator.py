@@ -138,6 +138,7 @@ def test_weekend_is_skipped_and_friday_session_closes_at_16_ct() -> None:
     agg, sink = make("4h")
     fri_last = ms(2026, 1, 16, 21, 59)      # Friday 15:59 CT
     sun_open = ms(2026, 1, 18, 23)          # Sunday 17:00 CT
+    agg.covered_from = ms(2026, 1, 16, 19)  # as if every minute of the bucket was seen
     agg.handle_bar(bar(fri_last - 30 * MINUTE_MS))
     agg.handle_bar(bar(fri_last))
     assert [b.t for b in sink.finals()] == [ms(2026, 1, 16, 19)]   # 13:00 CT bucket
@@ -201,7 +202,47 @@ def test_the_daily_bar_of_an_early_close_is_final_with_its_last_minute() -> None
     for tf in ("1d", "4h"):
         agg, sink = make(tf)
         start = ms(2026, 11, 27, 16)                       # 10:00 CT, inside the session
+        agg.covered_from = agg.spec.bounds(start)[0]       # as if the session was seen whole
         for i in range(120):
             agg.handle_bar(bar(start + i * MINUTE_MS))      # ... to 11:59 CT
         assert sink.finals(), f"{tf}: no final at the early close"
         assert sink.finals()[-1].volume == 120 and not sink.finals()[:-1]
+
+
+def test_a_bucket_whose_head_was_not_seen_waits_for_its_history_before_going_final() -> None:
+    """Defect 18: the first 5m bar after a subscription went final with part of its data."""
+    wanted: list[tuple[str, int, int]] = []
+    sink = Sink()
+    clock = ManualClock(0)
+    agg = BarAggregator(C, BucketSpec.of("5m"), sink, clock,
+                        need_history=lambda c, a, b: wanted.append((c, a, b)))
+    t0 = ms(2026, 1, 14, 15)
+    history = [bar(t0 + i * MINUTE_MS, volume=100) for i in range(3)]   # before the subscription
+    live = [bar(t0 + i * MINUTE_MS, volume=1) for i in range(3, 7)]     # from 3 minutes in
+    for b in live:
+        clock.set(b.t + MINUTE_MS)
+        agg.handle_bar(b)
+    clock.set(t0 + 20 * MINUTE_MS)
+    agg.on_time(clock.now_ms())                 # the clock alone does not finish it either
+    first = [b for b in sink.bars if b.t == t0]
+    assert first and not any(b.final for b in first)
+    assert wanted == [(C, t0, t0 + 3 * MINUTE_MS)]
+    # The bucket after it started with its first minute: final as usual once it is over.
+    agg.fill(history, t0, clock.now_ms())
+    finals = [b for b in sink.finals() if b.t == t0]
+    assert len(finals) == 1 and finals[0].volume == 3 * 100 + 2 * 1
+    assert finals[0].o == history[0].o
+    # Nothing more asked for, and a second fill changes nothing.
+    agg.fill(history, t0, clock.now_ms())
+    assert len([b for b in sink.finals() if b.t == t0]) == 1 and len(wanted) == 1
+
+
+def test_history_that_has_nothing_lets_the_partial_bucket_go_final() -> None:
+    sink = Sink()
+    agg = BarAggregator(C, BucketSpec.of("5m"), sink, ManualClock(0), need_history=lambda *a: None)
+    t0 = ms(2026, 1, 14, 15)
+    for i in range(2, 6):
+        agg.handle_bar(bar(t0 + i * MINUTE_MS))
+    assert not [b for b in sink.finals() if b.t == t0]
+    agg.fill([], t0, t0 + 10 * MINUTE_MS)     # the venue had no bar before the subscription
+    assert [b.volume for b in sink.finals() if b.t == t0] == [3]
