@@ -205,13 +205,22 @@ class Host(Service):
     async def _sync(self) -> None:
         """Our open orders and positions from the gateway; the id counter past its ids."""
         name = self.inst.name
-        ok, result, error = await self._ask("gateway", "orders",
-                                            {"owner": name, "open_only": False}, 1.0, 2)
-        ok2, result2, error2 = await self._ask("gateway", "positions", {"owner": name}, 1.0, 2)
-        if not (ok and ok2):
-            log.warning("gateway sync incomplete (%s): orders and position start empty",
-                        error or error2)
-            return
+        for attempt in range(30):
+            ok, result, error = await self._ask("gateway", "orders",
+                                                {"owner": name, "open_only": False}, 1.0, 2)
+            ok2, result2, error2 = await self._ask("gateway", "positions", {"owner": name},
+                                                   1.0, 2)
+            if not (ok and ok2 and isinstance(result, dict) and isinstance(result2, dict)):
+                log.warning("gateway sync incomplete (%s): orders and position start empty",
+                            error or error2 or result)
+                return
+            if result.get("ready", True) is not False:
+                break
+            # Still reconciling with the venue: its lists are not the truth yet.
+            log.info("gateway not ready yet; asking again")
+            await asyncio.sleep(1.0)
+            if self.stopping.is_set():
+                raise StartupError("stopped during start-up")
         orders = [o for o in result.get("orders", []) if o.get("owner") == name]
         for o in orders:
             cid = o.get("client_id") or ""

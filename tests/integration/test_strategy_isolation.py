@@ -11,6 +11,7 @@ assertion: 2 shared cores make it noisy).
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import statistics
 import subprocess
@@ -101,6 +102,8 @@ async def test_bad_strategies_are_contained_and_restart_keeps_state(
     procs.spawn([str(ROOT / ".venv/bin/supervisord"), "-n", "-c", str(conf)], name="supervisord",
                 env=env)
     w = Watcher(bus_env)
+    alarms: list[dict] = []
+    w.bus.on("alarm.", lambda env: alarms.append(env.payload))
     await w.start()
     try:
         await w.wait_live(*HEALTHY, "strategy-keeper", timeout=120)
@@ -134,6 +137,14 @@ async def test_bad_strategies_are_contained_and_restart_keeps_state(
             logs["strategy-busy"], logs["strategy-busy"][-2000:]
         assert "raises on every bar" in logs["strategy-raiser"]
         assert "out of memory" in logs["strategy-leaker"], logs["strategy-leaker"][-2000:]
+        assert any(a["name"] == "strategy-busy" and a["code"] == "hook_budget" and a["active"]
+                   for a in alarms), alarms
+        listing = procs.chillly("strategies", "--json", "--conf", str(conf), env=env,
+                                stdout_pipe=True)
+        out, _ = listing.popen.communicate(timeout=60)
+        rows = {r["name"]: r for r in map(json.loads, out.decode().splitlines())}
+        assert rows["healthy1"]["supervisor"] == "RUNNING" and rows["healthy1"]["live"], rows
+        assert isinstance(rows["healthy1"]["lag_ms"], int) and rows["keeper"]["position"] == 0
         print(f"FIGURE healthy hook p99 (us, median of beats): alone {base}, "
               f"beside the bad ones {with_bad}")
 

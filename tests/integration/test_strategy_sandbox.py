@@ -144,3 +144,20 @@ def test_live_credentials_without_explicit_account_refuse_to_start(procs: Procs,
     assert sync.wait(30) == 0
     assert [p.name for p in (tmp_path / "run" / "supervisor.d").glob("*.conf")] == \
         ["strategy-ema_es.conf"], sync.log()
+
+
+def test_bad_parameter_stops_the_host_with_one_line(procs: Procs, tmp_path: Path) -> None:
+    (tmp_path / "strategies.toml").write_text(textwrap.dedent('''
+        [strategies.ema]
+        class = "strategy_host.examples.ema_cross:EmaCross"
+        contracts = ["ES"]
+        [strategies.ema.params]
+        fast = "quick"
+    '''))
+    env = {"STRATEGIES_FILE": str(tmp_path / "strategies.toml"), "RUN_DIR": str(tmp_path / "run")}
+    host = procs.chillly("strategy-host", "ema", env=env)
+    assert host.wait(30) == 2
+    lines = [ln for ln in host.log().splitlines() if "chillly strategy-host:" in ln]
+    assert len(lines) == 1 and "[strategies.ema] params.fast" in lines[0], host.log()
+    # The same check happens after the sandbox is up: the class was imported under it.
+    assert "sandbox: applied" in host.log()

@@ -73,6 +73,8 @@ async def test_examples_trade_on_the_sim_within_limits(procs: Procs, bus_env: di
                                 if o.get("client_id") and o.get("parent_id") is None)
             assert max_seen[n] <= 1, (n, max_seen[n])
             assert (w.counter(f"strategy-{n}", "hook_errors") or 0) == 0
+        # Quotes only reach a class that has on_quote.
+        assert w.counter("strategy-ema", "quotes") == 0 and w.counter("strategy-mr", "quotes") > 0
         ema = [o for o in orders["orders"] if o["owner"] == "ema"]
         assert any(o.get("parent_id") for o in ema), "the EMA entries carry brackets"
         orb = [o for o in orders["orders"] if o["owner"] == "orb" and o["order_type"] == 4]
