@@ -119,6 +119,7 @@ class GatewayService(Service):
         self._hub_opens = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._flat_n = 0
+        self._writes: set[asyncio.Task[Any]] = set()
         self._quoted: set[str] = set()
         log.info("account %s (%d); journal %s (version %d, %d intents, %d orders, %d fills)",
                  self.account.name, self.account.id, s.gateway_database_path, loaded.version,
@@ -203,6 +204,9 @@ class GatewayService(Service):
                 await t
             except (asyncio.CancelledError, Exception):
                 pass
+        pending_writes = list(getattr(self, "_writes", ()))
+        if pending_writes:
+            await asyncio.gather(*pending_writes, return_exceptions=True)
         if getattr(self, "client", None) is not None:
             await self.client.aclose()
         if getattr(self, "risk", None) is not None:
@@ -323,7 +327,7 @@ class GatewayService(Service):
             if (exc.code == 2 and POSITION_BRACKETS in msg.lower() and not managed
                     and rec["parent_id"] is None):
                 return await self._retry_managed(rec, trail_price, msg)
-            await self._resolve_as(rec, J.REJECTED, None, exc.code, msg)
+            self._resolve_soon(rec, J.REJECTED, None, exc.code, msg)
             return self._rejected(cid, "venue", msg, "rejected_venue", code=exc.code,
                                   order_id=vid if isinstance(vid, int) else None)
         except OutcomeUnknown as exc:
@@ -333,10 +337,10 @@ class GatewayService(Service):
             return {"status": "unknown", "client_id": cid,
                     "message": f"no clear answer from the venue ({exc.why}): being reconciled"}
         except VenueError as exc:  # refused before acting (HTTP 400 etc.): not placed
-            await self._resolve_as(rec, J.NOT_PLACED, None, None, str(exc))
+            self._resolve_soon(rec, J.NOT_PLACED, None, None, str(exc))
             return self._rejected(cid, "venue", str(exc), "rejected_venue")
         if rec["status"] == J.SENDING:
-            await self._resolve_as(rec, J.PLACED, order_id)
+            self._resolve_soon(rec, J.PLACED, order_id)
         self._note_placed(rec, order_id, managed)
         self.counters["accepted"] += 1
         return {"status": "accepted", "client_id": cid, "order_id": order_id,
@@ -368,7 +372,7 @@ class GatewayService(Service):
                 trail_price=trail_price, custom_tag=rec["custom_tag"])
         except ApiError as exc:
             msg = exc.message or f"errorCode {exc.code}"
-            await self._resolve_as(rec, J.REJECTED, None, exc.code, msg)
+            self._resolve_soon(rec, J.REJECTED, None, exc.code, msg)
             return self._rejected(cid, "venue", msg, "rejected_venue", code=exc.code)
         except OutcomeUnknown as exc:
             self.counters["unknown_outcomes"] += 1
@@ -376,7 +380,7 @@ class GatewayService(Service):
             return {"status": "unknown", "client_id": cid,
                     "message": f"no clear answer from the venue ({exc.why}): being reconciled"}
         if rec["status"] == J.SENDING:
-            await self._resolve_as(rec, J.PLACED, order_id)
+            self._resolve_soon(rec, J.PLACED, order_id)
         self._note_placed(rec, order_id, True)
         self.counters["accepted"] += 1
         return {"status": "accepted", "client_id": cid, "order_id": order_id,
@@ -396,6 +400,27 @@ class GatewayService(Service):
                 "limit_price": rec["limit_price"], "stop_price": rec["stop_price"],
                 "custom_tag": rec["custom_tag"], "parent_id": rec["parent_id"],
                 "created_ms": rec["created_ms"], "updated_ms": rec["created_ms"]}
+
+    def _resolve_soon(self, rec: dict[str, Any], status: str, order_id: int | None,
+                      code: int | None = None, message: str | None = None) -> None:
+        """Record a clear venue answer: in memory now, in the journal without holding up the
+        reply (a crash before that commit leaves the intent `sending`, which the restart
+        resolves by customTag: the same outcome)."""
+        rec.update(status=status, order_id=order_id or rec.get("order_id"), code=code,
+                   message=message, resolved_ms=self.clock.now_ms())
+        self._write_soon(self.journal.resolve_intent(
+            rec["client_id"], status, rec["resolved_ms"], order_id, code, message))
+
+    def _write_soon(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._writes.add(task)
+        task.add_done_callback(self._write_done)
+
+    def _write_done(self, task: "asyncio.Task[Any]") -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("journal write failed: %s", task.exception())
+            self._alarm("journal", True, f"journal write failed: {task.exception()}")
 
     async def _resolve_as(self, rec: dict[str, Any], status: str, order_id: int | None,
                           code: int | None = None, message: str | None = None) -> None:
@@ -518,8 +543,12 @@ class GatewayService(Service):
                               self._unposted_seq)
         self.orders[order.id] = row
         if changed:
-            await self.journal.record_order({k: v for k, v in row.items() if k != "managed"},
-                                            self.clock.now_ms(), source, True)
+            # Appended in arrival order by the writer thread; not awaited, so the hub is never
+            # held up by a disk (a crash loses at most what the venue still has: the restart
+            # reads orders and today's trades back).
+            self._write_soon(self.journal.record_order(
+                {k: v for k, v in row.items() if k != "managed"}, self.clock.now_ms(), source,
+                True))
             self._publish_order(row)
             await self._on_order_changed(row)
 
@@ -538,10 +567,8 @@ class GatewayService(Service):
                "fees": float(t.fees or 0.0) + float(t.commissions or 0.0),
                "pnl": t.profit_and_loss, "vt": t.creation_timestamp,
                "at_ms": self.clock.now_ms()}
-        if not await self.journal.add_fill(row):
-            self.ledger.add(t.id)
-            return
         self.ledger.add(t.id)
+        self._write_soon(self.journal.add_fill(row))
         self.counters["fills"] += 1
         await self._ensure_spec(row["contract"])
         if t.creation_timestamp is None or t.creation_timestamp >= self._day_start():

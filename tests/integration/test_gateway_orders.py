@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.test_gateway_support import Stack, Tap, dump, stack_fixture
-from tests.support import aeventually
+from tests.support import aeventually, eventually
 
 stack = stack_fixture()
 
@@ -107,14 +107,15 @@ async def test_every_order_type_round_trips_and_matches_the_venue(stack: Stack) 
         await aeventually(lambda: {p["trade_id"] for p in tap.of("fill")} ==
                           {t["id"] for t in trades}, what="every fill on the bus")
     j = stack.journal(acc)
-    fills = {r["trade_id"] for r in j.execute("SELECT trade_id FROM fills")}
-    assert fills == {t["id"] for t in trades}
+    eventually(lambda: {r["trade_id"] for r in j.execute("SELECT trade_id FROM fills")} ==
+               {t["id"] for t in trades}, what="every fill in the journal")
     intents = {r["client_id"]: dict(r) for r in j.execute("SELECT * FROM intents")}
     assert intents[mkt["client_id"]]["status"] == "placed"
     assert intents[mkt["client_id"]]["order_id"] == mkt["order_id"]
-    events = [tuple(r) for r in j.execute(
-        "SELECT state FROM order_events WHERE order_id=? ORDER BY seq", (lim["order_id"],))]
-    assert events[-1] == ("cancelled",) and ("working",) in events
+    events = eventually(lambda: (ev := [r[0] for r in j.execute(
+        "SELECT state FROM order_events WHERE order_id=? ORDER BY seq", (lim["order_id"],))])
+        and ev[-1] == "cancelled" and ev, what="the limit's story in the journal")
+    assert "working" in events
 
 
 async def test_position_brackets_mode_the_gateway_manages_the_oco(stack: Stack) -> None:

@@ -72,7 +72,8 @@ async def test_hub_drops_while_orders_fill_lose_no_fill(stack: Stack) -> None:
         fills = [p["trade_id"] for p in tap.of("fill")]
         assert len(fills) == len(set(fills)), "a fill was published twice"
         j = stack.journal(acc)
-        assert {r[0] for r in j.execute("SELECT trade_id FROM fills")} == venue_ids
+        eventually(lambda: {r[0] for r in j.execute("SELECT trade_id FROM fills")} == venue_ids,
+                   what="every fill in the journal")
 
         async def same_position() -> bool:
             venue = {p["contractId"]: (p["type"], p["size"]) for p in stack.venue.positions(acc)}
