@@ -85,7 +85,8 @@ class Venue:
                                     accounts=engine_accounts(settings.sim_accounts),
                                     bracket_mode=settings.sim_bracket_mode,
                                     enforce=settings.sim_enforce,
-                                    sessions=not settings.sim_always_open)
+                                    sessions=not settings.sim_always_open,
+                                    fill_model=settings.sim_fill_model)
         self.api.add_engine_handlers(build_handlers(self.engine))
         self.user_hub.accounts = self.engine.accounts
         self.admin = Admin(self)
@@ -280,6 +281,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="token lifetime in market seconds (SIM_TOKEN_LIFETIME_S)")
     parser.add_argument("--accounts",
                         help="accounts id:name[:balance[:flags]],... (SIM_ACCOUNTS)")
+    parser.add_argument("--fill-model", choices=("prints", "touch"),
+                        help="how resting limits fill (SIM_FILL_MODEL, default prints)")
     parser.add_argument("--enforce",
                         help="Topstep rules enforced: max_position,mll,flat_by,daily_loss, "
                              "all or none (SIM_ENFORCE, default all)")
@@ -300,7 +303,7 @@ _OPTION_TO_SETTING = {
     "history_days": "sim_history_days", "always_open": "sim_always_open",
     "username": "sim_username", "api_key": "sim_api_key",
     "token_lifetime": "sim_token_lifetime_s", "bracket_mode": "sim_bracket_mode",
-    "accounts": "sim_accounts", "enforce": "sim_enforce",
+    "accounts": "sim_accounts", "enforce": "sim_enforce", "fill_model": "sim_fill_model",
     "fault_drop_hubs_every": "sim_fault_drop_hubs_every_s",
     "fault_rest_fail_rate": "sim_fault_rest_fail_rate",
     "fault_rest_delay_ms": "sim_fault_rest_delay_ms", "fault_force_429": "sim_fault_force_429",

@@ -54,6 +54,9 @@ class SimSettings(Settings):
     # Practice account) and the default bracket mode.
     sim_accounts: str = ""
     sim_bracket_mode: Literal["auto_oco", "position"] = "auto_oco"
+    # Fill model: "prints" (a resting limit fills at most the size printed through its price,
+    # so large orders fill in parts) or "touch" (whole, on a print or an opposite quote at it).
+    sim_fill_model: Literal["prints", "touch"] = "prints"
     # Topstep rules the sim enforces (rejections, liquidations, locks): a comma list of
     # max_position, mll, flat_by, daily_loss, or "all" / "none". The referee records breaches
     # of every rule whatever this says (GET /admin/breaches).

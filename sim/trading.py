@@ -79,6 +79,7 @@ from sim.wire import (
 log = logging.getLogger("sim.trading")
 
 BRACKET_MODES = ("auto_oco", "position")
+FILL_MODELS = ("prints", "touch")
 
 Emit = Callable[[str, int, dict[str, Any]], None]
 
@@ -93,10 +94,13 @@ class TradingEngine:
     def __init__(self, clock: Clock, catalogue: CatalogueView, market: MarketView, emit: Emit,
                  accounts: list[AccountConfig] | tuple[AccountConfig, ...] | None = None,
                  bracket_mode: str = "auto_oco", enforce: Iterable[str] = RULES,
-                 sessions: bool = False) -> None:
+                 sessions: bool = False, fill_model: str = "prints") -> None:
         """`enforce`: the Topstep rules the engine enforces (rejections, liquidations, locks);
         the referee records breaches of all of them either way. `sessions`: the market keeps
         CME hours, so the flat-by deadline applies."""
+        if fill_model not in FILL_MODELS:
+            raise ValueError(f"fill_model must be one of {FILL_MODELS}, not {fill_model!r}")
+        self.fill_model = fill_model
         if bracket_mode not in BRACKET_MODES:
             raise ValueError(f"bracket_mode must be one of {BRACKET_MODES}, not {bracket_mode!r}")
         self.clock = clock
@@ -142,29 +146,46 @@ class TradingEngine:
         return list(self._accounts)
 
     def on_trade(self, contract_id: str, price: float, size: int, t_ms: int) -> None:
-        """One print of the sim's market: fills resting limits, triggers stops and trails."""
+        """One print of the sim's market: fills resting limits, triggers stops and trails.
+
+        Fill model `prints`: resting limits share the print's size in the order they went
+        live, so a large order fills in parts; `touch`: a limit the print reaches fills whole.
+        Stops fill whole at the triggering print (they become market orders)."""
         self.prices.last[contract_id] = price
         working = self._working.get(contract_id)
         if working:
+            available = size
             for order in list(working.values()):   # in the order they went live
-                if order.status == OPEN:
-                    m = match_print(order, price, t_ms)
-                    if m.changed:
-                        self._emit_order(order)
-                    if m.fill_price is not None:
-                        self._fill(order, m.fill_price, t_ms)
+                if order.status != OPEN:
+                    continue
+                limit = rests_as_limit(order)
+                m = match_print(order, price, t_ms)
+                if m.changed:
+                    self._emit_order(order)
+                if m.fill_price is None:
+                    continue
+                if limit and self.fill_model == "prints":
+                    if available <= 0:
+                        continue
+                    qty = min(available, order.size - order.fill_volume)
+                    available -= qty
+                    self._fill(order, m.fill_price, t_ms, qty)
+                else:
+                    self._fill(order, m.fill_price, t_ms)
         self._after(t_ms, contract_id)
         self._flush()
 
     def on_quote(self, contract_id: str, bid: float | None, ask: float | None, t_ms: int) -> None:
-        """A quote change: resting limits fill when the opposite side touches their price."""
+        """A quote change: with `touch`, resting limits fill when the opposite side touches
+        their price (with `prints` only prints fill them); the marks move either way."""
         working = self._working.get(contract_id) or {}
-        for order in list(working.values()):
-            if order.status != OPEN:
-                continue
-            price = quote_fill(order, bid, ask)
-            if price is not None:
-                self._fill(order, price, t_ms)
+        if self.fill_model == "touch":
+            for order in list(working.values()):
+                if order.status != OPEN:
+                    continue
+                price = quote_fill(order, bid, ask)
+                if price is not None:
+                    self._fill(order, price, t_ms)
         self._after(t_ms, contract_id)
         self._flush()
 
@@ -278,6 +299,9 @@ class TradingEngine:
             raise TradingError(3, "A bracket order cannot be modified until its entry fills.")
         if order.status != OPEN:
             raise TradingError(3, f"Order {order_id} is not working.")
+        if size is not None and 0 < size <= order.fill_volume:
+            raise TradingError(3, f"Invalid order size ({size}); {order.fill_volume} already "
+                                  "filled.")
         changes = modify_changes(order, self.prices, size, limit_price, stop_price, trail_price)
         for k, v in changes.items():
             setattr(order, k, v)
@@ -549,38 +573,56 @@ class TradingEngine:
 
     # ----- fills ------------------------------------------------------------------------------
 
-    def _fill(self, order: Order, price: float, t: int) -> None:
+    def _fill(self, order: Order, price: float, t: int, qty: int | None = None) -> None:
+        """Fill `qty` lots (default: all that is left) of a working order at `price`."""
         contract = order.contract
         assert contract is not None
         price = round_to_tick(price, contract.tick_size)
-        order.status = FILLED
-        order.fill_volume = order.size
-        order.filled_price = price
+        left = order.size - order.fill_volume
+        qty = left if qty is None else min(qty, left)
+        if qty <= 0:
+            return
+        first = order.fill_volume == 0
+        done = order.fill_volume
+        order.filled_price = price if first else round(
+            ((order.filled_price or price) * done + price * qty) / (done + qty), 9)
+        order.fill_volume = done + qty
         order.updated_ms = t
-        self._unwork(order)
+        if order.fill_volume >= order.size:
+            order.status = FILLED
+            self._unwork(order)
         self.counters["fills"] += 1
         self._emit_order(order)
-        # Bracket children of an entry go live at absolute prices: TP first, then SL (live order).
+        # Bracket children of an entry go live at absolute prices from its first fill, sized
+        # to what has filled so far: TP first, then SL (live order).
         kids = [self._orders[c] for c in self._children.get(order.id, ())]
         for child in sorted(kids, key=lambda c: 0 if c.leg == "TP" else 1):
-            if child.status != SUSPENDED:
-                continue
-            assert child.bracket_ticks is not None
-            level = round_to_tick(price + child.bracket_ticks * contract.tick_size,
-                                  contract.tick_size)
-            child.size = order.size
-            if child.leg == "TP":
-                child.limit_price = level
-            else:
-                child.stop_price = level
-            self._set_open(child, t)
-        # OCO: a filled leg cancels its sibling.
+            if child.status == SUSPENDED:
+                assert child.bracket_ticks is not None
+                level = round_to_tick(price + child.bracket_ticks * contract.tick_size,
+                                      contract.tick_size)
+                child.size = order.fill_volume
+                if child.leg == "TP":
+                    child.limit_price = level
+                else:
+                    child.stop_price = level
+                self._set_open(child, t)
+            elif child.status == OPEN and child.size < order.fill_volume:
+                child.size = order.fill_volume
+                child.updated_ms = t
+                self._emit_order(child)
+        # OCO: a filled leg cancels its sibling; a partly filled one shrinks it.
         if order.leg is not None and order.linked_order_id is not None:
             sibling = self._orders.get(order.linked_order_id)
             if sibling is not None and sibling.status in WORKING:
-                self._cancel(sibling, t)
+                if order.status == FILLED:
+                    self._cancel(sibling, t)
+                else:
+                    sibling.size = max(sibling.fill_volume + 1, order.size - order.fill_volume)
+                    sibling.updated_ms = t
+                    self._emit_order(sibling)
         account = self._accounts[order.account_id]
-        self._out.extend(self.book.book_fill(account, order, contract, price, order.size, t))
+        self._out.extend(self.book.book_fill(account, order, contract, price, qty, t))
         self._touched[account.id] = contract.id
 
     # ----- bookkeeping ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from sim.testing import anchor_for, login, sim_env
 from tests.integration.test_sim_trading import Sim, UserHub
 from tests.support import aeventually, eventually, running_sim
 
-SIZE, DRIFT, LAX = 3001, 3002, 3003
+SIZE, DRIFT, LAX, PARTS = 3001, 3002, 3003, 3004
 
 
 def admin(sim: Sim, path: str, body: Any = None) -> Any:
@@ -42,6 +42,7 @@ def contract(sim: Sim, symbol_id: str) -> str:
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
     tmp: Path = tmp_path_factory.mktemp("sim_rules")
     accounts = ",".join(f"{a}:50KTC-V2-000003-{a}:50000" for a in (SIZE, DRIFT, LAX))
+    accounts += f",{PARTS}:150KTC-V2-000003-{PARTS}:150000:maxlots=40+mll=100000"
     env = sim_env(tmp, SIM_ACCOUNTS=accounts, SIM_HISTORY_DAYS="1", CLOCK_SPEED="60",
                   CLOCK_ANCHOR=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     with running_sim(tmp, env) as base:
@@ -140,3 +141,43 @@ def test_a_position_open_at_1510_ct_is_liquidated(tmp_path: Path) -> None:
         assert (late["success"], late["errorCode"]) == (False, 5)
         risk = admin(sim, "/admin/accounts/1001/risk")
         assert risk["can_trade"] is True and risk["flat_by"] == "2026-11-24T21:10:00.000Z"
+
+
+async def test_a_large_limit_fills_across_prints_with_the_venues_events(sim: Sim) -> None:
+    """Fill model `prints` (the default): 30 lots bought by the prints walking down through
+    the limit, each part an order update (Open, growing fillVolume), its trade, the position
+    and the account, in that order; the last part Filled."""
+    async with UserHub(sim, PARTS) as hub:
+        quote = sim.post("/api/Order/place", {"accountId": PARTS, "contractId": sim.es["id"],
+                                              "type": 2, "side": 0, "size": 1})
+        last = sim.order(PARTS, quote["orderId"])["filledPrice"]
+        r = sim.place(PARTS, type=1, side=0, size=30, limitPrice=last - 2.0)
+        assert r["success"], r
+        oid = r["orderId"]
+        admin(sim, "/admin/market", {"contractId": sim.es["id"], "ticks": -60,
+                                     "over_seconds": 120})
+        await aeventually(lambda: sum(e["data"]["size"] for n, e in hub.events
+                                      if n == "GatewayUserTrade"
+                                      and e["data"]["orderId"] == oid) == 30,
+                          timeout=30, what="the 30-lot limit filled, on the hub")
+        await aeventually(lambda: hub.events[-1][0] == "GatewayUserAccount",
+                          what="the last part's account event")
+        assert sim.order(PARTS, oid)["status"] == 2
+        mine = [(n, e["data"]) for n, e in hub.events
+                if (n == "GatewayUserOrder" and e["data"]["id"] == oid)
+                or (n == "GatewayUserTrade" and e["data"]["orderId"] == oid)]
+        updates = [d for n, d in mine if n == "GatewayUserOrder" and d.get("fillVolume")]
+        trades = [d for n, d in mine if n == "GatewayUserTrade"]
+        assert len(trades) >= 2 and sum(t["size"] for t in trades) == 30
+        assert [u["fillVolume"] for u in updates] == sorted(u["fillVolume"] for u in updates)
+        assert [u["status"] for u in updates] == [1] * (len(updates) - 1) + [2]
+        assert all(t["price"] <= last - 2.0 for t in trades)
+        # each part: the order update, then its trade, then the position, then the account
+        seq = [n for n, e in hub.events]
+        for u in updates:
+            i = next(k for k, (n, e) in enumerate(hub.events)
+                     if n == "GatewayUserOrder" and e["data"]["id"] == oid
+                     and e["data"].get("fillVolume") == u["fillVolume"])
+            assert seq[i + 1:i + 4] == ["GatewayUserTrade", "GatewayUserPosition",
+                                        "GatewayUserAccount"], seq[i:i + 4]
+        assert sim.positions(PARTS)[0]["size"] == 31

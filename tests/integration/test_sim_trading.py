@@ -80,8 +80,10 @@ class Sim:
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
     tmp: Path = tmp_path_factory.mktemp("sim_trading")
+    # Each a 50K Combine, but "query" keeps six orders working (a 150K's 15 lots allow it).
     accounts = ",".join(
-        f"{aid}:PRAC-V2-000002-{aid}:50000" + (":position" if key == "position_mode" else "")
+        f"{aid}:{'150K' if key == 'query' else '50K'}TC-V2-000002-{aid}:50000"
+        + (":position" if key == "position_mode" else "")
         for key, aid in ACCOUNTS.items())
     env = sim_env(tmp, SIM_ACCOUNTS=accounts, SIM_HISTORY_DAYS="1", LOG_LEVEL="INFO",
                   CLOCK_SPEED="60",

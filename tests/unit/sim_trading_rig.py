@@ -60,13 +60,14 @@ class Rig:
 
     def __init__(self, accounts: list[AccountConfig] | None = None,
                  bracket_mode: str = "auto_oco", enforce: tuple[str, ...] = RULES,
-                 sessions: bool = False, t0: int = T0) -> None:
+                 sessions: bool = False, t0: int = T0, fill_model: str = "touch") -> None:
         self.clock = ManualClock(t0)
         self.market = FakeMarket()
         self.events: list[tuple[str, int, dict[str, Any]]] = []
         self.engine = TradingEngine(self.clock, FakeCatalogue(), self.market, self._emit,
                                     accounts=accounts, bracket_mode=bracket_mode,
-                                    enforce=enforce, sessions=sessions)
+                                    enforce=enforce, sessions=sessions,
+                                    fill_model=fill_model)
         self.api = build_handlers(self.engine)
 
     def _emit(self, name: str, account_id: int, envelope: dict[str, Any]) -> None:
@@ -84,9 +85,9 @@ class Rig:
         self.market.ask[contract.id] = ask
         self.engine.on_quote(contract.id, bid, ask, self.clock.now_ms())
 
-    def trade(self, price: float, contract: SimContract = ES) -> None:
+    def trade(self, price: float, contract: SimContract = ES, size: int = 1) -> None:
         self.market.last[contract.id] = price
-        self.engine.on_trade(contract.id, price, 1, self.clock.now_ms())
+        self.engine.on_trade(contract.id, price, size, self.clock.now_ms())
 
     def market_at(self, last: float, contract: SimContract = ES) -> None:
         """A one-tick-wide market around `last`: bid = last, ask = last + 1 tick."""
