@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from typing import Any
 
@@ -119,6 +120,7 @@ class GatewayService(Service):
         self._hub_opens = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._flat_n = 0
+        self._diffs_now = 0
         self._writes: set[asyncio.Task[Any]] = set()
         self._quoted: set[str] = set()
         log.info("account %s (%d); journal %s (version %d, %d intents, %d orders, %d fills)",
@@ -310,7 +312,15 @@ class GatewayService(Service):
         cid = rec["client_id"]
         managed = bool(rec["sl_ticks"] or rec["tp_ticks"]) and self.position_brackets
         rec["managed"] = int(managed)
-        await self.journal.add_intent(rec)
+        try:
+            await self.journal.add_intent(rec)
+        except sqlite3.IntegrityError:
+            return self._rejected(cid, "duplicate", f"client id {cid} was already used",
+                                  "rejected_duplicate")
+        except sqlite3.Error as exc:  # a full or broken disk: nothing may be sent unjournaled
+            self._alarm("journal", True, f"cannot write the journal: {exc}")
+            return self._rejected(cid, "journal", f"the journal cannot be written ({exc}); "
+                                  "nothing was sent", "rejected_invalid")
         self.intents[cid] = rec
         self.by_tag[rec["custom_tag"]] = cid
         sl, tp = (None, None) if managed else venue_brackets(rec["side"], rec["sl_ticks"],
@@ -643,6 +653,7 @@ class GatewayService(Service):
         """Read the venue's orders (incl. suspended children), trades of the day, positions
         and account, and apply them: the venue is authoritative."""
         self.counters["reconciles"] += 1
+        self._diffs_now = 0
         acc = self.account.id
         day = self._day_start()
         since = min([day] + [r["created_ms"] for r in self.orders.values()
@@ -686,12 +697,15 @@ class GatewayService(Service):
                 self._publish_due.add((ACCOUNT, contract))
         for a in await self.client.search_accounts(only_active=True):
             self._apply_account(a)
+        if self._diffs_now == 0 and self._alarms.get("reconcile_diff"):
+            self._alarms["reconcile_diff"] = False
+            self._alarm("reconcile_diff", False, "the venue and the gateway agree again")
 
     def _diff(self, text: str) -> None:
         self.counters["reconcile_diffs"] += 1
-        log.warning("reconcile: %s", text)
-        self.bus.publish(topics.alarm(self.process_name), Alarm(
-            name=self.process_name, code="reconcile_diff", active=True, text=text))
+        self._diffs_now += 1
+        self._alarms["reconcile_diff"] = True
+        self._alarm("reconcile_diff", True, f"the venue differed: {text} (corrected)")
 
     async def _safe_reconcile(self) -> None:
         try:
