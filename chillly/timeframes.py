@@ -69,6 +69,17 @@ def is_tf(tf: object) -> bool:
     return True
 
 
+def tf_arg(text: str) -> str:
+    """argparse `type=` of a tool's --tf option: the timeframe, or a clear usage error."""
+    import argparse
+
+    try:
+        parse_tf(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def tf_list(value: Any, *, aggregates: bool = False) -> Any:
     """Settings validator for a comma-separated list of timeframes ("1m,5m,1h"): the list, or
     ValueError naming the bad one. `aggregates` refuses 1m (the aggregator's input)."""

@@ -27,7 +27,7 @@ from chillly.calendar import is_market_open
 from chillly.clock import DAY_MS, MINUTE_MS, ms_to_iso
 from chillly.messages import BarBatch, ClockTick
 from chillly.process import StartupError, run_service
-from chillly.timeframes import BucketSpec, tf_ms
+from chillly.timeframes import BucketSpec, tf_arg, tf_ms
 from feeds.venue_service import VenueService
 from topstepx.client import tf_to_unit
 from topstepx.contracts import ContractNotFound, ContractResolver, is_contract_id
@@ -288,7 +288,8 @@ def cli(args: object) -> int:
 def add_backfill_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("contract", help="a symbol (ES) or a contract id (CON.F.US.EP.Z26)")
     p.add_argument("--days", type=float, default=1.0, help="how many days back (default 1)")
-    p.add_argument("--tf", default="1m", help="timeframe: 1m (default), 5m, 1h, 1d ...")
+    p.add_argument("--tf", default="1m", type=tf_arg,
+                   help="timeframe: 1m (default), 5m, 1h, 1d ...")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the reply")
 
 

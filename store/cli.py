@@ -16,6 +16,7 @@ from typing import Any
 
 from chillly.process import run_service
 from chillly.settings import Settings, load_settings
+from chillly.timeframes import tf_arg
 
 
 def store_cli(args: argparse.Namespace) -> int:
@@ -32,7 +33,8 @@ def series_cli(args: argparse.Namespace) -> int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("contract", help="contract id (CON.F.US.EP.Z26) or symbol (ES)")
-    p.add_argument("--tf", default="1m", help="timeframe: 1m, 5m, 15m, 30m, 1h, 4h, 1d ...")
+    p.add_argument("--tf", default="1m", type=tf_arg,
+                   help="timeframe: 1m, 5m, 15m, 30m, 1h, 4h, 1d ...")
     p.add_argument("--last", type=int, default=20, help="how many bars (newest last)")
     p.add_argument("--db", action="store_true", help="read the database, skip the series process")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the series")

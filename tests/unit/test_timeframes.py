@@ -118,3 +118,18 @@ def test_clock_ticks_follow_the_configured_session_anchor() -> None:
     # 18:00 CT anchoring: a 4h bucket starts at 18:00, 22:00, 02:00 ... CT, never at 17:00.
     assert (start - s.spec("1d").bounds(NOW)[0]) % (4 * HOUR_MS) == 0
     assert closing_buckets(["4h"], last_minute, lambda ms: True) == []  # 17:00 anchor: no tick
+
+
+def test_the_tools_parse_tf_with_the_same_parser() -> None:
+    import argparse
+
+    from feeds.bars import add_backfill_arguments
+    from store.cli import add_arguments
+
+    for add in (add_arguments, add_backfill_arguments):
+        p = argparse.ArgumentParser()
+        add(p)
+        assert p.parse_args(["ES", "--tf", "4h"]).tf == "4h"
+        with pytest.raises(SystemExit) as exc:
+            p.parse_args(["ES", "--tf", "25h"])
+        assert exc.value.code == 2
