@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from chillly.bus import Bus, BusNotReady
@@ -104,6 +105,19 @@ class Service:
             self.alarms.pop(code, None)
         self.bus.publish(topics.alarm(self.process_name),
                          Alarm(name=self.process_name, code=code, active=active, text=text))
+
+    async def alarm_while(self, problem: Callable[[], str | None], code: str,
+                          interval: float = 5.0) -> None:
+        """Keep alarm `code` raised, with `problem()`'s text, for as long as `problem()` says
+        something is wrong; clear it and return once it says None. For conditions that a
+        process can live with but an operator must see (a reader whose database is missing)."""
+        text = problem()
+        while text is not None:
+            log.warning("%s", text)
+            self.alarm(code, True, text)
+            await asyncio.sleep(interval)
+            text = problem()
+        self.alarm(code, False)
 
     def publish_heartbeat(self) -> None:
         self.bus.publish(topics.heartbeat(self.process_name), self.heartbeat())

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
         validate_default=True,
+        # inf and nan are never a sensible duration, speed or size (CLOCK_SPEED=inf used to
+        # crash later with a traceback).
+        allow_inf_nan=False,
     )
 
     # Venue credentials and account (secrets are SecretStr: never shown in logs or reprs).
@@ -73,7 +76,7 @@ class Settings(BaseSettings):
     bus_curve_client_secret: SecretStr | None = None
 
     # The shared clock (chillly.clock): CLOCK_SPEED times real time after CLOCK_ANCHOR.
-    clock_speed: float = Field(default=1.0, gt=0)
+    clock_speed: float = Field(default=1.0, gt=0, le=1_000_000)
     clock_anchor: datetime | None = None
 
     heartbeat_interval: float = Field(default=2.0, gt=0)
@@ -84,6 +87,8 @@ class Settings(BaseSettings):
     def _check_addr(cls, value: str) -> str:
         if not _ADDR_RE.match(value):
             raise ValueError("expected tcp://host:port, ipc://path or inproc://name")
+        if value.startswith("tcp://") and not 1 <= int(value.rsplit(":", 1)[1]) <= 65535:
+            raise ValueError("the port must be 1..65535")
         return value
 
     @field_validator("bus_curve_server_key", "bus_curve_client_key")
@@ -106,11 +111,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         if isinstance(value, list):
+            # Symbols and ids are upper case at the venue; `es` means ES, as the commands take it.
+            value = [v.strip().upper() if isinstance(v, str) else v for v in value]
             bad = [v for v in value if not isinstance(v, str) or not _CONTRACT_RE.match(v)]
-            if bad:
+            if bad or not value:
                 raise ValueError(
                     "expected a comma-separated list of symbols (ES,MNQ) or contract ids "
-                    "(CON.F.US.EP.Z26)"
+                    "(CON.F.US.EP.Z26), at least one"
                 )
         return value
 

@@ -74,6 +74,9 @@ class AggregatorProcess(Service):
         problem = await asyncio.to_thread(queries.refuse_other_venue, s.database_path, s.venue)
         if problem:
             raise StartupError(problem)
+        # Warming up from nothing must show (alarm no_database) until the store creates it.
+        self._db_watch = asyncio.ensure_future(self.alarm_while(
+            lambda: queries.missing_database(s.database_path), "no_database"))
         self.specs = s.specs()
         # A bucket whose first minutes were not seen is completed from history (defect 18).
         self.heads = HeadFiller(self.bus, self.clock, s.aggregator_request_timeout,

@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 async def _from_series(settings: Settings, args: argparse.Namespace) -> dict[str, Any] | None:
     from chillly.bus import Bus, BusNotReady, RequestTimeout
 
-    bus = Bus(settings.bus_publish_addr, settings.bus_subscribe_addr, "bars-cli")
+    bus = Bus.from_settings(settings, "bars-cli")   # CURVE keys and all, like every tool
     try:
         await bus.ready(timeout=args.timeout)
         reply = await bus.request("series", "window",
@@ -110,6 +110,11 @@ def bars_cli(args: argparse.Namespace) -> int:
     settings = load_settings(Settings)
     if args.last < 1:
         print("chillly bars: --last must be at least 1", file=sys.stderr)
+        return 2
+    from store import queries
+    missing = queries.missing_database(settings.database_path)
+    if missing:   # not "unknown contract": say which path was looked at
+        print(f"chillly bars: {missing}", file=sys.stderr)
         return 2
     try:
         result = None if args.db else asyncio.run(_from_series(settings, args))

@@ -140,6 +140,15 @@ def venue_problem(conn: sqlite3.Connection, venue: str, path: Path | str) -> str
             f"RUN_DIR/{venue}/market.db)")
 
 
+def missing_database(path: Path | str) -> str | None:
+    """What to tell a reader whose market database is not there (defect 20: a mistyped
+    DATABASE_PATH must not look like an empty market), or None when it is."""
+    if Path(path).exists():
+        return None
+    return (f"no market database at {path} (DATABASE_PATH): the store has not created it yet, "
+            f"or the path is mistyped")
+
+
 def refuse_other_venue(path: Path | str, venue: str) -> str | None:
     """For a reader process at start (series, aggregator): why it must not read the database at
     `path`, or None (also None while the file does not exist: the store will create it)."""

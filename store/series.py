@@ -82,6 +82,9 @@ class Series(Service):
                                           self.settings.database_path, self.settings.venue)
         if problem:
             raise StartupError(problem)
+        # Serving from nothing must show (alarm no_database) until the store creates the file.
+        self._db_watch = asyncio.ensure_future(self.alarm_while(
+            lambda: queries.missing_database(self.settings.database_path), "no_database"))
         self.cache = SeriesCache(self.settings.series_size)
         self.counters.update({"bars_in": 0, "stale_ignored": 0, "windows": 0, "db_reads": 0,
                               "rejected": 0})
@@ -191,7 +194,8 @@ class Series(Service):
             resolved, db_rows = await loop.run_in_executor(
                 None, self._db_window, text, tf, last, False)
             if resolved is None:
-                raise CommandError(f"unknown contract {text!r}")
+                raise CommandError(queries.missing_database(self.settings.database_path)
+                                   or f"unknown contract {text!r}")
             contract = resolved
             merged = {r[0]: r for r in db_rows}
             for r in self.cache.window(contract, tf, last):

@@ -52,6 +52,14 @@ def test_contract_list_from_env_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_
     ("HEARTBEAT_INTERVAL", "-1", "HEARTBEAT_INTERVAL='-1'"),
     ("CLOCK_SPEED", "0", "CLOCK_SPEED='0'"),
     ("SIM_PORT", "99999", "SIM_PORT='99999'"),
+    # defect 20: mistakes that used to pass
+    ("DEFAULT_CONTRACTS", ",,", "DEFAULT_CONTRACTS=',,': expected a comma-separated"),
+    ("DEFAULT_CONTRACTS", "", "DEFAULT_CONTRACTS='': expected a comma-separated"),
+    ("CLOCK_SPEED", "inf", "CLOCK_SPEED='inf': Input should be a finite number"),
+    ("CLOCK_SPEED", "nan", "CLOCK_SPEED='nan': Input should be a finite number"),
+    ("HEARTBEAT_INTERVAL", "inf", "HEARTBEAT_INTERVAL='inf'"),
+    ("BUS_PUBLISH_ADDR", "tcp://127.0.0.1:99999", "BUS_PUBLISH_ADDR='tcp://127.0.0.1:99999': the port"),
+    ("BUS_SUBSCRIBE_ADDR", "tcp://127.0.0.1:0", "BUS_SUBSCRIBE_ADDR='tcp://127.0.0.1:0': the port"),
 ])
 def test_bad_value_exits_2_with_one_line_naming_it(monkeypatch: pytest.MonkeyPatch, capsys,
                                                     name: str, value: str, expected: str) -> None:  # type: ignore[no-untyped-def]
@@ -110,3 +118,18 @@ def test_each_venue_keeps_its_state_in_its_own_run_directory(
     s = Settings()
     assert s.database_path == Path("/data/bars.db")
     assert s.venue_run_dir == Path("/srv/chillly/gateway.example.com")
+
+
+def test_lower_case_symbols_are_upper_cased(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect 20: `es` is ES here as in `chillly subscribe es`."""
+    monkeypatch.setenv("DEFAULT_CONTRACTS", "es, mnq,con.f.us.ep.z26")
+    assert Settings().default_contracts == ["ES", "MNQ", "CON.F.US.EP.Z26"]
+
+
+def test_clock_speed_inf_exits_2_with_one_line_not_a_traceback() -> None:
+    proc = subprocess.run([sys.executable, "-m", "broker"],
+                          env={"CLOCK_SPEED": "inf", "CLOCK_ANCHOR": "2026-11-24T00:00:00Z",
+                               "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "CLOCK_SPEED='inf'" in proc.stderr
