@@ -721,31 +721,43 @@ class GatewayService(Service):
     # ------------------------------------------------------------------ managed OCO
 
     async def _on_order_changed(self, row: dict[str, Any]) -> None:
-        oid = row["order_id"]
+        """Managed OCO: protect a filling entry, and keep the sibling of a filling leg no
+        larger than what is still open (cancelled once the leg is filled). Run as tasks so
+        the hub is not held up by the REST calls."""
         if row.get("managed") and row["fill_volume"] > 0:
-            await self._protect(row)
+            self._spawn(self._protect(row))
         parent = row.get("parent_id")
         if parent is not None and row["fill_volume"] > 0:
             entry = self.orders.get(parent)
             if entry is not None and entry.get("managed"):
-                await self._cancel_sibling(entry, oid)
+                self._spawn(self._adjust_sibling(entry, row))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
 
     def _legs(self, entry_id: int) -> list[dict[str, Any]]:
         return [r for r in self.intents.values() if r["parent_id"] == entry_id]
 
     async def _protect(self, entry: dict[str, Any]) -> None:
-        """Place the stop-loss and take-profit of a filled managed entry (once each)."""
+        """Place the stop-loss and take-profit of a filled managed entry (once each, for the
+        filled size at fill price -/+ the ticks); when more of the entry fills later, grow the
+        working legs to the filled size."""
         rec = self.intents.get(entry["client_id"] or "")
         if rec is None or entry["filled_price"] is None:
             return
-        have = {r["client_id"] for r in self._legs(entry["order_id"])}
+        legs = {r["client_id"]: r for r in self._legs(entry["order_id"])}
         spec = self._spec_of(entry["contract"])
         sl_px, tp_px = leg_prices(entry["side"], entry["filled_price"], spec.tick_size,
                                   rec["sl_ticks"], rec["tp_ticks"])
         exit_side = SELL if entry["side"] == BUY else BUY
         for suffix, otype, px in (("-SL", "stop", sl_px), ("-TP", "limit", tp_px)):
             cid = f"{rec['client_id']}{suffix}"
-            if px is None or cid in have or cid in self._reserved:
+            if px is None or cid in self._reserved:
+                continue
+            if cid in legs:
+                await self._grow_leg(legs[cid], entry["fill_volume"])
                 continue
             self._reserved.add(cid)
             try:
@@ -756,45 +768,71 @@ class GatewayService(Service):
                 self.counters["managed_legs"] += 1
                 reply = await self._send(leg, None)
                 if reply["status"] == "rejected":
+                    self._alarms["unprotected"] = True  # the next check clears it when fine
                     self._alarm("unprotected", True, f"{entry['client_id']}: {suffix[1:]} leg "
                                 f"rejected: {reply['message']}")
             finally:
                 self._reserved.discard(cid)
 
-    async def _cancel_sibling(self, entry: dict[str, Any], filled_leg: int) -> None:
+    async def _grow_leg(self, leg: dict[str, Any], filled: int) -> None:
+        row = self.orders.get(leg.get("order_id") or -1)
+        if row is None or row["state"] in TERMINAL or row["size"] >= filled:
+            return
+        try:
+            await self.client.modify_order(self.account.id, row["order_id"], size=filled)
+            row["size"] = filled
+        except VenueError as exc:
+            self._alarms["unprotected"] = True
+            self._alarm("unprotected", True, f"{leg['client_id']}: cannot grow to {filled} "
+                        f"contracts: {exc}")
+
+    async def _adjust_sibling(self, entry: dict[str, Any], leg_row: dict[str, Any]) -> None:
+        """A leg filled (partly): the other leg covers what is still open, or goes."""
+        still_open = max(0, leg_row["size"] - leg_row["fill_volume"])
         for leg in self._legs(entry["order_id"]):
             oid = leg.get("order_id")
-            if oid and oid != filled_leg:
-                row = self.orders.get(oid)
-                if row is not None and row["state"] not in TERMINAL:
-                    try:
-                        await self.client.cancel_order(self.account.id, oid)
-                    except VenueError as exc:
-                        log.warning("OCO: cancelling %d failed: %s", oid, exc)
+            if not oid or oid == leg_row["order_id"]:
+                continue
+            row = self.orders.get(oid)
+            if row is None or row["state"] in TERMINAL:
+                continue
+            try:
+                if still_open == 0 or leg_row["state"] == FILLED:
+                    await self.client.cancel_order(self.account.id, oid)
+                elif row["size"] - row["fill_volume"] > still_open:
+                    await self.client.modify_order(self.account.id, oid,
+                                                   size=row["fill_volume"] + still_open)
+            except VenueError as exc:
+                log.warning("OCO: adjusting %d failed: %s", oid, exc)
 
     def _check_protection(self) -> None:
-        """Alarm while a filled managed entry's position lacks a working stop-loss."""
+        """One alarm `unprotected` while any filled managed entry whose position is still open
+        has fewer working legs than it asked for (after a 2 s grace for placing them)."""
+        now = self.clock.now_ms()
+        bare: list[str] = []
         for row in self.orders.values():
             if not row.get("managed") or row["fill_volume"] <= 0:
                 continue
             net = self.book.venue.get(row["contract"])
             if net is None or net.qty == 0:
                 continue
+            if now - int(row.get("updated_ms") or now) < 2000 * self.clock.speed:
+                continue
             legs = [self.orders.get(r["order_id"]) for r in self._legs(row["order_id"])
                     if r.get("order_id")]
             live = [lg for lg in legs if lg and lg["state"] not in TERMINAL]
             rec = self.intents.get(row["client_id"] or "", {})
             want = (1 if rec.get("sl_ticks") else 0) + (1 if rec.get("tp_ticks") else 0)
-            filled_leg = any(lg and lg["state"] == FILLED for lg in legs)
-            ok = filled_leg or len(live) >= want
-            key = f"unprotected:{row['order_id']}"
-            if not ok and not self._alarms.get(key):
+            if not any(lg and lg["state"] == FILLED for lg in legs) and len(live) < want:
+                bare.append(f"{row['client_id']} ({row['contract']})")
+        active = bool(bare)
+        if self._alarms.get("unprotected", False) != active:
+            self._alarms["unprotected"] = active
+            if active:
                 self.counters["unprotected_alarms"] += 1
-            if self._alarms.get(key, False) != (not ok):
-                self._alarms[key] = not ok
-                self._alarm("unprotected", not ok,
-                            f"{row['client_id']}: position in {row['contract']} "
-                            + ("has no working protective legs" if not ok else "protected"))
+            self._alarm("unprotected", active,
+                        "positions without their protective legs: " + ", ".join(bare)
+                        if active else "every managed position is protected")
 
     def _alarm(self, code: str, active: bool, text: str) -> None:
         (log.warning if active else log.info)("alarm %s: %s", code, text)

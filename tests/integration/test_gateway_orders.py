@@ -124,6 +124,8 @@ async def test_position_brackets_mode_the_gateway_manages_the_oco(stack: Stack) 
     es = stack.venue.contract("EP")
     tick = float(es["tickSize"])
     async with Tap(stack.env) as tap:
+        alarms: list[dict] = []
+        tap.bus.on("alarm.gateway.", lambda env: alarms.append(env.payload))
         await tap.ready()
         entry = await tap.submit(contract="ES", side="buy", size=2, sl_ticks=40, tp_ticks=40)
         assert entry["status"] == "accepted", entry
@@ -147,6 +149,20 @@ async def test_position_brackets_mode_the_gateway_manages_the_oco(stack: Stack) 
         await aeventually(lambda: {o["customTag"][-2:]: o["status"] for o in legs()}
                           == {"TP": 2, "SL": 3}, what="TP filled and SL cancelled (OCO)")
         await aeventually(lambda: stack.venue.positions(acc) == [], what="flat")
+        # a protective leg cancelled by hand: the position is unprotected, the alarm says so
+        entry2 = await tap.submit(contract="ES", side="sell", size=1, sl_ticks=40, tp_ticks=40)
+        assert entry2["status"] == "accepted", entry2
+        sl2 = await aeventually(lambda: [o for o in stack.venue.tagged(
+            acc, f"{entry2['client_id']}-SL") if o["status"] == 1], what="second SL working")
+        out = await tap.ask("cancel", {"order_id": sl2[0]["id"]})
+        assert out["status"] == "cancelled", out
+        await aeventually(lambda: any(a["code"] == "unprotected" and a["active"]
+                                      for a in alarms), timeout=10, what="unprotected alarm")
+        await tap.ask("flatten", {"all": True})
+        await aeventually(lambda: stack.venue.positions(acc) == [], what="flat again")
+        await aeventually(lambda: [a["active"] for a in alarms
+                                   if a["code"] == "unprotected"][-1] is False,
+                          timeout=10, what="alarm cleared once flat")
     j = stack.journal(acc)
     rows = {r["client_id"]: dict(r) for r in j.execute("SELECT * FROM intents")}
     assert rows[cid]["managed"] == 1 and rows[f"{cid}-SL"]["parent_id"] == entry["order_id"]
