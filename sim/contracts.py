@@ -11,9 +11,12 @@ rolls contracts like the real calendar does:
   the 20th of the month before delivery);
 - GC: the even months G/J/M/Q/V/Z, rolling on the 25th of the month before delivery.
 
-`all()` lists the front and the next month of each root (the next one has activeContract false,
-so clients can see the "ContractNotActive" path); `get()` also resolves any well-formed id of a
-known root within two years, active or not, as the venue does for expired months.
+`search()` (Contract/search) lists what the venue lists: each root's active month only, except
+inside the roll window of a quarterly root (from its roll date to its expiry, the third Friday),
+when the outgoing month is listed too with activeContract false. `all()` (Contract/available,
+and what the market streams) adds each root's next month, inactive, so clients can see the
+"ContractNotActive" path; `get()` also resolves any well-formed id of a known root within two
+years, active or not, as the venue does for expired months.
 """
 
 from __future__ import annotations
@@ -106,6 +109,24 @@ def _roll_date(spec: RootSpec, year: int, month: int) -> date:
     return date(prev_y, prev_m, 20 if spec.roll == "cl" else 25)
 
 
+def expiry_date(spec: RootSpec, year: int, month: int) -> date:
+    """The last trading date of a contract month (only quarterly roots have a window between
+    the roll date and expiry here; the others expire as they roll)."""
+    if spec.roll == "quarterly":
+        return third_friday(year, month)
+    return _roll_date(spec, year, month)
+
+
+def _outgoing(spec: RootSpec, today: date) -> tuple[int, int] | None:
+    """The month that has rolled but not expired yet as of `today` (the roll window)."""
+    y, m = today.year, today.month
+    for back in range(0, 3):
+        yy, mm = (y, m - back) if m - back >= 1 else (y - 1, m - back + 12)
+        if mm in spec.months and _roll_date(spec, yy, mm) <= today <= expiry_date(spec, yy, mm):
+            return yy, mm
+    return None
+
+
 def _listed_months(spec: RootSpec, today: date, count: int) -> list[tuple[int, int]]:
     """The next `count` (year, month) pairs of this root still trading as of `today`."""
     out: list[tuple[int, int]] = []
@@ -157,6 +178,7 @@ class Catalogue:
         self.roots = list(roots) if roots else list(SPECS)
         self._day: date | None = None
         self._list: list[SimContract] = []
+        self._search: list[SimContract] = []
         self._by_id: dict[str, SimContract] = {}
 
     def today(self) -> date:
@@ -167,18 +189,24 @@ class Catalogue:
         if today == self._day:
             return
         listed: list[SimContract] = []
+        outgoing: list[SimContract] = []
         backs: list[SimContract] = []
         for root in self.roots:
             spec = SPECS[root]
             (fy, fm), (ny, nm) = _listed_months(spec, today, 2)
             listed.append(make_contract(spec, fy, fm, True))
             backs.append(make_contract(spec, ny, nm, False))
-        self._list = listed + backs
+            old = _outgoing(spec, today)
+            if old is not None:
+                outgoing.append(make_contract(spec, old[0], old[1], False))
+        self._search = listed + outgoing
+        self._list = listed + outgoing + backs
         self._by_id = {c.id: c for c in self._list}
         self._day = today
 
     def all(self) -> list[SimContract]:
-        """Front months of every root first, then the next months."""
+        """Front months of every root first, then outgoing months in their roll window, then
+        the next months."""
         self._refresh()
         return list(self._list)
 
@@ -203,10 +231,12 @@ class Catalogue:
         return make_contract(spec, year, month, False)
 
     def search(self, text: str | None, limit: int = 20) -> list[SimContract]:
-        """Case-insensitive substring match on name, symbol, root and description (max 20)."""
+        """Case-insensitive substring match on name, symbol, root and description (max 20), over
+        the active months and, inside their roll window, the outgoing ones."""
+        self._refresh()
         needle = (text or "").strip().lower()
         out = []
-        for c in self.all():
+        for c in self._search:
             hay = (c.name, c.symbol, c.symbol_id, c.description)
             if not needle or any(needle in h.lower() for h in hay):
                 out.append(c)

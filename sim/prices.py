@@ -237,13 +237,14 @@ class Tape:
             return False
         if self.always_open:
             return True
-        hour = minute // 60
-        cached = self._open.get(hour)
+        cached = self._open.get(minute)
         if cached is None:
-            cached = is_market_open(hour * 60 * MINUTE_MS)
-            if len(self._open) > 200_000:
+            # Per minute: CME holidays and early closes (chillly/calendar.py) need not fall on
+            # whole hours.
+            cached = is_market_open(minute * MINUTE_MS)
+            if len(self._open) > 400_000:
                 self._open.clear()
-            self._open[hour] = cached
+            self._open[minute] = cached
         return cached
 
     def _activity(self, minute: int) -> float:

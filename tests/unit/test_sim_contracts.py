@@ -66,14 +66,29 @@ def test_back_month_is_listed_inactive_and_old_months_resolve() -> None:
 
 
 @pytest.mark.parametrize("text,expect", [
-    ("NQ", {"NQZ6", "MNQZ6", "NQH7", "MNQH7"}),
-    ("es", {"ESZ6", "MESZ6", "ESH7", "MESH7"}),
-    ("crude", {"CLF7", "CLG7"}),
+    ("NQ", {"NQZ6", "MNQZ6"}),
+    ("es", {"ESZ6", "MESZ6"}),
+    ("crude", {"CLF7"}),
 ])
 def test_search_is_a_case_insensitive_substring_match(text: str, expect: set[str]) -> None:
     assert {c.name for c in at("2026-11-24T12:00:00").search(text)} == expect
 
 
 def test_search_caps_at_twenty() -> None:
-    assert len(at("2026-11-24T12:00:00").search("")) == 18
+    assert len(at("2026-11-24T12:00:00").search("")) == 9
     assert parse_id("CON.F.US.MNQ.H26") == ("MNQ", 2026, 3)
+
+
+def test_search_lists_the_outgoing_month_only_inside_its_roll_window() -> None:
+    def es(when: str) -> list[tuple[str, bool]]:
+        return [(c.name, c.active) for c in at(when).search("E-mini S&P")
+                if c.symbol == "ES"]
+
+    assert es("2026-12-09T23:59:59") == [("ESZ6", True)]                  # before the roll
+    assert es("2026-12-10T00:00:00") == [("ESH7", True), ("ESZ6", False)]  # roll date
+    assert es("2026-12-18T12:00:00") == [("ESH7", True), ("ESZ6", False)]  # expiry day
+    assert es("2026-12-19T00:00:00") == [("ESH7", True)]                  # expired
+    cat = at("2026-12-12T00:00:00")
+    assert cat.get("CON.F.US.EP.Z26") in cat.all()                          # still streamed
+    place = cat.get("CON.F.US.EP.Z26")
+    assert place is not None and not place.active

@@ -189,3 +189,30 @@ def test_live_counts_micros_one_to_one() -> None:
     assert rig.place(contract=MES, type=2, side=0, size=5)["success"]
     assert rig.place(contract=MES, type=2, side=0, size=1)["errorCode"] == 2
     assert risk(rig)["daily_loss_limit"] == 2000.0
+
+
+def test_holidays_and_early_closes_come_from_the_calendar() -> None:
+    from chillly.clock import MINUTE_MS
+    from sim.prices import Tape
+
+    tape = Tape(7110, always_open=False)
+    christmas = iso_to_ms("2026-12-25T16:00:00Z") // MINUTE_MS     # Friday 10:00 CT: closed
+    assert tape.prints(ES.id, christmas) == []
+    early = iso_to_ms("2026-11-27T17:59:00Z") // MINUTE_MS         # 11:59 CT before a 12:00 close
+    assert tape.prints(ES.id, early) and tape.prints(ES.id, early + 1) == []
+    # the flat-by deadline of an early close is 50 minutes before it: 11:10 CT
+    t = iso_to_ms("2026-11-27T17:09:00Z")
+    rig = rig_at(sessions=True, t0=t)
+    assert rig.place(type=2, side=0, size=1)["success"]
+    rig.clock.set(t + 60_000)
+    rig.engine.on_clock(t + 60_000)
+    assert rig.positions() == [] and rules_of(rig) == ["flat_by"]
+    # the early-close day records its end-of-day balance; Thanksgiving (no session) none
+    rig.clock.set(iso_to_ms("2026-11-27T23:00:00Z"))
+    rig.engine.on_clock(rig.clock.now_ms())
+    assert [e["day"] for e in risk(rig)["eod_balances"]] == ["2026-11-27"]
+    thanksgiving = rig_at(sessions=True, t0=iso_to_ms("2026-11-26T16:00:00Z"))
+    thanksgiving.clock.set(iso_to_ms("2026-11-26T23:00:00Z"))
+    thanksgiving.engine.on_clock(thanksgiving.clock.now_ms())
+    assert risk(thanksgiving)["eod_balances"] == []
+    assert risk(thanksgiving)["trading_day"] == "2026-11-27"
