@@ -17,12 +17,15 @@ import statistics
 import subprocess
 from pathlib import Path
 
+import httpx
+
+from sim.testing import login
 from tests.integration.test_strategy_support import Watcher, system_env
 from tests.support import ROOT, Procs, aeventually, free_port
 
 STRATS = '''
-import time
-from strategy_host.api import Config, Strategy
+import re
+from strategy_host.api import Strategy
 
 class Healthy(Strategy):
     def on_bar(self, bar):
@@ -34,6 +37,10 @@ class Busy(Strategy):
     def on_bar(self, bar):
         while True:
             pass
+
+class Stuck(Strategy):
+    def on_bar(self, bar):
+        re.match(r"(a+)+$", "a" * 64 + "b")   # catastrophic backtracking, GIL held throughout
 
 class Raiser(Strategy):
     def on_bar(self, bar):
@@ -69,6 +76,7 @@ def toml(bad: bool) -> str:
     return (instance("healthy1", "Healthy", "ES") + instance("healthy2", "Healthy", "NQ")
             + instance("keeper", "Keeper", "ES")
             + instance("busy", "Busy", "ES", bad) + instance("raiser", "Raiser", "NQ", bad)
+            + instance("stuck", "Stuck", "NQ", bad)
             + instance("leaker", "Leaker", "ES", bad))
 
 
@@ -78,7 +86,7 @@ def ctl(conf: Path, *args: str) -> str:
 
 
 HEALTHY = ("strategy-healthy1", "strategy-healthy2")
-BAD = ("strategy-busy", "strategy-raiser", "strategy-leaker")
+BAD = ("strategy-busy", "strategy-raiser", "strategy-leaker", "strategy-stuck")
 
 
 async def test_bad_strategies_are_contained_and_restart_keeps_state(
@@ -136,6 +144,8 @@ async def test_bad_strategies_are_contained_and_restart_keeps_state(
         assert "running for" in logs["strategy-busy"] and "Timeout (0:00:02" in \
             logs["strategy-busy"], logs["strategy-busy"][-2000:]
         assert "raises on every bar" in logs["strategy-raiser"]
+        # Holding the GIL, it is still ended by faulthandler's C watchdog.
+        assert "Timeout (0:00:02" in logs["strategy-stuck"], logs["strategy-stuck"][-2000:]
         assert "out of memory" in logs["strategy-leaker"], logs["strategy-leaker"][-2000:]
         assert any(a["name"] == "strategy-busy" and a["code"] == "hook_budget" and a["active"]
                    for a in alarms), alarms
@@ -159,6 +169,13 @@ async def test_bad_strategies_are_contained_and_restart_keeps_state(
         log = (run / "log" / "strategy-keeper.log").read_text()
         assert re.findall(r"KEEPER start (\d+), open orders (\d+)", log)[-1] == ("2", "1"), log
         assert (await keeper_order())[0]["order_id"] == resting[0]["order_id"]
+        # The venue is the judge: it holds exactly that one order of the keeper's.
+        acct_id = (await w.ask("gateway", "account", {}))["account_id"]
+        base = f"http://127.0.0.1:{bus_env['SIM_PORT']}"
+        token = login(base)
+        venue = httpx.post(f"{base}/api/Order/searchOpen", json={"accountId": acct_id},
+                           headers={"Authorization": f"Bearer {token}"}).json()["orders"]
+        assert [o["id"] for o in venue] == [resting[0]["order_id"]], venue
         await asyncio.sleep(2)
         assert w.counter("strategy-keeper", "orders_sent") == 0
         assert w.counter("strategy-keeper", "open_orders") == 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+
 from tests.integration.test_strategy_support import Watcher, start_system, system_env
 from tests.support import Procs, aeventually
 
@@ -81,5 +83,8 @@ async def test_examples_trade_on_the_sim_within_limits(procs: Procs, bus_env: di
         assert orb, "the breakout uses stop orders"
         mr = [o for o in orders["orders"] if o["owner"] == "mr" and o["order_type"] == 1]
         assert mr, "the mean reversion uses limit orders"
+        # The sim's referee: no Topstep rule was breached by any of it.
+        breaches = httpx.get(f"http://127.0.0.1:{bus_env['SIM_PORT']}/admin/breaches").json()
+        assert breaches["breaches"] == [], breaches
     finally:
         await w.close()
