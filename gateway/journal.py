@@ -65,6 +65,9 @@ class Journal:
         self._conn: sqlite3.Connection | None = None
         self.writes = 0
         self.commits = 0
+        self.failures = 0                 # writes the disk refused
+        self.fault: str | None = None     # set while writes fail
+        self.on_fault: Callable[[str | None], None] | None = None
 
     # ------------------------------------------------------------------ the writer thread
 
@@ -128,7 +131,31 @@ class Journal:
         return await self._submit(fn, False)
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._submit(fn, True)
+        try:
+            out = await self._submit(fn, True)
+        except sqlite3.OperationalError as exc:   # full, read-only, I/O error: not our data
+            self._set_fault(str(exc))
+            raise
+        if self.fault is not None:
+            self._set_fault(None)
+        return out
+
+    def _set_fault(self, fault: str | None) -> None:
+        """Why the journal cannot be written (None: it can); `on_fault` hears each change."""
+        changed = fault != self.fault
+        self.fault = fault
+        if fault is not None:
+            self.failures += 1
+        if changed and self.on_fault is not None:
+            self.on_fault(fault)
+
+    async def probe(self) -> None:
+        """One tiny real write (the schema version rewritten as it is): does the disk take
+        writes again? Raises sqlite3.OperationalError if not."""
+        def job(conn: sqlite3.Connection) -> None:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute(f"PRAGMA user_version = {int(version)}")
+        await self._tx(job)
 
     async def open(self) -> Loaded:
         """Open (creating and migrating as needed) and read back what the journal holds."""

@@ -25,7 +25,7 @@ from chillly.codec import Envelope
 from chillly.errors import StartupError
 from chillly.messages import Alarm, FillEvent, Heartbeat, OrderEvent, PositionEvent, AccountEvent
 from chillly.messages import RiskEvent
-from chillly.process import Service, run_service
+from chillly.process import Service, State, run_service
 from chillly.singleton import acquire
 from gateway import journal as J
 from gateway.book import ACCOUNT, Book, Spec
@@ -69,6 +69,7 @@ class GatewayService(Service):
             "external_adopted", "reconciles", "reconcile_diffs", "hub_gap_reads",
             "managed_legs", "unprotected_alarms", "gate_actions")})
         self.journal = Journal(s.gateway_database_path)
+        self.journal.on_fault = self._journal_fault
         loaded = await self.journal.open()
         # The risk gate and its book (floor, day, latches) from the journal (gateway/risk_runtime)
         self.risk = RiskRuntime(s, self.journal, self.clock.now_ms)
@@ -833,6 +834,30 @@ class GatewayService(Service):
             self._alarm("unprotected", active,
                         "positions without their protective legs: " + ", ".join(bare)
                         if active else "every managed position is protected")
+
+    def _journal_fault(self, fault: str | None) -> None:
+        """The journal's disk refused a write, or takes them again (Journal.on_fault): FAULTED
+        in the heartbeat while it lasts, one probe write a second until it heals (no busy
+        retry), then RUNNING and the `journal` alarm cleared."""
+        if fault is not None:
+            self.state = State.FAULTED
+            self._alarm("journal", True, f"cannot write the journal: {fault}")
+            tasks: list[asyncio.Task[Any]] = getattr(self, "_tasks", [])
+            if not any(t.get_name() == "journal-heal" and not t.done() for t in tasks):
+                tasks.append(asyncio.get_running_loop().create_task(
+                    self._heal_journal(), name="journal-heal"))
+        else:
+            if self.state is State.FAULTED:
+                self.state = State.RUNNING
+            self._alarm("journal", False, "journal writes succeed again")
+
+    async def _heal_journal(self) -> None:
+        while self.journal.fault is not None:
+            await asyncio.sleep(1.0)
+            try:
+                await self.journal.probe()
+            except sqlite3.Error:
+                pass
 
     def _alarm(self, code: str, active: bool, text: str) -> None:
         (log.warning if active else log.info)("alarm %s: %s", code, text)

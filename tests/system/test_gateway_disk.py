@@ -1,0 +1,84 @@
+"""Disk trouble for the gateway: its journal cannot be written (RLIMIT_FSIZE lowered on the
+running process, as a full disk or a quota would do). The sim's order list is the judge.
+
+While the journal cannot be written the gateway says so (alarm `journal`, FAULTED in its
+heartbeat), refuses orders without sending any (an intent that is not on disk is never sent),
+does not spin (no busy retry loop: its CPU stays low), and when the cause goes it heals by
+itself (RUNNING, alarm cleared) and trades again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+from typing import Any
+
+import pytest
+
+from chillly import topics
+from chillly.messages import Alarm
+from tests.integration.test_gateway_support import Stack, Tap, dump, stack_fixture
+from tests.support import aeventually
+
+stack = stack_fixture()
+pytestmark = pytest.mark.timeout(120)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def submit(tap: Tap, es: str, timeout: float = 10.0) -> tuple[bool, Any]:
+    reply = await tap.bus.request("gateway", "submit", {
+        "client_id": tap.cid(), "contract": es, "side": "buy", "size": 1, "type": "market"},
+        timeout=timeout, attempts=1)
+    return reply.ok, reply.result if reply.ok else reply.error
+
+
+async def test_journal_that_cannot_be_written_faults_refuses_and_heals(stack: Stack) -> None:
+    acc = stack.new_account()
+    es = stack.venue.contract("EP")["id"]
+    gw = stack.gateway(acc)
+    alarms: list[dict[str, Any]] = []
+    async with Tap(stack.env) as tap:
+        tap.bus.on(topics.alarm("gateway"), lambda e: alarms.append(e.payload)
+                   if e.cls is Alarm else None)
+        await tap.ready()
+        ok, res = await submit(tap, es)
+        assert ok and res["status"] == "accepted", res
+        await aeventually(lambda: len(stack.venue.orders(acc)) == 1, 10, what="first order")
+        soft, hard = resource.prlimit(gw.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(gw.pid, resource.RLIMIT_FSIZE, (1, hard))   # no file may grow
+        try:
+            outcomes = [await submit(tap, es) for _ in range(3)]
+            for ok, res in outcomes:
+                assert not (ok and res.get("status") == "accepted"), dump(outcomes)
+            assert len(stack.venue.orders(acc)) == 1, "an order was sent without its intent on disk"
+            await aeventually(lambda: tap.heartbeats and tap.heartbeats[-1]["state"] == "FAULTED",
+                              10, what="FAULTED in the gateway's heartbeat")
+            assert any(a["active"] and a["code"] == "journal" for a in alarms), alarms
+            # No busy retry loop: idle while faulted, it spends little CPU.
+            before, t0 = cpu_seconds(gw.pid), asyncio.get_running_loop().time()
+            await asyncio.sleep(2.0)
+            used = cpu_seconds(gw.pid) - before
+            assert used < 0.5 * (asyncio.get_running_loop().time() - t0), f"{used:.2f}s CPU"
+            assert gw.alive()
+        finally:
+            resource.prlimit(gw.pid, resource.RLIMIT_FSIZE, (soft, hard))
+        await aeventually(lambda: tap.heartbeats[-1]["state"] == "RUNNING", 20,
+                          what="RUNNING again once the journal can be written")
+        assert alarms[-1]["code"] == "journal" and not alarms[-1]["active"], alarms
+        ok, res = await submit(tap, es)
+        assert ok and res["status"] == "accepted", res
+        await aeventually(lambda: len(stack.venue.orders(acc)) == 2, 10, what="order after heal")
+        # Every order at the venue has its intent in the journal: none was sent unjournaled.
+        tags = {r["custom_tag"] for r in stack.journal(acc).execute("SELECT * FROM intents")}
+        placed = {o.get("customTag") for o in stack.venue.orders(acc)}
+        assert placed <= tags, (placed, tags)
+        # And the healed journal takes the new order's whole story again.
+        last = res["client_id"]
+        await aeventually(lambda: stack.journal(acc).execute(
+            "SELECT status FROM intents WHERE client_id=?", (last,)).fetchone()[0] == "placed",
+            10, what="the order after healing journaled as placed")
