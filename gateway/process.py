@@ -45,6 +45,8 @@ from topstepx.models import Account, HalfTrade, Order, Position
 from topstepx.settings import parse_budget
 
 log = logging.getLogger("gateway")
+#: How long a fill without its Position event yet is counted by the risk gate (real seconds).
+UNPOSTED_S = 0.5
 
 POSITION_BRACKETS = "position brackets"   # the venue's refusal text (errorCode 2), lower case
 SEARCH_MARGIN_MS = 5 * 60_000             # clock skew margin when searching orders by time
@@ -78,7 +80,7 @@ class GatewayService(Service):
         self._inflight: dict[str, Intent] = {}   # passed the gate, not yet a venue order
         # Fills the venue reported on an order before its Position event: (side, qty, seq) per
         # order id, counted by the gate until the position shows them (gateway/risk.py).
-        self._unposted: dict[str, dict[int, tuple[int, int, int]]] = {}
+        self._unposted: dict[str, dict[int, tuple[int, int, int, float]]] = {}
         self._unposted_seq = 0
         self._flattening = False
         self.intents: dict[str, dict[str, Any]] = {r["client_id"]: r for r in loaded.intents}
@@ -231,6 +233,9 @@ class GatewayService(Service):
         if getattr(self, "journal", None) is not None:
             self.counters["journal_writes"] = self.journal.writes
         self.counters["ready"] = int(getattr(self, "ready", False))
+        if getattr(self, "risk", None) is not None:
+            self.counters["risk_flatten_held_back"] = self.risk.gate.held_back
+            self.counters["risk_rejections"] = self.risk.gate.book.rejections
         return super().heartbeat()
 
     # ------------------------------------------------------------------ submit
@@ -550,8 +555,8 @@ class GatewayService(Service):
         if grew > 0 and row["contract"]:
             self._unposted_seq += 1
             mine = self._unposted.setdefault(row["contract"], {})
-            mine[order.id] = (row["side"], mine.get(order.id, (0, 0, 0))[1] + grew,
-                              self._unposted_seq)
+            mine[order.id] = (row["side"], mine.get(order.id, (0, 0, 0, 0.0))[1] + grew,
+                              self._unposted_seq, time.monotonic())
         self.orders[order.id] = row
         if changed:
             # Appended in arrival order by the writer thread; not awaited, so the hub is never
@@ -995,8 +1000,8 @@ class GatewayService(Service):
     async def _cancel_many(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         done: list[int] = []
         failed: list[int] = []
-        for row in rows:
-            out = await self._cancel(row)
+        # All at once: a flatten at the loss limit must not wait on each cancel in turn.
+        for row, out in zip(rows, await asyncio.gather(*(self._cancel(r) for r in rows))):
             (done if out["status"] in ("cancelled", "unknown") else failed).append(
                 row["order_id"])
         return {"status": "done" if not failed else "partial", "cancelled": done,
@@ -1040,11 +1045,14 @@ class GatewayService(Service):
             targets += [(o, c, q) for o, q in sorted(shares.items()) if q]
         placed: list[int] = []
         problems: list[str] = []
+        recs = []
         for o, c, qty in targets:
             self._flat_n += 1
             cid = f"{o}-flat-{self.clock.now_ms()}-{self._flat_n}"
-            rec = self._new_intent(cid, o, c, SELL if qty > 0 else BUY, abs(qty), "market")
-            reply = await self._send(rec, None)
+            recs.append(self._new_intent(cid, o, c, SELL if qty > 0 else BUY, abs(qty),
+                                         "market"))
+        replies = await asyncio.gather(*(self._send(rec, None) for rec in recs))
+        for (o, c, qty), reply in zip(targets, replies):
             if reply["status"] == "accepted":
                 placed.append(reply["order_id"])
             else:
@@ -1209,12 +1217,14 @@ class GatewayService(Service):
             size=size, remaining=size, order_type=otype, status=6)
             for n, (cid, owner, contract, side, size, otype) in enumerate(pending)
             if cid not in placed)
-        # Filled at the venue but not yet in its position: still counted, as if working.
+        # Filled at the venue but not yet in its position: still counted, as if working, for
+        # at most UNPOSTED_S real seconds (a Position event normally follows within ms).
+        fresh = time.monotonic() - UNPOSTED_S
         working += tuple(WorkingOrder(
             order_id=-oid, client_id=None, owner=self.orders.get(oid, {}).get("owner", "?"),
             contract=contract, side=side, size=qty, remaining=qty, order_type="market",
             status=2) for contract, fills in self._unposted.items()
-            for oid, (side, qty, _) in fills.items())
+            for oid, (side, qty, _, at) in fills.items() if at >= fresh)
         return BookView(account_id=self.account.id, account_name=self.account.name,
                         now_ms=self.clock.now_ms(), balance=b.balance, realized_pnl=b.realized(),
                         open_pnl=b.open_pnl(), can_trade=b.can_trade,
@@ -1230,6 +1240,7 @@ class GatewayService(Service):
         self.risk.save_soon()
         for action in actions:
             self.counters["gate_actions"] += 1
+            log.info("risk gate: %s", action)
             if isinstance(action, SetTradingState):
                 if action.state != self.trading_state:
                     self.trading_state = action.state

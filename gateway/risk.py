@@ -64,6 +64,8 @@ class RiskGate:
         self.ticks: dict[str, tuple[float, float, str]] = {}
         #: The figures of the last rejection, for its `risk.` event.
         self.last_figures: dict[str, Any] = {}
+        #: Flattens held back because an order was in motion (a counter for the heartbeat).
+        self.held_back = 0
         self._dl: Deadlines | None = None
         self._meta: dict[str, tuple[str, float, float, float]] = {}
         self._sent: dict[tuple[Any, ...], int] = {}
@@ -470,11 +472,14 @@ class RiskGate:
         if state == HALTED and view.can_trade or state == REDUCING and (
                 dl.close is None or now_ms >= dl.flatten_start):
             # Flatten cancels every working order (legs included), then closes at market. Not
-            # while an order is in motion (sent, or filled but not yet in the venue's position):
-            # a second closing order on a stale position would reverse it.
+            # while an order that reduces is in motion (sent, or filled but not yet in the
+            # venue's position): closing the stale, larger position would reverse it.
             net = self.net(view)
             orders = view.orders
-            if (orders or net) and not any(o.order_id < 0 for o in orders) and self._once(
+            moving = [o for o in orders if o.order_id < 0 and _exits(o, net)]
+            if moving and (orders or net):
+                self.held_back += 1
+            if (orders or net) and not moving and self._once(
                     ("flatten", tuple(sorted(net.items()))), now_ms):
                 out.append(Flatten(reason, rule))
         self._owners(view, now_ms, out)
