@@ -115,7 +115,11 @@ class Host(Service):
         except BusNotReady as exc:
             raise StartupError(f"no broker: {exc}") from None
         await self._resolve_and_subscribe()
-        self._guard(self.engine.load, self.store.load())
+        saved = self.store.load()
+        # What a counter-only save (before each submit) keeps of the strategy's own state
+        # until the next full save: the loaded state, never an empty one.
+        self._last_state: dict[str, Any] = {"strategy": saved.get("strategy", {}), **saved}
+        self._guard(self.engine.load, saved)
         await self._warm()
         await self._sync()
         self._guard(self.engine.call, "on_start")
@@ -335,8 +339,7 @@ class Host(Service):
 
     async def _save(self, counter_only: bool = False) -> None:
         if counter_only:
-            state = {**getattr(self, "_last_state", {"strategy": {}}),
-                     "next_n": self.engine.next_n}
+            state = {**self._last_state, "next_n": self.engine.next_n}
         else:
             state = self._guard(self.engine.save) or {"next_n": self.engine.next_n,
                                                       "strategy": {}}
