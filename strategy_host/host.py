@@ -400,7 +400,7 @@ class Host(Service):
             return hb
         counters = {**hb.counters, **engine.counters,
                     "live": int(self.live), "lag_ms": self.lag_ms, "lag_max_ms": self.lag_max_ms,
-                    "slow_hooks": self.watchdog.slow, "hook_p99_us": engine.hook_p99_us(reset=True),
+                    "slow_hooks": self.watchdog.slow, "slow_hook": self.watchdog.last_slow, "hook_p99_us": engine.hook_p99_us(reset=True),
                     "rss_kb": self.rss_kb(), "position": engine.net_position(),
                     "day_pnl": engine.day_pnl(), "open_orders": len(engine.orders),
                     "errors_in_row": engine.errors_in_row,

@@ -40,6 +40,7 @@ class Watchdog(Watch):
         self.since = 0.0
         self.calls = 0
         self.slow = 0          # hooks that overran the budget
+        self.last_slow = ""    # which, and for how long when last seen (for the heartbeat)
         self._reported = -1    # the call number last reported
         self._alarm_on = False
         self._main = threading.main_thread().ident
@@ -89,6 +90,7 @@ class Watchdog(Watch):
                 continue
             self._reported = call
             self.slow += 1
+            self.last_slow = f"{hook} {elapsed * 1000:.0f}ms"
             frame = sys._current_frames().get(self._main) if self._main else None
             stack = "".join(traceback.format_stack(frame)) if frame is not None else "?"
             log.warning("hook %s running for %.0f ms (budget %.0f ms, killed at %.1f s):\n%s",

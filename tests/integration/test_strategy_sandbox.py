@@ -161,3 +161,22 @@ def test_bad_parameter_stops_the_host_with_one_line(procs: Procs, tmp_path: Path
     assert len(lines) == 1 and "[strategies.ema] params.fast" in lines[0], host.log()
     # The same check happens after the sandbox is up: the class was imported under it.
     assert "sandbox: applied" in host.log()
+
+
+def test_a_required_layer_that_cannot_apply_is_fatal(procs: Procs, tmp_path: Path) -> None:
+    """STRATEGY_SANDBOX_REQUIRE: the user layer cannot apply (no such user): exit 2 naming it;
+    not required, the host logs it as unavailable and goes on."""
+    (tmp_path / "strategies.toml").write_text(
+        '[strategies.ema]\nclass = "strategy_host.examples.ema_cross:EmaCross"\n'
+        'contracts = ["ES"]\n')
+    env = {"STRATEGIES_FILE": str(tmp_path / "strategies.toml"), "RUN_DIR": str(tmp_path / "run"),
+           "STRATEGY_USER": "no-such-user-here", "STRATEGY_SANDBOX_REQUIRE": "user,landlock"}
+    host = procs.chillly("strategy-host", "ema", env=env)
+    assert host.wait(30) == 2
+    assert "required sandbox layer(s) unavailable: user (no user 'no-such-user-here'" \
+        in host.log(), host.log()
+    env.pop("STRATEGY_SANDBOX_REQUIRE")
+    host = procs.chillly("strategy-host", "ema", env=env)
+    eventually(lambda: "unavailable: user (no user 'no-such-user-here'" in host.log(), 30,
+               what="the sandbox line")
+    assert host.alive()
