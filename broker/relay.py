@@ -2,12 +2,13 @@
 
 Relaying is libzmq's own `zmq_proxy_steerable` running in a thread, so a message costs no Python
 at all on its way through. The asyncio side of the process only does what every process does
-(heartbeat with the proxy's own message counters, clean stop): TERMINATE goes to the proxy over
-its control socket. The broker holds no state; peers reconnect and resubscribe when it restarts.
+(heartbeat with the proxy's own message counters, polled without blocking the loop; clean stop):
+TERMINATE goes to the proxy over its control socket. The broker holds no state; peers reconnect and resubscribe when it restarts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -16,6 +17,7 @@ import threading
 from typing import Any
 
 import zmq
+import zmq.asyncio
 
 from chillly.security import (
     CurveKeys, curve_from_settings, require_safe, secure_server, start_authenticator,
@@ -51,13 +53,47 @@ def check_ipc_free(addr: str) -> None:
     raise StartupError(f"address in use: {addr} (another broker is serving it)")
 
 
-class Relay:
-    """XSUB (publishers connect) <-> XPUB (subscribers connect), relayed in C."""
+_STAT_NAMES = ("pub_msgs_in", "pub_bytes_in", "pub_msgs_out", "pub_bytes_out",
+               "sub_msgs_in", "sub_bytes_in", "sub_msgs_out", "sub_bytes_out")
 
-    def __init__(self, ctx: zmq.Context, publish_addr: str, subscribe_addr: str, hwm: int,
+
+class StatsClient:
+    """Asks the proxy for its counters over its control socket without blocking the loop.
+
+    One request is outstanding at most: a reply that comes late is still the answer to the
+    request that is waiting for it, never taken for a later one's (which would leave every
+    later count one reply behind)."""
+
+    def __init__(self, control: zmq.asyncio.Socket) -> None:
+        self.control = control
+        self.waiting = False
+        self.timeouts = 0
+
+    async def poll(self, timeout: float = 0.5) -> dict[str, int] | None:
+        """The proxy's counters, or None if it did not answer within `timeout` (the request
+        stays outstanding; the next poll collects its answer first)."""
+        if not self.waiting:
+            await self.control.send(b"STATISTICS")
+            self.waiting = True
+        try:
+            frames = await asyncio.wait_for(self.control.recv_multipart(), timeout)
+        except asyncio.TimeoutError:
+            self.timeouts += 1
+            return None
+        self.waiting = False
+        return dict(zip(_STAT_NAMES, (struct.unpack("=Q", f)[0] for f in frames)))
+
+
+class Relay:
+    """XSUB (publishers connect) <-> XPUB (subscribers connect), relayed in C.
+
+    It owns its ZeroMQ context, apart from the process's bus: stopping never waits on a
+    context whose sockets a relay thread might still hold (ctx.term() would block on them)."""
+
+    def __init__(self, publish_addr: str, subscribe_addr: str, hwm: int,
                  curve: CurveKeys | None = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        self._ctx = ctx
+        self._ctx: zmq.Context[Any] = zmq.Context()
         self.max_message_bytes = max_message_bytes
         self.curve = curve
         self._auth: object = None
@@ -67,7 +103,8 @@ class Relay:
         self._bound = threading.Event()
         self._error: str | None = None
         self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
-        self._control: zmq.Socket | None = None
+        self._control: zmq.asyncio.Socket | None = None
+        self.stats: StatsClient | None = None
 
     def start(self, timeout: float = 5.0) -> None:
         for addr in (self.publish_addr, self.subscribe_addr):
@@ -79,9 +116,11 @@ class Relay:
             raise StartupError("relay did not start")
         if self._error:
             raise StartupError(self._error)
-        self._control = self._ctx.socket(zmq.PAIR)
+        actx = zmq.asyncio.Context.shadow(self._ctx.underlying)
+        self._control = actx.socket(zmq.PAIR)
         self._control.setsockopt(zmq.LINGER, 0)
         self._control.connect(_CONTROL)
+        self.stats = StatsClient(self._control)
 
     def _run(self) -> None:
         xsub = self._ctx.socket(zmq.XSUB)
@@ -118,28 +157,28 @@ class Relay:
             for s in (xsub, xpub, ctl):
                 s.close(linger=0)
 
-    def statistics(self) -> dict[str, int]:
-        """Messages and bytes in/out on both sides, counted by libzmq inside the proxy."""
-        if self._control is None:
-            return {}
-        self._control.send(b"STATISTICS")
-        if not self._control.poll(50):
-            return {}
-        frames = self._control.recv_multipart()
-        values = [struct.unpack("=Q", f)[0] for f in frames]
-        names = ("pub_msgs_in", "pub_bytes_in", "pub_msgs_out", "pub_bytes_out",
-                 "sub_msgs_in", "sub_bytes_in", "sub_msgs_out", "sub_bytes_out")
-        return dict(zip(names, values))
-
-    def stop(self) -> None:
+    async def stop(self, timeout: float = 1.0) -> bool:
+        """TERMINATE the proxy and wait for its thread off the loop, at most `timeout`. False
+        if it did not end: its context is then left to the process exit (a daemon thread)
+        rather than terminated, which would block until the thread let go of its sockets."""
+        ended = True
         if self._control is not None:
-            self._control.send(b"TERMINATE")
-            self._thread.join(1.0)
+            try:
+                await asyncio.wait_for(self._control.send(b"TERMINATE"), 0.2)
+            except (asyncio.TimeoutError, zmq.ZMQError):
+                pass
+            await asyncio.to_thread(self._thread.join, timeout)
+            ended = not self._thread.is_alive()
             self._control.close(linger=0)
             self._control = None
         if self._auth is not None:
             self._auth.stop()  # type: ignore[attr-defined]
             self._auth = None
+        if ended:
+            self._ctx.term()
+        else:
+            log.error("the relay thread did not end within %.1fs; exiting without it", timeout)
+        return ended
 
 
 class BrokerService(Service):
@@ -147,26 +186,29 @@ class BrokerService(Service):
     stats_every = 1.0
 
     async def on_start(self) -> None:
-        ctx: zmq.Context[Any] = zmq.Context.shadow(self.bus._ctx.underlying)
-        self.relay = Relay(ctx, self.settings.bus_publish_addr, self.settings.bus_subscribe_addr,
+        self.relay = Relay(self.settings.bus_publish_addr, self.settings.bus_subscribe_addr,
                            self.settings.bus_hwm, curve_from_settings(self.settings),
                            self.settings.bus_max_message_bytes)
         self.relay.start()
+        self.counters.update({"relayed": 0, "relayed_bytes": 0, "stats_timeouts": 0})
         log.info("relaying: publishers -> %s (XSUB), subscribers <- %s (XPUB)",
                  self.settings.bus_publish_addr, self.settings.bus_subscribe_addr)
 
     async def run(self) -> None:
         await every(self.stats_every, self._poll_stats, self.stopping)
 
-    def _poll_stats(self) -> None:
-        stats = self.relay.statistics()
-        self.counters.update({"relayed": stats.get("sub_msgs_out", 0) // 2,
-                              "relayed_bytes": stats.get("sub_bytes_out", 0)})
+    async def _poll_stats(self) -> None:
+        assert self.relay.stats is not None
+        stats = await self.relay.stats.poll()
+        self.counters["stats_timeouts"] = self.relay.stats.timeouts
+        if stats is not None:
+            self.counters.update({"relayed": stats.get("sub_msgs_out", 0) // 2,
+                                  "relayed_bytes": stats.get("sub_bytes_out", 0)})
 
     async def on_stop(self) -> None:
         relay = getattr(self, "relay", None)   # None when stopped before it started
         if relay is not None:
-            relay.stop()
+            await relay.stop()
 
 
 def main() -> int:
