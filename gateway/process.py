@@ -267,6 +267,8 @@ class GatewayService(Service):
                 return self._rejected(cid, "invalid", f"unknown contract: {exc}",
                                       "rejected_invalid")
             spec = self._spec(contract)
+            if contract.active_contract is False:   # the gate refuses a month not the front
+                self.risk.gate.inactive.add(contract.id)
             net = self.book.venue.get(contract.id)
             try:
                 intent = build_intent(req, owner, contract.id, spec.symbol, spec.tick_size,
