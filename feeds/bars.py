@@ -97,6 +97,7 @@ class FeedBarsService(VenueService):
         self.alarmed = False
         self.counters.update({"polls": 0, "poll_failures": 0, "finals": 0, "partials": 0,
                               "clock_ticks": 0, "backfills": 0, "backfill_bars": 0,
+                              "corrections": 0,
                               "sets": 0})
         self.bus.on(topics.subscription_set(), self._on_set)
         self.bus.serve(SERVICE, {"backfill": self.cmd_backfill})
@@ -115,7 +116,9 @@ class FeedBarsService(VenueService):
         self.contracts = list(contracts)
         for cid in contracts:
             if cid not in self.trackers:
-                self.trackers[cid] = FinalTracker(cid, self.hwms.get(cid))
+                s: FeedSettings = self.settings  # type: ignore[assignment]
+                self.trackers[cid] = FinalTracker(cid, self.hwms.get(cid),
+                                                  int(s.feed_revise_window * 1000))
         self.have_set.set()
 
     async def _ask_set(self) -> None:
@@ -195,6 +198,13 @@ class FeedBarsService(VenueService):
             for bar in out:
                 self.bus.publish(topic, bar)
                 self.counters["finals" if bar.final else "partials"] += 1
+            fixes = tracker.take_corrections()
+            if fixes:
+                # The venue revised finals already published: history, not a second final.
+                self.bus.publish(topics.history_bar("1m", cid), BarBatch(
+                    contract=cid, tf="1m", origin="poll",
+                    rows=[[b.t, b.o, b.h, b.l, b.c, b.volume] for b in fixes]))
+                self.counters["corrections"] += len(fixes)
         return True
 
     async def on_stop(self) -> None:

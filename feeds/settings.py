@@ -31,6 +31,9 @@ class FeedSettings(ClientSettings, TimeframeSettings):
     feed_clock_timeframes: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["1m", "5m", "15m", "30m", "1h", "4h", "1d"])
     feed_backfill_max_days: float = Field(default=400.0, gt=0)
+    # Market seconds of recent finals re-read on every poll; a final the venue has revised since
+    # is re-published as history (hist.1m.), so a lagging venue's correction lands (0 = off).
+    feed_revise_window: float = Field(default=300.0, ge=0, le=86_400)
 
     # FEED_MARKET_HOURS (clock ticks, the stale-feed judgment, bucket completion) and the
     # session anchor are TimeframeSettings, shared with the aggregator.

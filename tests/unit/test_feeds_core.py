@@ -225,6 +225,29 @@ def test_start_is_bounded_by_the_catchup_limit_and_new_contracts_start_now() -> 
     assert tr.start_ms(T0, max_catchup_ms=86_400_000) == T0 - 86_400_000
 
 
+def test_a_final_the_venue_revises_inside_the_window_comes_out_once_as_a_correction() -> None:
+    """Defect 1: a final published against a lagging venue used to stay wrong forever."""
+    tr = FinalTracker("C", revise_window_ms=5 * MINUTE_MS)
+    out = tr.on_bars([vb(T0, c=1.0, v=10)], request_ms=T0 + MINUTE_MS + 3000)
+    assert [(b.final, b.volume) for b in out] == [(True, 10)]
+    assert tr.start_ms(T0 + 2 * MINUTE_MS) == T0 + MINUTE_MS - 5 * MINUTE_MS   # re-reads
+    assert tr.take_corrections() == []
+    again = tr.on_bars([vb(T0, c=1.0, v=10)], request_ms=T0 + MINUTE_MS + 30_000)
+    assert again == [] and tr.take_corrections() == []          # unchanged: nothing
+    tr.on_bars([vb(T0, c=1.25, v=14)], request_ms=T0 + 2 * MINUTE_MS)
+    fixes = tr.take_corrections()
+    assert [(b.t, b.final, b.c, b.volume) for b in fixes] == [(T0, True, 1.25, 14)]
+    assert fixes[0].rev > out[0].rev
+    tr.on_bars([vb(T0, c=1.25, v=14)], request_ms=T0 + 2 * MINUTE_MS + 5000)
+    assert tr.take_corrections() == []                           # once
+    # Beyond the window the minute is forgotten (no re-read, no correction).
+    tr.on_bars([vb(T0 + 10 * MINUTE_MS)], request_ms=T0 + 11 * MINUTE_MS + 3000)
+    tr.on_bars([vb(T0, c=2.0, v=99)], request_ms=T0 + 11 * MINUTE_MS + 9000)
+    assert tr.take_corrections() == []
+    off = FinalTracker("C", hwm=T0)
+    assert off.start_ms(T0 + 5 * MINUTE_MS) == T0 + MINUTE_MS    # no window: as before
+
+
 # ------------------------------------------------------------------ contracts
 
 def c(cid: str, name: str, active: bool, sym: str | None = None) -> Contract:
