@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from chillly.errors import StartupError
+
 # name -> (help, "module:add_arguments" or None, "module:run")
 COMMANDS: dict[str, tuple[str, str | None, str]] = {
     "broker": ("run the bus relay (XSUB/XPUB)", None, "broker.relay:cli"),
@@ -100,7 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    return int(_load(COMMANDS[args.command][2])(args) or 0)
+    try:
+        return int(_load(COMMANDS[args.command][2])(args) or 0)
+    except StartupError as exc:
+        # An operator mistake (a remote bus without CURVE keys, ...): one line, exit 2, for
+        # every tool alike, never a traceback.
+        print(f"chillly {args.command}: {exc}", file=sys.stderr, flush=True)
+        return 2
 
 
 if __name__ == "__main__":

@@ -62,3 +62,36 @@ async def test_curve_bus_admits_the_configured_client_only(procs: Procs, bus_env
     finally:
         for b in (good, intruder, plain):
             await b.close()
+
+
+async def test_cli_tools_use_the_curve_keys(procs: Procs, bus_env) -> None:  # type: ignore[no-untyped-def]
+    """Defect 14: a tool on a CURVE bus gets through with the configured keys."""
+    procs.spawn(["-m", "broker"], name="broker", env=KEYS_ENV)
+    server = Bus(bus_env["BUS_PUBLISH_ADDR"], bus_env["BUS_SUBSCRIBE_ADDR"], "subscriptions",
+                 curve=CurveKeys(SERVER_PUB, None, CLIENT_PUB, CLIENT_SEC))
+
+    async def listing(args: dict) -> dict:  # type: ignore[type-arg]
+        return {"contracts": ["CON.F.US.EP.Z26"], "entries": []}
+
+    server.serve("subscriptions", {"list": listing})
+    try:
+        await server.ready(timeout=20)
+        tool = procs.chillly("subscriptions", "--json", env=KEYS_ENV, stdout_pipe=True)
+        await aeventually(lambda: tool.popen.poll() is not None, 30, what="the tool done")
+        out = tool.popen.stdout.read().decode()  # type: ignore[union-attr]
+        assert tool.popen.returncode == 0, tool.log()
+        assert "CON.F.US.EP.Z26" in out
+    finally:
+        await server.close()
+
+
+@pytest.mark.parametrize("tool", [["subscriptions"], ["subscribe", "ES"], ["status"],
+                                  ["backfill", "ES", "--days", "1"], ["tap", "bar."]])
+def test_a_tool_on_a_remote_bus_without_keys_says_so_in_one_line(procs: Procs, tool) -> None:  # type: ignore[no-untyped-def]
+    remote = {"BUS_PUBLISH_ADDR": "tcp://10.255.255.1:7101",
+              "BUS_SUBSCRIBE_ADDR": "tcp://10.255.255.1:7102"}
+    p = procs.chillly(*tool, env=remote)
+    assert p.wait(30) == 2, p.log()
+    text = p.log().strip()
+    assert "Traceback" not in text and text.count("\n") == 0, text
+    assert "refusing remote endpoint" in text and "CURVE" in text
