@@ -667,8 +667,13 @@ class GatewayService(Service):
         since = min([day] + [r["created_ms"] for r in self.orders.values()
                              if r.get("created_ms") and r["state"] not in TERMINAL])
         orders = await self.client.search_orders(acc, since - SEARCH_MARGIN_MS)
-        suspended, _ = await self.client.query_orders(acc, statuses=[1, 6, 7, 8],
-                                                      page_size=100)
+        suspended: list[Order] = []
+        while True:  # the venue caps a page at 100 rows
+            page, _ = await self.client.query_orders(acc, statuses=[1, 6, 7, 8], page_size=100,
+                                                     page_offset=len(suspended))
+            suspended += page
+            if len(page) < 100:
+                break
         seen = {o.id for o in orders}
         venue_open = {o.id for o in orders if o.status in (1, 6, 7, 8)} | {o.id for o in suspended}
         for o in sorted(orders + [o for o in suspended if o.id not in seen],

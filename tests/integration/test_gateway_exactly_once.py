@@ -92,7 +92,7 @@ async def test_sigkill_while_place_is_in_flight_leaves_exactly_one_order(stack: 
 
 async def test_500_before_the_venue_acts_is_recorded_not_placed(stack: Stack) -> None:
     acc = stack.new_account()
-    stack.gateway(acc)
+    stack.gateway(acc, GATEWAY_UNKNOWN_WAIT="2")
     async with Tap(stack.env) as tap:
         await tap.ready()
         stack.venue.faults(rest_fail_rate=1, rest_fault_paths=PLACE)
