@@ -21,6 +21,7 @@ Recovery (what it missed while down, or lost on the bus):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import sqlite3
@@ -78,6 +79,7 @@ class Store(Service):
         # Read before subscribing: where each contract's stored series end at start.
         self._future_ms = s.future_ms
         newest = await loop.run_in_executor(None, self._read_newest)
+        owed = await loop.run_in_executor(None, self._read_owed)
         self._last1m: dict[str, int] = {c: t for (c, tf), t in newest.items() if tf == "1m"}
         self.writer = Writer(conn, s.store_batch_rows, s.store_flush_interval,
                              max_rows=s.store_max_queued, retry_max_s=s.store_retry_max)
@@ -92,6 +94,10 @@ class Store(Service):
         self._refused: dict[str, tuple[int | None, int | None]] = {}
         # contract -> (backfill 1m from, reconcile higher timeframes from)
         self._dirty: dict[str, tuple[int | None, int]] = {}
+        # The same windows until each recovery is done, kept in the database (meta
+        # `recovery_owed`, committed with the rows that follow the gap): a store killed with a
+        # recovery pending owes it after its restart too, not just from its newest row.
+        self._owed: dict[str, tuple[int | None, int]] = {}
         self._wake = asyncio.Event()
         self.bus.on(topics.bars(), self._on_bar)
         self.bus.on(topics.HISTORY, self._on_history)
@@ -103,11 +109,30 @@ class Store(Service):
         self.bus.on_restart = self._on_restart
         await self.bus.ready(timeout=10)   # our subscriptions reached the broker
         if s.store_recover:
+            for contract, (since, reconcile_since) in owed.items():
+                self._mark(contract, since, reconcile_since)
             for contract, t in self._last1m.items():
                 # Higher-timeframe finals trail their 1m bars and may sit in a later batch than
                 # the newest stored 1m bar: reconcile from the oldest "newest row" of any tf.
                 agg = [v for (c, tf), v in newest.items() if c == contract and tf != "1m"]
                 self._mark(contract, t, min(agg + [t]) if agg else t - DAY_MS)
+
+    def _read_owed(self) -> dict[str, tuple[int | None, int]]:
+        conn = open_reader(self.settings.database_path)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key='recovery_owed'").fetchone()
+        except sqlite3.Error:
+            return {}
+        finally:
+            conn.close()
+        try:
+            return {str(c): (v[0], int(v[1])) for c, v in json.loads(row[0]).items()} if row else {}
+        except (ValueError, TypeError, IndexError, AttributeError):
+            log.warning("unreadable recovery_owed note ignored: %r", row[0])
+            return {}
+
+    def _save_owed(self) -> None:
+        self.writer.add("meta", ("recovery_owed", json.dumps(self._owed, sort_keys=True)))
 
     def _read_newest(self) -> dict[tuple[str, str], int]:
         conn = open_reader(self.settings.database_path)
@@ -263,6 +288,14 @@ class Store(Service):
                                                                             backfill_since)
             reconcile_since = min(prev[1], reconcile_since)
         self._dirty[contract] = (backfill_since, reconcile_since)
+        owed = self._owed.get(contract)
+        if owed is not None:   # merge with what is owed already (a recovery may be running)
+            backfill_since = (owed[0] if backfill_since is None else backfill_since
+                              if owed[0] is None else min(owed[0], backfill_since))
+            reconcile_since = min(owed[1], reconcile_since)
+        if self._owed.get(contract) != (backfill_since, reconcile_since):
+            self._owed[contract] = (backfill_since, reconcile_since)
+            self._save_owed()
         self._wake.set()
 
     async def _recovery_loop(self) -> None:
@@ -281,6 +314,12 @@ class Store(Service):
                 since = self._dirty.pop(contract)
                 if await self._recover(contract, *since):
                     backoff = 1.0
+                    # Done up to now; what was marked meanwhile is still owed.
+                    if contract in self._dirty:
+                        self._owed[contract] = self._dirty[contract]
+                    else:
+                        self._owed.pop(contract, None)
+                    self._save_owed()
                     continue
                 self.counters["recovery_failures"] += 1
                 self._wake.clear()

@@ -62,8 +62,12 @@ INSERT_TRADE = "INSERT INTO trades (contract, t, price, size, aggressor) VALUES 
 _ROW_ERRORS = (OverflowError, sqlite3.IntegrityError, sqlite3.InterfaceError,
                sqlite3.ProgrammingError, TypeError, ValueError)
 
+#: The store's own durable notes (the recoveries it owes), committed with the rows they concern.
+UPSERT_META = ("INSERT INTO meta (key, value) VALUES (?, ?) "
+               "ON CONFLICT(key) DO UPDATE SET value=excluded.value")
+
 _KINDS = (("bars", UPSERT_BAR), ("contracts", UPSERT_CONTRACT), ("quotes", INSERT_QUOTE),
-          ("trades", INSERT_TRADE))
+          ("trades", INSERT_TRADE), ("meta", UPSERT_META))
 
 
 class Writer:
