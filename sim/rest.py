@@ -127,6 +127,7 @@ class Api:
         body = Body({})
         raw = await request.read() if fn is not None else b""
         if faulted and self.faults.rest_delay_ms:
+            self.counters["faulted_delayed"] += 1   # received in full, now held
             await asyncio.sleep(self.faults.rest_delay_ms / 1000.0)
         if fn is not None:
             if raw.strip():

@@ -13,6 +13,7 @@ import pytest
 from chillly import topics
 from chillly.bus import RequestTimeout
 from chillly.messages import Command
+from sim.testing import counters
 from tests.integration.test_gateway_support import Stack, Tap, dump, stack_fixture
 from tests.support import aeventually, eventually
 
@@ -28,6 +29,10 @@ def _intent(stack: Stack, acc: int, cid: str) -> dict | None:
     except Exception:  # the file may not exist yet
         return None
     return dict(row) if row else None
+
+
+def _delayed(stack: Stack) -> int:
+    return int(counters(stack.base)["counters"].get("faulted_delayed", 0))
 
 
 def test_a_naive_resend_doubles_the_order(stack: Stack) -> None:
@@ -62,21 +67,30 @@ async def test_sigkill_while_place_is_in_flight_leaves_exactly_one_order(stack: 
     gw = stack.gateway(acc)
     async with Tap(stack.env) as tap:
         await tap.ready()
-        stack.venue.faults(rest_delay_ms=2500, rest_fault_paths=PLACE)
+        stack.venue.faults(rest_delay_ms=8000, rest_fault_paths=PLACE)
+        delayed_before = _delayed(stack)
         cid = tap.cid()
         pending = asyncio.ensure_future(tap.submit(contract="ES", side="buy", size=1,
                                                    client_id=cid))
         try:
             await aeventually(lambda: (_intent(stack, acc, cid) or {}).get("status") == "sending",
                               what="intent journaled before the call")
-            gw.kill()  # SIGKILL mid-call: the venue has not acted yet
+            await aeventually(lambda: _delayed(stack) > delayed_before,
+                              what="the place received by the venue and held")
+            gw.kill()  # SIGKILL mid-call: the venue has the request but has not acted yet
             assert stack.venue.tagged(acc, cid) == []
-        finally:
-            stack.venue.clear_faults()
             pending.cancel()  # its reply would never come: the gateway died
             with contextlib.suppress(RequestTimeout, AssertionError, asyncio.CancelledError):
                 await pending
-        stack.gateway(acc)  # the same journal
+            gw2 = stack.gateway(acc, GATEWAY_UNKNOWN_WAIT="15")  # the same journal
+            # while the unknown intent is being resolved, no new order is accepted
+            await aeventually(lambda: any(h["pid"] == gw2.pid and h["counters"].get("ready") == 0
+                                          for h in tap.heartbeats), timeout=20,
+                              what="the restarted gateway running, not ready yet")
+            early = await tap.submit(contract="ES", side="buy", size=1)
+            assert early["status"] == "not_ready", early
+        finally:
+            stack.venue.clear_faults()
         await tap.ready(timeout=40)
         rows = stack.venue.tagged(acc, cid)
         assert len(rows) == 1, dump(stack.venue.orders(acc))
