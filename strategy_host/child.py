@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         bus_ports=_ports(settings.bus_publish_addr, settings.bus_subscribe_addr),
         memory_mb=settings.strategy_memory_mb, max_files=settings.strategy_max_files,
         max_file_mb=settings.strategy_max_file_mb, user=settings.strategy_user,
+        nice=settings.strategy_nice,
         parent_pid=settings.strategy_parent_pid,
         require=set(settings.strategy_sandbox_require))
     try:

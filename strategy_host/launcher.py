@@ -24,7 +24,7 @@ from strategy_host.settings import HostSettings
 _PASS = ("bus_publish_addr", "bus_subscribe_addr", "bus_hwm", "clock_speed", "heartbeat_interval",
          "log_level", "strategy_memory_mb", "strategy_max_files", "strategy_max_file_mb",
          "strategy_hook_budget_ms", "strategy_hook_kill_s", "strategy_max_errors",
-         "strategy_save_interval", "strategy_user")
+         "strategy_save_interval", "strategy_user", "strategy_nice")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

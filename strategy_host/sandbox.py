@@ -4,7 +4,8 @@ starts its threads (Landlock binds the calling thread and the threads it creates
 Layers, each reported in one log line as applied or unavailable (and why):
 - `env`: the host was exec'd with a scrubbed environment (strategy_host/launcher.py), so no
   venue credential or bus secret is in /proc/<pid>/environ. Checked here, done by the launcher.
-- `rlimits`: address space (STRATEGY_MEMORY_MB), open files, file size, no core files.
+- `rlimits`: address space (STRATEGY_MEMORY_MB), open files, file size, no core files, and
+  a lower scheduling priority (STRATEGY_NICE) than the system's own processes.
 - `no_new_privs`: prctl(PR_SET_NO_NEW_PRIVS): no setuid binary can give privileges back.
 - `user`: started as root, the host drops to an unprivileged user (STRATEGY_USER, `nobody`);
   its state directory is handed to that user first.
@@ -67,6 +68,7 @@ class Plan:
     max_files: int = 256
     max_file_mb: int = 64
     user: str = "nobody"
+    nice: int = 5
     parent_pid: int | None = None
     require: set[str] = field(default_factory=set)
 
@@ -154,6 +156,8 @@ def _rlimits(plan: Plan) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     size = plan.max_file_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    if plan.nice:
+        os.nice(plan.nice)
 
 
 PR_SET_KEEPCAPS = 8

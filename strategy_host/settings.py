@@ -30,6 +30,8 @@ class HostSettings(Settings):
     strategy_max_errors: int = Field(default=5, ge=1)     # hook errors in a row before exit 1
     strategy_save_interval: float = Field(default=30.0, gt=0)  # real seconds
     strategy_user: str = "nobody"
+    # Scheduling priority: hosts yield the CPU to the broker, feeds and gateway under load.
+    strategy_nice: int = Field(default=5, ge=0, le=19)
     strategy_sandbox_require: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Passed by the launcher (the TOPSTEP_* names are scrubbed from a host's environment).
     strategy_account: int | None = None

@@ -13,6 +13,8 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.integration.test_strategy_support import start_system, system_env
 from tests.support import Procs, eventually
 
@@ -67,6 +69,7 @@ PROBE = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.timeout(240)
 async def test_sandbox_hides_the_key_and_refuses_the_network(procs: Procs, bus_env: dict[str, str],
                                                              tmp_path: Path) -> None:
     (tmp_path / "probe.py").write_text(PROBE)

@@ -66,7 +66,7 @@ class Watcher:
         self.pids.setdefault(p["name"], set()).add(p["pid"])
 
     async def start(self) -> None:
-        await self.bus.ready(timeout=30)
+        await self.bus.ready(timeout=120)   # a loaded 2-core machine starts slowly
 
     def counter(self, name: str, key: str) -> Any:
         return self.beats.get(name, {}).get("counters", {}).get(key)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import httpx
 
+import pytest
+
 from tests.integration.test_strategy_support import Watcher, start_system, system_env
 from tests.support import Procs, aeventually
 
@@ -48,6 +50,7 @@ max_lots = 1
 NAMES = ("ema", "orb", "mr")
 
 
+@pytest.mark.timeout(300)
 async def test_examples_trade_on_the_sim_within_limits(procs: Procs, bus_env: dict[str, str],
                                                        tmp_path: Path) -> None:
     env = system_env(tmp_path, TOML)
