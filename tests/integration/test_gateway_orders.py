@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from chillly import topics
+from chillly.messages import Quote
 from tests.integration.test_gateway_support import Stack, Tap, dump, stack_fixture
 from tests.support import aeventually, eventually
 
@@ -94,6 +96,23 @@ async def test_every_order_type_round_trips_and_matches_the_venue(stack: Stack) 
                     and round(acct["balance"], 2) == round(stack.venue.balance(acc), 2))
 
         await aeventually(matches_venue, timeout=10, what="positions and P&L equal the venue's")
+        # open P&L marked from the quotes on the bus: longs at the bid, shorts at the ask
+        pos = next(p for p in stack.venue.positions(acc) if p["contractId"] == es["id"])
+        bid, ask = far + 8 * tick, far + 9 * tick
+        qty = pos["size"] if pos["type"] == 1 else -pos["size"]
+        mark = bid if qty > 0 else ask
+        want = round((mark - pos["averagePrice"]) / tick * float(es["tickValue"]) * qty, 2)
+
+        async def marked() -> bool:
+            tap.bus.publish(topics.quote(es["id"]), Quote(contract=es["id"], bid=bid, ask=ask,
+                                                          last=bid))
+            ours = [p for p in (await tap.ask("positions"))["positions"]
+                    if p["owner"] == "_account" and p["contract"] == es["id"]]
+            acct = await tap.ask("account")
+            return bool(ours) and ours[0]["open_pnl"] == want and acct["open_pnl"] == want \
+                and acct["equity"] == round(acct["balance"] + want, 2)
+
+        await aeventually(marked, timeout=10, interval=0.2, what="open P&L from the quotes")
         # flatten everything: working legs cancelled, positions closed by our own orders
         out = await tap.ask("flatten", {"all": True})
         assert out["status"] == "done", out
