@@ -33,9 +33,14 @@ async def test_tap_prints_matching_messages_and_marks_bad_ones(procs: Procs, bus
             raw.send_multipart([b"bar.1m.junk.", b"\xc1\xc1"])
             return tap.popen.poll() is not None
 
+        # The bars must cross the broker before the junk does (the broker relays in arrival
+        # order to every subscriber): wait until they came back to our own bus.
+        back: list[object] = []
+        bus.on(topics.bars("1m"), back.append)
         bus.publish(topics.quote(EP), Quote(contract=EP, bid=1.0))  # not matching: not shown
         for i in range(3):
             bus.publish(topics.bar("1m", EP), bar(i))
+        await aeventually(lambda: len(back) == 3, 10, what="the bars through the broker")
         await aeventually(send_until_seen, 20, interval=0.05, what="tap exits after --count 4")
     finally:
         raw.close(0)
