@@ -84,6 +84,8 @@ async def test_hub_drops_while_orders_fill_lose_no_fill(stack: Stack) -> None:
 
         await aeventually(same_position, what="positions equal the venue's")
         await aeventually(lambda: tap.counter("hub_drops") > 0, what="the hub really dropped")
+        await aeventually(lambda: tap.counter("hub_gap_reads") > 0,
+                          what="the gap read back by REST after a reconnect")
         await tap.ask("flatten", {"all": True})
 
 
