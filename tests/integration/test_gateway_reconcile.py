@@ -86,6 +86,9 @@ async def test_hub_drops_while_orders_fill_lose_no_fill(stack: Stack) -> None:
         await aeventually(lambda: tap.counter("hub_drops") > 0, what="the hub really dropped")
         await aeventually(lambda: tap.counter("hub_gap_reads") > 0,
                           what="the gap read back by REST after a reconnect")
+        # the hub alone lost some of them (the unsafe case): REST found what it missed
+        await aeventually(lambda: tap.counter("reconcile_diffs") > 0,
+                          what="fills the hub missed, found by REST")
         await tap.ask("flatten", {"all": True})
 
 
