@@ -149,9 +149,15 @@ class Host(Service):
         """Contract symbols to ids (the series cache resolves them), then our subscriptions."""
         resolved = []
         for text in self.inst.contracts:
-            # Ask the feeds to carry it (idempotent); do not wait on a missing subscriptions.
-            asyncio.get_running_loop().create_task(
-                self._ask("subscriptions", "subscribe", {"contract": text}, 1.0, 2))
+            # Ask the feeds to carry it (idempotent). The venue not knowing it is a mistake in
+            # strategies.toml (exit 2); a subscriptions process that does not answer is not.
+            ok, _, error = await self._ask("subscriptions", "subscribe", {"contract": text},
+                                           2.0, 2)
+            if not ok and error and ("unknown contract" in error
+                                     or "no active contract" in error):
+                raise StartupError(f"{self.settings.strategies_file}: [strategies."
+                                   f"{self.inst.name}] contracts: unknown contract {text!r} "
+                                   f"({error})")
             while True:
                 ok, result, error = await self._ask(
                     "series", "window", {"contract": text, "tf": self.inst.timeframes[0],

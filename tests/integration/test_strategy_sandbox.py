@@ -92,7 +92,7 @@ async def test_sandbox_hides_the_key_and_refuses_the_network(procs: Procs, bus_e
     ''')
     env = system_env(tmp_path, toml)
     try:
-        start_system(procs, bus_env, env, gateway=False)
+        start_system(procs, bus_env, env, gateway=False, only=("store", "series", "feed-bars"))
         # Unprotected, the same probes reach everything (run in this test process).
         ns: dict = {}
         exec(compile(PROBE, "probe", "exec"), ns)
@@ -183,3 +183,16 @@ def test_a_required_layer_that_cannot_apply_is_fatal(procs: Procs, tmp_path: Pat
     eventually(lambda: "unavailable: user (no user 'no-such-user-here'" in host.log(), 30,
                what="the sandbox line")
     assert host.alive()
+
+
+@pytest.mark.timeout(240)
+async def test_a_contract_the_venue_does_not_know_stops_the_host(procs: Procs,
+                                                                 bus_env: dict[str, str],
+                                                                 tmp_path: Path) -> None:
+    toml = ('[strategies.typo]\nclass = "strategy_host.examples.ema_cross:EmaCross"\n'
+            'contracts = ["ZZQ"]\n')
+    env = system_env(tmp_path, toml)
+    start_system(procs, bus_env, env, gateway=False, only=())
+    host = procs.chillly("strategy-host", "typo", env=env)
+    assert host.wait(90) == 2
+    assert "[strategies.typo] contracts: unknown contract 'ZZQ'" in host.log(), host.log()

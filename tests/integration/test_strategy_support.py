@@ -37,13 +37,16 @@ def system_env(tmp: Path, toml: str, speed: float = SPEED, **extra: str) -> dict
             "GATEWAY_DATABASE_PATH": str(tmp / "orders.db"), **extra}
 
 
+ALL = ("store", "series", "aggregator", "feed-bars", "feed-market")
+
+
 def start_system(procs: Procs, bus_env: dict[str, str], env: dict[str, str],
-                 gateway: bool = True) -> dict[str, Any]:
-    """broker, sim, feeds, aggregator, store, series (and the gateway): by name."""
+                 gateway: bool = True, only: tuple[str, ...] = ALL) -> dict[str, Any]:
+    """broker, sim, subscriptions, `only` of the data processes (and the gateway): by name."""
     started = {"broker": procs.spawn(["-m", "broker"], name="broker", env=env)}
     started["sim"] = procs.chillly("sim", env=env)
     wait_ready(f"http://127.0.0.1:{bus_env['SIM_PORT']}")
-    for name in ("store", "series", "aggregator", "feed-bars", "feed-market"):
+    for name in only:
         started[name] = procs.chillly(name, env=env)
     started["subscriptions"] = procs.chillly("subscriptions", "serve", env=env)
     if gateway:
