@@ -164,5 +164,6 @@ class Admin:
                                          values["volatility"])
         except ValueError as exc:
             return _json({"error": str(exc)}, 400)
+        await self.venue.save_state()
         return _json({"drift": drift.to_api(), "contractId": contract.id,
                       "now": self.venue.clock.now_ms()})

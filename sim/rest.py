@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -94,12 +94,16 @@ class Api:
         }
         self.counters: Counter[str] = Counter()
         self.by_path: Counter[str] = Counter()
+        # Awaited after every trading handler, before the answer leaves (state persistence).
+        self.after_trading: Callable[[], Awaitable[None]] | None = None
+        self._trading_paths: set[str] = set()
 
     def add_engine_handlers(self, handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]]
                             ) -> None:
         """Register the trading engine's handlers behind the same middleware."""
         for path, fn in handlers.items():
             self.handlers[path.lower()] = (lambda f: lambda body, claims: f(body.data))(fn)
+            self._trading_paths.add(path.lower())
 
     # ---- HTTP entry -------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -176,6 +180,13 @@ class Api:
             log.exception("handler %s failed", path)
             self.counters["server_errors"] += 1
             return web.Response(status=500, text="Internal Server Error")
+        if self.after_trading is not None and path in self._trading_paths:
+            try:
+                await self.after_trading()     # persisted before the answer leaves
+            except OSError:
+                log.exception("saving the trading state failed")
+                self.counters["state_save_errors"] += 1
+                return web.Response(status=500, text="Internal Server Error (state not saved)")
         if faulted and self.faults.should_fail_after():  # done, but the answer is lost
             self.counters["faulted_500_after"] += 1
             return web.Response(status=500, text="Internal Server Error (sim fault, after)")

@@ -32,6 +32,7 @@ from sim.faults import Faults
 from sim.history import History
 from sim.hubs import MarketHub, UserHub
 from sim.market import Market
+from sim.persistence import StateError, StateFile
 from sim.prices import Drift, Tape
 from sim.rest import Api
 from sim.settings import SimSettings
@@ -89,6 +90,17 @@ class Venue:
                                     fill_model=settings.sim_fill_model)
         self.api.add_engine_handlers(build_handlers(self.engine))
         self.user_hub.accounts = self.engine.accounts
+        self.state: StateFile | None = None
+        path = settings.state_file
+        if path is not None:
+            self.state = StateFile(path, self.engine, self.tape)
+            try:
+                self.state.prepare()
+                restored = self.state.load()
+            except (OSError, StateError) as exc:
+                raise StartupError(f"SIM_STATE_PATH: {exc}") from None
+            self.api.after_trading = self.save_state
+            log.info("trading state %s %s", "restored from" if restored else "kept in", path)
         self.admin = Admin(self)
         self.counters: dict[str, int] = {"ticks": 0, "prints": 0, "engine_errors": 0,
                                          "hub_drops": 0}
@@ -132,10 +144,16 @@ class Venue:
         self.counters["prints"] += n
         return n
 
+    async def save_state(self) -> None:
+        """Write the trading state when it changed (no-op without SIM_STATE_PATH)."""
+        if self.state is not None:
+            await self.state.save()
+
     def add_drift(self, contract_id: str, ticks: float, over_s: float,
                   volatility: float) -> Drift:
         """POST /admin/market: bend the contract family's prices from the next minute on."""
         drift = self.tape.add_drift(contract_id, ticks, over_s, volatility, self.clock.now_ms())
+        self.engine.dirty = True
         log.info("drift on %s: %+g ticks over %gs, volatility x%g from %s", contract_id, ticks,
                  over_s, volatility, drift.start_minute)
         return drift
@@ -230,6 +248,10 @@ class SimService(Service):
                 self.venue.tick()
             except Exception:
                 log.exception("market step failed")
+            try:
+                await self.venue.save_state()     # fills made by the market, within one step
+            except OSError:
+                log.exception("saving the trading state failed")
             self.counters.update(self.venue.all_counters())
             await asyncio.sleep(max(0.0, interval - (loop.time() - started)))
 
@@ -266,6 +288,10 @@ class SimService(Service):
             for hub in venue.hubs():
                 hub.abort_all()
         await self.runner.cleanup()
+        try:
+            await venue.save_state()
+        except OSError:
+            log.exception("saving the trading state failed")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -281,6 +307,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="token lifetime in market seconds (SIM_TOKEN_LIFETIME_S)")
     parser.add_argument("--accounts",
                         help="accounts id:name[:balance[:flags]],... (SIM_ACCOUNTS)")
+    parser.add_argument("--state-path",
+                        help="keep the trading state in this file across restarts, 'auto' = "
+                             "RUN_DIR/sim/sim-state.json (SIM_STATE_PATH; default in memory)")
     parser.add_argument("--fill-model", choices=("prints", "touch"),
                         help="how resting limits fill (SIM_FILL_MODEL, default prints)")
     parser.add_argument("--enforce",
@@ -304,6 +333,7 @@ _OPTION_TO_SETTING = {
     "username": "sim_username", "api_key": "sim_api_key",
     "token_lifetime": "sim_token_lifetime_s", "bracket_mode": "sim_bracket_mode",
     "accounts": "sim_accounts", "enforce": "sim_enforce", "fill_model": "sim_fill_model",
+    "state_path": "sim_state_path",
     "fault_drop_hubs_every": "sim_fault_drop_hubs_every_s",
     "fault_rest_fail_rate": "sim_fault_rest_fail_rate",
     "fault_rest_delay_ms": "sim_fault_rest_delay_ms", "fault_force_429": "sim_fault_force_429",

@@ -8,6 +8,7 @@ expiry, daily-bar alignment. Fault options set the starting fault state; the adm
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
@@ -54,6 +55,9 @@ class SimSettings(Settings):
     # Practice account) and the default bracket mode.
     sim_accounts: str = ""
     sim_bracket_mode: Literal["auto_oco", "position"] = "auto_oco"
+    # Paper trading state (accounts, orders, positions, trades, the referee, drifts) kept across
+    # restarts in this JSON file; empty = in memory only; "auto" = RUN_DIR/sim/sim-state.json.
+    sim_state_path: str = ""
     # Fill model: "prints" (a resting limit fills at most the size printed through its price,
     # so large orders fill in parts) or "touch" (whole, on a print or an opposite quote at it).
     sim_fill_model: Literal["prints", "touch"] = "prints"
@@ -70,6 +74,15 @@ class SimSettings(Settings):
     # A venue that revises a bar after serving it final: market seconds during which a closed
     # minute is served without its last print (0 = off). See docs/sim.md.
     sim_revise_after_final: float = Field(default=0.0, ge=0, le=3600)
+
+    @property
+    def state_file(self) -> Path | None:
+        """Where the trading state persists, or None."""
+        if not self.sim_state_path.strip():
+            return None
+        if self.sim_state_path.strip() == "auto":
+            return self.run_dir / "sim" / "sim-state.json"
+        return Path(self.sim_state_path)
 
     @field_validator("sim_enforce", mode="before")
     @classmethod

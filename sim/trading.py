@@ -135,6 +135,7 @@ class TradingEngine:
                                now, sessions)
         self._touched: dict[int, str] = {}    # account -> contract of its latest fill
         self._checking = False
+        self.dirty = False      # state changed since the last save (sim/persistence.py)
 
     # ----- public seam -----------------------------------------------------------------------
 
@@ -417,11 +418,16 @@ class TradingEngine:
     def on_clock(self, now: int) -> None:
         """Time passing: the 17:00 CT day roll, the flat-by deadline, the marks."""
         balances = {a: x.balance for a, x in self._accounts.items()}
-        for acc_id in self.referee.roll(now, balances):
+        day = self.referee.day
+        unblocked = self.referee.roll(now, balances)
+        if self.referee.day != day:
+            self.dirty = True
+        for acc_id in unblocked:
             account = self._accounts[acc_id]
             account.can_trade = True
             self._emit_account(account)
         if self.referee.flat_by_due(now):
+            self.dirty = True
             for acc_id, account in self._accounts.items():
                 positions = self.book.open_positions(acc_id)
                 lots = self._lots(acc_id)
@@ -509,6 +515,7 @@ class TradingEngine:
                 broken += self.referee.check_equity(acc_id, account.balance,
                                                     self.open_pnl(acc_id), now, lots, where)
                 if broken:
+                    self.dirty = True
                     self.counters["breaches"] += len(broken)
                     log.warning("account %s breached %s", acc_id, ", ".join(broken))
                     self._enforce(account, broken, now)
@@ -678,6 +685,7 @@ class TradingEngine:
         """Send buffered events only after the state change is complete."""
         if not self._out:
             return
+        self.dirty = True
         out, self._out = self._out, []
         for name, account_id, envelope in out:
             try:
