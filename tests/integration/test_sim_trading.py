@@ -85,7 +85,9 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
         f"{aid}:{'150K' if key == 'query' else '50K'}TC-V2-000002-{aid}:50000"
         + (":position" if key == "position_mode" else "")
         for key, aid in ACCOUNTS.items())
+    # ES only: the sim starts in a second and its market loop keeps up on a loaded machine.
     env = sim_env(tmp, SIM_ACCOUNTS=accounts, SIM_HISTORY_DAYS="1", LOG_LEVEL="INFO",
+                  SIM_ROOTS="EP",
                   CLOCK_SPEED="60",
                   CLOCK_ANCHOR=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     procs = Procs(tmp, env)
