@@ -24,6 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import chillly
 from chillly.bus import Bus, BusNotReady
 from chillly import topics
 from chillly.clock import Clock, clock_from_settings
@@ -132,12 +133,13 @@ def die_with_parent(sig: int = signal.SIGTERM) -> bool:
     Without it, a program whose supervisord is SIGKILLed keeps running with parent 1, and the
     next supervisord starts a second one beside it. The signal goes through the normal stop
     path (SIGTERM), so an orphan still flushes and exits cleanly. A parent that died before the
-    call cannot signal any more: that shows as a changed parent pid, and then the signal is
-    sent at once. Linux only (prctl); elsewhere a no-op returning False.
+    call cannot signal any more: that shows as a parent pid other than the one seen when the
+    process started (`chillly.PARENT_PID`), and then the signal is sent at once. Linux only
+    (prctl); elsewhere a no-op returning False.
     """
     if not sys.platform.startswith("linux"):
         return False
-    parent = os.getppid()
+    parent = chillly.PARENT_PID
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:

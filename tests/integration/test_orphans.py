@@ -55,3 +55,42 @@ def test_children_exit_when_their_parent_is_killed(tmp_path: Path, bus_env) -> N
         for k in kids:
             if alive(k):
                 os.kill(k, signal.SIGKILL)
+
+
+LATE_CHILD = """
+import os, sys, time
+import chillly                                   # the process starts: its parent is noted
+print("started", flush=True)
+while os.getppid() == chillly.PARENT_PID:        # the parent dies before die_with_parent ...
+    time.sleep(0.01)
+from chillly.process import die_with_parent
+die_with_parent()                                 # ... which must notice and stop us
+time.sleep(30)
+print("still running", flush=True)
+"""
+
+LATE_PARENT = """
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=open(sys.argv[2], "wb"))
+print(child.pid, flush=True)
+input()                                           # until the test kills us
+"""
+
+
+def test_a_parent_dead_before_the_prctl_is_noticed(tmp_path: Path) -> None:
+    out = tmp_path / "child.out"
+    parent = subprocess.Popen([sys.executable, "-c", LATE_PARENT, LATE_CHILD, str(out)], cwd=ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    try:
+        eventually(lambda: out.exists() and b"started" in out.read_bytes(), timeout=20,
+                   what="the child started")
+        parent.kill()
+        parent.wait()
+        eventually(lambda: not alive(child), timeout=5, what="the late orphan to exit")
+        assert b"still running" not in out.read_bytes()
+    finally:
+        parent.kill()
+        if alive(child):
+            os.kill(child, signal.SIGKILL)
