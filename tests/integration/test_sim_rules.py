@@ -192,3 +192,41 @@ async def test_a_large_limit_fills_across_prints_with_the_venues_events(sim: Sim
             assert seq[i + 1:i + 4] == ["GatewayUserTrade", "GatewayUserPosition",
                                         "GatewayUserAccount"], seq[i:i + 4]
         assert sim.positions(PARTS)[0]["size"] == 31
+
+
+def test_the_floor_trails_only_at_1700_ct_and_locks_at_the_start(tmp_path: Path) -> None:
+    """A 50K Combine wins about 3,000 just before 17:00 CT (a drift up, always-open market, two
+    market minutes a real second): the floor stays at 48,000 intraday, then trails at the day's
+    close to min(S, EOD - 2,000) = 50,000, the starting balance, where it stays."""
+    close = iso_to_ms("2026-11-24T23:00:00Z")          # Tuesday 17:00 CT
+    for lead_minutes in (10, 30):
+        run = tmp_path / f"lead{lead_minutes}"
+        run.mkdir()
+        env = sim_env(run, SIM_HISTORY_DAYS="1", CLOCK_SPEED="120", SIM_ROOTS="EP",
+                      CLOCK_ANCHOR=anchor_for(close - lead_minutes * 60_000, 120))
+        with running_sim(run, env) as base:
+            if httpx.get(f"{base}/admin/state").json()["now"] > close - 240_000:
+                continue
+            sim = Sim(base, login(base))
+            assert sim.place(1001, type=2, side=0, size=2)["success"]
+            admin(sim, "/admin/market", {"contractId": sim.es["id"], "ticks": 240,
+                                         "over_seconds": 60})
+            eventually(lambda: admin(sim, "/admin/accounts/1001/risk")["open_pnl"] > 3000,
+                       timeout=20, what="the position in profit")
+            assert sim.post("/api/Position/closeContract", {"accountId": 1001,
+                                                            "contractId": sim.es["id"]}
+                            )["success"]
+            risk = admin(sim, "/admin/accounts/1001/risk")
+            assert risk["trading_day"] == "2026-11-25" or risk["floor"] == 48000.0
+            if risk["trading_day"] == "2026-11-25":
+                continue                                 # the close came too soon: again
+            balance = risk["balance"]
+            assert balance > 53000.0 and risk["eod_balances"] == []
+            eventually(lambda: admin(sim, "/admin/accounts/1001/risk")["eod_balances"],
+                       timeout=20, what="the 17:00 CT close")
+            risk = admin(sim, "/admin/accounts/1001/risk")
+            assert risk["eod_balances"] == [{"day": "2026-11-24", "balance": balance}]
+            assert risk["high_water"] == balance and risk["floor"] == 50000.0
+            assert breaches(sim, 1001) == []
+            return
+    raise AssertionError("the sim never started early enough before 17:00 CT")
