@@ -230,3 +230,35 @@ def test_crash_loop_backs_off_and_a_clean_stop_resets(tmp_path: Path) -> None:
     m.clean_stop()
     assert m.start(1040.0) == 0.0           # a clean stop (restart, SIGTERM) does not count
     assert m.start(1200.0) == 0.0           # a run of over a minute does not count either
+
+
+def test_watchdog_reports_a_hook_over_budget_once_and_clears() -> None:
+    import time
+
+    from strategy_host.watchdog import Watchdog
+
+    calls: list[tuple[bool, str]] = []
+    w = Watchdog(budget_ms=30, kill_s=5, alarm=lambda active, text: calls.append((active, text)))
+    w.start()
+    try:
+        w.arm("on_bar")
+        time.sleep(0.01)
+        w.disarm()
+        assert w.slow == 0 and calls == []
+        w.arm("on_bar")
+        time.sleep(0.2)
+        assert w.slow == 1 and calls[0][0] is True and "on_bar" in calls[0][1]
+        w.disarm()
+        assert calls[-1][0] is False and w.last_slow.startswith("on_bar ")
+    finally:
+        w.stop()
+
+
+def test_scrubbed_env_keeps_no_secret() -> None:
+    from strategy_host.sandbox import SCRUBBED_MARK, scrubbed_env
+
+    parent = {"TOPSTEP_API_KEY": "k", "BUS_CURVE_CLIENT_SECRET": "s", "HOME": "/root",
+              "AWS_SECRET_ACCESS_KEY": "a", "LANG": "C.UTF-8"}
+    env = scrubbed_env(parent, {"BUS_PUBLISH_ADDR": "tcp://127.0.0.1:1", "TOPSTEP_X": "leak"})
+    assert env[SCRUBBED_MARK] == "1" and env["BUS_PUBLISH_ADDR"] == "tcp://127.0.0.1:1"
+    assert not [k for k in env if k.startswith(("TOPSTEP", "BUS_CURVE", "AWS", "HOME"))]
