@@ -9,11 +9,13 @@ TERMINATE goes to the proxy over its control socket. The broker holds no state; 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import socket
 import struct
 import threading
+import time
 from typing import Any
 
 import zmq
@@ -105,8 +107,9 @@ class Relay:
         self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
         self._control: zmq.asyncio.Socket | None = None
         self.stats: StatsClient | None = None
+        self.bind_wait = 3.0
 
-    def start(self, timeout: float = 5.0) -> None:
+    def start(self, timeout: float = 8.0) -> None:
         for addr in (self.publish_addr, self.subscribe_addr):
             require_safe(addr, self.curve)
             check_ipc_free(addr)
@@ -138,10 +141,9 @@ class Relay:
             for s in (xsub, xpub):
                 secure_server(s, self.curve)
             for sock, addr in ((xsub, self.publish_addr), (xpub, self.subscribe_addr)):
-                try:
-                    sock.bind(addr)
-                except zmq.ZMQError as exc:
-                    self._error = f"cannot bind {addr}: {exc.strerror}"
+                error = self._bind(sock, addr)
+                if error:
+                    self._error = error
                     return
             ctl.bind(_CONTROL)
         finally:
@@ -156,6 +158,20 @@ class Relay:
         finally:
             for s in (xsub, xpub, ctl):
                 s.close(linger=0)
+
+    def _bind(self, sock: zmq.Socket[Any], addr: str) -> str | None:
+        """Bind, giving an old broker that is still stopping (a restart, or every program
+        SIGTERMed when supervisord dies and starts again) its stop budget to let go of the
+        address: exit 2 for "address in use" is not restarted. The error, or None."""
+        deadline = time.monotonic() + self.bind_wait
+        while True:
+            try:
+                sock.bind(addr)
+                return None
+            except zmq.ZMQError as exc:
+                if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                    return f"cannot bind {addr}: {exc.strerror}"
+                time.sleep(0.05)
 
     async def stop(self, timeout: float = 1.0) -> bool:
         """TERMINATE the proxy and wait for its thread off the loop, at most `timeout`. False

@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
+import time
 from pathlib import Path
 
 from chillly.errors import StartupError
@@ -68,10 +69,14 @@ def _process_name() -> str:
         return "python"
 
 
-def acquire(path: Path | str, what: str) -> Lock:
+def acquire(path: Path | str, what: str, wait: float = 0.0) -> Lock:
     """Take the exclusive lock of `path` for this process, known as `what` (e.g. "store").
 
-    Raises `StartupError` naming the holder when another live process has it.
+    Non-blocking by default. With `wait`, a taken lock is tried again for up to `wait` seconds
+    first: an old instance that is still stopping (a restart, or every program SIGTERMed at
+    once when supervisord dies and starts again) lets go within its stop budget, and a newcomer
+    that gave up at once would be left stopped (exit 2 is not restarted). Raises
+    `StartupError` naming the holder when another live process still has it.
     """
     lp = lock_path(path)
     try:
@@ -79,17 +84,23 @@ def acquire(path: Path | str, what: str) -> Lock:
         fd = os.open(lp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
         raise StartupError(f"cannot create the lock file {lp}: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = _holder(fd)
-        os.close(fd)
-        raise StartupError(
-            f"{path} is in use by {holder}: only one {what} may use it (lock {lp})"
-        ) from None
-    except OSError as exc:
-        os.close(fd)
-        raise StartupError(f"cannot lock {lp}: {exc.strerror}") from None
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            holder = _holder(fd)
+            os.close(fd)
+            raise StartupError(
+                f"{path} is in use by {holder}: only one {what} may use it (lock {lp})"
+            ) from None
+        except OSError as exc:
+            os.close(fd)
+            raise StartupError(f"cannot lock {lp}: {exc.strerror}") from None
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {what or _process_name()}\n".encode(), 0)

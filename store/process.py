@@ -67,7 +67,8 @@ class Store(Service):
         s = self.settings
         loop = asyncio.get_running_loop()
         # The only writer of the database (defect 19): a second store exits 2 naming the first.
-        self._lock = acquire(s.database_path, "store")
+        # An old store still stopping gets its stop budget (2 s) to let go first.
+        self._lock = await asyncio.to_thread(acquire, s.database_path, "store", 3.0)
         try:
             conn = await loop.run_in_executor(None, open_writer, s.database_path)
             # Bars of one venue only (defect 7): a sim database never feeds real history.

@@ -30,3 +30,25 @@ async def test_broker_stops_within_2s_under_load(procs: Procs, bus, tmp_path: Pa
         assert code == 0, f"broker exited {code} after {time.monotonic() - sent:.1f}s\n{broker.log()}"
     finally:
         os.kill(stalled.pid, signal.SIGCONT)
+
+
+def test_broker_waits_for_an_old_one_to_let_go_of_its_address(procs: Procs, bus_env) -> None:
+    """A new broker started while the old one still stops (supervisord dead and started again:
+    every old program is still in its 2 s stop) must not exit 2 at once for "address in use",
+    which supervisord would never restart; it waits out the old one's stop."""
+    import socket
+
+    port = int(bus_env["BUS_PUBLISH_ADDR"].rsplit(":", 1)[1])
+    old = socket.socket()
+    old.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    old.bind(("127.0.0.1", port))
+    old.listen()
+    try:
+        new = procs.spawn(["-m", "broker"], name="broker-new")
+        eventually(lambda: "starting (pid" in new.log(), 20, what="the new broker starting")
+        time.sleep(0.5)    # the old broker's stop, in progress
+        assert new.alive(), new.log()
+    finally:
+        old.close()
+    eventually(lambda: "relaying" in new.log(), 10, what="the new broker relaying")
+    assert new.terminate() == 0

@@ -47,3 +47,29 @@ def test_lock_dies_with_its_holder(tmp_path: Path) -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_wait_takes_a_lock_its_holder_lets_go_of_in_time(tmp_path: Path) -> None:
+    """An old instance still stopping: the newcomer waits for it instead of giving up."""
+    import threading
+    import time
+
+    db = tmp_path / "market.db"
+    old = acquire(db, "store")
+    threading.Timer(0.3, old.release).start()
+    started = time.monotonic()
+    new = acquire(db, "store", wait=3.0)
+    assert 0.2 < time.monotonic() - started < 3.0
+    new.release()
+
+
+def test_wait_gives_up_on_a_holder_that_stays(tmp_path: Path) -> None:
+    import time
+
+    db = tmp_path / "market.db"
+    held = acquire(db, "store")
+    started = time.monotonic()
+    with pytest.raises(StartupError, match=f"pid {os.getpid()}"):
+        acquire(db, "store", wait=0.3)
+    assert time.monotonic() - started >= 0.3
+    held.release()
