@@ -30,6 +30,7 @@ from chillly.messages import Alarm, Bar, ContractInfo, FillEvent, OrderEvent, Po
 from chillly.messages import Heartbeat, Quote, Trade
 from chillly.process import Service
 from chillly.security import curve_from_settings, secure_client
+from chillly.timeframes import bar_problem
 from pydantic import BaseModel
 from strategy_host.api import TERMINAL, Strategy
 from strategy_host.config import Instance
@@ -283,6 +284,13 @@ class Host(Service):
         self._guard(handler, msg)
 
     def _on_bar(self, env: Envelope) -> None:
+        # A schema-valid bar no venue can produce (low above high, a price that is not a
+        # number, a time off the minute or far ahead) never reaches the strategy: it would
+        # trade on it, and a far-future bar would make every real one look old.
+        tolerance = float(getattr(self.settings, "bar_future_tolerance", 120.0))
+        if bar_problem(env.payload, self.clock.now_ms(), int(tolerance * 1000)):
+            self.counters["rejected_bars"] = self.counters.get("rejected_bars", 0) + 1
+            return
         self._deliver(env, self.engine.on_bar)
 
     def _on_quote(self, env: Envelope) -> None:

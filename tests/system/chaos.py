@@ -101,9 +101,9 @@ class Verdict:
 
 class Chaos:
     def __init__(self, procs: Procs, tmp: Path, bus_env: dict[str, str],
-                 speed: float = SPEED) -> None:
+                 speed: float = SPEED, **extra: str) -> None:
         self.env = {**bus_env, **system_env(tmp, TOML, speed), "HEARTBEAT_INTERVAL": "0.2",
-                    "FEED_SET_INTERVAL": "0.5", "FEED_MARKET_HOURS": "always"}
+                    "FEED_SET_INTERVAL": "0.5", "FEED_MARKET_HOURS": "always", **extra}
         procs.env.update(self.env)
         self.tmp = tmp
         self.speed = speed
