@@ -529,6 +529,11 @@ class GatewayService(Service):
                 managed = bool(rec.get("managed"))
                 if rec["status"] == J.SENDING and rec.get("order_id") is None:
                     rec["order_id"] = order.id
+                elif rec["status"] == J.NOT_PLACED and order.status != 5:
+                    # it reached the venue after the bounded wait after all: adopt it
+                    self._resolve_soon(rec, J.PLACED, order.id)
+                    self._diff(f"order {order.id} ({rec['client_id']}) arrived after it was "
+                               "recorded as not placed; adopted")
         base = known or {}
         size = order.size if order.size is not None else base.get("size", 0)
         tr = self.machine.apply(order.id, order.status, size, order.fill_volume,
