@@ -167,3 +167,25 @@ async def test_resend_and_duplicate_client_id_give_one_order(stack: Stack) -> No
         dup = await tap.ask("submit", args, rid="r-3")
         assert dup["status"] == "rejected" and dup["rule"] == "duplicate", dup
         assert len(stack.venue.tagged(acc, cid)) == 1
+
+
+async def test_an_order_arriving_after_the_bounded_wait_is_adopted(stack: Stack) -> None:
+    """The venue takes longer than GATEWAY_UNKNOWN_WAIT: the intent is first recorded not
+    placed, then the order shows up after all; it is adopted, never sent again."""
+    acc = stack.new_account()
+    stack.gateway(acc, GATEWAY_UNKNOWN_WAIT="1", FEED_HTTP_TIMEOUT="1")
+    async with Tap(stack.env) as tap:
+        await tap.ready()
+        stack.venue.faults(rest_delay_ms=4000, rest_fault_paths=PLACE)
+        try:
+            cid = tap.cid()
+            res = await tap.submit(contract="ES", side="buy", size=1, client_id=cid)
+            assert res["status"] == "unknown", res  # the client timed out (FEED_HTTP_TIMEOUT)
+            await aeventually(lambda: (_intent(stack, acc, cid) or {}).get("status")
+                              == "not_placed", timeout=10, what="first recorded not placed")
+        finally:
+            stack.venue.clear_faults()
+        await aeventually(lambda: (_intent(stack, acc, cid) or {}).get("status") == "placed",
+                          timeout=20, what="adopted once it reached the venue")
+        rows = stack.venue.tagged(acc, cid)
+        assert len(rows) == 1 and _intent(stack, acc, cid)["order_id"] == rows[0]["id"]
