@@ -498,17 +498,25 @@ class TradingEngine:
         return round(total, 2)
 
     def _after(self, now: int, contract_id: str | None = None) -> None:
-        """After any change: the referee's checks, then enforcement of what was broken."""
+        """After any change: the referee's checks, then enforcement of what was broken.
+
+        With `contract_id` (a print or a quote of it) only the accounts that filled or hold
+        that contract can have changed; without it (time, requests) every account is checked.
+        """
         if self._checking:
             return
+        if contract_id is not None and not self._touched and not self.book.positions:
+            return                                  # the hot path: a print, nobody exposed
         self._checking = True
         try:
             touched, self._touched = self._touched, {}
-            for acc_id, account in self._accounts.items():
-                st = self.referee.state[acc_id]
-                has_positions = bool(self.book.open_positions(acc_id))
-                if acc_id not in touched and not has_positions and not st.violating:
-                    continue
+            if contract_id is None:
+                ids = list(self._accounts)
+            else:
+                held = {a for (a, c) in self.book.positions if c == contract_id}
+                ids = [a for a in self._accounts if a in touched or a in held]
+            for acc_id in ids:
+                account = self._accounts[acc_id]
                 lots = self._lots(acc_id)
                 where = touched.get(acc_id, contract_id)
                 broken = self.referee.check_lots(acc_id, lots, where, now)
