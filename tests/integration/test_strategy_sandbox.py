@@ -196,3 +196,27 @@ async def test_a_contract_the_venue_does_not_know_stops_the_host(procs: Procs,
     host = procs.chillly("strategy-host", "typo", env=env)
     assert host.wait(90) == 2
     assert "[strategies.typo] contracts: unknown contract 'ZZQ'" in host.log(), host.log()
+
+
+@pytest.mark.timeout(120)
+async def test_curve_bus_keys_reach_the_host_by_pipe_not_environment(procs: Procs,
+                                                                     tmp_path: Path) -> None:
+    """With CURVE on the bus, the host still proves its path through the broker (it needs the
+    client secret), yet no BUS_CURVE_* is in its /proc/<pid>/environ."""
+    keys = procs.chillly("keys", stdout_pipe=True)
+    out, _ = keys.popen.communicate(timeout=30)
+    curve = dict(line.split("=", 1) for line in out.decode().split())
+    procs.spawn(["-m", "broker"], name="broker", env=curve)
+    (tmp_path / "strategies.toml").write_text(
+        '[strategies.ema]\nclass = "strategy_host.examples.ema_cross:EmaCross"\n'
+        'contracts = ["ES"]\n')
+    env = {**curve, "STRATEGIES_FILE": str(tmp_path / "strategies.toml"),
+           "RUN_DIR": str(tmp_path / "run"), "STRATEGY_ACCOUNT": "1"}
+    host = procs.chillly("strategy-host", "ema", env=env)
+    # Past bus.ready (through the CURVE broker), it asks the series cache, which is not there.
+    eventually(lambda: "no reply from series" in host.log() or "no reply from subscriptions"
+               in host.log(), 60, what="the host talking through the CURVE bus")
+    assert "no broker" not in host.log()
+    environ = Path(f"/proc/{host.pid}/environ").read_bytes()
+    assert b"BUS_CURVE" not in environ
+    assert curve["BUS_CURVE_CLIENT_SECRET"].encode() not in environ
