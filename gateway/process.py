@@ -878,6 +878,12 @@ class GatewayService(Service):
 
     def _alarm(self, code: str, active: bool, text: str) -> None:
         (log.warning if active else log.info)("alarm %s: %s", code, text)
+        # Carried in every heartbeat while active (Service.alarms): `chillly status`, which
+        # listens for a few seconds only, sees an alarm raised before it started.
+        if active:
+            self.alarms[code] = text
+        else:
+            self.alarms.pop(code, None)
         self.bus.publish(topics.alarm(self.process_name), Alarm(
             name=self.process_name, code=code, active=active, text=text))
 

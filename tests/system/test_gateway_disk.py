@@ -59,6 +59,7 @@ async def test_journal_that_cannot_be_written_faults_refuses_and_heals(stack: St
             await aeventually(lambda: tap.heartbeats and tap.heartbeats[-1]["state"] == "FAULTED",
                               10, what="FAULTED in the gateway's heartbeat")
             assert any(a["active"] and a["code"] == "journal" for a in alarms), alarms
+            assert "journal" in tap.heartbeats[-1].get("alarms", {})   # seen by a late look
             # No busy retry loop: idle while faulted, it spends little CPU.
             before, t0 = cpu_seconds(gw.pid), asyncio.get_running_loop().time()
             await asyncio.sleep(2.0)
@@ -70,6 +71,8 @@ async def test_journal_that_cannot_be_written_faults_refuses_and_heals(stack: St
         await aeventually(lambda: tap.heartbeats[-1]["state"] == "RUNNING", 20,
                           what="RUNNING again once the journal can be written")
         assert alarms[-1]["code"] == "journal" and not alarms[-1]["active"], alarms
+        await aeventually(lambda: "journal" not in tap.heartbeats[-1].get("alarms", {}), 5,
+                          what="the alarm gone from the heartbeat")
         ok, res = await submit(tap, es)
         assert ok and res["status"] == "accepted", res
         await aeventually(lambda: len(stack.venue.orders(acc)) == 2, 10, what="order after heal")
