@@ -35,7 +35,7 @@ from chillly.errors import StartupError
 from chillly.health import STATES, HealthView, expected_programs
 from chillly.messages import Alarm, Heartbeat
 from chillly.process import Service, run_service
-from chillly.status import StatusSettings
+from chillly.status import StatusSettings, find_conf
 
 log = logging.getLogger("metrics")
 
@@ -133,9 +133,9 @@ class MetricsService(Service):
         s: MetricsSettings = self.settings  # type: ignore[assignment]
         self.counters = {"heartbeats": 0, "alarms": 0, "scrapes": 0, "foreign": 0}
         self.lock = threading.Lock()
-        self.view = HealthView(s.heartbeat_interval, expected_programs(s.supervisor_conf))
-        self.collector = HealthCollector(self.view, self.lock,
-                                         lambda: expected_programs(s.supervisor_conf))
+        conf = find_conf(s.supervisor_conf)
+        self.view = HealthView(s.heartbeat_interval, expected_programs(conf))
+        self.collector = HealthCollector(self.view, self.lock, lambda: expected_programs(conf))
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)  # type: ignore[arg-type]
         self.bus.on(topics.HEARTBEATS, self._on_heartbeat)

@@ -70,9 +70,18 @@ def _alarm(view: HealthView, env: Envelope) -> None:
         view.on_alarm(env.payload, time.monotonic())
 
 
+def find_conf(conf: Path) -> Path:
+    """`conf` as given; a relative one that is not here falls back to the project's own
+    (beside the package), so `chillly status` run from elsewhere still knows the programs."""
+    if conf.is_file() or conf.is_absolute():
+        return conf
+    beside = Path(__file__).resolve().parents[1] / conf
+    return beside if beside.is_file() else conf
+
+
 def cli(args: argparse.Namespace) -> int:
     settings = load_settings(StatusSettings)
-    conf = args.conf or settings.supervisor_conf
+    conf = find_conf(args.conf or settings.supervisor_conf)
     view = HealthView(settings.heartbeat_interval, expected_programs(conf))
     wait = args.wait or settings.heartbeat_interval * STALE_AFTER
     reached = asyncio.run(collect(settings, view, wait))
@@ -90,6 +99,8 @@ def cli(args: argparse.Namespace) -> int:
         print(f"no heartbeats, and no programs in {conf}", file=sys.stderr)
         return 1
     print(render(rows, show_all=args.all))
+    if not conf.is_file():
+        print(f"\n(no {conf}: programs that never heartbeat cannot be shown as missing)")
     bad = [r.name for r in rows if not r.healthy]
     print(f"\n{'UNHEALTHY: ' + ', '.join(bad) if bad else 'all healthy'} "
           f"({len(rows)} programs, {conf})")
