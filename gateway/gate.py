@@ -241,6 +241,16 @@ class Flatten:
 
 
 @dataclass(frozen=True)
+class CancelOrders:
+    """Cancel these working orders by venue id, legs included: a bracket leg left working after
+    its position was closed by another order would open a new position if it filled."""
+
+    order_ids: tuple[int, ...]
+    reason: str
+    rule: str | None = None
+
+
+@dataclass(frozen=True)
 class SetTradingState:
     """Move the account to ACTIVE, REDUCING or HALTED (published on `risk.<account>.`)."""
 
@@ -249,7 +259,7 @@ class SetTradingState:
     rule: str | None = None
 
 
-Action = CancelEntries | Flatten | SetTradingState
+Action = CancelEntries | CancelOrders | Flatten | SetTradingState
 
 
 class Gate(Protocol):

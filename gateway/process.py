@@ -29,7 +29,7 @@ from chillly.process import Service, State, run_service
 from chillly.singleton import acquire
 from gateway import journal as J
 from gateway.book import ACCOUNT, Book, Spec
-from gateway.gate import (BookView, CancelEntries, Flatten, Gate, Intent, QuoteView,
+from gateway.gate import (BookView, CancelEntries, CancelOrders, Flatten, Gate, Intent, QuoteView,
                           SetTradingState, WorkingOrder, ACTIVE, BUY, SELL)
 from gateway.journal import Journal
 from gateway.risk_runtime import HISTORY_MS, RiskRuntime
@@ -1267,6 +1267,11 @@ class GatewayService(Service):
                 rows = [r for r in self._working(action.contract, action.owner)
                         if r["parent_id"] is None]
                 self._risk_event("action", f"cancel entries: {action.reason}", action.rule)
+                asyncio.ensure_future(self._cancel_many(rows))
+            elif isinstance(action, CancelOrders):
+                ids = set(action.order_ids)
+                rows = [r for r in self._working() if r["order_id"] in ids]
+                self._risk_event("action", f"cancel {sorted(ids)}: {action.reason}", action.rule)
                 asyncio.ensure_future(self._cancel_many(rows))
             elif isinstance(action, Flatten):
                 if self._flattening:

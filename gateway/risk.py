@@ -22,7 +22,8 @@ from typing import Any
 
 from chillly.calendar import CHICAGO
 from gateway.gate import (
-    ACTIVE, ALLOW, BUY, HALTED, REDUCING, Action, BookView, CancelEntries, Flatten, Intent,
+    ACTIVE, ALLOW, BUY, HALTED, REDUCING, Action, BookView, CancelEntries, CancelOrders, Flatten,
+    Intent,
     SetTradingState, Verdict, WorkingOrder, reject,
 )
 from gateway.risk_book import RiskBook
@@ -193,11 +194,21 @@ class RiskGate:
         """Weighted lots reachable if any subset of the working entries (and `extra`) fills."""
         buys: dict[str, int] = {}
         sells: dict[str, int] = {}
+        legs = None
         for o in orders:
-            if o.parent_id is not None or o.protective or o.order_id == skip:
+            if o.order_id == skip:
                 continue
+            size = o.remaining
+            if o.parent_id is not None or o.protective:
+                # A leg only exits its entry: not counted while the entry is still working
+                # (or just filled), nor up to the position it closes; an orphaned leg is.
+                if legs is None:
+                    legs = {x.order_id for x in orders}
+                size = _orphan(o, net, legs)
+                if not size:
+                    continue
             side = buys if o.side == BUY else sells
-            side[o.contract] = side.get(o.contract, 0) + o.remaining
+            side[o.contract] = side.get(o.contract, 0) + size
         if extra is not None:
             cid, direction, size = extra
             side = buys if direction > 0 else sells
@@ -482,8 +493,24 @@ class RiskGate:
             if (orders or net) and not moving and self._once(
                     ("flatten", tuple(sorted(net.items()))), now_ms):
                 out.append(Flatten(reason, rule))
+        else:
+            self._orphans(view, now_ms, out)
         self._owners(view, now_ms, out)
         return out
+
+    def _orphans(self, view: BookView, now_ms: int, out: list[Action]) -> None:
+        """Cancel legs whose position is gone (flat, or now on the leg's own side)."""
+        orders = view.orders
+        if not orders:
+            return
+        net = self.net(view)
+        ids = {o.order_id for o in orders}
+        dead = tuple(o.order_id for o in orders if (o.parent_id is not None or o.protective)
+                     and o.order_id > 0 and _orphan(o, net, ids) == o.remaining
+                     and o.remaining > 0)
+        if dead and self._once(("orphans", dead), now_ms):
+            out.append(CancelOrders(dead, "bracket legs left without their position",
+                                    RULE_MAX_POSITION))
 
     def _once(self, key: tuple[Any, ...], now_ms: int) -> bool:
         last = self._sent.get(key)
@@ -551,6 +578,18 @@ class RiskGate:
                             "best_day_share": (max(pnls) / total) if pnls and total > 0
                             else None},
         }
+
+
+def _orphan(o: WorkingOrder, net: dict[str, int], ids: set[int]) -> int:
+    """How much of a bracket or protective leg could open or add to a position: 0 while its
+    entry is working or its fill is not yet in the position (negative id), else the part beyond
+    the position it would close (all of it when flat or on the same side)."""
+    if o.parent_id is not None and (o.parent_id in ids or -o.parent_id in ids):
+        return 0
+    n = net.get(o.contract, 0)
+    if n == 0 or (n > 0) == (o.side == BUY):
+        return o.remaining
+    return max(0, o.remaining - abs(n))
 
 
 def _exits(o: WorkingOrder, net: dict[str, int]) -> bool:

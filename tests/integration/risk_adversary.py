@@ -48,7 +48,10 @@ class Venue:
                                 "type": 2, "side": 0 if side == "buy" else 1, "size": size}
         if sl:
             body["stopLossBracket"] = {"ticks": -sl if side == "buy" else sl, "type": 4}
-        r = (await self.http.post("/api/Order/place", json=body)).json()
+        try:
+            r = (await self.http.post("/api/Order/place", json=body)).json()
+        except httpx.HTTPError as exc:
+            return f"error_{type(exc).__name__}"
         return "accepted" if r.get("success") else f"venue_{r.get('errorCode')}"
 
 

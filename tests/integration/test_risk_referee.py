@@ -40,7 +40,8 @@ def ct_ms(y: int, m: int, d: int, hh: int, mm: int) -> int:
 
 
 class Scenario:
-    def __init__(self, tmp: Path, start_ms: int, speed: float, **extra: str) -> None:
+    def __init__(self, tmp: Path, start_ms: int, speed: float, accounts: str = ACCOUNTS,
+                 **extra: str) -> None:
         self.tmp = tmp
         self.speed = speed
         self.env = {
@@ -49,7 +50,7 @@ class Scenario:
             "SIM_PORT": str(free_port()), "METRICS_PORT": str(free_port()),
             "RUN_DIR": str(tmp / "run"), "HEARTBEAT_INTERVAL": "0.5", "LOG_LEVEL": "INFO",
             "CLOCK_SPEED": str(speed), "CLOCK_ANCHOR": anchor_for(start_ms, speed),
-            "SIM_ACCOUNTS": ACCOUNTS, "SIM_ENFORCE": "none", "SIM_HISTORY_DAYS": "1",
+            "SIM_ACCOUNTS": accounts, "SIM_ENFORCE": "none", "SIM_HISTORY_DAYS": "1",
             "SIM_RATE_OTHER": "100000", "DEFAULT_CONTRACTS": "ES,MES",
             "TOPSTEP_ACCOUNT_ID": str(GW), "GATEWAY_DATABASE_PATH": str(tmp / "orders.db"),
             "GATEWAY_RECONCILE_INTERVAL": "600", "GATEWAY_PUBLISH_INTERVAL": "5",
@@ -80,8 +81,8 @@ class Scenario:
         finally:
             await bus.close()
 
-    def adversaries(self, start_ms: int, until_ms: int,
-                    long_bias: float) -> dict[int, dict[str, Any]]:
+    def adversaries(self, start_ms: int, until_ms: int, long_bias: float,
+                    seed: int = 11) -> dict[int, dict[str, Any]]:
         """Run the same adversary (same seed) through the gateway and straight to the venue."""
         runs = {}
         for account, via in ((GW, "gateway"), (DIRECT, "rest")):
@@ -89,8 +90,11 @@ class Scenario:
             runs[account] = (out, self.procs.spawn(
                 ["-m", "tests.integration.risk_adversary", "--via", via, "--account",
                  str(account), "--start", str(start_ms), "--until", str(until_ms),
-                 "--seed", "11",
+                 "--seed", str(seed),
                  "--long-bias", str(long_bias), "--out", str(out)], name=f"adv-{via}"))
+        return self.collect(runs, until_ms)
+
+    def collect(self, runs: dict[int, tuple[Path, Any]], until_ms: int) -> dict[int, Any]:
         real_s = max(0.0, (until_ms - self.clock.now_ms()) / 1000 / self.speed)
         result = {}
         for account, (out, proc) in runs.items():

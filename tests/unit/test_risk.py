@@ -425,3 +425,29 @@ def test_always_open_hours_have_no_window_but_keep_the_daily_reset() -> None:
     assert g.due(view(ct(2026, 11, 18, 15, 6), positions=(pos(ES, 1),)),
                  ct(2026, 11, 18, 15, 6)) == []
     assert g.deadlines(ct(2026, 11, 18, 17, 0)).day == date(2026, 11, 19)
+
+
+def test_orphaned_bracket_legs_are_counted_and_cancelled() -> None:
+    """The referee's week found it: a short's stop-loss leg left working after the short was
+    closed by another order fired later and opened a long past the cap."""
+    from gateway.gate import CancelOrders
+    g = gate(default_stop_ticks=4)
+    leg = order(ES, BUY, 2, parent_id=9001)                  # its entry 9001 has filled
+    # While the position it protects is open, it only exits: not counted, not cancelled.
+    short = view(positions=(pos(ES, -2),), orders=(leg,))
+    assert g.check(intent(ES, SELL, 3), short).allowed      # 5 short, the leg not added
+    assert not [a for a in g.due(short, WED) if isinstance(a, CancelOrders)]
+    # The short closed by another order: the leg could open 2 long, so it counts ...
+    flat = view(orders=(leg,))
+    assert g.check(intent(ES, BUY, 4), flat).rule == "max_position"
+    assert g.check(intent(ES, BUY, 3), flat).allowed
+    # ... and the gate cancels it.
+    acts = [a for a in g.due(flat, WED + 1) if isinstance(a, CancelOrders)]
+    assert acts and acts[0].order_ids == (leg.order_id,)
+    # A leg whose entry is still working, or just filled (its fill not yet in the position:
+    # negative id), is the entry's: not counted, not cancelled.
+    entry = order(ES, SELL, 2, order_id=9001)
+    assert g.check(intent(ES, BUY, 4), view(orders=(entry, leg))).allowed   # 6 if counted
+    moving = order(ES, SELL, 2, order_id=-9001)
+    assert not [a for a in g.due(view(WED + 20_000, orders=(moving, leg)), WED + 20_000)
+                if isinstance(a, CancelOrders)]

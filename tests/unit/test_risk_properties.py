@@ -4,8 +4,8 @@ A small account model (positions, working orders with bracket legs, balance, quo
 is driven by hypothesis; the gate answers every order and its `due` actions are carried out as
 the gateway would (Flatten: cancel everything, close at market; CancelEntries; state changes).
 After every step:
-- no reachable fill of the working orders (any subset, legs excluded: they only exit) takes
-  the weighted position past the cap;
+- no reachable fill of the working orders (any subset, legs included once their entry has
+  filled: an orphaned leg fills like any order) takes the weighted position past the cap;
 - whenever equity (longs at the bid, shorts at the ask, closing fees in) is at or below
   floor + buffer, `due` has latched HALTED and flattened what was held.
 """
@@ -17,7 +17,8 @@ from itertools import combinations
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from gateway.gate import (BUY, LONG, SELL, SHORT, BookView, CancelEntries, Flatten, Intent,
+from gateway.gate import (BUY, LONG, SELL, SHORT, BookView, CancelEntries, CancelOrders,
+                          Flatten, Intent,
                           PositionView, QuoteView, SetTradingState, WorkingOrder)
 from gateway.risk import RiskGate
 from gateway.risk_calendar import CmeCalendar
@@ -74,16 +75,14 @@ class Account:
     def fill_order(self, o: WorkingOrder) -> None:
         self.orders.remove(o)
         direction = 1 if o.side == BUY else -1
-        if o.parent_id is not None:
-            n = self.pos.get(o.contract, (0, 0.0))[0]
-            if n == 0 or (n > 0) == (direction > 0) or o.remaining > abs(n):
-                return          # an orphaned leg is cancelled (the gateway's OCO), never filled
-        self.fill(o.contract, direction, o.remaining)
+        self.fill(o.contract, direction, o.remaining)     # an orphaned leg fills like the venue
 
     def act(self, actions: list) -> None:  # type: ignore[type-arg]
         for a in actions:
             if isinstance(a, SetTradingState):
                 self.state = a.state
+            elif isinstance(a, CancelOrders):
+                self.orders = [o for o in self.orders if o.order_id not in a.order_ids]
             elif isinstance(a, CancelEntries):
                 self.orders = [o for o in self.orders if o.parent_id is not None or o.protective]
             elif isinstance(a, Flatten):
@@ -94,12 +93,15 @@ class Account:
 
 
 def reachable_max(acct: Account, gate: RiskGate) -> float:
-    """The largest weighted position any subset of the working entries could fill into."""
+    """The largest weighted position any subset of the working orders could fill into: entries,
+    and legs whose entry has filled (a leg fills like any order at the venue; while its entry
+    is still working it is suspended and cannot)."""
     total = 0.0
+    ids = {o.order_id for o in acct.orders}
     for c in SPEC:
         n = acct.pos.get(c, (0, 0.0))[0]
         entries = [(1 if o.side == BUY else -1) * o.remaining for o in acct.orders
-                   if o.contract == c and o.parent_id is None and not o.protective]
+                   if o.contract == c and o.parent_id not in ids]
         best = abs(n)
         if len(entries) <= 10:
             for k in range(1, len(entries) + 1):
