@@ -85,7 +85,13 @@ class GatewayService(Service):
         self._flattening = False
         self.intents: dict[str, dict[str, Any]] = {r["client_id"]: r for r in loaded.intents}
         self.by_tag: dict[str, str] = {r["custom_tag"]: r["client_id"] for r in loaded.intents}
-        self.orders: dict[int, dict[str, Any]] = {r["order_id"]: r for r in loaded.orders}
+        self.orders: dict[int, dict[str, Any]] = {}
+        # Indexes kept by _store_order: working orders, and client ids with a venue order
+        # (the gate's view is built on every submit and quote: no scan of the whole day).
+        self._open: dict[int, dict[str, Any]] = {}
+        self._placed_cids: set[str] = set()
+        for r in loaded.orders:
+            self._store_order(r)
         self.machine = OrderBookMachine()
         for r in loaded.orders:
             self.machine.apply(r["order_id"], r["status"], r["size"], r["fill_volume"],
@@ -406,7 +412,7 @@ class GatewayService(Service):
 
     def _note_placed(self, rec: dict[str, Any], order_id: int, managed: bool) -> None:
         if order_id not in self.orders:
-            self.orders[order_id] = self._row_from_intent(rec, order_id)
+            self._store_order(self._row_from_intent(rec, order_id))
         if managed:
             self.orders[order_id]["managed"] = True
 
@@ -564,7 +570,7 @@ class GatewayService(Service):
             mine = self._unposted.setdefault(row["contract"], {})
             mine[order.id] = (row["side"], mine.get(order.id, (0, 0, 0, 0.0))[1] + grew,
                               self._unposted_seq, time.monotonic())
-        self.orders[order.id] = row
+        self._store_order(row)
         if changed:
             # Appended in arrival order by the writer thread; not awaited, so the hub is never
             # held up by a disk (a crash loses at most what the venue still has: the restart
@@ -669,7 +675,7 @@ class GatewayService(Service):
         self._diffs_now = 0
         acc = self.account.id
         day = self._day_start()
-        since = min([day] + [r["created_ms"] for r in self.orders.values()
+        since = min([day] + [r["created_ms"] for r in self._open.values()
                              if r.get("created_ms") and r["state"] not in TERMINAL])
         orders = await self.client.search_orders(acc, since - SEARCH_MARGIN_MS)
         suspended: list[Order] = []
@@ -988,9 +994,20 @@ class GatewayService(Service):
         return {"status": "modified", "order_id": row["order_id"],
                 "message": f"order {row['order_id']} modified"}
 
+    def _store_order(self, row: dict[str, Any]) -> None:
+        """The one place an order row is stored, so the indexes stay right."""
+        oid = row["order_id"]
+        self.orders[oid] = row
+        if row["state"] in TERMINAL:
+            self._open.pop(oid, None)
+        else:
+            self._open[oid] = row
+        if row.get("client_id"):
+            self._placed_cids.add(row["client_id"])
+
     def _working(self, contract: str | None = None, owner: str | None = None
                  ) -> list[dict[str, Any]]:
-        return [r for r in self.orders.values() if r["state"] not in TERMINAL
+        return [r for r in self._open.values() if r["state"] not in TERMINAL
                 and (contract is None or r["contract"] == contract)
                 and (owner is None or r["owner"] == owner)]
 
@@ -1223,7 +1240,7 @@ class GatewayService(Service):
             protective=r["parent_id"] is not None) for r in self._working())
         # Orders the gate let through that are not venue orders yet (in flight, or an unknown
         # outcome being resolved) may still fill: the gate counts them too.
-        placed = {r["client_id"] for r in self.orders.values()}
+        placed = self._placed_cids
         pending = [(i.client_id, i.owner, i.contract, i.side, i.size, i.order_type)
                    for i in self._inflight.values()]
         pending += [(r["client_id"], r["owner"], r["contract"], r["side"], r["size"],
