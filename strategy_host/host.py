@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import zmq
 
 from chillly import topics
-from chillly.bus import BusNotReady, RequestTimeout
+from chillly.bus import RequestTimeout
 from chillly.codec import Envelope, encode_payload
 from chillly.errors import StartupError
 from chillly.messages import Alarm, Bar, ContractInfo, FillEvent, OrderEvent, PositionEvent
@@ -111,10 +111,9 @@ class Host(Service):
         self.store = StateFile(s.state_dir)
         self.bus.on_gap = self._on_gap
         self.counters.update(data_gaps=0, data_lost=0)
-        try:
-            await self.bus.ready(timeout=15)
-        except BusNotReady as exc:
-            raise StartupError(f"no broker: {exc}") from None
+        # No broker yet is not a configuration error: BusNotReady ends the start with exit 1,
+        # which supervisord restarts (exit 2 would leave the strategy stopped for good).
+        await self.bus.ready(timeout=15)
         await self._resolve_and_subscribe()
         saved = self.store.load()
         # What a counter-only save (before each submit) keeps of the strategy's own state
