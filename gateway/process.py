@@ -61,7 +61,9 @@ class GatewayService(Service):
     async def on_start(self) -> None:
         s: GatewaySettings = self.settings  # type: ignore[assignment]
         self.s = s
-        self.lock = acquire(s.gateway_database_path, "gateway")
+        # Wait a moment (off the loop) for a gateway that is still stopping: a supervisord
+        # restart overlaps the old one's stop, and exit 2 would leave trading stopped.
+        self.lock = await asyncio.to_thread(acquire, s.gateway_database_path, "gateway", 3.0)
         self.ready = False
         self.trading_state = ACTIVE
         self.counters.update({k: 0 for k in (
