@@ -7,7 +7,8 @@ is SIGKILLed at whatever moment it is in, and once everything has settled the ru
   gateway's, each strategy's own position with the gateway's view of its owner;
 - bars: every final 1m bar of the window in the database once and equal to the venue's, the 5m
   bars equal to the venue's minutes aggregated, no final published twice on the live stream;
-- the risk state (trading state) unchanged by the restarts.
+- the risk state (trading state, floor, start-of-day balance, high water, manual halt) unchanged
+  by the restarts, and the gateway's balance equal to the venue's (day P&L accounted for).
 
 Used by tests/system/test_chaos.py (each program once) and bench/chaos.py (rounds, figures).
 The sim is the judge and is never killed.
@@ -183,8 +184,18 @@ class Chaos:
         self.venue = Venue(f"http://127.0.0.1:{self.env['SIM_PORT']}")
         acct = await self.ask("gateway", "account")
         self.account = int(acct["account_id"])
-        self.risk_before = {"trading_state": acct.get("trading_state")}
+        self.risk_before = await self.risk_state()
         self.started_ms = int(time.time() * 1000)
+
+    async def risk_state(self) -> dict[str, Any]:
+        """What restarts must not move: the trading state, and the risk gate's floor, start-of-
+        day balance, high-water mark and manual halt (none of these moves within the run:
+        the floor trails only at 17:00 CT, hours of market time away)."""
+        acct = await self.ask("gateway", "account")
+        risk = await self.ask("gateway", "risk")
+        keep = ("floor", "sod_balance", "high_water", "manual_halt", "starting_balance")
+        return {"trading_state": acct.get("trading_state"),
+                **{k: risk.get(k) for k in keep if isinstance(risk, dict)}}
 
     def victims(self) -> list[str]:
         return [n for n in self.dep.names if n != "sim"]
@@ -354,9 +365,15 @@ class Chaos:
         for s in STRATEGIES:
             if not await self.strategy_matches(s):
                 v.strategies_differ.append(s)
+        risk = await self.risk_state()
+        for k, before in self.risk_before.items():
+            if risk.get(k) != before:
+                v.risk_changed.append(f"{k}: {before} -> {risk.get(k)}")
+        # Day P&L: the gateway's balance is the venue's (every fill and fee accounted for).
         acct = await self.ask("gateway", "account")
-        if acct.get("trading_state") != self.risk_before["trading_state"]:
-            v.risk_changed.append(f"{self.risk_before} -> {acct.get('trading_state')}")
+        venue_balance = self.venue.balance(self.account)
+        if abs(float(acct["balance"]) - venue_balance) > 0.005:
+            v.risk_changed.append(f"balance: gateway {acct['balance']} != venue {venue_balance}")
         return v
 
     async def close(self) -> None:
