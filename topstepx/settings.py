@@ -32,7 +32,9 @@ class ClientSettings(Settings):
     # Client-side rate budgets per endpoint class, COUNT/SECONDS on the process clock
     # (projectx-api.md §7: bars 30/30 s to be safe, everything else 200/60 s).
     feed_bars_budget: str = "30/30"
-    feed_rest_budget: str = "200/60"
+    # Each of the three feed processes (feed-bars, feed-market, subscriptions) takes 40/60 and the
+    # gateway GATEWAY_REST_BUDGET 80/60: together the venue's 200 per user and minute.
+    feed_rest_budget: str = "40/60"
     feed_http_timeout: float = Field(default=10.0, gt=0)       # real seconds
     feed_read_retries: int = Field(default=4, ge=0)
     feed_retry_after_max: float = Field(default=60.0, gt=0)    # cap on a venue's Retry-After
