@@ -68,7 +68,10 @@ async def main() -> int:
     until = start + (a.days - 1) * 86_400_000 + (ct_ms(*monday, 15, 20) - start)
     sc = Scenario(tmp, start - 45 * 60_000 * int(a.speed / 60), a.speed,
                   accounts=accounts(a.program, a.size), TOPSTEP_PROGRAM=a.program,
-                  TOPSTEP_ACCOUNT_SIZE=a.size, RISK_MLL_BUFFER="600")
+                  TOPSTEP_ACCOUNT_SIZE=a.size, RISK_MLL_BUFFER="600",
+                  # the fair-use daily count lifted, so that every other rule meets orders
+                  # all week long (at 200 the adversary is refused from mid-morning on)
+                  RISK_DAILY_CONTRACTS="100000")
     try:
         await sc.start()
         login = httpx.post(f"{sc.base}/api/Auth/loginKey",

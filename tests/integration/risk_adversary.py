@@ -26,6 +26,7 @@ import httpx
 from chillly.bus import Bus
 from chillly.calendar import CHICAGO
 from chillly.clock import clock_from_settings
+from chillly.process import die_with_parent
 from chillly.settings import load_settings
 
 
@@ -49,8 +50,12 @@ class Venue:
         if sl:
             body["stopLossBracket"] = {"ticks": -sl if side == "buy" else sl, "type": 4}
         try:
-            r = (await self.http.post("/api/Order/place", json=body)).json()
-        except httpx.HTTPError as exc:
+            resp = await self.http.post("/api/Order/place", json=body)
+            if resp.status_code == 401:          # the token expired (long accelerated runs)
+                await self.start()
+                return "error_401"
+            r = resp.json()
+        except (httpx.HTTPError, ValueError) as exc:
             return f"error_{type(exc).__name__}"
         return "accepted" if r.get("success") else f"venue_{r.get('errorCode')}"
 
@@ -93,6 +98,7 @@ async def main() -> None:
     ap.add_argument("--long-bias", type=float, default=0.5)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
+    die_with_parent()          # a test or bench that dies takes its adversary with it
     settings = load_settings()
     clock = clock_from_settings(settings)
     rnd = random.Random(a.seed)
