@@ -68,6 +68,7 @@ def test_delivery_in_order_and_contract_isolation(procs: Procs, transport_env, t
         assert seqs == list(range(1, 2001))
 
 
+@pytest.mark.serial
 def test_stalled_subscriber_slows_neither_publisher_nor_others(procs: Procs, bus_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     procs.spawn(["-m", "broker"], name="broker", env={"BUS_HWM": "1000"})
     stalled, stalled_out = start_sub(procs, tmp_path, "sub-stalled", "bar.")

@@ -5,6 +5,8 @@ request for rate in normal work (we stay under its budget: counted at the sim), 
 
 from __future__ import annotations
 
+import pytest
+
 from typing import Any
 
 from chillly.clock import MINUTE_MS
@@ -21,6 +23,7 @@ def last_hb(col: Collect, name: str) -> dict[str, Any]:
     return hbs[-1].counters if hbs else {}
 
 
+@pytest.mark.serial
 async def test_bars_survive_token_expiry_429_storms_and_500s_within_budget(procs, bus) -> None:  # type: ignore[no-untyped-def]
     # Three contracts polled every 5 market seconds want 18 bars requests per 30 s; the budget
     # (and the sim's limit) is 10 per 30 s, so the budget is what paces the poller.

@@ -62,6 +62,7 @@ def test_a_naive_resend_doubles_the_order(stack: Stack) -> None:
         v.clear_faults()
 
 
+@pytest.mark.serial
 async def test_sigkill_while_place_is_in_flight_leaves_exactly_one_order(stack: Stack) -> None:
     acc = stack.new_account()
     gw = stack.gateway(acc)

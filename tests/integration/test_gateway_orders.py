@@ -20,6 +20,7 @@ def _venue_realized(trades: list[dict]) -> float:
                      for t in trades if not t["voided"]), 2)
 
 
+@pytest.mark.serial
 async def test_every_order_type_round_trips_and_matches_the_venue(stack: Stack) -> None:
     acc = stack.new_account()
     stack.gateway(acc)
