@@ -149,6 +149,7 @@ async def _run(tmp: Path, anchor_ms: int, speed: float, start_ms: int | None, mi
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 async def test_flat_window_and_position_cap_hold_through_the_gateway(scenario_dir: Path) -> None:
     sc, runs = await _run(scenario_dir, ct_ms(2026, 12, 2, 13, 55), 90.0,
                           start_ms=ct_ms(2026, 12, 2, 14, 40), minutes=33, long_bias=0.5)
@@ -167,6 +168,7 @@ async def test_flat_window_and_position_cap_hold_through_the_gateway(scenario_di
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 async def test_market_drift_toward_the_floor_is_flattened_in_time(scenario_dir: Path) -> None:
     sc, runs = await _run(scenario_dir, ct_ms(2026, 12, 2, 9, 0), 60.0, start_ms=None,
                           minutes=28, long_bias=0.9, drift_ticks=-300, drift_s=1500,
