@@ -7,6 +7,7 @@ environment the test wants (SIM_PORT, CLOCK_SPEED, SIM_ALWAYS_OPEN, SIM_RATE_*, 
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 from typing import Any
@@ -14,10 +15,23 @@ from typing import Any
 import httpx
 
 
+_BELOW_EPHEMERAL = (20_000, 32_768)  # Linux hands out 32768-60999 for outgoing connections
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nobody listens on, for a child process to bind later.
+
+    Chosen below the kernel's ephemeral range: a port the kernel picked with bind(0) is an
+    ephemeral one, and any outgoing connection made before the child binds (an httpx client,
+    a ZeroMQ connect) may take it meanwhile ("Address already in use")."""
+    while True:
+        port = random.randrange(*_BELOW_EPHEMERAL)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def sim_env(run_dir: object, **extra: str) -> dict[str, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,14 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sim.testing import free_port  # noqa: F401  (one way to pick a port; re-exported)
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def eventually(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
