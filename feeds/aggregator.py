@@ -180,12 +180,13 @@ class BarAggregator:
 
         `reference` maps bucket open time to the row the database holds (for a reader that may
         have missed live output): an unchanged final it lacks or holds differently is re-sent.
-        `covered_from`: the bars are every 1m bar from there on (a database window); without
-        it, from the oldest bar given. `settle`: bucket starts to re-judge even if untouched.
+        `covered_from`: the bars are every 1m bar from there on (a database window known to
+        be whole); without it, coverage is unchanged. `settle`: bucket starts to re-judge even if untouched.
         """
         bars = list(bars)
-        if covered_from is None and bars:
-            covered_from = min(b.t for b in bars)
+        # Coverage is never inferred from the oldest bar given: a database window can hold the
+        # first batch of a backfill still being written and the live bars, with the hole
+        # between them (a daily bar went final with 60% of its volume that way).
         if covered_from is not None and (self.covered_from is None
                                          or covered_from < self.covered_from):
             self.covered_from = covered_from
@@ -249,9 +250,11 @@ class BarAggregator:
             if bucket.start not in self._asked and self.need_history is not None:
                 self._asked.add(bucket.start)
                 self.counters["history_wanted"] += 1
+                # Nothing live yet: history up to now, which the live stream (subscribed
+                # before anything is asked) continues without a hole.
                 self.need_history(self.contract, bucket.start,
                                   self.covered_from if self.covered_from is not None
-                                  else bucket.end)
+                                  else max(bucket.end, self.clock.now_ms()))
             return
         bucket.complete = True
         self.open.pop(bucket.start, None)

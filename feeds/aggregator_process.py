@@ -158,8 +158,8 @@ class AggregatorProcess(Service):
               ) -> list[tuple[str, int, list[Bar], dict[str, list[Bar]], bool]]:
         """(contract, start, 1m bars, stored bars per tf, whole) for one contract's window, or
         for every stored contract's warm-up window when `contract` is None. `whole`: the
-        database holds 1m bars from before the window, so the window has every bar of it (a
-        bucket at its start is not missing its head)."""
+        database holds 1m bars from before the window and owes no backfill, so the window has
+        every bar of it (a bucket at its start is not missing its head)."""
 
         try:
             conn = open_reader(self.settings.database_path)
@@ -192,6 +192,10 @@ class AggregatorProcess(Service):
                 newest = queries.last_time(conn, contract, "1m", before) or 0
                 horizon = newest - int(self.settings.aggregator_retention_days * DAY_MS)
                 jobs = [(contract, max(start or 0, horizon))]
+            try:
+                owed = queries.recovery_owed(conn)
+            except ValueError:
+                owed = {}
             out = []
             for c, s in jobs:
                 lo = min(spec.bounds(s)[0] for spec in self.specs)
@@ -200,7 +204,10 @@ class AggregatorProcess(Service):
                 stored = {spec.tf: good(queries.bars_between(conn, c, spec.tf, lo,
                                                              min(end + DAY_MS, before)))
                           for spec in self.specs}
-                whole = queries.last_time(conn, c, "1m", lo) is not None
+                # Whole only while the store owes no 1m backfill for it: during a recovery the
+                # database has a hole the store has not refilled yet.
+                whole = (queries.last_time(conn, c, "1m", lo) is not None
+                         and owed.get(c, (None, 0))[0] is None)
                 out.append((c, s, m1, stored, whole))
             return out
         except sqlite3.Error as exc:

@@ -121,16 +121,14 @@ class Store(Service):
     def _read_owed(self) -> dict[str, tuple[int | None, int]]:
         conn = open_reader(self.settings.database_path)
         try:
-            row = conn.execute("SELECT value FROM meta WHERE key='recovery_owed'").fetchone()
+            return queries.recovery_owed(conn)
+        except ValueError as exc:
+            log.warning("%s: ignored", exc)
+            return {}
         except sqlite3.Error:
             return {}
         finally:
             conn.close()
-        try:
-            return {str(c): (v[0], int(v[1])) for c, v in json.loads(row[0]).items()} if row else {}
-        except (ValueError, TypeError, IndexError, AttributeError):
-            log.warning("unreadable recovery_owed note ignored: %r", row[0])
-            return {}
 
     def _save_owed(self) -> None:
         self.writer.add("meta", ("recovery_owed", json.dumps(self._owed, sort_keys=True)))

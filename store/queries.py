@@ -6,6 +6,7 @@ Every function takes a connection from `open_reader` below (read-only). Bars com
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from pathlib import Path
@@ -127,6 +128,26 @@ def database_venue(conn: sqlite3.Connection) -> str | None:
     except sqlite3.OperationalError:   # no meta table: a database older than migration 3
         return None
     return None if row is None else str(row[0])
+
+
+def recovery_owed(conn: sqlite3.Connection) -> dict[str, tuple[int | None, int]]:
+    """The store's pending recoveries (meta key 'recovery_owed'): contract -> (1m backfill owed
+    from, or None; higher timeframes to reconcile from). A contract listed with a backfill owed
+    has a hole after that time that the store has not refilled yet, so a reader must not take
+    its stored 1m bars for every bar of a window (the aggregator's coverage, defect 18).
+
+    Raises ValueError for an unreadable note; {} when there is none (or no meta table)."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key='recovery_owed'").fetchone()
+    except sqlite3.OperationalError:
+        return {}
+    if row is None:
+        return {}
+    try:
+        return {str(c): (None if v[0] is None else int(v[0]), int(v[1]))
+                for c, v in json.loads(row[0]).items()}
+    except (ValueError, TypeError, IndexError, AttributeError):
+        raise ValueError(f"unreadable recovery_owed note: {row[0]!r}") from None
 
 
 def venue_problem(conn: sqlite3.Connection, venue: str, path: Path | str) -> str | None:

@@ -162,7 +162,7 @@ def test_recovery_load_emits_only_what_the_database_lacks() -> None:
     stored_5m = aggregate(minutes[:5], BucketSpec.of("5m"))        # first bucket already stored
     agg, sink = make("5m")
     agg.seed([b for b in stored_5m])
-    agg.load(minutes, now_ms=t0 + 12 * MINUTE_MS)
+    agg.load(minutes, now_ms=t0 + 12 * MINUTE_MS, covered_from=t0)   # a whole database window
     # The second bucket was missed (final now), the third is in progress (partial).
     assert [(b.t, b.final) for b in sink.bars] == [(t0 + 5 * MINUTE_MS, True),
                                                    (t0 + 10 * MINUTE_MS, False)]
@@ -246,3 +246,39 @@ def test_history_that_has_nothing_lets_the_partial_bucket_go_final() -> None:
     assert not [b for b in sink.finals() if b.t == t0]
     agg.fill([], t0, t0 + 10 * MINUTE_MS)     # the venue had no bar before the subscription
     assert [b.volume for b in sink.finals() if b.t == t0] == [3]
+
+
+def test_a_database_window_with_a_hole_does_not_finish_the_head_bucket() -> None:
+    """Defect 18, the race: the store had written the first batch of the head's backfill and
+    the live bars, not the batches between; a reconcile read that window. The oldest bar read
+    is not proof that every later bar is held, so the daily bucket must stay partial until the
+    history it asked for arrives (it went final with 60% of its volume)."""
+    wanted: list[tuple[str, int, int]] = []
+    sink = Sink()
+    day = BucketSpec.of("1d")
+    start, end = day.bounds(ms(2026, 1, 13, 15))              # Tuesday's session
+    clock = ManualClock(end + 90 * MINUTE_MS)
+    agg = BarAggregator(C, day, sink, clock, need_history=lambda c, a, b: wanted.append((c, a, b)))
+    session = [bar(start + i * MINUTE_MS, volume=10) for i in range((end - start) // MINUTE_MS)]
+    live = [bar(end + 60 * MINUTE_MS + i * MINUTE_MS) for i in range(30)]   # next session
+    for b in live:
+        agg.handle_bar(b)
+    agg.load(session[:500] + live, clock.now_ms())           # batch 1 of 3, and the live bars
+    assert not [b for b in sink.finals() if b.t == start]
+    assert wanted and wanted[0][1] == start
+    agg.fill(session, start, clock.now_ms())                  # the whole history arrives
+    finals = [b for b in sink.finals() if b.t == start]
+    assert [b.volume for b in finals] == [10 * len(session)]
+
+
+def test_history_asked_before_any_live_bar_reaches_now() -> None:
+    """With nothing live yet, the history asked for runs to now: the live stream continues it
+    without a hole (asking only to the bucket's end would leave the minutes after it unproven)."""
+    wanted: list[tuple[str, int, int]] = []
+    t0 = ms(2026, 1, 14, 15)
+    clock = ManualClock(t0 + 30 * MINUTE_MS)
+    agg = BarAggregator(C, BucketSpec.of("5m"), Sink(), clock,
+                        need_history=lambda c, a, b: wanted.append((c, a, b)))
+    agg.load([bar(t0 + i * MINUTE_MS) for i in range(2, 12)], clock.now_ms())
+    assert wanted[0] == (C, t0, t0 + 30 * MINUTE_MS)   # one per bucket; the feed coalesces
+    assert {end for _, _, end in wanted} == {t0 + 30 * MINUTE_MS}
