@@ -50,18 +50,21 @@ def closing_buckets(tfs: list[str], minute_t: int,
                     market_open: Callable[[int], bool] = is_market_open,
                     spec_of: Callable[[str], BucketSpec] = BucketSpec.of
                     ) -> list[tuple[str, int]]:
-    """(tf, bucket open) of every bucket that closes when the minute opening at `minute_t`
-    ends, for buckets in which the market was open at some minute we can see cheaply (its first
-    or its last minute). `spec_of` gives each timeframe's buckets: the process passes
-    `settings.spec`, so ticks follow AGGREGATOR_SESSION_OPEN as the aggregator's bars do."""
-    end = minute_t + MINUTE_MS
+    """(tf, bucket open) of every bucket whose last trading minute is the minute opening at
+    `minute_t`, for buckets in which the market was open at some minute we can see cheaply (its
+    first or its last minute). The tick goes out when the bucket is over for trading, as its
+    final does: a daily bucket at the 16:00 CT halt (12:00 CT on an early close), not at the
+    next session's open. `spec_of` gives each timeframe's buckets: the process passes
+    `settings.spec`, so ticks follow AGGREGATOR_SESSION_OPEN and FEED_MARKET_HOURS as the
+    aggregator's bars do."""
     out = []
     for tf in tfs:
         if tf == "1m":
             start = minute_t
         else:
-            start, b_end = spec_of(tf).bounds(minute_t)
-            if b_end != end:
+            spec = spec_of(tf)
+            start, b_end = spec.bounds(minute_t)
+            if spec.last_minute(start, b_end) != minute_t:
                 continue
         if market_open(start) or market_open(minute_t):
             out.append((tf, start))

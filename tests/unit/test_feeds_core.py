@@ -413,3 +413,15 @@ def test_fast_timestamp_parse_agrees_with_the_kernel_parser() -> None:
                     text[:-5] + ".5Z", text[:-1] + "-05:00"]
         for v in variants:
             assert fast_iso_ms(v) == iso_to_ms(v), v
+
+
+def test_the_daily_tick_goes_out_at_the_close_also_on_an_early_close() -> None:
+    """Defect 10's leftover: the day after Thanksgiving 2026 closes at 12:00 CT; its daily
+    tick fired at 17:00 CT while its final went out at the close. Both now at the close, and
+    on a normal day at the 16:00 CT halt."""
+    def daily_tick_minutes(session_open: str) -> list[int]:
+        start = iso_to_ms(session_open)
+        return [start + m * MINUTE_MS for m in range(0, 24 * 60)
+                if closing_buckets(["1d"], start + m * MINUTE_MS)]
+    assert daily_tick_minutes("2026-11-26T23:00:00Z") == [iso_to_ms("2026-11-27T17:59:00Z")]
+    assert daily_tick_minutes("2026-11-23T23:00:00Z") == [iso_to_ms("2026-11-24T21:59:00Z")]
