@@ -4,6 +4,10 @@
 Start, in this order (ARCHITECTURE.md §9): resolve the contracts and subscribe (buffering),
 load the saved state (`on_load`), warm the bars up from the series cache, ask the gateway for
 our open orders and position, `on_start`, then replay what arrived meanwhile and go live.
+The replay leaves out the order and position events that arrived before the gateway's answer
+they are part of: the gateway builds an answer and sends it in one step, and the bus keeps
+one publisher's order, so those events are already in the view `on_start` saw, and replaying
+them would show the strategy its orders and position going back in time.
 It subscribes only to its own topics: its contracts' bars of its timeframes, quotes and trades
 only if the class has those hooks, contract metadata, and its own order/fill/position events.
 Commands go out one at a time in the order the strategy made them (a cancel never overtakes
@@ -92,6 +96,9 @@ class Host(Service):
         self.live = False
         self.fatal: str | None = None
         self.buffer: list[tuple[Any, Any]] = []
+        # rid -> len(buffer) when its reply arrived: where a gateway answer sits in the stream.
+        self._reply_at: dict[str, int] = {}
+        self._synced_at: tuple[int, int] | None = None   # (orders, positions) answers
         self.outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self.timer_tasks: dict[str, asyncio.Task[None]] = {}
         self.tasks: list[asyncio.Task[Any]] = []
@@ -110,6 +117,7 @@ class Host(Service):
                              on_schedule=self._schedule, on_unschedule=self._unschedule)
         self.store = StateFile(s.state_dir)
         self.bus.on_gap = self._on_gap
+        self.bus.on(topics.reply(self.bus.instance), self._note_reply)
         self.counters.update(data_gaps=0, data_lost=0)
         # No broker yet is not a configuration error: BusNotReady ends the start with exit 1,
         # which supervisord restarts (exit 2 would leave the strategy stopped for good).
@@ -123,9 +131,7 @@ class Host(Service):
         await self._warm()
         await self._sync()
         self._guard(self.engine.call, "on_start")
-        for handler, msg in self.buffer:
-            self._guard(handler, msg)
-        self.buffer = []
+        self._replay()
         self.live = True
         loop = asyncio.get_running_loop()
         self.tasks += [loop.create_task(self._sender()), loop.create_task(self._saver())]
@@ -136,11 +142,35 @@ class Host(Service):
 
     # ---------------------------------------------------------------- start-up steps
 
+    def _note_reply(self, env: Envelope) -> None:
+        rid = env.payload.get("rid")
+        if isinstance(rid, str) and not self.live:
+            self._reply_at.setdefault(rid, len(self.buffer))   # the first copy counts
+
+    def _replay(self) -> None:
+        """What arrived while starting, in order, less the order and position events the
+        gateway's answers already held (see the module's docstring)."""
+        orders_at, positions_at = self._synced_at or (0, 0)
+        stale = 0
+        for i, (handler, msg) in enumerate(self.buffer):
+            if (i < orders_at and handler == self.engine.on_order) or (
+                    i < positions_at and handler == self.engine.on_position):
+                stale += 1
+                continue
+            self._guard(handler, msg)
+        self.buffer = []
+        self._reply_at.clear()
+        self.counters["superseded_at_start"] = stale
+        if stale:
+            log.info("%d order/position event(s) from before the gateway's answer left out",
+                     stale)
+
     async def _ask(self, service: str, command: str, args: dict[str, Any],
-                   timeout: float = 2.0, attempts: int = 3) -> tuple[bool, Any, str | None]:
+                   timeout: float = 2.0, attempts: int = 3,
+                   rid: str | None = None) -> tuple[bool, Any, str | None]:
         try:
             reply = await self.bus.request(service, command, args, timeout=timeout,
-                                           attempts=attempts)
+                                           attempts=attempts, rid=rid)
         except RequestTimeout:
             return False, None, f"no reply from {service}"
         return reply.ok, reply.result, reply.error
@@ -216,10 +246,12 @@ class Host(Service):
         """Our open orders and positions from the gateway; the id counter past its ids."""
         name = self.inst.name
         for attempt in range(30):
+            rid_orders, rid_positions = self.bus.new_rid(), self.bus.new_rid()
             ok, result, error = await self._ask("gateway", "orders",
-                                                {"owner": name, "open_only": False}, 1.0, 2)
+                                                {"owner": name, "open_only": False}, 1.0, 2,
+                                                rid=rid_orders)
             ok2, result2, error2 = await self._ask("gateway", "positions", {"owner": name},
-                                                   1.0, 2)
+                                                   1.0, 2, rid=rid_positions)
             if not (ok and ok2 and isinstance(result, dict) and isinstance(result2, dict)):
                 log.warning("gateway sync incomplete (%s): orders and position start empty",
                             error or error2 or result)
@@ -240,6 +272,8 @@ class Host(Service):
         open_orders = [o for o in orders if o.get("state") not in TERMINAL]
         positions = [p for p in result2.get("positions", []) if p.get("owner") == name]
         self.engine.sync(open_orders, positions)
+        self._synced_at = (self._reply_at.get(rid_orders, 0),
+                           self._reply_at.get(rid_positions, 0))
         log.info("gateway: %d open orders, net position %d", len(open_orders),
                  self.engine.net_position())
 
