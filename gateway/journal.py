@@ -7,13 +7,20 @@ is appended too, so the journal alone tells an order's story.
 
 Durability: WAL with `synchronous=FULL` (each commit is fsynced). All SQLite work runs on one
 writer thread owning the connection, so the event loop never waits on a disk; callers `await`
-their write's commit (group commit: jobs queued together share one transaction and one fsync). One gateway per file: the caller holds the file's
-lock (chillly.singleton when available).
+their write's commit (group commit: jobs queued together share one transaction and one fsync).
+One gateway per file: the caller holds the file's lock (chillly.singleton when available).
+
+Background writes (venue order updates, fills, resolved intents: `write_soon`) are not awaited
+by the hub's path, so a disk that refuses them must not lose them: they wait in order in
+memory and are written, in that order, as soon as the disk takes writes again, without a
+restart. A disk error (sqlite3.OperationalError) in any job fails its whole batch, so no later
+write can land before an earlier one that failed (an older order row would overwrite a newer).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import sqlite3
 import threading
@@ -24,6 +31,11 @@ from typing import Any, Callable, TypeVar
 from gateway.migrations import migrate
 
 T = TypeVar("T")
+Job = Callable[[sqlite3.Connection], Any]
+log = logging.getLogger("gateway.journal")
+
+#: Real seconds between attempts at background writes the disk refused.
+RETRY_S = 1.0
 
 INTENT_COLUMNS = ("client_id", "custom_tag", "rid", "owner", "account", "contract", "side", "size",
                   "order_type", "limit_price", "stop_price", "trail_ticks", "sl_ticks",
@@ -68,6 +80,10 @@ class Journal:
         self.failures = 0                 # writes the disk refused
         self.fault: str | None = None     # set while writes fail
         self.on_fault: Callable[[str | None], None] | None = None
+        self._later: list[Job] = []       # background writes not on disk yet, oldest first
+        self._later_wake: asyncio.Event | None = None
+        self._later_task: asyncio.Task[None] | None = None
+        self.later_failed = 0             # background writes dropped (not a disk error)
 
     # ------------------------------------------------------------------ the writer thread
 
@@ -105,6 +121,8 @@ class Journal:
                         out = fn(conn)
                         conn.execute("RELEASE job")
                         results.append((fut, loop, out, None))
+                    except sqlite3.OperationalError:
+                        raise             # the disk, not this job: the whole batch fails
                     except Exception as exc:
                         conn.execute("ROLLBACK TO job")
                         conn.execute("RELEASE job")
@@ -172,6 +190,9 @@ class Journal:
         await asyncio.to_thread(connect)
         self._thread = threading.Thread(target=self._writer, name="journal", daemon=True)
         self._thread.start()
+        self._later_wake = asyncio.Event()
+        self._later_task = asyncio.get_running_loop().create_task(self._write_later(),
+                                                                   name="journal-later")
 
         def load(conn: sqlite3.Connection) -> Loaded:
             rows = lambda q: [dict(r) for r in conn.execute(q)]  # noqa: E731
@@ -181,8 +202,18 @@ class Journal:
                           rows("SELECT * FROM fills ORDER BY trade_id"), version)
         return await self._run(load)
 
-    async def close(self) -> None:
-        """Finish every queued write, then close."""
+    async def close(self, wait_s: float = 5.0) -> None:
+        """Finish every queued write (background ones for up to `wait_s` while the disk
+        refuses them; what is still not written then is logged), then close."""
+        if self._later_task is not None:
+            deadline = asyncio.get_running_loop().time() + wait_s
+            while self._later and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            if self._later:
+                log.error("%d background journal write(s) not on disk at close (the restart "
+                          "reconciles them from the venue)", len(self._later))
+            self._later_task.cancel()
+            self._later_task = None
         if self._thread is not None:
             self._q.put(None)
             await asyncio.to_thread(self._thread.join, 5.0)
@@ -190,6 +221,42 @@ class Journal:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    # ------------------------------------------------------------------ background writes
+
+    @property
+    def backlog(self) -> int:
+        """Background writes waiting for the disk."""
+        return len(self._later)
+
+    def write_soon(self, job: Job) -> None:
+        """Queue a background write: written in order, retried while the disk refuses it."""
+        self._later.append(job)
+        if self._later_wake is not None:
+            self._later_wake.set()
+
+    async def _write_later(self) -> None:
+        assert self._later_wake is not None
+        while True:
+            await self._later_wake.wait()
+            self._later_wake.clear()
+            while self._later:
+                jobs = list(self._later)
+                results = await asyncio.gather(*(self._submit(j, True) for j in jobs),
+                                               return_exceptions=True)
+                disk = next((r for r in results if isinstance(r, sqlite3.OperationalError)),
+                            None)
+                if disk is not None:      # the whole batch failed: keep all, try again later
+                    self._set_fault(str(disk))
+                    await asyncio.sleep(RETRY_S)
+                    continue
+                for r in results:
+                    if isinstance(r, BaseException):
+                        self.later_failed += 1
+                        log.error("background journal write dropped: %r", r)
+                del self._later[:len(jobs)]
+                if self.fault is not None:
+                    self._set_fault(None)
 
     # ------------------------------------------------------------------ writes
 
@@ -204,10 +271,15 @@ class Journal:
     async def resolve_intent(self, client_id: str, status: str, at_ms: int,
                              order_id: int | None = None, code: int | None = None,
                              message: str | None = None) -> None:
-        await self._tx(lambda c: c.execute(
+        await self._tx(self.resolve_job(client_id, status, at_ms, order_id, code, message))
+
+    @staticmethod
+    def resolve_job(client_id: str, status: str, at_ms: int, order_id: int | None = None,
+                    code: int | None = None, message: str | None = None) -> Job:
+        return lambda c: c.execute(
             "UPDATE intents SET status=?, order_id=COALESCE(?, order_id), code=?, message=?, "
             "resolved_ms=? WHERE client_id=?",
-            (status, order_id, code, message, at_ms, client_id)))
+            (status, order_id, code, message, at_ms, client_id))
 
     async def retag_intent(self, client_id: str, custom_tag: str, created_ms: int) -> None:
         """The venue refused the intent's brackets outright (nothing working): it is sent again
@@ -219,7 +291,12 @@ class Journal:
 
     async def record_order(self, row: dict[str, Any], at_ms: int, source: str,
                            changed_state: bool) -> None:
+        await self._tx(self.order_job(row, at_ms, source, changed_state))
+
+    @staticmethod
+    def order_job(row: dict[str, Any], at_ms: int, source: str, changed_state: bool) -> Job:
         """Upsert an order's current row; append an event when its status/fill changed."""
+        row = dict(row)   # as it is now: the caller's dict goes on changing
         cols = [c for c in ORDER_COLUMNS if c in row]
         updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c != "order_id")
         sql = (f"INSERT INTO orders ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
@@ -232,14 +309,19 @@ class Journal:
                           " filled_price, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
                           (row["order_id"], at_ms, row["status"], row["state"],
                            row.get("fill_volume", 0), row.get("filled_price"), source))
-        await self._tx(job)
+        return job
 
     async def add_fill(self, row: dict[str, Any]) -> bool:
         """Append a fill; False when its trade id is already journaled."""
+        return bool(await self._tx(self.fill_job(row)))
+
+    @staticmethod
+    def fill_job(row: dict[str, Any]) -> Job:
         cols = [c for c in FILL_COLUMNS if c in row]
+        values = [row[k] for k in cols]
         sql = (f"INSERT OR IGNORE INTO fills ({', '.join(cols)}) "
                f"VALUES ({', '.join('?' for _ in cols)})")
-        return await self._tx(lambda c: c.execute(sql, [row[k] for k in cols]).rowcount == 1)
+        return lambda c: c.execute(sql, values).rowcount == 1
 
     async def save_risk(self, book_json: str, at_ms: int) -> None:
         """Replace the risk gate's book (migration 2)."""

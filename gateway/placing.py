@@ -139,7 +139,7 @@ class Placing(GatewayState):
         resolves by customTag: the same outcome)."""
         rec.update(status=status, order_id=order_id or rec.get("order_id"), code=code,
                    message=message, resolved_ms=self.clock.now_ms())
-        self._write_soon(self.journal.resolve_intent(
+        self.journal.write_soon(self.journal.resolve_job(
             rec["client_id"], status, rec["resolved_ms"], order_id, code, message))
 
     async def _resolve_as(self, rec: dict[str, Any], status: str, order_id: int | None,

@@ -132,7 +132,6 @@ class GatewayService(Commands, Closing, Placing, ManagedBrackets, VenueEvents, R
         self._tasks: list[asyncio.Task[Any]] = []
         self._flat_n = 0
         self._diffs_now = 0
-        self._writes: set[asyncio.Task[Any]] = set()
         self._quoted: set[str] = set()
         log.info("account %s (%d); journal %s (version %d, %d intents, %d orders, %d fills)",
                  self.account.name, self.account.id, s.gateway_database_path, loaded.version,
@@ -191,15 +190,12 @@ class GatewayService(Commands, Closing, Placing, ManagedBrackets, VenueEvents, R
                 await t
             except (asyncio.CancelledError, Exception):
                 pass
-        pending_writes = list(getattr(self, "_writes", ()))
-        if pending_writes:
-            await asyncio.gather(*pending_writes, return_exceptions=True)
         if getattr(self, "client", None) is not None:
             await self.client.aclose()
         if getattr(self, "risk", None) is not None:
             await self.risk.flush()
         if getattr(self, "journal", None) is not None:
-            await self.journal.close()
+            await self.journal.close(wait_s=1.0)   # inside the 2 s every process stops in
         if getattr(self, "lock", None) is not None:
             self.lock.release()
 
@@ -214,6 +210,8 @@ class GatewayService(Commands, Closing, Placing, ManagedBrackets, VenueEvents, R
             self.counters.update({f"hub_{k}": v for k, v in self.hub.counters.items()})
         if getattr(self, "journal", None) is not None:
             self.counters["journal_writes"] = self.journal.writes
+            self.counters["journal_backlog"] = self.journal.backlog
+            self.counters["journal_dropped"] = self.journal.later_failed
         self.counters["ready"] = int(getattr(self, "ready", False))
         if getattr(self, "risk", None) is not None:
             self.counters["risk_flatten_held_back"] = self.risk.gate.held_back

@@ -81,7 +81,6 @@ class GatewayState(Service):
     _tasks: list[asyncio.Task[Any]]
     _flat_n: int
     _diffs_now: int
-    _writes: set[asyncio.Task[Any]]
     _quoted: set[str]
 
     if TYPE_CHECKING:
@@ -189,16 +188,6 @@ class GatewayState(Service):
         self.bus.publish(topics.alarm(self.process_name), Alarm(
             name=self.process_name, code=code, active=active, text=text))
 
-    def _write_soon(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._writes.add(task)
-        task.add_done_callback(self._write_done)
-
-    def _write_done(self, task: "asyncio.Task[Any]") -> None:
-        self._writes.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("journal write failed: %s", task.exception())
-            self._alarm("journal", True, f"journal write failed: {task.exception()}")
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -98,7 +98,7 @@ class VenueEvents(GatewayState):
             # Appended in arrival order by the writer thread; not awaited, so the hub is never
             # held up by a disk (a crash loses at most what the venue still has: the restart
             # reads orders and today's trades back).
-            self._write_soon(self.journal.record_order(
+            self.journal.write_soon(self.journal.order_job(
                 {k: v for k, v in row.items() if k != "managed"}, self.clock.now_ms(), source,
                 True))
             self._publish_order(row)
@@ -120,7 +120,7 @@ class VenueEvents(GatewayState):
                "pnl": t.profit_and_loss, "vt": t.creation_timestamp,
                "at_ms": self.clock.now_ms()}
         self.ledger.add(t.id)
-        self._write_soon(self.journal.add_fill(row))
+        self.journal.write_soon(self.journal.fill_job(row))
         self.counters["fills"] += 1
         await self._ensure_spec(row["contract"])
         if t.creation_timestamp is None or t.creation_timestamp >= self._day_start():

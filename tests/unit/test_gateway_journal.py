@@ -42,3 +42,37 @@ async def test_intents_commit_together_and_read_back(tmp_path: Path) -> None:
     row = next(r for r in again.intents if r["client_id"] == "manual-3")
     assert row["status"] == "placed" and row["order_id"] == 99
     await j2.close()
+
+
+async def test_background_writes_the_disk_refuses_wait_and_land_in_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused background write is kept, retried when the disk takes writes, and nothing
+    queued after it lands before it (an older order row must never overwrite a newer one)."""
+    import gateway.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "RETRY_S", 0.05)
+    j = Journal(tmp_path / "orders.db")
+    await j.open()
+    faults: list[str | None] = []
+    j.on_fault = faults.append
+    disk = {"full": 2}
+
+    def refusing(c: sqlite3.Connection) -> None:
+        if disk["full"]:
+            disk["full"] -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+    row = {"order_id": 5, "account": 1001, "owner": "manual", "contract": "C", "side": 0,
+           "size": 1, "order_type": 1, "status": 1, "state": "working", "fill_volume": 0}
+    j.write_soon(j.order_job(row, 1, "hub", True))
+    j.write_soon(refusing)                                 # the disk is full from here
+    j.write_soon(j.order_job({**row, "status": 3, "state": "cancelled"}, 2, "hub", True))
+    for _ in range(100):
+        if j.backlog == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert j.backlog == 0 and j.later_failed == 0
+    assert faults and faults[0] is not None and faults[-1] is None   # faulted, then healed
+    rows = await j.query("SELECT status FROM order_events WHERE order_id=5 ORDER BY seq")
+    assert [r["status"] for r in rows] == [1, 3]
+    assert (await j.query("SELECT status FROM orders WHERE order_id=5"))[0]["status"] == 3
+    await j.close()
