@@ -113,7 +113,7 @@ class GatewayService(Commands, Closing, Placing, ManagedBrackets, VenueEvents, R
         count, window = parse_budget(s.gateway_rest_budget)
         self.client.budgets["rest"] = RateBudget("rest", count, window, clock=self.clock,
                                                  margin_s=window * 0.02 + 0.1 * self.clock.speed)
-        self.resolver = ContractResolver(self.client)
+        self.resolver = ContractResolver(self.client, symbol_ttl_s=s.gateway_symbol_cache_s)
         self.account = await self._pick_account()
         self.book = Book(self.account.id, self.account.name, float(self.account.balance or 0.0),
                          bool(self.account.can_trade if self.account.can_trade is not None

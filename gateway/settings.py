@@ -31,6 +31,9 @@ class GatewaySettings(ClientSettings, RiskSettings):
     # Brackets: "auto" sends them to the venue and switches to the gateway's own OCO when the
     # venue refuses them (Position Brackets mode); "managed" always uses the gateway's own.
     gateway_bracket_mode: Literal["auto", "managed"] = "auto"
+    # How long (real seconds) a symbol's contract (ES -> CON.F.US.EP.Z26) is taken from cache:
+    # a venue search per order cost ~2 ms and a REST call of the budget; 0 searches each time.
+    gateway_symbol_cache_s: float = Field(default=30.0, ge=0)
     # Longest client id the gateway accepts (children get "-SL"/"-TP"; the venue keeps ~60).
     gateway_max_client_id: int = Field(default=50, ge=8, le=60)
 

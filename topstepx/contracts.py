@@ -10,6 +10,8 @@ contract name of the form SYMBOL + month code + year ("ESZ6", "ESZ26"). The acti
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 
 from chillly.messages import ContractInfo
 from topstepx.client import ProjectXClient
@@ -68,11 +70,21 @@ def to_info(contract: Contract, symbol: str | None = None) -> ContractInfo:
 
 
 class ContractResolver:
-    """Resolves and caches contracts through the venue client."""
+    """Resolves and caches contracts through the venue client.
 
-    def __init__(self, client: ProjectXClient) -> None:
+    Ids are cached for good. Symbols are resolved at the venue each time by default, so they
+    follow the active contract across a roll; `symbol_ttl_s` > 0 keeps a symbol's answer that
+    many real seconds (the order gateway: a search per order cost about 2 ms and one REST call
+    of the budget each). Within the TTL after a roll an order may still go to the previous
+    month, which is still a tradable contract."""
+
+    def __init__(self, client: ProjectXClient, symbol_ttl_s: float = 0.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.by_id: dict[str, Contract] = {}
+        self.symbol_ttl_s = symbol_ttl_s
+        self._monotonic = monotonic
+        self._by_symbol: dict[str, tuple[float, Contract]] = {}
 
     async def resolve(self, text: str) -> Contract:
         """A symbol or an id -> the venue's Contract. ContractNotFound when there is none."""
@@ -89,6 +101,10 @@ class ContractResolver:
             self.by_id[contract.id] = contract
             return contract
         symbol = text.upper()
+        if self.symbol_ttl_s > 0:
+            cached = self._by_symbol.get(symbol)
+            if cached is not None and self._monotonic() - cached[0] < self.symbol_ttl_s:
+                return cached[1]
         live = self.client.live
         for attempt in (live, not live):
             found = pick(symbol, await self.client.search_contracts(symbol, live=attempt))
@@ -96,5 +112,7 @@ class ContractResolver:
                 found = pick(symbol, await self.client.available_contracts(live=attempt))
             if found is not None:
                 self.by_id[found.id] = found
+                if self.symbol_ttl_s > 0:
+                    self._by_symbol[symbol] = (self._monotonic(), found)
                 return found
         raise ContractNotFound(f"{text}: no active contract at the venue")

@@ -63,3 +63,25 @@ def test_saved_entries_from_before_rolls_follow_when_they_have_a_symbol() -> Non
     assert follows({"contract": "CON.F.US.EP.Z26", "symbol": "ES"})
     assert not follows({"contract": "CON.F.US.EP.Z26", "symbol": None})
     assert not follows(BY_ID)
+
+
+async def test_a_symbol_cache_saves_the_search_within_its_ttl_only() -> None:
+    """The gateway's cache (GATEWAY_SYMBOL_CACHE_S): one venue search per TTL, not per order;
+    after the TTL the symbol follows the venue's active contract again."""
+    listed = [Z26]
+    now = [0.0]
+    v = venue(Z26, listed)
+    async with v.client() as cl:
+        r = ContractResolver(cl, symbol_ttl_s=30, monotonic=lambda: now[0])
+        assert (await r.resolve("ES")).id == Z26["id"]
+        searches = v.count("/api/Contract/search")
+        listed[:] = [dict(Z26, activeContract=False), H27]   # the venue rolled
+        now[0] = 29.0
+        assert (await r.resolve("es")).id == Z26["id"]         # cached: no search
+        assert v.count("/api/Contract/search") == searches
+        now[0] = 31.0
+        assert (await r.resolve("ES")).id == H27["id"]         # expired: searched, rolled
+        uncached = ContractResolver(cl)
+        await uncached.resolve("ES")
+        await uncached.resolve("ES")
+        assert v.count("/api/Contract/search") == searches + 3  # no TTL: a search each time
