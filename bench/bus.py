@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
-import socket
 import statistics
 import sys
 import time
@@ -28,17 +27,12 @@ import zmq  # noqa: E402
 
 from chillly import topics  # noqa: E402
 from chillly.messages import Bar  # noqa: E402
+from sim.testing import free_port  # noqa: E402
 
 CONTRACT = "CON.F.US.EP.Z26"
 TOPIC = topics.bar("1m", CONTRACT)
 END = "bench.end."
 HWM = 2_000_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def bar(i: int) -> Bar:

@@ -21,7 +21,6 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,14 +34,9 @@ sys.path.insert(0, ROOT)
 import httpx  # noqa: E402
 
 from chillly.clock import iso_to_ms  # noqa: E402
+from sim.testing import free_port  # noqa: E402
 
 SYMBOLS = "ES,NQ,MES,MNQ,RTY,YM,CL,GC,6E"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def real_of(market_ms: int, anchor_ms: int, speed: float) -> float:

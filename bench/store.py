@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -43,16 +42,11 @@ from chillly.timeframes import DEFAULT_TFS, BucketSpec  # noqa: E402
 from feeds.aggregator import Aggregators, aggregate  # noqa: E402
 from store.db import open_writer  # noqa: E402
 from store.writer import UPSERT_BAR  # noqa: E402
+from sim.testing import free_port  # noqa: E402
 
 CONTRACTS = [f"CON.F.US.B{i:02d}.Z26" for i in range(20)]
 T0 = 1_768_406_400_000  # 2026-01-14 16:00 UTC
 HWM = 2_000_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_bars(n: int) -> list[Bar]:

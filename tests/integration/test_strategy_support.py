@@ -37,6 +37,45 @@ def system_env(tmp: Path, toml: str, speed: float = SPEED, **extra: str) -> dict
             "GATEWAY_DATABASE_PATH": str(tmp / "orders.db"), **extra}
 
 
+# The shipped examples as the trading tests run them: 1 lot, 4-tick brackets, fast signals.
+EMA = """
+[strategies.ema]
+class = "strategy_host.examples.ema_cross:EmaCross"
+contracts = ["ES"]
+timeframes = ["1m"]
+[strategies.ema.params]
+fast = 2
+slow = 4
+sl_ticks = 4
+tp_ticks = 4
+[strategies.ema.limits]
+max_lots = 1
+"""
+ORB = """
+[strategies.orb]
+class = "strategy_host.examples.orb:OpeningRange"
+contracts = ["NQ"]
+timeframes = ["1m"]
+[strategies.orb.params]
+range_bars = 2
+sl_ticks = 4
+tp_ticks = 4
+[strategies.orb.limits]
+max_lots = 1
+"""
+MR = """
+[strategies.mr]
+class = "strategy_host.examples.mean_reversion:MeanReversion"
+contracts = ["ES"]
+[strategies.mr.params]
+window = 5
+band = 1
+stale_s = 20
+[strategies.mr.limits]
+max_lots = 1
+"""
+
+
 ALL = ("store", "series", "aggregator", "feed-bars", "feed-market")
 
 

@@ -9,43 +9,12 @@ import httpx
 
 import pytest
 
-from tests.integration.test_strategy_support import Watcher, start_system, system_env
+from tests.integration.test_strategy_support import (
+    EMA, MR, ORB, Watcher, start_system, system_env,
+)
 from tests.support import Procs, aeventually
 
-TOML = """
-[strategies.ema]
-class = "strategy_host.examples.ema_cross:EmaCross"
-contracts = ["ES"]
-timeframes = ["1m"]
-[strategies.ema.params]
-fast = 2
-slow = 4
-sl_ticks = 4
-tp_ticks = 4
-[strategies.ema.limits]
-max_lots = 1
-
-[strategies.orb]
-class = "strategy_host.examples.orb:OpeningRange"
-contracts = ["NQ"]
-timeframes = ["1m"]
-[strategies.orb.params]
-range_bars = 2
-sl_ticks = 4
-tp_ticks = 4
-[strategies.orb.limits]
-max_lots = 1
-
-[strategies.mr]
-class = "strategy_host.examples.mean_reversion:MeanReversion"
-contracts = ["ES"]
-[strategies.mr.params]
-window = 5
-band = 1
-stale_s = 20
-[strategies.mr.limits]
-max_lots = 1
-"""
+TOML = EMA + "\n" + ORB + "\n" + MR
 
 NAMES = ("ema", "orb", "mr")
 

@@ -32,35 +32,12 @@ from chillly.codec import Envelope
 from chillly.health import HealthView
 from chillly.messages import Alarm, Bar, Heartbeat
 from tests.integration.test_gateway_support import Venue
-from tests.integration.test_strategy_support import system_env
+from tests.integration.test_strategy_support import EMA, ORB, system_env
 from tests.support import PYTHON, ROOT, Procs, aeventually
 from tests.system.deploy import Deployment, ctl, write_conf
 
 SPEED = 60
-TOML = """
-[strategies.ema]
-class = "strategy_host.examples.ema_cross:EmaCross"
-contracts = ["ES"]
-timeframes = ["1m"]
-[strategies.ema.params]
-fast = 2
-slow = 4
-sl_ticks = 4
-tp_ticks = 4
-[strategies.ema.limits]
-max_lots = 1
-
-[strategies.orb]
-class = "strategy_host.examples.orb:OpeningRange"
-contracts = ["NQ"]
-timeframes = ["1m"]
-[strategies.orb.params]
-range_bars = 2
-sl_ticks = 4
-tp_ticks = 4
-[strategies.orb.limits]
-max_lots = 1
-"""
+TOML = EMA + "\n" + ORB
 STRATEGIES = ("ema", "orb")
 
 
