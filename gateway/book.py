@@ -7,7 +7,8 @@
 - Each owner's share (a strategy's position) is attributed from the fills of the owner's own
   orders, with an average price and realized P&L computed the venue's way
   ((price - avg) / tick_size * tick_value * size, sign flipped for shorts, less fees).
-- Open P&L is marked from the last quote: longs at the bid, shorts at the ask.
+- Open P&L is marked from the newest price known: the bus's last quote, or the venue's forming
+  1m bar when the quotes stopped (gateway/marks.py); longs at the bid, shorts at the ask.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway.gate import FLAT, LONG, SHORT, BUY, PositionView, QuoteView
+from gateway.marks import newest
 
 ACCOUNT = "_account"
 
@@ -63,6 +65,8 @@ class Book:
     owners: dict[tuple[str, str], Net] = field(default_factory=dict)  # (owner, contract) -> share
     realized_by_contract: dict[str, float] = field(default_factory=dict)
     quotes: dict[str, QuoteView] = field(default_factory=dict)
+    #: marks from the venue's forming 1m bar, taken while a held contract's quotes are stale
+    venue_marks: dict[str, QuoteView] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ venue input
 
@@ -111,13 +115,29 @@ class Book:
     def set_quote(self, quote: QuoteView) -> None:
         self.quotes[quote.contract] = quote
 
+    def set_venue_mark(self, mark: QuoteView) -> None:
+        self.venue_marks[mark.contract] = mark
+
+    def mark_of(self, contract: str) -> QuoteView | None:
+        """The newest price of a contract: its quote or its venue mark, whichever is later."""
+        return newest(self.quotes.get(contract), self.venue_marks.get(contract))
+
+    def marks(self) -> dict[str, QuoteView]:
+        """The newest price of every contract priced so far (what the risk gate marks with)."""
+        out: dict[str, QuoteView] = {}
+        for c in self.quotes.keys() | self.venue_marks.keys():
+            m = self.mark_of(c)
+            if m is not None:
+                out[c] = m
+        return out
+
     # ------------------------------------------------------------------ figures
 
     def realized(self) -> float:
         return round(sum(self.realized_by_contract.values()), 2)
 
     def open_pnl(self) -> float:
-        return round(sum(mark(n.qty, n.avg, self.quotes.get(c), self.specs.get(c))
+        return round(sum(mark(n.qty, n.avg, self.mark_of(c), self.specs.get(c))
                          for c, n in self.venue.items()), 2)
 
     def held(self) -> set[str]:
@@ -131,7 +151,7 @@ class Book:
             else net.realized
         return PositionView(
             contract=contract, owner=owner, side=net.side, size=abs(net.qty), avg_price=net.avg,
-            realized_pnl=realized, open_pnl=mark(net.qty, net.avg, self.quotes.get(contract), spec),
+            realized_pnl=realized, open_pnl=mark(net.qty, net.avg, self.mark_of(contract), spec),
             symbol=spec.symbol if spec else "", tick_size=spec.tick_size if spec else 0.0,
             tick_value=spec.tick_value if spec else 0.0)
 

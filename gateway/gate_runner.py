@@ -1,6 +1,7 @@
 """The risk gate's side of the gateway: the view of the book it judges (working, in-flight and
-not yet posted orders included), the quotes that mark held contracts, and the gate's due actions
-(trading state, cancels, flatten) run after every quote and every second."""
+not yet posted orders included), the marks of held contracts (the bus's quotes, else the venue's
+forming 1m bar: gateway/marks.py), and the gate's due actions (trading state, cancels, flatten)
+run after every quote, every venue mark and every second."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 from chillly import topics
 from chillly.codec import Envelope
 from gateway import journal as J
+from gateway import marks as M
 from gateway.gate import (
     BookView,
     CancelEntries,
@@ -36,13 +38,14 @@ class GateRunner(GatewayState):
     def _watch_quotes(self) -> None:
         """Mark held contracts from their quotes: take `quote.<contract>.` and ask the
         subscriptions service to stream the contract (fire and forget: without a feed the
-        open P&L stays 0 and the periodic compare still keeps positions right)."""
+        venue's bars mark it, `_mark_loop`)."""
         for contract in self.book.held() | {r["contract"] for r in self._working()}:
             prefix = topics.quote(contract)
             if prefix not in self._quoted:
                 self._quoted.add(prefix)
                 self.bus.on(prefix, self._on_quote)
                 self._tasks.append(asyncio.ensure_future(self._ask_subscribe(contract)))
+        self._mark_wake.set()       # a newly held contract without a quote is polled at once
 
     async def _ask_subscribe(self, contract: str) -> None:
         try:
@@ -52,10 +55,15 @@ class GateRunner(GatewayState):
             log.info("could not subscribe %s for marking (%s)", contract, exc)
 
     async def _last_price(self, contract: str) -> float | None:
-        """The last trade price: from the quotes, else the venue's forming 1m bar."""
-        q = self.book.quotes.get(contract)
-        if q is not None and q.last is not None:
+        """The last trade price: the newest mark if fresh, else the venue's forming 1m bar."""
+        q = self.book.mark_of(contract)
+        if M.fresh(q, self.clock.now_ms(), self._mark_age_ms()) and q is not None \
+                and q.last is not None:
             return q.last
+        return await self._venue_price(contract)
+
+    async def _venue_price(self, contract: str) -> float | None:
+        """The close of the venue's newest 1m bar, the forming one included (None: no answer)."""
         now = self.clock.now_ms()
         try:
             bars = await self.client.retrieve_bars(contract, now - 3_600_000, now, limit=1,
@@ -63,6 +71,85 @@ class GateRunner(GatewayState):
         except VenueError:
             return None
         return max(bars, key=lambda b: b.t).c if bars else None
+
+    def _mark_age_ms(self) -> int:
+        return int(self.s.risk_mark_max_age * 1000)
+
+    async def _mark_loop(self) -> None:
+        """Mark held contracts whose quotes stopped from the venue's bars, one poll per contract
+        per RISK_MARK_POLL_INTERVAL at most (and the gateway's bars budget), woken the moment a
+        quote goes stale or a contract becomes held; raise or clear the `blind` alarm."""
+        s = self.s
+        interval = int(s.risk_mark_poll_interval * 1000)
+        while True:
+            now = self.clock.now_ms()
+            held = self.book.held()
+            wake = now + interval
+            try:
+                if s.risk_mark_fallback and self.ready:
+                    for c in M.polls_due(held, self.book.quotes, self.book.venue_marks,
+                                         self._mark_tried, now, self._mark_age_ms(), interval):
+                        if c not in self._mark_polls:
+                            self._mark_tried[c] = now
+                            self._mark_polls.add(c)
+                            self._spawn(self._poll_mark(c))
+                self._check_blind()
+                wake = M.next_due_ms(held, self.book.quotes, self._mark_tried, now,
+                                     self._mark_age_ms(), interval,
+                                     self._mark_polls if s.risk_mark_fallback else None)
+            except Exception:
+                log.exception("venue marks: loop step failed")
+            self._mark_wake.clear()
+            try:
+                await asyncio.wait_for(self._mark_wake.wait(),
+                                       max(0.0, (wake - now) / 1000.0 / self.clock.speed))
+            except asyncio.TimeoutError:
+                pass
+
+    async def _poll_mark(self, contract: str) -> None:
+        try:
+            price = await self._venue_price(contract)
+        except Exception:                   # never lose the loop's bookkeeping to a surprise
+            log.exception("venue mark of %s failed", contract)
+            price = None
+        finally:
+            self._mark_polls.discard(contract)
+            self._mark_wake.set()           # its next poll is scheduled from now
+        if price is None:
+            self.counters["marks_venue_failed"] += 1
+        else:
+            self.counters["marks_venue"] += 1
+            self.book.set_venue_mark(M.venue_mark(contract, price,
+                                                  self._spec_of(contract).tick_size,
+                                                  self.clock.now_ms()))
+            if self.ready:
+                self._run_gate()
+        self._check_blind()
+
+    def _check_blind(self) -> None:
+        """Alarm `blind` while a held contract has no fresh mark (the gate then refuses entries
+        that add risk). A contract whose first venue poll is still under way (for less than a
+        poll interval) is judged when it answers, so a quote outage the venue's bars cover
+        raises no alarm."""
+        now = self.clock.now_ms()
+        ages = M.blind(self.book.held(), self.book.marks(), now,
+                       self._mark_age_ms()) if self.ready else {}
+        interval = self.s.risk_mark_poll_interval * 1000
+        for c in [c for c in ages if c in self._mark_polls
+                  and now - self._mark_tried.get(c, now) < interval]:
+            del ages[c]
+        self.counters["marks_blind_contracts"] = len(ages)
+        if ages:
+            text = (f"no price for {', '.join(sorted(ages))}: quotes "
+                    f"{'and venue bars ' if self.s.risk_mark_fallback else ''}silent; entries "
+                    "refused until a price returns")
+            if self.alarms.get("blind") != text:
+                self.counters["marks_blind_alarms"] += 1
+                log.warning("alarm blind: %s (%s)", text, M.describe(ages))
+            self.alarm("blind", True, text)
+        elif "blind" in self.alarms:
+            log.info("alarm blind cleared: every held contract is priced again")
+            self.alarm("blind", False, "every held contract is priced again")
 
     def _on_quote(self, env: Envelope) -> None:
         p = env.payload
@@ -74,6 +161,8 @@ class GateRunner(GatewayState):
             self.clock.now_ms()))
         if self.ready:
             self._run_gate()
+            if "blind" in self.alarms:
+                self._check_blind()
 
     def view(self) -> BookView:
         b = self.book
@@ -110,7 +199,7 @@ class GateRunner(GatewayState):
                         now_ms=self.clock.now_ms(), balance=b.balance, realized_pnl=b.realized(),
                         open_pnl=b.open_pnl(), can_trade=b.can_trade,
                         trading_state=self.trading_state, positions=tuple(b.positions()),
-                        orders=working, quotes=dict(b.quotes))
+                        orders=working, quotes=b.marks())
 
     def _run_gate(self) -> None:
         try:

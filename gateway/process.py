@@ -72,7 +72,8 @@ class GatewayService(Commands, Closing, Placing, ManagedBrackets, VenueEvents, R
             "rejected_gate", "rejected_venue", "unknown_outcomes", "adopted_unknown",
             "not_placed", "not_ready", "cancels", "modifies", "fills", "repeated_fills",
             "external_adopted", "reconciles", "reconcile_diffs", "hub_gap_reads",
-            "managed_legs", "unprotected_alarms", "gate_actions")})
+            "managed_legs", "unprotected_alarms", "gate_actions", "marks_venue",
+            "marks_venue_failed", "marks_blind_alarms", "marks_blind_contracts")})
         self.journal = Journal(s.gateway_database_path)
         self.journal.on_fault = self._journal_fault
         loaded = await self.journal.open()
@@ -113,6 +114,9 @@ class GatewayService(Commands, Closing, Placing, ManagedBrackets, VenueEvents, R
         count, window = parse_budget(s.gateway_rest_budget)
         self.client.budgets["rest"] = RateBudget("rest", count, window, clock=self.clock,
                                                  margin_s=window * 0.02 + 0.1 * self.clock.speed)
+        count, window = parse_budget(s.gateway_bars_budget)
+        self.client.budgets["bars"] = RateBudget("bars", count, window, clock=self.clock,
+                                                 margin_s=window * 0.02 + 0.1 * self.clock.speed)
         self.resolver = ContractResolver(self.client, symbol_ttl_s=s.gateway_symbol_cache_s)
         self.account = await self._pick_account()
         self.book = Book(self.account.id, self.account.name, float(self.account.balance or 0.0),
@@ -133,6 +137,9 @@ class GatewayService(Commands, Closing, Placing, ManagedBrackets, VenueEvents, R
         self._flat_n = 0
         self._diffs_now = 0
         self._quoted: set[str] = set()
+        self._mark_tried: dict[str, int] = {}
+        self._mark_polls: set[str] = set()
+        self._mark_wake = asyncio.Event()
         log.info("account %s (%d); journal %s (version %d, %d intents, %d orders, %d fills)",
                  self.account.name, self.account.id, s.gateway_database_path, loaded.version,
                  len(self.intents), len(self.orders), len(self.ledger.seen))
@@ -173,6 +180,7 @@ class GatewayService(Commands, Closing, Placing, ManagedBrackets, VenueEvents, R
         log.info("ready: %d working orders, %d positions", len(self._working()),
                  len(self.book.held()))
         self._tasks.append(asyncio.ensure_future(self._reconcile_loop()))
+        self._tasks.append(asyncio.ensure_future(self._mark_loop()))
         s = self.s
         while True:
             self._publish_all()

@@ -26,11 +26,12 @@ from gateway.gate import (
     Intent,
     SetTradingState, Verdict, WorkingOrder, reject,
 )
+from gateway.marks import blind, describe
 from gateway.risk_book import RiskBook
 from gateway.risk_calendar import Deadlines, RiskCalendar
 from gateway.risk_config import TICK_VALUES, UNKNOWN_TICK_VALUE, RiskConfig, StrategyLimits
 from gateway.risk_types import (
-    ALIASES, RULE_CONTRACT, RULE_DAILY_CONTRACTS, RULE_DAILY_LOSS, RULE_FLAT, RULE_HALT,
+    ALIASES, RULE_BLIND, RULE_CONTRACT, RULE_DAILY_CONTRACTS, RULE_DAILY_LOSS, RULE_FLAT, RULE_HALT,
     RULE_HEDGING, RULE_HOURS, RULE_MAX_POSITION, RULE_MLL, RULE_RATE, RULE_SCALING,
     RULE_STRATEGY, RULE_VENUE, root_of,
 )
@@ -333,7 +334,7 @@ class RiskGate:
                                                f"(allowed: {', '.join(sorted(limits.contracts))})")
         verdict = (self._rates(intent, now_ms, limits) or self._hedging(intent, view, net)
                    or self._position(intent, view, net, limits) or self._contracts(intent)
-                   or self._losses(intent, view, net, limits))
+                   or self._blind(view, net) or self._losses(intent, view, net, limits))
         if verdict is not None:
             return verdict
         self._count(intent, now_ms)
@@ -422,6 +423,21 @@ class RiskGate:
                                                       f"would pass the daily count {cap}",
                                 contracts_today=today, limit=cap)
         return None
+
+    def blind(self, view: BookView) -> dict[str, int | None]:
+        """Held contracts without a fresh mark (contract -> age ms, None: never priced)."""
+        return blind(self.net(view), view.quotes, view.now_ms, int(self.cfg.mark_max_age_s * 1000))
+
+    def _blind(self, view: BookView, net: dict[str, int]) -> Verdict | None:
+        """Without a price for what is held, equity (and so the MLL and daily loss checks) is
+        unknown: an entry that adds risk waits for a price."""
+        ages = self.blind(view) if net else {}
+        if not ages:
+            return None
+        return self._reject(RULE_BLIND, f"no price for {describe(ages)}: quotes and the venue's "
+                                        f"bars are both silent, so equity is unknown; entries "
+                                        f"are refused until a price returns (exits, cancels and "
+                                        f"flatten still work)", blind=sorted(ages))
 
     def worst_loss(self, contract: str, size: int, sl_ticks: int | None) -> float:
         """Loss if the order fills and its stop (or the default stop) is hit, fees and slip in."""
@@ -569,7 +585,7 @@ class RiskGate:
             "state": state, "reason": reason, "rule": rule, "manual_halt": b.manual_halt,
             "next_deadline": {"name": name, "at_ms": at, "ct": _ct(at),
                               "in_s": round((at - now_ms) / 1000.0, 1)},
-            "rejections": b.rejections,
+            "rejections": b.rejections, "blind": sorted(self.blind(view)),
             "strategies": {o: {"day_pnl": round(self.owner_pnl(view, o), 2),
                                "lots_used": round(self.exposure(self.net(view, o),
                                                                 view.working(owner=o)), 2),

@@ -89,6 +89,9 @@ class RiskConfig:
     families: dict[str, str] = field(default_factory=dict)    # root -> family name
     fees: dict[str, float] = field(default_factory=lambda: dict(FEES))
     strategies: dict[str, StrategyLimits] = field(default_factory=dict)
+    #: A held contract without a mark (quote or venue bar) this young is blind: entries that
+    #: add risk are refused (gateway/marks.py).
+    mark_max_age_s: float = 15.0
 
     def fee(self, root: str) -> float:
         return self.fees.get(root, DEFAULT_FEE)

@@ -54,6 +54,13 @@ class RiskSettings(Settings):
     risk_default_stop_ticks: int = Field(default=40, gt=0)
     risk_slippage_ticks: int = Field(default=1, ge=0)
     risk_fees: str = ""                               # "ES:1.40,MES:0.37" over the defaults
+    # Marks of held contracts (gateway/marks.py), in market seconds: a quote older than
+    # RISK_MARK_MAX_AGE is stale; then the venue's forming 1m bar is polled every
+    # RISK_MARK_POLL_INTERVAL (RISK_MARK_FALLBACK=false: never). A held contract with neither
+    # younger than RISK_MARK_MAX_AGE is blind: entries refused, alarm `blind`.
+    risk_mark_max_age: float = Field(default=15.0, gt=0)
+    risk_mark_poll_interval: float = Field(default=3.0, gt=0)
+    risk_mark_fallback: bool = True
     strategies_file: Path = Path("strategies.toml")
     # "cme": CME hours, holidays, early closes and the flat window; "always": a sim run with
     # SIM_ALWAYS_OPEN (no hours rule, no flat window; every other rule as configured); "auto":
@@ -143,7 +150,7 @@ class RiskSettings(Settings):
             "default_stop_ticks": self.risk_default_stop_ticks,
             "slippage_ticks": self.risk_slippage_ticks,
             "families": parse_families(self.risk_hedging_families),
-            "strategies": strategies or {},
+            "strategies": strategies or {}, "mark_max_age_s": self.risk_mark_max_age,
         }
         cfg = resolve(self.topstep_program, self.topstep_account_size, **overrides)
         if dll is not None:

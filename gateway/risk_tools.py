@@ -88,6 +88,9 @@ def render(r: dict[str, Any]) -> str:
         f"{r['daily_contracts']}",
         f"next       {nd['name']} at {nd['ct']} CT (in {_span(nd['in_s'])})",
     ]
+    if r.get("blind"):
+        lines.append(f"BLIND      no price for {', '.join(r['blind'])}: equity unknown, "
+                     "entries refused")
     for name, s in sorted(r.get("strategies", {}).items()):
         lines.append(f"strategy   {name}: day P&L {_m(s['day_pnl'])}, lots {s['lots_used']:g}"
                      + (f", HALTED ({s['halted']})" if s.get("halted") else ""))

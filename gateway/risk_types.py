@@ -20,6 +20,7 @@ RULE_DAILY_CONTRACTS = "daily_contracts"   # 8: contracts a day
 RULE_HALT = "halt"                      # `chillly halt`
 RULE_VENUE = "venue_lock"               # canTrade false
 RULE_STRATEGY = "strategy_limit"        # a strategy's own limits (strategies.toml)
+RULE_BLIND = "blind"                    # a held contract has no fresh price: equity unknown
 
 #: TopstepX roots -> CME symbols, so settings and strategy lists may use either name.
 ALIASES = {"EP": "ES", "ENQ": "NQ", "CLE": "CL", "GCE": "GC", "EU6": "6E", "SIE": "SI",

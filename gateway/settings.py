@@ -19,6 +19,10 @@ class GatewaySettings(ClientSettings, RiskSettings):
     # The gateway's share of the venue's 200 requests / 60 s for everything but bars
     # (projectx-api.md §7): the feeds use the rest. Taken before every call, so never a 429.
     gateway_rest_budget: str = "80/60"
+    # The gateway's own History/retrieveBars budget: marks of held contracts whose quotes
+    # stopped (RISK_MARK_*) and a trailing stop's last price. feed-bars' FEED_BARS_BUDGET
+    # (30/30) plus this stays under the venue's 50 / 30 s.
+    gateway_bars_budget: str = "10/30"
     # After a time-out, a 5xx or a crash, how long (real seconds) to keep looking for the order
     # by its customTag before recording it as not placed.
     gateway_unknown_wait: float = Field(default=10.0, gt=0)
@@ -43,7 +47,7 @@ class GatewaySettings(ClientSettings, RiskSettings):
             self.gateway_database_path = self.venue_run_dir / "orders.db"
         return self
 
-    @field_validator("gateway_rest_budget")
+    @field_validator("gateway_rest_budget", "gateway_bars_budget")
     @classmethod
     def _check_gw_budget(cls, value: str) -> str:
         parse_budget(value)

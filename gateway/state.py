@@ -82,6 +82,10 @@ class GatewayState(Service):
     _flat_n: int
     _diffs_now: int
     _quoted: set[str]
+    #: venue marks (gate_runner._mark_loop): last poll start per contract, polls under way
+    _mark_tried: dict[str, int]
+    _mark_polls: set[str]
+    _mark_wake: asyncio.Event
 
     if TYPE_CHECKING:
         # What the parts call of one another, each defined once in the module named.
@@ -94,6 +98,7 @@ class GatewayState(Service):
         # gate_runner.py
         def _watch_quotes(self) -> None: ...
         async def _last_price(self, contract: str) -> float | None: ...
+        async def _mark_loop(self) -> None: ...
         def view(self) -> BookView: ...
         def _run_gate(self) -> None: ...
         # placing.py

@@ -12,6 +12,9 @@ from gateway.risk_calendar import CmeCalendar, Deadlines
 from gateway.risk_config import StrategyLimits
 from tests.unit.risk_rig import BUY, ES, MES, NQ, SELL, WED, ct, gate, intent, order, pos, view
 
+#: A fresh quote at the rig's average price: a held ES is marked (not blind), open P&L 0.
+PRICED = {ES: (6000.0, 6000.25)}
+
 # ------------------------------------------------------------------ rule 2: maximum position
 
 
@@ -27,7 +30,7 @@ def test_micros_count_a_tenth_on_combine_and_one_on_live() -> None:
 
 def test_mixed_full_and_micro_sum_against_the_cap() -> None:
     g = gate(default_stop_ticks=4)
-    held = view(positions=(pos(ES, 4),))
+    held = view(positions=(pos(ES, 4),), quotes=PRICED)
     assert g.check(intent(MES, size=10), held).allowed
     assert g.check(intent(MES, size=11), held).rule == "max_position"
 
@@ -74,7 +77,7 @@ def test_an_order_that_only_reduces_is_always_allowed() -> None:
 
 def test_reducing_passes_the_loss_rules_but_not_a_halt() -> None:
     g = gate()
-    near = view(balance=48_150.0, positions=(pos(ES, 1),))   # equity - floor < buffer
+    near = view(balance=48_150.0, positions=(pos(ES, 1),), quotes=PRICED)  # in the buffer
     assert g.check(intent(ES, BUY, 1), near).rule == "mll"
     assert g.check(intent(ES, SELL, 1), near).allowed
     g.halt("test")
@@ -290,7 +293,7 @@ def test_outside_hours_and_front_month() -> None:
 
 def test_no_hedging_within_a_family() -> None:
     g = gate(default_stop_ticks=4)
-    long_es = view(positions=(pos(ES, 1),))
+    long_es = view(positions=(pos(ES, 1),), quotes=PRICED)
     assert g.check(intent(MES, BUY, 2), long_es).allowed
     r = g.check(intent(MES, SELL, 2), long_es)
     assert r.rule == "hedging" and "ES" in r.reason
@@ -348,7 +351,7 @@ def test_strategy_limits_alone_and_the_account_still_on_the_sum() -> None:
     assert g.check(intent(ES, size=3, owner="alpha"), view()).rule == "strategy_limit"
     assert g.check(intent(NQ, owner="alpha"), view()).rule == "strategy_limit"
     # beta may hold 5, but alpha's 2 plus beta's 4 would pass the account's 5.
-    held = view(positions=(pos(ES, 2), pos(ES, 2, owner="alpha")))
+    held = view(positions=(pos(ES, 2), pos(ES, 2, owner="alpha")), quotes=PRICED)
     assert g.check(intent(ES, size=3, owner="beta"), held).allowed
     assert g.check(intent(ES, size=4, owner="beta"), held).rule == "max_position"
     # alpha past its daily loss: halted alone, its share flattened; beta trades on.
@@ -434,7 +437,7 @@ def test_orphaned_bracket_legs_are_counted_and_cancelled() -> None:
     g = gate(default_stop_ticks=4)
     leg = order(ES, BUY, 2, parent_id=9001)                  # its entry 9001 has filled
     # While the position it protects is open, it only exits: not counted, not cancelled.
-    short = view(positions=(pos(ES, -2),), orders=(leg,))
+    short = view(positions=(pos(ES, -2),), orders=(leg,), quotes={ES: (5999.75, 6000.0)})
     assert g.check(intent(ES, SELL, 3), short).allowed      # 5 short, the leg not added
     assert not [a for a in g.due(short, WED) if isinstance(a, CancelOrders)]
     # The short closed by another order: the leg could open 2 long, so it counts ...
