@@ -30,6 +30,9 @@ log = logging.getLogger("gateway")
 
 #: How long a fill without its Position event yet is counted by the risk gate (real seconds).
 UNPOSTED_S = 0.5
+#: How long an entry waits for a held contract's venue poll under way before the gate judges
+#: it (real seconds): an entry right after a fill is judged on a price, not refused blind.
+MARK_WAIT_S = 1.0
 
 
 class GateRunner(GatewayState):
@@ -89,10 +92,7 @@ class GateRunner(GatewayState):
                 if s.risk_mark_fallback and self.ready:
                     for c in M.polls_due(held, self.book.quotes, self.book.venue_marks,
                                          self._mark_tried, now, self._mark_age_ms(), interval):
-                        if c not in self._mark_polls:
-                            self._mark_tried[c] = now
-                            self._mark_polls.add(c)
-                            self._spawn(self._poll_mark(c))
+                        self._start_poll(c, now)
                 self._check_blind()
                 wake = M.next_due_ms(held, self.book.quotes, self._mark_tried, now,
                                      self._mark_age_ms(), interval,
@@ -106,6 +106,32 @@ class GateRunner(GatewayState):
             except asyncio.TimeoutError:
                 pass
 
+    def _start_poll(self, contract: str, now: int) -> None:
+        if contract not in self._mark_polls:
+            self._mark_tried[contract] = now
+            task = asyncio.ensure_future(self._poll_mark(contract))
+            self._mark_polls[contract] = task
+            self._tasks.append(task)
+            task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _await_marks(self) -> None:
+        """Before the gate judges an entry: a held contract without a fresh mark gets its venue
+        poll (started now if one is due), waited for up to MARK_WAIT_S; the gate then judges
+        on what the book has (blind if still nothing)."""
+        s = self.s
+        now = self.clock.now_ms()
+        ages = M.blind(self.book.held(), self.book.marks(), now, self._mark_age_ms())
+        if not ages or not s.risk_mark_fallback:
+            return
+        interval = int(s.risk_mark_poll_interval * 1000)
+        for c in M.polls_due(ages, self.book.quotes, self.book.venue_marks, self._mark_tried,
+                             now, self._mark_age_ms(), interval):
+            self._start_poll(c, now)
+        polls = [self._mark_polls[c] for c in ages if c in self._mark_polls]
+        if polls:
+            self.counters["marks_waits"] += 1
+            await asyncio.wait(polls, timeout=MARK_WAIT_S)
+
     async def _poll_mark(self, contract: str) -> None:
         try:
             price = await self._venue_price(contract)
@@ -113,7 +139,7 @@ class GateRunner(GatewayState):
             log.exception("venue mark of %s failed", contract)
             price = None
         finally:
-            self._mark_polls.discard(contract)
+            self._mark_polls.pop(contract, None)
             self._mark_wake.set()           # its next poll is scheduled from now
         if price is None:
             self.counters["marks_venue_failed"] += 1

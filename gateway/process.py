@@ -73,7 +73,7 @@ class GatewayService(Commands, Closing, Placing, ManagedBrackets, VenueEvents, R
             "not_placed", "not_ready", "cancels", "modifies", "fills", "repeated_fills",
             "external_adopted", "reconciles", "reconcile_diffs", "hub_gap_reads",
             "managed_legs", "unprotected_alarms", "gate_actions", "marks_venue",
-            "marks_venue_failed", "marks_blind_alarms", "marks_blind_contracts")})
+            "marks_venue_failed", "marks_waits", "marks_blind_alarms", "marks_blind_contracts")})
         self.journal = Journal(s.gateway_database_path)
         self.journal.on_fault = self._journal_fault
         loaded = await self.journal.open()
@@ -138,7 +138,7 @@ class GatewayService(Commands, Closing, Placing, ManagedBrackets, VenueEvents, R
         self._diffs_now = 0
         self._quoted: set[str] = set()
         self._mark_tried: dict[str, int] = {}
-        self._mark_polls: set[str] = set()
+        self._mark_polls: dict[str, asyncio.Task[None]] = {}
         self._mark_wake = asyncio.Event()
         log.info("account %s (%d); journal %s (version %d, %d intents, %d orders, %d fills)",
                  self.account.name, self.account.id, s.gateway_database_path, loaded.version,
