@@ -12,6 +12,8 @@ faulted):
 - GET  /admin/state             -> market time, clock speed, listed contracts
 - GET  /admin/breaches[?account=ID] -> {"breaches": [...]}: every Topstep rule violation seen
 - GET  /admin/accounts/{id}/risk -> the referee's view of one account (floor, high water, ...)
+- POST /admin/accounts/{id}/reset [{"balance": N}] -> the account flattened and started again
+                                   as a fresh account of its program; answers its risk view
 - GET  /admin/rules             -> {"enforce": [...], "rules": [...]}
 - POST /admin/rules {"enforce": [...] | "all" | "none"} -> the same, after the change
 - GET  /admin/market            -> {"drifts": [...]}
@@ -21,6 +23,7 @@ docs/sim.md gives every shape.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -51,6 +54,7 @@ class Admin:
         app.router.add_get("/admin/state", self.get_state)
         app.router.add_get("/admin/breaches", self.get_breaches)
         app.router.add_get("/admin/accounts/{id}/risk", self.get_risk)
+        app.router.add_post("/admin/accounts/{id}/reset", self.post_reset)
         app.router.add_get("/admin/rules", self.get_rules)
         app.router.add_post("/admin/rules", self.post_rules)
         app.router.add_get("/admin/market", self.get_market)
@@ -111,6 +115,26 @@ class Admin:
         risk = self.venue.engine.risk(int(raw)) if raw.lstrip("-").isdigit() else None
         if risk is None:
             return _json({"error": f"no account {raw}"}, 404)
+        return _json(risk)
+
+    async def post_reset(self, request: web.Request) -> web.Response:
+        raw = request.match_info["id"]
+        try:
+            body = orjson.loads(await request.read() or b"{}")
+        except orjson.JSONDecodeError:
+            return _json({"error": "the body is not valid JSON"}, 400)
+        if not isinstance(body, dict):
+            return _json({"error": "expected a JSON object"}, 400)
+        balance = body.get("balance")
+        if balance is not None and (isinstance(balance, bool)
+                                    or not isinstance(balance, (int, float))
+                                    or not math.isfinite(balance) or balance < 0):
+            return _json({"error": "balance: expected a number >= 0"}, 400)
+        engine = self.venue.engine
+        risk = engine.reset_account(int(raw), balance) if raw.lstrip("-").isdigit() else None
+        if risk is None:
+            return _json({"error": f"no account {raw}"}, 404)
+        await self.venue.save_state()
         return _json(risk)
 
     def _rules(self) -> dict[str, Any]:

@@ -97,6 +97,16 @@ class Book:
         out.append((EV_ACCOUNT, account.id, {"action": ACT_UPDATE, "data": account.to_api()}))
         return out
 
+    def drop(self, account_id: int, contract_id: str) -> Event | None:
+        """Remove a position without a trade (an account reset that cannot close it at market);
+        its position event (action 2, flat), or None when there is no such position."""
+        pos = self.positions.pop((account_id, contract_id), None)
+        if pos is None:
+            return None
+        flat = pos.to_api(hub=True)
+        flat.update(type=FLAT, size=0)
+        return (EV_POSITION, account_id, {"action": ACT_REMOVE, "data": flat})
+
     def _new_trade(self, order: Order, contract: SimContract, price: float,
                    pnl: float | None, size: int, t: int) -> HalfTrade:
         tid = self.next_trade

@@ -1,14 +1,16 @@
 """Position/closeContract and Position/partialCloseContract in the sim's trading engine.
 
 A close is a market order of the closing side, filled at once like any other; bracket legs are
-left alone, as the live venue does. Liquidation (sim/enforcement.py) closes the same way.
+left alone, as the live venue does. Flattening an account (liquidation in sim/enforcement.py, an
+account reset in sim/resets.py) cancels its working orders and closes the same way.
 """
 
 from __future__ import annotations
 
+from sim.accounts import Account
 from sim.contracts import SimContract
 from sim.engine_state import EngineState, closing_side
-from sim.wire import MARKET, PENDING, Order, Position, TradingError
+from sim.wire import MARKET, PENDING, WORKING, Order, Position, TradingError
 
 
 class Closing(EngineState):
@@ -55,3 +57,15 @@ class Closing(EngineState):
         self._activate(order, now)
         self._after(now)
         self._flush()
+
+    def _flatten(self, account: Account, now: int) -> None:
+        """Cancel every working order of the account and close every position at market that
+        can be (the market open, a price to close at)."""
+        for order in list(self._by_account[account.id]):
+            if order.status in WORKING:
+                self._cancel(order, now)
+        for pos in self.book.open_positions(account.id):
+            contract = pos.contract
+            if self.market.is_open(now) and self.prices.market_price(
+                    contract, closing_side(pos)) is not None:
+                self._market_close(pos, contract, pos.size, now)

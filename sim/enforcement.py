@@ -16,9 +16,9 @@ from chillly.calendar import flat_by_ms, trading_date
 from chillly.clock import ms_to_iso
 from sim.accounts import Account
 from sim.contracts import SimContract
-from sim.engine_state import EngineState, closing_side
+from sim.engine_state import EngineState
 from sim.rules import RULES
-from sim.wire import WORKING, PlaceRequest, TradingError
+from sim.wire import PlaceRequest, TradingError
 
 log = logging.getLogger("sim.trading")
 
@@ -122,14 +122,7 @@ class Enforcement(EngineState):
     def _liquidate(self, account: Account, now: int, lock: bool) -> None:
         """Cancel every working order, close every position at market; lock when asked."""
         self.counters["liquidations"] += 1
-        for order in list(self._by_account[account.id]):
-            if order.status in WORKING:
-                self._cancel(order, now)
-        for pos in self.book.open_positions(account.id):
-            contract = pos.contract
-            if self.market.is_open(now) and self.prices.market_price(
-                    contract, closing_side(pos)) is not None:
-                self._market_close(pos, contract, pos.size, now)
+        self._flatten(account, now)
         self._touched.clear()
         if lock and account.can_trade:
             account.can_trade = False

@@ -69,6 +69,12 @@ class RiskState:
                 "payout": p.payout, "lost": self.lost, "blocked": self.blocked}
 
 
+def fresh_state(p: Program, balance: float) -> RiskState:
+    """The rule state of an account of program `p` that starts at `balance`."""
+    hw = max(p.start, balance) if p.program != "live" else p.start
+    return RiskState(p, hw, floor(p, hw), balance, day_max_lots(p, balance))
+
+
 class Referee:
     def __init__(self, programs: dict[int, Program], balances: dict[int, float], now_ms: int,
                  sessions: bool) -> None:
@@ -79,9 +85,13 @@ class Referee:
         self.breaches: list[Breach] = []
         self.state: dict[int, RiskState] = {}
         for acc_id, p in programs.items():
-            hw = max(p.start, balances[acc_id]) if p.program != "live" else p.start
-            self.state[acc_id] = RiskState(p, hw, floor(p, hw), balances[acc_id],
-                                           day_max_lots(p, balances[acc_id]))
+            self.state[acc_id] = fresh_state(p, balances[acc_id])
+
+    def reset(self, acc_id: int, balance: float) -> None:
+        """The account starts again at `balance` as a fresh account of its program: no EOD
+        history, no lock, no breaches (POST /admin/accounts/{id}/reset)."""
+        self.state[acc_id] = fresh_state(self.state[acc_id].program, balance)
+        self.breaches = [b for b in self.breaches if b.account != acc_id]
 
     # ---- time ---------------------------------------------------------------------------------
     def in_flat_window(self, now_ms: int) -> bool:

@@ -10,7 +10,8 @@ when an order fills), `sim/booking.py` (positions, trades, balance), `sim/wire.p
 models); and, as mixins over the shared state of `sim/engine_state.py`: `sim/orders.py` (place,
 modify, cancel, brackets), `sim/fills.py` (fills, bracket legs, OCO), `sim/closing.py` (closes),
 `sim/enforcement.py` (the Topstep rules enforced, liquidation, the day roll),
-`sim/exposure.py` (exposure, open P&L, the referee's view) and `sim/emission.py` (the events).
+`sim/exposure.py` (exposure, open P&L, the referee's view), `sim/resets.py` (an account
+started again) and `sim/emission.py` (the events).
 This module builds the engine and holds its public seam: the market's prints and quotes, the
 accounts and the searches.
 
@@ -46,6 +47,7 @@ from sim.fills import Fills
 from sim.matching import MarketView, Prices, match_print, quote_fill, rests_as_limit
 from sim.orders import Orders
 from sim.referee import Referee
+from sim.resets import Resets
 from sim.rules import RULES
 from sim.wire import OPEN, Event, HalfTrade, Order, Position, TradingError
 
@@ -53,7 +55,8 @@ BRACKET_MODES = ("auto_oco", "position")
 FILL_MODELS = ("prints", "touch")
 
 
-class TradingEngine(Orders, Closing, Fills, Enforcement, Exposure, Emission, EngineState):
+class TradingEngine(Orders, Closing, Fills, Enforcement, Exposure, Resets, Emission,
+                    EngineState):
     """All trading state of the sim. Single-threaded: call it from the server's event loop."""
 
     def __init__(self, clock: Clock, catalogue: CatalogueView, market: MarketView, emit: Emit,
@@ -93,7 +96,7 @@ class TradingEngine(Orders, Closing, Fills, Enforcement, Exposure, Emission, Eng
         self._out: list[Event] = []
         self.counters: dict[str, int] = {"placed": 0, "rejected": 0, "fills": 0,
                                          "cancelled": 0, "modified": 0, "emit_errors": 0,
-                                         "breaches": 0, "liquidations": 0}
+                                         "breaches": 0, "liquidations": 0, "resets": 0}
         self.enforce = set_enforce(enforce)
         self.programs = {c.id: c.rules() for c in configs}
         self.referee = Referee(self.programs, {a: x.balance for a, x in self._accounts.items()},

@@ -20,7 +20,7 @@ from sim.testing import anchor_for, login, sim_env
 from tests.integration.test_sim_trading import Sim, UserHub
 from tests.support import aeventually, eventually, running_sim
 
-SIZE, DRIFT, LAX, PARTS = 3001, 3002, 3003, 3004
+SIZE, DRIFT, LAX, PARTS, RESET = 3001, 3002, 3003, 3004, 3005
 
 
 def admin(sim: Sim, path: str, body: Any = None) -> Any:
@@ -43,6 +43,8 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
     tmp: Path = tmp_path_factory.mktemp("sim_rules")
     accounts = ",".join(f"{a}:50KTC-V2-000003-{a}:50000" for a in (SIZE, DRIFT, LAX))
     accounts += f",{PARTS}:150KTC-V2-000003-{PARTS}:150000:maxlots=40+mll=100000"
+    # an MLL allowance of 50: ten lots' spread and fees take it through its floor at once
+    accounts += f",{RESET}:50KTC-V2-000003-{RESET}:50000:maxlots=20+mll=50"
     env = sim_env(tmp, SIM_ACCOUNTS=accounts, SIM_HISTORY_DAYS="1", CLOCK_SPEED="60",
                   SIM_ROOTS="EP,MES",
                   CLOCK_ANCHOR=datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -120,6 +122,37 @@ async def test_a_lax_sim_lets_six_lots_through_and_the_referee_records_it(sim: S
         sim.post("/api/Position/closeContract", {"accountId": LAX, "contractId": sim.es["id"]})
     bad = httpx.post(sim.base + "/admin/rules", json={"enforce": ["no_such_rule"]})
     assert bad.status_code == 400 and "no_such_rule" in bad.json()["error"]
+
+
+async def test_an_account_liquidated_at_its_floor_trades_again_after_a_reset(sim: Sim) -> None:
+    async with UserHub(sim, RESET) as hub:
+        assert sim.place(RESET, type=2, side=0, size=10)["success"]
+        await aeventually(lambda: breaches(sim, RESET), what="the MLL breach")
+        assert breaches(sim, RESET)[0]["rule"] == "mll" and sim.positions(RESET) == []
+        risk = admin(sim, f"/admin/accounts/{RESET}/risk")
+        assert risk["lost"] is True and risk["can_trade"] is False
+        assert sim.place(RESET, type=2, side=0, size=1)["errorCode"] == 4
+        hub.events.clear()
+        fresh = admin(sim, f"/admin/accounts/{RESET}/reset", {"balance": 60000})
+        assert (fresh["balance"], fresh["floor"], fresh["high_water"]) == (60000.0, 50000.0,
+                                                                            60000.0)
+        assert (fresh["lost"], fresh["can_trade"], fresh["breaches"]) == (False, True, 0)
+        assert breaches(sim, RESET) == []
+        await aeventually(lambda: any(n == "GatewayUserAccount" and e["data"]["canTrade"]
+                                      for n, e in hub.events), what="canTrade true on the hub")
+        accounts = sim.post("/api/Account/search", {"onlyActiveAccounts": True})["accounts"]
+        mine = next(a for a in accounts if a["id"] == RESET)
+        assert mine["canTrade"] is True and mine["balance"] == 60000.0
+        r = sim.place(RESET, type=2, side=0, size=1)
+        assert r["success"], r
+        assert sim.positions(RESET)[0]["size"] == 1
+    # without a body: the program's starting balance; unknown ids and bad bodies are refused
+    plain = httpx.post(f"{sim.base}/admin/accounts/{RESET}/reset")
+    assert plain.status_code == 200 and plain.json()["balance"] == 50000.0
+    assert sim.positions(RESET) == []
+    assert httpx.post(f"{sim.base}/admin/accounts/777/reset").status_code == 404
+    bad = httpx.post(f"{sim.base}/admin/accounts/{RESET}/reset", json={"balance": "lots"})
+    assert bad.status_code == 400 and "balance" in bad.json()["error"]
 
 
 def test_a_position_open_at_1510_ct_is_liquidated(tmp_path: Path) -> None:

@@ -216,3 +216,66 @@ def test_holidays_and_early_closes_come_from_the_calendar() -> None:
     thanksgiving.engine.on_clock(thanksgiving.clock.now_ms())
     assert risk(thanksgiving)["eod_balances"] == []
     assert risk(thanksgiving)["trading_day"] == "2026-11-27"
+
+
+def lose_at_the_floor(rig: Rig) -> None:
+    assert rig.place(type=2, side=0, size=2)["success"]
+    rig.market_at(5980.0)                                    # bid 5980: at the floor
+    assert risk(rig)["lost"] is True and rig.place(type=2, side=0, size=1)["errorCode"] == 4
+
+
+def test_an_account_lost_at_its_floor_trades_again_after_a_reset() -> None:
+    rig = rig_at()
+    lose_at_the_floor(rig)
+    assert rig.balance() < 48000.0 and rules_of(rig) == ["mll"]
+    rig.take()
+    r = rig.engine.reset_account(ACCOUNT)
+    assert r is not None
+    assert (r["balance"], r["floor"], r["high_water"]) == (50000.0, 48000.0, 50000.0)
+    assert (r["lost"], r["blocked"], r["can_trade"], r["breaches"]) == (False, False, True, 0)
+    assert r["eod_balances"] == [] and r["day_pnl"] == 0.0 and r["lots_in_use"] == 0
+    assert rig.engine.breaches() == []
+    [(name, event)] = rig.take()
+    assert name == "GatewayUserAccount" and event["data"]["canTrade"] is True
+    assert event["data"]["balance"] == 50000.0
+    rig.market_at(6000.0)
+    assert rig.place(type=2, side=0, size=1)["success"]
+    assert rig.positions()[0]["size"] == 1
+    # the floor holds again for the fresh account, and is enforced again
+    rig.market_at(5959.0)
+    assert risk(rig)["lost"] is True and rules_of(rig) == ["mll"]
+
+
+def test_a_reset_flattens_cancels_and_forgets_the_eod_history() -> None:
+    t = iso_to_ms("2026-11-24T15:00:00Z")
+    rig = rig_at(t0=t)
+    assert rig.place(type=2, side=0, size=1)["success"]
+    rig.market_at(6040.0)
+    rig.call("/api/Position/closeContract", {"accountId": ACCOUNT, "contractId": ES.id})
+    assert rig.place(type=2, side=0, size=1)["success"]      # a position left open
+    day2 = iso_to_ms("2026-11-24T23:00:01Z")                 # 17:00 CT: an EOD above the start
+    rig.clock.set(day2)
+    rig.engine.on_clock(day2)
+    assert risk(rig)["eod_balances"] and risk(rig)["floor"] > 48000.0
+    working = rig.place(type=1, side=0, size=1, limitPrice=5900.0)["orderId"]
+    r = rig.engine.reset_account(ACCOUNT, balance=51000.0)
+    assert r is not None and rig.positions() == []           # closed at market
+    assert rig.trades()[-1]["profitAndLoss"] is not None
+    assert rig.order(working)["status"] == 3                 # cancelled
+    assert r["balance"] == 51000.0 and r["eod_balances"] == []
+    assert r["high_water"] == 51000.0 and r["floor"] == 49000.0   # a fresh 50K at 51,000
+    assert rig.engine.counters["resets"] == 1
+    assert rig.engine.reset_account(9999) is None
+
+
+def test_a_reset_with_the_market_closed_drops_the_position_without_a_trade() -> None:
+    rig = rig_at()
+    assert rig.place(type=2, side=0, size=1)["success"]
+    trades = len(rig.trades())
+    rig.market.open = False
+    rig.take()
+    assert rig.engine.reset_account(ACCOUNT) is not None
+    assert rig.positions() == [] and len(rig.trades()) == trades
+    events = rig.take()
+    assert [n for n, _ in events] == ["GatewayUserPosition", "GatewayUserAccount"]
+    assert events[0][1]["action"] == 2 and events[0][1]["data"]["size"] == 0
