@@ -431,7 +431,8 @@ class RiskGate:
     def _blind(self, view: BookView, net: dict[str, int]) -> Verdict | None:
         """Without a price for what is held, equity (and so the MLL and daily loss checks) is
         unknown: an entry that adds risk waits for a price."""
-        ages = self.blind(view) if net else {}
+        ages = blind(net, view.quotes, view.now_ms, int(self.cfg.mark_max_age_s * 1000)) \
+            if net else None
         if not ages:
             return None
         return self._reject(RULE_BLIND, f"no price for {describe(ages)}: quotes and the venue's "
