@@ -160,6 +160,7 @@ class Admin:
             self.venue.engine.set_enforcement(value)
         except ValueError as exc:
             return _json({"error": str(exc)}, 400)
+        await self.venue.save_state()       # a restarted sim comes back with this switch
         return _json(self._rules())
 
     # ---- the market -------------------------------------------------------------------------

@@ -129,7 +129,9 @@ class Enforcement(EngineState):
             self._emit_account(account)
 
     def set_enforcement(self, rules: Iterable[str]) -> None:
+        """Switch enforcement at run time (POST /admin/rules): saved state, like the rest."""
         self.enforce = set_enforce(rules)
+        self.dirty = True
 
 
 def set_enforce(rules: Iterable[str]) -> set[str]:

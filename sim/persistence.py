@@ -1,8 +1,9 @@
 """Paper trading that survives a restart: the trading state in one atomically replaced file.
 
 With `SIM_STATE_PATH` set the sim writes its accounts (balance, canTrade), orders, positions,
-trades, id counters, the referee's rule state and breaches, and the market drifts (they are part
-of the price record) to one JSON file: written to a temporary file, fsynced, renamed over the
+trades, id counters, the referee's rule state and breaches, the enforcement switch (set at run
+time by POST /admin/rules, it wins over SIM_ENFORCE on restart) and the market drifts (they are
+part of the price record) to one JSON file: written to a temporary file, fsynced, renamed over the
 old one, the directory fsynced. A REST call that changed trading state is answered only after
 the write that holds its change completed, so a SIGKILL loses nothing that was acknowledged;
 fills made by the market are written within one market step. Without the setting nothing is
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from sim.prices import Drift, Tape
+from sim.enforcement import set_enforce
 from sim.referee import Breach
 from sim.wire import OPEN, HalfTrade, Order, Position
 
@@ -50,6 +52,7 @@ def snapshot(engine: TradingEngine, tape: Tape) -> dict[str, Any]:
         "next_position": engine.book.next_position,
         "accounts": {str(a.id): {"balance": a.balance, "can_trade": a.can_trade}
                      for a in engine._accounts.values()},
+        "enforce": sorted(engine.enforce),
         "orders": [{k: getattr(o, k) for k in _ORDER_FIELDS} for o in engine._orders.values()],
         "children": {str(k): v for k, v in engine._children.items()},
         "positions": [{"id": p.id, "account_id": p.account_id, "contract": p.contract.id,
@@ -77,6 +80,8 @@ def restore(engine: TradingEngine, tape: Tape, data: dict[str, Any]) -> None:
     if data.get("version") != VERSION:
         raise StateError(f"unknown state version {data.get('version')!r}")
     known = set(engine._accounts)
+    if "enforce" in data:                 # snapshots before the switch was saved lack it
+        engine.enforce = set_enforce(data["enforce"])
     engine._next_order = max(engine._next_order, int(data["next_order"]))
     for key, saved in data["accounts"].items():
         account = engine._accounts.get(int(key))

@@ -101,6 +101,10 @@ class Venue:
                 raise StartupError(f"SIM_STATE_PATH: {exc}") from None
             self.api.after_trading = self.save_state
             log.info("trading state %s %s", "restored from" if restored else "kept in", path)
+            if restored and self.engine.enforce != set(settings.sim_enforce):
+                log.warning("enforcing %s as saved in %s (SIM_ENFORCE says %s)",
+                            ",".join(sorted(self.engine.enforce)) or "none", path,
+                            ",".join(sorted(settings.sim_enforce)) or "none")
         self.admin = Admin(self)
         self.counters: dict[str, int] = {"ticks": 0, "prints": 0, "engine_errors": 0,
                                          "hub_drops": 0}

@@ -89,3 +89,52 @@ def test_state_survives_sigterm_and_sigkill(tmp_path: Path) -> None:
         assert proc.terminate() == 0
     finally:
         procs.cleanup()
+
+
+def test_the_enforcement_switch_survives_a_restart(tmp_path: Path) -> None:
+    """Rules switched at run time (POST /admin/rules) come back after SIGTERM and SIGKILL,
+    over what SIM_ENFORCE says; a state file written before the switch was saved still loads,
+    with the environment's rules."""
+    path = tmp_path / "sim-state.json"
+    env = sim_env(tmp_path, SIM_ACCOUNTS=ACCOUNTS, SIM_HISTORY_DAYS="1", SIM_ROOTS="EP",
+                  SIM_STATE_PATH=str(path), SIM_ENFORCE="all")
+    base = f"http://127.0.0.1:{env['SIM_PORT']}"
+    every = ["daily_loss", "flat_by", "max_position", "mll"]
+
+    def rules() -> list[str]:
+        return list(httpx.get(f"{base}/admin/rules").json()["enforce"])
+
+    def switch(value: Any) -> None:
+        r = httpx.post(f"{base}/admin/rules", json={"enforce": value})
+        assert r.status_code == 200, r.text
+
+    procs = Procs(tmp_path, env)
+    try:
+        proc, http = start(procs, base)
+        assert rules() == every
+        switch("none")
+        assert proc.terminate() == 0
+
+        proc, http = start(procs, base)
+        assert rules() == []
+        place(http, type=2, side=0, size=6)          # over the cap: a lax sim lets it through
+        switch(["mll"])                              # acknowledged ...
+        proc.kill()                                  # ... then SIGKILL
+
+        proc, http = start(procs, base)
+        assert rules() == ["mll"]
+        r = http.post("/api/Order/place", json={
+            "accountId": 4001, "contractId": state(http)["positions"][0]["contractId"],
+            "type": 2, "side": 0, "size": 1}).json()
+        assert r["success"], r                       # max_position is still not enforced
+        assert proc.terminate() == 0
+
+        old = json.loads(path.read_text())           # as a sim before this change wrote it
+        assert old.pop("enforce") == ["mll"]
+        path.write_text(json.dumps(old))
+        proc, http = start(procs, base)
+        assert rules() == every
+        assert state(http)["positions"][0]["size"] == 7
+        assert proc.terminate() == 0
+    finally:
+        procs.cleanup()

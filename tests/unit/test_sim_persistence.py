@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
+import pytest
 
 from chillly.clock import iso_to_ms
-from sim.persistence import restore, snapshot
+from sim.persistence import StateError, StateFile, restore, snapshot
 from sim.prices import Tape
 from tests.unit.sim_trading_rig import ACCOUNT, ES, Rig
 
@@ -43,3 +46,30 @@ def test_a_restored_engine_answers_like_the_one_that_saved() -> None:
     assert again.place(type=2, side=0, customTag="keep")["errorCode"] == 2
     new_ids = [o["id"] for o in again.orders()]
     assert len(set(new_ids)) == len(new_ids)
+
+
+def test_the_enforcement_switch_is_saved_and_old_snapshots_keep_the_setting() -> None:
+    rig = Rig()
+    tape = Tape(7)
+    rig.engine.dirty = False
+    rig.engine.set_enforcement(["mll", "flat_by"])
+    assert rig.engine.dirty                       # a switch is a change to save
+    data = orjson.loads(orjson.dumps(snapshot(rig.engine, tape)))
+    assert data["enforce"] == ["flat_by", "mll"]
+    again = Rig()                                 # SIM_ENFORCE=all
+    restore(again.engine, Tape(7), data)
+    assert again.engine.enforce == {"flat_by", "mll"}
+    del data["enforce"]                           # a snapshot from before the switch was saved
+    older = Rig(enforce=("daily_loss",))
+    restore(older.engine, Tape(7), data)
+    assert older.engine.enforce == {"daily_loss"}
+
+
+def test_a_state_file_with_an_unknown_rule_is_refused(tmp_path: Path) -> None:
+    rig = Rig()
+    data = snapshot(rig.engine, Tape(7))
+    data["enforce"] = ["no_such_rule"]
+    path = tmp_path / "state.json"
+    path.write_bytes(orjson.dumps(data))
+    with pytest.raises(StateError, match="no_such_rule"):
+        StateFile(path, Rig().engine, Tape(7)).load()
