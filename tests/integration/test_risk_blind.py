@@ -10,7 +10,9 @@ account (floor 48,000) buys 2 ES through the gateway, then the admin market drif
 - the default (venue marks from the forming 1m bar): the gate sees the loss, halts at the
   buffer and flattens; the referee records nothing even after the whole drift;
 - the venue's bars failing too (sim fault on History/retrieveBars): alarm `blind`, an entry is
-  refused (rule `blind`), an exit goes through; bars back: the alarm clears, entries pass.
+  refused (rule `blind`), an exit goes through; bars back: the alarm clears, entries pass;
+- with feed-market running the quotes mark the position (no venue poll); SIGKILL it and its last
+  quote goes stale: venue marks take over and the gate still flattens in time.
 """
 
 from __future__ import annotations
@@ -41,7 +43,10 @@ BUFFER = "800"
 
 
 class Rig:
-    def __init__(self, tmp: Path, **extra: str) -> None:
+    def __init__(self, tmp: Path, feed: bool = False, **extra: str) -> None:
+        self.feed = feed
+        self.feed_proc: Any = None
+        self.quotes = 0
         start = int(datetime(2026, 12, 2, 9, 0, tzinfo=CHICAGO).timestamp() * 1000)
         self.env = {
             "BUS_PUBLISH_ADDR": f"tcp://127.0.0.1:{free_port()}",
@@ -68,11 +73,15 @@ class Rig:
         self.procs.chillly("sim", name="sim")
         wait_ready(self.base)
         self.token = login(self.base)
+        if self.feed:
+            self.procs.chillly("subscriptions", "serve", name="subscriptions")
+            self.feed_proc = self.procs.chillly("feed-market", name="feed-market")
         self.procs.chillly("gateway", name="gateway")
         self.bus = bus = Bus(self.env["BUS_PUBLISH_ADDR"], self.env["BUS_SUBSCRIBE_ADDR"],
                              "test-blind")
-        bus.on("hb.gateway.", lambda e: self.hb.update(e.payload))
+        bus.on("hb.gateway.", self._beat)
         bus.on("risk.", lambda e: self.risk.append(e.payload))
+        bus.on("quote.", lambda e: setattr(self, "quotes", self.quotes + 1))
         await bus.ready(timeout=30)
 
         async def ready() -> bool:
@@ -85,6 +94,9 @@ class Rig:
         contracts = self.venue("Contract/available", {"live": False})["contracts"]
         self.es = next(c["id"] for c in contracts
                        if c["symbolId"] == "F.US.EP" and c["activeContract"])
+
+    def _beat(self, env: Any) -> None:
+        self.hb = dict(env.payload, n=self.hb.get("n", 0) + 1)
 
     def venue(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         r = httpx.post(f"{self.base}/api/{path}", json=body,
@@ -126,8 +138,8 @@ class Rig:
         self.procs.cleanup()
 
 
-async def _rig(tmp: Path, **extra: str) -> AsyncIterator[Rig]:
-    rig = Rig(tmp, **extra)
+async def _rig(tmp: Path, feed: bool = False, **extra: str) -> AsyncIterator[Rig]:
+    rig = Rig(tmp, feed, **extra)
     try:
         await rig.start()
         yield rig
@@ -145,6 +157,12 @@ async def unprotected(tmp_path: Path) -> AsyncIterator[Rig]:
 @pytest.fixture
 async def protected(tmp_path: Path) -> AsyncIterator[Rig]:
     async for rig in _rig(tmp_path):
+        yield rig
+
+
+@pytest.fixture
+async def quoted(tmp_path: Path) -> AsyncIterator[Rig]:
+    async for rig in _rig(tmp_path, feed=True, DEFAULT_CONTRACTS="ES"):
         yield rig
 
 
@@ -217,3 +235,30 @@ async def test_entries_wait_while_blind_and_pass_when_prices_return(protected: R
     c = rig.counters()
     # the venue's 500s were met (retried inside one poll, or failed polls), then marks resumed
     assert c["venue_http_5xx"] > 0 and c["marks_blind_alarms"] >= 1, c
+
+
+@pytest.mark.serial
+async def test_a_quote_feed_that_dies_is_replaced_by_venue_marks(quoted: Rig) -> None:
+    rig = quoted
+    await aeventually(lambda: rig.quotes > 0, timeout=20, what="quotes from feed-market")
+    await _long_two(rig)
+    # Quotes flowing: they mark the position, the venue is not asked (the gateway takes the
+    # contract's quotes once it holds it: a poll or two may come first). 3 heartbeats = 36
+    # market seconds, more than RISK_MARK_MAX_AGE.
+    got = rig.counters()["received"]
+    await aeventually(lambda: rig.counters()["received"] > got + 50, timeout=10,
+                      what="quotes reaching the gateway")
+    beats, polled = rig.hb["n"], rig.counters()["marks_venue"]
+    await aeventually(lambda: rig.hb.get("n", 0) >= beats + 3, timeout=10, what="heartbeats")
+    assert rig.counters()["marks_venue"] == polled, rig.counters()
+    rig.feed_proc.kill()                                 # the quote feed crashes
+    await aeventually(lambda: rig.counters().get("marks_venue", 0) > polled, timeout=10,
+                      what="venue marks after the feed died")
+    done = rig.drift()
+    await aeventually(lambda: rig.held() == 0, timeout=(done - rig.clock.now_ms()) / 1000
+                      / SPEED + 10, interval=0.1, what="the gate's flatten")
+    await aeventually(lambda: rig.clock.now_ms() > done + 5_000, timeout=DRIFT_S / SPEED + 10,
+                      interval=0.2)
+    assert rig.breaches() == []
+    c = rig.counters()
+    assert c["marks_blind_alarms"] == 0, c
