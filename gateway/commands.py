@@ -63,8 +63,7 @@ class Commands(GatewayState):
                                       spec.tick_value, net.qty if net else 0, self.clock.now_ms())
             except Invalid as exc:
                 return self._rejected(cid, exc.rule, str(exc), "rejected_invalid")
-            if not intent.reduces:
-                await self._await_marks()       # a price for what is held, if one is coming
+            await self._await_marks(intent)     # a price for what is held, if one is coming
             verdict = self.gate.check(intent, self.view())
             self.risk.save_soon()
             if not verdict.permits(intent):
@@ -133,8 +132,7 @@ class Commands(GatewayState):
                         stop_price=prices.get("stop_price", row["stop_price"]),
                         kind="modify", order_id=row["order_id"], ts=self.clock.now_ms(),
                         protective=row.get("parent_id") is not None)
-        if not intent.protective:
-            await self._await_marks()
+        await self._await_marks(intent)
         verdict = self.gate.check(intent, self.view())
         if not verdict.permits(intent):
             self._risk_event("reject", verdict.reason, verdict.rule, row["owner"],

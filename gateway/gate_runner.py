@@ -18,6 +18,7 @@ from gateway.gate import (
     CancelEntries,
     CancelOrders,
     Flatten,
+    Intent,
     QuoteView,
     SetTradingState,
     WorkingOrder,
@@ -114,14 +115,17 @@ class GateRunner(GatewayState):
             self._tasks.append(task)
             task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
 
-    async def _await_marks(self) -> None:
+    async def _await_marks(self, intent: Intent) -> None:
         """Before the gate judges an entry: a held contract without a fresh mark gets its venue
         poll (started now if one is due), waited for up to MARK_WAIT_S; the gate then judges
-        on what the book has (blind if still nothing)."""
+        on what the book has (blind if still nothing). Exits and protective legs never wait."""
         s = self.s
         now = self.clock.now_ms()
         ages = M.blind(self.book.held(), self.book.marks(), now, self._mark_age_ms())
-        if not ages or not s.risk_mark_fallback:
+        if not ages or not s.risk_mark_fallback or intent.protective:
+            return
+        g, view = self.risk.gate, self.view()
+        if g.reduces(intent, view, g.net(view)):
             return
         interval = int(s.risk_mark_poll_interval * 1000)
         for c in M.polls_due(ages, self.book.quotes, self.book.venue_marks, self._mark_tried,

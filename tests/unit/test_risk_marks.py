@@ -13,6 +13,7 @@ from gateway import marks as M
 from gateway.book import Book, Spec
 from gateway.gate import HALTED, BookView, Flatten, QuoteView
 from gateway.risk_settings import RiskSettings
+from gateway.risk_tools import render
 from tests.unit.risk_rig import BUY, ES, MES, SELL, WED, gate, intent, pos, view
 
 AGE = 15_000
@@ -106,6 +107,7 @@ def test_blind_refuses_entries_but_lets_exits_through() -> None:
     assert g.check(intent(ES, SELL, 1), stale).allowed  # an exit: never held back
     assert g.check(intent(ES, SELL, 2), stale).allowed
     assert g.report(stale, WED)["blind"] == [ES]
+    assert f"BLIND      no price for {ES}" in render(g.report(stale, WED))
     # A fresh venue mark is as good as a quote; a flat account needs no price.
     marked = with_quotes(stale, M.venue_mark(ES, 6000.0, 0.25, WED - 2_000))
     assert g.check(intent(ES, BUY, 1), marked).allowed
