@@ -126,13 +126,13 @@ class Stack:
         return p.returncode, p.stdout, p.stderr
 
 
-def _stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def _stack(tmp_path_factory: pytest.TempPathFactory, **extra: str) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("gw")
     env = {"BUS_PUBLISH_ADDR": f"tcp://127.0.0.1:{free_port()}",
            "BUS_SUBSCRIBE_ADDR": f"tcp://127.0.0.1:{free_port()}",
            "SIM_PORT": str(free_port()), "SIM_ALWAYS_OPEN": "1", "SIM_HISTORY_DAYS": "1",
            "SIM_ACCOUNTS": ACCOUNTS, "SIM_RATE_OTHER": "100000", "RUN_DIR": str(tmp / "run"),
-           "HEARTBEAT_INTERVAL": "0.2", "LOG_LEVEL": "INFO"}
+           "HEARTBEAT_INTERVAL": "0.2", "LOG_LEVEL": "INFO", **extra}
     procs = Procs(tmp, env)
     procs.spawn(["-m", "broker"], name="broker")
     procs.chillly("sim", name="sim")
@@ -144,9 +144,15 @@ def _stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         print(procs.dump_logs()[-6000:])
 
 
-def stack_fixture() -> Any:
-    """A module-scoped `stack` fixture: `stack = stack_fixture()` in a test module."""
-    return pytest.fixture(scope="module", name="stack")(_stack)
+def stack_fixture(**extra: str) -> Any:
+    """A module-scoped `stack` fixture: `stack = stack_fixture()` in a test module; `extra`
+    adds to every process's environment (e.g. CLOCK_SPEED with CLOCK_ANCHOR)."""
+    if not extra:
+        return pytest.fixture(scope="module", name="stack")(_stack)
+
+    def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+        yield from _stack(tmp_path_factory, **extra)
+    return pytest.fixture(scope="module", name="stack")(stack)
 
 
 class Tap:
