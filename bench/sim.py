@@ -1,6 +1,7 @@
 """Sim benchmark: REST requests/s and hub events/s, beside bare aiohttp baselines.
 
-    .venv/bin/python bench/sim.py [--seconds 4] [--concurrency 16] [--clients 4] [--speed 3600]
+    .venv/bin/python bench/sim.py [--seconds 4] [--concurrency 8] [--clients 4] [--speed 3600]
+        [--market-start 2026-12-01T14:30:00Z]
 
 Measured in the same run, on the same machine, with the same clients (httpx for REST, a raw
 `websockets` client for the hubs), every server in its own process:
@@ -10,8 +11,11 @@ Measured in the same run, on the same machine, with the same clients (httpx for 
 - hub: a sim at CLOCK_SPEED=`speed` (an hour of market per real second at 3600) with `clients`
   market-hub connections, each subscribed to quotes, trades and depth of every listed
   contract: records/s and trade prints/s received in total, the sim's market steps/s (10/s
-  means it keeps up) and its CPU use; baseline: a bare aiohttp WebSocket pushing pre-encoded
-  records as fast as the same clients read them.
+  means it keeps up), its CPU use and how far its market is behind the clock at the end (a
+  sim short of CPU falls behind rather than stop answering); baseline: a bare aiohttp WebSocket
+  pushing pre-encoded records as fast as the same clients read them. `--market-start` picks the
+  market time of that run (the tape's US cash hours, 14:30-21:00 UTC, are the heaviest).
+Figures of recent runs are in docs/sim.md, "Performance".
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
-from sim.testing import free_port, login, sim_env, wait_ready  # noqa: E402
+from chillly.clock import iso_to_ms  # noqa: E402
+from sim.testing import anchor_for, free_port, login, sim_env, wait_ready  # noqa: E402
 
 RS = "\x1e"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -157,6 +162,10 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--speed", type=float, default=3600.0)
+    ap.add_argument("--market-start", default=None,
+                    help="market time (ISO, UTC) the hub run starts at; default now. The "
+                         "tape's volume follows the trading day: 14:30-21:00 UTC is the "
+                         "busiest, so the heaviest run starts there")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench-sim-")
 
@@ -195,6 +204,8 @@ def main() -> None:
         stop(proc)
 
     anchor = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if args.market_start:
+        anchor = anchor_for(iso_to_ms(args.market_start), args.speed)
     proc, base = start_sim(tmp, CLOCK_SPEED=str(args.speed), CLOCK_ANCHOR=anchor)
     try:
         token = login(base)
@@ -209,8 +220,10 @@ def main() -> None:
             base.replace("http", "ws") + f"/hubs/market?access_token={token}", subs,
             args.seconds, args.clients))
         cpu = (cpu_seconds(proc.pid) - cpu0) / (time.perf_counter() - t0)
-        ticks = (httpx.get(f"{base}/admin/counters").json()["counters"]["ticks"] - ticks0) / (
-            time.perf_counter() - t0)
+        final = httpx.get(f"{base}/admin/counters", timeout=30).json()["counters"]
+        ticks = (final["ticks"] - ticks0) / (time.perf_counter() - t0)
+        lag_s = final.get("market_lag_ms", 0) / 1000 / args.speed
+        slow = final.get("market_slow_consumer_drops", 0)
     finally:
         stop(proc)
 
@@ -223,7 +236,9 @@ def main() -> None:
     print(f"HUB   bare aiohttp push, {args.clients} clients   {bare_hub:9.0f} records/s (baseline)")
     print(f"HUB   sim market hub, {args.clients} clients      {rec_rate:9.0f} records/s, "
           f"{print_rate:.0f} trade prints/s, speed {args.speed:g}, {len(contracts)} contracts")
-    print(f"      sim market steps {ticks:.1f}/s (10/s = keeping up), sim CPU {cpu * 100:.0f}%")
+    print(f"      sim market steps {ticks:.1f}/s (10/s = keeping up), sim CPU {cpu * 100:.0f}%, "
+          f"market behind the clock by {lag_s:.2f} real s at the end, {slow} slow clients "
+          "dropped")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,15 @@ from sim.trading_api import build_handlers
 
 log = logging.getLogger("sim")
 
+#: A market step covers at most this many nominal steps (SIM_TICK_INTERVAL_S of real time).
+MAX_STEP_TICKS = 2
+#: Behind the clock, the loop sleeps this share of a step's duration (at least MIN_YIELD_S)
+#: before the next step, so the hubs and REST keep a fifth of it.
+CATCH_UP_YIELD = 0.25
+MIN_YIELD_S = 0.005
+#: Warn when the market is this many real seconds' worth of market time behind the clock.
+LAG_WARN_S = 1.0
+
 
 def _history_start(now_ms: int, days: int) -> int:
     """The history horizon: UTC midnight `days` days before now."""
@@ -107,7 +116,12 @@ class Venue:
                             ",".join(sorted(settings.sim_enforce)) or "none")
         self.admin = Admin(self)
         self.counters: dict[str, int] = {"ticks": 0, "prints": 0, "engine_errors": 0,
-                                         "hub_drops": 0}
+                                         "hub_drops": 0, "catch_up_steps": 0,
+                                         "market_lag_ms": 0}
+        self.max_step_ms = max(1000, int(MAX_STEP_TICKS * settings.sim_tick_interval_s
+                                         * clock.speed * 1000))
+        self.lag_ms = 0     # market time the last step left undone (the market behind the clock)
+        self._lag_warned = False
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 * 1024)
@@ -120,8 +134,32 @@ class Venue:
 
     # ---- the market loop --------------------------------------------------------------------
     def tick(self) -> int:
-        """One market step: prints to the engine first, then to the hubs. Returns print count."""
-        now = self.clock.now_ms()
+        """One market step: prints to the engine first, then to the hubs. Returns print count.
+
+        A step covers at most `max_step_ms` of market time (MAX_STEP_TICKS nominal steps). At
+        a fast clock the busiest hours of the tape (US cash hours) can hold more prints than
+        one core takes in real time; a step covering everything since the last one would then
+        take longer each time, the event loop would stop answering (REST calls and pings
+        timing out: `bench/sim.py` at CLOCK_SPEED=3600 failed to start that way) and never
+        recover. Bounded, the market falls behind the clock instead (`lag_ms`, counter
+        `market_lag_ms`), requests are answered between steps, and it catches up when the
+        tape gets quieter."""
+        clock_now = self.clock.now_ms()
+        now = clock_now
+        cursor = self.market.cursor_ms
+        if cursor is not None and now - cursor > self.max_step_ms:
+            now = cursor + self.max_step_ms
+            self.counters["catch_up_steps"] += 1
+        lagging = clock_now - now
+        if lagging > LAG_WARN_S * 1000 * self.clock.speed and not self._lag_warned:
+            self._lag_warned = True
+            log.warning("market %.1f market s behind the clock: more prints than the CPU "
+                        "takes at speed %g; catching up", lagging / 1000, self.clock.speed)
+        elif self._lag_warned and not lagging:
+            self._lag_warned = False
+            log.info("market caught up with the clock")
+        self.lag_ms = lagging
+        self.counters["market_lag_ms"] = lagging
         engine = self.engine
         try:
             engine.on_clock(now)     # the day roll and the flat-by deadline come first
@@ -257,7 +295,14 @@ class SimService(Service):
             except OSError:
                 log.exception("saving the trading state failed")
             self.counters.update(self.venue.all_counters())
-            await asyncio.sleep(max(0.0, interval - (loop.time() - started)))
+            elapsed = loop.time() - started
+            if self.venue.lag_ms:
+                # Behind the clock: the next step soon, but the hubs' writers and the REST
+                # handlers get a share of the loop first (a bare sleep(0) runs one callback
+                # each, and a hub write or a request needs several to finish).
+                await asyncio.sleep(max(MIN_YIELD_S, elapsed * CATCH_UP_YIELD))
+            else:
+                await asyncio.sleep(max(0.0, interval - elapsed))
 
     async def _housekeeping(self) -> None:
         """Hub pings, periodic drop faults, closing expired hub sessions: once a second."""

@@ -94,3 +94,35 @@ def test_depth_snapshot_starts_with_a_reset_and_updates_follow() -> None:
     clock.advance(5_000)
     ups = {u.contract_id: u for u in market.step(clock.now_ms())}
     assert ups[ES].depth and all(e["type"] in (1, 2, 3, 4, 5, 7, 8) for e in ups[ES].depth)
+
+
+def test_a_venue_behind_its_clock_catches_up_in_bounded_steps() -> None:
+    """At a fast clock a step covers at most two nominal steps of market time: a loop held up
+    (more prints than the CPU takes) falls behind and catches up step by step, answering in
+    between, instead of taking one ever longer step. Every print still goes through once."""
+    from sim.server import Venue
+    from sim.settings import SimSettings
+
+    clock = ManualClock(ms("2026-11-24T15:00:00"), speed=3600)
+    start = clock.now_ms()
+    settings = SimSettings(sim_always_open=True, sim_history_days=1, sim_roots=["EP"],
+                           sim_tick_interval_s=0.1, sim_state_path="")
+    venue = Venue(settings, clock)
+    venue.market.start(start)
+    assert venue.max_step_ms == 720_000                     # 2 x 0.1 s x 3600
+    clock.advance(60 * MINUTE_MS)                            # an hour of market at once
+    venue.tick()
+    assert venue.market.cursor_ms == start + 720_000
+    assert venue.lag_ms == venue.counters["market_lag_ms"] == 60 * MINUTE_MS - 720_000
+    steps = 1
+    while venue.lag_ms:
+        venue.tick()
+        steps += 1
+    assert steps == 5 and venue.market.cursor_ms == clock.now_ms()
+    assert venue.counters["catch_up_steps"] == 4 and venue.counters["market_lag_ms"] == 0
+    expected = sum(len(venue.tape.prints_between(c.id, start, clock.now_ms()))
+                   for c in venue.catalogue.all())
+    assert expected > 0 and venue.counters["prints"] == expected
+    clock.advance(360_000)                                   # on time again: one whole step
+    venue.tick()
+    assert venue.market.cursor_ms == clock.now_ms() and venue.lag_ms == 0
