@@ -125,7 +125,8 @@ class Legs:
             assert out["status"] == "modified" or self.orders()[key]["status"] == 2, out
         return int(self.orders()[key]["fillVolume"])
 
-    async def protected(self, what: str, open_: int, avg: float, tp_filled: int = 0) -> None:
+    async def protected(self, what: str, open_: int, avg: float, tp_filled: int = 0,
+                        timeout: float = 10) -> None:
         """The sim shows a working stop-loss and take-profit that each close exactly the open
         `open_` lots, at the levels of the average `avg`, and a position of `open_`."""
         sl_px, tp_px = self.levels(avg)
@@ -142,7 +143,7 @@ class Legs:
                         and self.position() == open_)
 
         try:
-            await aeventually(check, timeout=10, what=what)
+            await aeventually(check, timeout=timeout, what=what)
         except AssertionError:
             raise AssertionError(f"{what}: want SL and TP each closing {open_} at "
                                  f"{sl_px}/{tp_px}, position {open_}; the sim has position "
@@ -252,3 +253,57 @@ async def test_a_leg_filling_in_parts_shrinks_its_sibling_and_a_cancelled_entry_
         trades = stack.venue.trades(acc)
         assert sum(x["size"] for x in trades if x["side"] == 0) == more
         assert sum(x["size"] for x in trades if x["side"] == 1) == more
+
+
+async def test_legs_smaller_than_the_position_raise_unprotected_until_they_are_grown(
+        stack: Stack) -> None:
+    """The venue refuses every Order/modify (HTTP 500) while the entry fills in parts: the legs
+    placed at the first part cannot grow, the sim shows a position larger than its stop, and
+    the `unprotected` alarm says so; once modifies work again the gateway grows the legs (its
+    retry) and the alarm clears. (Runs last: it moves the shared ES/MES price path.)"""
+    acc, mes = await _managed(stack)
+    async with Tap(stack.env) as tap:
+        alarms: list[dict[str, Any]] = []
+        tap.bus.on("alarm.gateway.", lambda env: alarms.append(env.payload))
+        await tap.ready()
+        t = Legs(stack, tap, acc, mes)
+        stack.venue.faults(rest_fail_rate=1.0, rest_fault_paths=["/api/Order/modify"])
+        try:
+            res = await tap.submit(contract="MES", side="buy", size=SIZE, type="limit",
+                                   limit_price=round(t.recent()[0] - 2 * t.tick, 10),
+                                   sl_ticks=SL, tp_ticks=TP)
+            assert res["status"] == "accepted", res
+            t.client_id, t.entry_id = res["client_id"], res["order_id"]
+            # The market steps 8 ticks down: every print then trades through the limit.
+            r = stack.venue.http.post("/admin/market", json={
+                "contractId": t.cid, "ticks": -8, "over_seconds": 0})
+            assert r.status_code == 200, r.text
+
+            def short() -> bool:
+                o = t.orders()
+                sl = o.get("SL")
+                return bool(sl and sl["status"] == 1 and 0 < sl["size"] < t.position())
+
+            await aeventually(short, timeout=60, what="a stop smaller than the position")
+            await aeventually(lambda: any(a["code"] == "unprotected" and a["active"]
+                                          for a in alarms), timeout=15, what="unprotected alarm")
+            text = next(a["text"] for a in alarms if a["code"] == "unprotected" and a["active"])
+            assert t.client_id in text and "SL" in text, text
+            # The entry done (filled, or the rest cancelled) while modifies still fail: no
+            # report is left to come, so only the gateway's retry can grow the legs.
+            if t.orders()["E"]["status"] == 1:
+                out = await tap.ask("cancel", {"order_id": t.entry_id})
+                assert out["status"] == "cancelled" or t.orders()["E"]["status"] == 2, out
+            entry = await aeventually(lambda: (e := t.orders()["E"])["status"] in (2, 3) and e,
+                                      what="entry done")
+            assert short(), dump(t.orders())
+        finally:
+            stack.venue.clear_faults()
+        # Modifies work again: the legs grow to the position, the alarm clears.
+        await t.protected("after modifies work again", int(entry["fillVolume"]),
+                          float(entry["filledPrice"]), timeout=40)
+        await aeventually(lambda: [a["active"] for a in alarms
+                                   if a["code"] == "unprotected"][-1] is False,
+                          timeout=40, what="alarm cleared once the legs cover the position")
+        await tap.ask("flatten", {"all": True})
+        await aeventually(lambda: stack.venue.positions(acc) == [], what="flat")
