@@ -2,5 +2,5 @@
 
 `chillly sim` runs it (sim/server.py). Market data and history come from one deterministic tape
 (sim/prices.py); the trading engine (sim/trading.py and the modules it names) is wired to
-them in sim/server.py, as docs/sim.md and docs/sim-trading.md describe.
+them in sim/venue.py, as docs/sim.md and docs/sim-trading.md describe.
 """

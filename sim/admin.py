@@ -34,7 +34,7 @@ from sim.faults import FaultError
 from sim.rules import RULES
 
 if TYPE_CHECKING:
-    from sim.server import Venue
+    from sim.venue import Venue
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:

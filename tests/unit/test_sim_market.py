@@ -100,7 +100,7 @@ def test_a_venue_behind_its_clock_catches_up_in_bounded_steps() -> None:
     """At a fast clock a step covers at most two nominal steps of market time: a loop held up
     (more prints than the CPU takes) falls behind and catches up step by step, answering in
     between, instead of taking one ever longer step. Every print still goes through once."""
-    from sim.server import Venue
+    from sim.venue import Venue
     from sim.settings import SimSettings
 
     clock = ManualClock(ms("2026-11-24T15:00:00"), speed=3600)
