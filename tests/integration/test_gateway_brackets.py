@@ -255,6 +255,27 @@ async def test_a_leg_filling_in_parts_shrinks_its_sibling_and_a_cancelled_entry_
         assert sum(x["size"] for x in trades if x["side"] == 1) == more
 
 
+async def test_a_leg_filled_while_its_entry_works_ends_the_entry(stack: Stack) -> None:
+    """The take-profit fills whole while the rest of its entry still works: the stop goes, and
+    so does the rest of the entry (a later part would have no legs); the account is flat."""
+    acc, mes = await _managed(stack)
+    async with Tap(stack.env) as tap:
+        await tap.ready()
+        t = Legs(stack, tap, acc, mes)
+        await t.submit()
+        part = await t.fill_part("entry part", t.entry_id, t.below, t.far(), "E", 0)
+        assert part < SIZE, "the entry filled whole; the test needs a part"
+        await t.protected(f"entry part ({part} filled)", part,
+                          float(t.orders()["E"]["filledPrice"]))
+        tp = t.orders()["TP"]
+        out = await t.move(tp["id"], limit_price=round(t.recent()[0] - 8 * t.tick, 10))
+        assert out["status"] == "modified", out
+        await aeventually(lambda: {k: o["status"] for k, o in t.orders().items()}
+                          == {"E": 3, "SL": 3, "TP": 2}, what="TP filled, SL and entry cancelled")
+        assert t.orders()["E"]["fillVolume"] == part
+        assert stack.venue.positions(acc) == [], "a position is left"
+
+
 async def test_legs_smaller_than_the_position_raise_unprotected_until_they_are_grown(
         stack: Stack) -> None:
     """The venue refuses every Order/modify (HTTP 500) while the entry fills in parts: the legs
