@@ -179,14 +179,18 @@ class ManagedBrackets(GatewayState):
         bare: list[str] = []
         retry = self._bracket_state()[2]
         short_now: set[int] = set()
-        for row in self.orders.values():
-            if not row.get("managed") or row["fill_volume"] <= 0:
-                continue
+        # The venue's position is what must be covered, newest entries first: an older entry
+        # closed by other means (flatten) still counts lots open, but not beyond the position.
+        left: dict[str, int] = {}
+        for row in sorted((r for r in self.orders.values()
+                           if r.get("managed") and r["fill_volume"] > 0),
+                          key=lambda r: -int(r["order_id"])):
             net = self.book.venue.get(row["contract"])
             if net is None or net.qty == 0:
                 continue
             open_, rows = self._open_of(row)
-            need = min(open_, abs(net.qty))
+            need = min(open_, left.setdefault(row["contract"], abs(net.qty)))
+            left[row["contract"]] -= need
             if need == 0:
                 continue
             last = max([int(r.get("updated_ms") or 0) for r in (row, *rows.values()) if r]
