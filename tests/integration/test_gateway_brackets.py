@@ -276,6 +276,34 @@ async def test_a_leg_filled_while_its_entry_works_ends_the_entry(stack: Stack) -
         assert stack.venue.positions(acc) == [], "a position is left"
 
 
+async def test_unprotected_names_the_bare_entry_not_an_older_flattened_one(stack: Stack) -> None:
+    """A managed entry flattened (legs cancelled, closed at market) still has its lots open by
+    its own count; a new entry on the same contract then holds the position. Only the new one
+    is judged against it: with its stop cancelled by hand the alarm names it, not the old."""
+    acc, mes = await _managed(stack)
+    async with Tap(stack.env) as tap:
+        alarms: list[dict[str, Any]] = []
+        tap.bus.on("alarm.gateway.", lambda env: alarms.append(env.payload))
+        await tap.ready()
+        olds, news = Legs(stack, tap, acc, mes), Legs(stack, tap, acc, mes)
+        for t in (olds, news):
+            res = await tap.submit(contract="MES", side="buy", size=2, sl_ticks=SL, tp_ticks=TP)
+            assert res["status"] == "accepted", res
+            t.client_id, t.entry_id = res["client_id"], res["order_id"]
+            await t.protected(f"{t.client_id} filled", 2, float(t.orders()["E"]["filledPrice"]))
+            if t is olds:
+                await tap.ask("flatten", {"all": True})
+                await aeventually(lambda: stack.venue.positions(acc) == [], what="flat")
+        out = await tap.ask("cancel", {"order_id": news.orders()["SL"]["id"]})
+        assert out["status"] == "cancelled", out
+        await aeventually(lambda: any(a["code"] == "unprotected" and a["active"]
+                                      for a in alarms), timeout=15, what="unprotected alarm")
+        text = next(a["text"] for a in alarms if a["code"] == "unprotected" and a["active"])
+        assert news.client_id in text and olds.client_id not in text, text
+        await tap.ask("flatten", {"all": True})
+        await aeventually(lambda: stack.venue.positions(acc) == [], what="flat again")
+
+
 async def test_legs_smaller_than_the_position_raise_unprotected_until_they_are_grown(
         stack: Stack) -> None:
     """The venue refuses every Order/modify (HTTP 500) while the entry fills in parts: the legs
