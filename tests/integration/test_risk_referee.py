@@ -151,7 +151,9 @@ async def _run(tmp: Path, anchor_ms: int, speed: float, start_ms: int | None, mi
 @pytest.mark.slow
 @pytest.mark.serial
 async def test_flat_window_and_position_cap_hold_through_the_gateway(scenario_dir: Path) -> None:
-    sc, runs = await _run(scenario_dir, ct_ms(2026, 12, 2, 13, 55), 90.0,
+    # Market time starts 25 minutes before the adversaries (start-up takes 10-15 s real, 15-23
+    # minutes of market at 90x), so they run from 14:40 CT through the 15:10 CT flat window.
+    sc, runs = await _run(scenario_dir, ct_ms(2026, 12, 2, 14, 15), 90.0,
                           start_ms=ct_ms(2026, 12, 2, 14, 40), minutes=33, long_bias=0.5)
     try:
         gw, direct = runs[GW]["outcomes"], runs[DIRECT]["outcomes"]
