@@ -213,7 +213,6 @@ async def test_venue_marks_halt_and_flatten_at_the_buffer_before_the_floor(
     assert c["marks_venue"] > 0 and c["marks_blind_alarms"] == 0, c
 
 
-@pytest.mark.serial
 async def test_entries_wait_while_blind_and_pass_when_prices_return(protected: Rig) -> None:
     rig = protected
     await _long_two(rig)
