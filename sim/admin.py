@@ -42,6 +42,17 @@ def _json(obj: Any, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
+async def _object(request: web.Request) -> dict[str, Any] | web.Response:
+    """The request's JSON object body (an empty body is {}), or the 400 that says why not."""
+    try:
+        body = orjson.loads(await request.read() or b"{}")
+    except orjson.JSONDecodeError:
+        return _json({"error": "the body is not valid JSON"}, 400)
+    if not isinstance(body, dict):
+        return _json({"error": "expected a JSON object"}, 400)
+    return body
+
+
 class Admin:
     def __init__(self, venue: "Venue") -> None:
         self.venue = venue
@@ -119,12 +130,9 @@ class Admin:
 
     async def post_reset(self, request: web.Request) -> web.Response:
         raw = request.match_info["id"]
-        try:
-            body = orjson.loads(await request.read() or b"{}")
-        except orjson.JSONDecodeError:
-            return _json({"error": "the body is not valid JSON"}, 400)
-        if not isinstance(body, dict):
-            return _json({"error": "expected a JSON object"}, 400)
+        body = await _object(request)
+        if isinstance(body, web.Response):
+            return body
         balance = body.get("balance")
         if balance is not None and (isinstance(balance, bool)
                                     or not isinstance(balance, (int, float))
@@ -168,12 +176,9 @@ class Admin:
         return _json({"drifts": [d.to_api() for d in self.venue.tape.drifts]})
 
     async def post_market(self, request: web.Request) -> web.Response:
-        try:
-            body = orjson.loads(await request.read() or b"{}")
-        except orjson.JSONDecodeError:
-            return _json({"error": "the body is not valid JSON"}, 400)
-        if not isinstance(body, dict):
-            return _json({"error": "expected a JSON object"}, 400)
+        body = await _object(request)
+        if isinstance(body, web.Response):
+            return body
         cid = body.get("contractId")
         contract = self.venue.catalogue.get(cid) if isinstance(cid, str) else None
         if contract is None:

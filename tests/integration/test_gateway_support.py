@@ -18,7 +18,7 @@ import pytest
 from chillly.bus import Bus
 from chillly.codec import Envelope
 from sim.testing import login, set_faults, clear_faults, wait_ready
-from tests.support import Proc, Procs, eventually, free_port
+from tests.support import Proc, Procs, aeventually, eventually, free_port
 
 ACCOUNTS = ",".join(f"{1000 + i}:PRAC-V2-T-{1000 + i}:50000" for i in range(1, 16)) + \
     ",1099:PRAC-V2-T-1099:50000:position"
@@ -221,3 +221,14 @@ def dump(obj: Any) -> str:
 
 
 __all__ = ["Stack", "Tap", "Venue", "stack_fixture", "eventually", "dump"]
+
+
+async def gateway_ready(bus: Any, timeout: float = 60.0) -> None:
+    """Wait until the gateway answers `account` with ready (its start-up reconcile done)."""
+    async def ready() -> bool:
+        try:
+            r = await bus.request("gateway", "account", {}, timeout=1.0, attempts=1)
+        except Exception:
+            return False
+        return bool(r.ok and isinstance(r.result, dict) and r.result.get("ready"))
+    await aeventually(ready, timeout=timeout, interval=0.2, what="gateway ready")

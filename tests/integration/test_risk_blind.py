@@ -30,6 +30,7 @@ from chillly.bus import Bus
 from chillly.calendar import CHICAGO
 from chillly.clock import SystemClock, iso_to_ms
 from sim.testing import anchor_for, clear_faults, login, set_faults, wait_ready
+from tests.integration.test_gateway_support import gateway_ready
 from tests.support import Procs, aeventually, free_port
 
 ACCOUNT = 1001
@@ -83,14 +84,7 @@ class Rig:
         bus.on("risk.", lambda e: self.risk.append(e.payload))
         bus.on("quote.", lambda e: setattr(self, "quotes", self.quotes + 1))
         await bus.ready(timeout=30)
-
-        async def ready() -> bool:
-            try:
-                r = await bus.request("gateway", "account", {}, timeout=1.0, attempts=1)
-            except Exception:
-                return False
-            return bool(r.ok and r.result.get("ready"))
-        await aeventually(ready, timeout=60, interval=0.2, what="gateway ready")
+        await gateway_ready(bus)
         contracts = self.venue("Contract/available", {"live": False})["contracts"]
         self.es = next(c["id"] for c in contracts
                        if c["symbolId"] == "F.US.EP" and c["activeContract"])

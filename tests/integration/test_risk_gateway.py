@@ -17,6 +17,7 @@ import pytest
 
 from chillly.bus import Bus
 from sim.testing import login, wait_ready
+from tests.integration.test_gateway_support import gateway_ready
 from tests.support import ROOT, Procs, aeventually, free_port
 
 ACCOUNT = 1001
@@ -80,13 +81,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 
 
 async def _ready(rig: Rig, bus: Bus) -> None:
-    async def ok() -> bool:
-        try:
-            reply = await bus.request("gateway", "account", {}, timeout=1.0, attempts=1)
-        except Exception:
-            return False
-        return bool(reply.ok and reply.result.get("ready"))
-    await aeventually(ok, timeout=40, interval=0.2)
+    await gateway_ready(bus, timeout=40)
 
 
 async def test_gate_rejects_halts_flattens_and_survives_a_sigkill(rig: Rig) -> None:

@@ -29,7 +29,8 @@ from chillly.bus import Bus
 from chillly.calendar import CHICAGO
 from chillly.clock import SystemClock, iso_to_ms
 from sim.testing import anchor_for, wait_ready
-from tests.support import Procs, aeventually, free_port
+from tests.integration.test_gateway_support import gateway_ready
+from tests.support import Procs, free_port
 
 GW, DIRECT = 1001, 1002
 ACCOUNTS = f"{GW}:50KTC-V2-1-{GW}:50000,{DIRECT}:50KTC-V2-1-{DIRECT}:50000"
@@ -69,15 +70,8 @@ class Scenario:
         self.procs.chillly("gateway", name="gateway")
         bus = Bus(self.env["BUS_PUBLISH_ADDR"], self.env["BUS_SUBSCRIBE_ADDR"], "test-referee")
         await bus.ready(timeout=30)
-
-        async def ready() -> bool:
-            try:
-                r = await bus.request("gateway", "account", {}, timeout=1.0, attempts=1)
-            except Exception:
-                return False
-            return bool(r.ok and r.result.get("ready"))
         try:
-            await aeventually(ready, timeout=60, interval=0.2, what="gateway ready")
+            await gateway_ready(bus)
         finally:
             await bus.close()
 
