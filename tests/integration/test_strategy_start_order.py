@@ -9,7 +9,6 @@ with the order filled and the position long (the old host, and the test, show th
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +78,7 @@ async def test_events_the_gateways_answer_already_holds_are_not_replayed(
     bus.serve("subscriptions", {"subscribe": subscribe})
     bus.serve("series", {"window": window})
     bus.serve("gateway", {"account": account, "orders": orders, "positions": positions})
-    await asyncio.sleep(0.2)   # our command subscriptions reach the broker
+    await bus.ready(timeout=10)   # our command subscriptions have reached the broker
     host = procs.chillly("strategy-host", "viewer", name="strategy-viewer", env={
         "STRATEGIES_FILE": str(tmp_path / "strategies.toml"),
         "STRATEGY_STATE_DIR": str(tmp_path / "state")})
