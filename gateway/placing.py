@@ -79,12 +79,7 @@ class Placing(GatewayState):
         except VenueError as exc:  # refused before acting (HTTP 400 etc.): not placed
             self._resolve_soon(rec, J.NOT_PLACED, None, None, str(exc))
             return self._rejected(cid, "venue", str(exc), "rejected_venue")
-        if rec["status"] == J.SENDING:
-            self._resolve_soon(rec, J.PLACED, order_id)
-        self._note_placed(rec, order_id, managed)
-        self.counters["accepted"] += 1
-        return {"status": "accepted", "client_id": cid, "order_id": order_id,
-                "message": f"order {order_id} accepted"}
+        return self._accepted(rec, order_id, managed, f"order {order_id} accepted")
 
     async def _retry_managed(self, rec: dict[str, Any], trail_price: float | None,
                              why: str) -> dict[str, Any]:
@@ -119,12 +114,19 @@ class Placing(GatewayState):
             self._spawn_resolve(rec)
             return {"status": "unknown", "client_id": cid,
                     "message": f"no clear answer from the venue ({exc.why}): being reconciled"}
+        return self._accepted(rec, order_id, True,
+                              f"order {order_id} accepted (brackets managed by the gateway)")
+
+    def _accepted(self, rec: dict[str, Any], order_id: int, managed: bool,
+                  message: str) -> dict[str, Any]:
+        """The venue placed it: journal the outcome (unless a hub event settled it first),
+        note the order and answer."""
         if rec["status"] == J.SENDING:
             self._resolve_soon(rec, J.PLACED, order_id)
-        self._note_placed(rec, order_id, True)
+        self._note_placed(rec, order_id, managed)
         self.counters["accepted"] += 1
-        return {"status": "accepted", "client_id": cid, "order_id": order_id,
-                "message": f"order {order_id} accepted (brackets managed by the gateway)"}
+        return {"status": "accepted", "client_id": rec["client_id"], "order_id": order_id,
+                "message": message}
 
     def _note_placed(self, rec: dict[str, Any], order_id: int, managed: bool) -> None:
         if order_id not in self.orders:
