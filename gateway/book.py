@@ -8,7 +8,7 @@
   orders, with an average price and realized P&L computed the venue's way
   ((price - avg) / tick_size * tick_value * size, sign flipped for shorts, less fees).
 - Open P&L is marked from the newest price known: the bus's last quote, or the venue's forming
-  1m bar when the quotes stopped (gateway/marks.py); longs at the bid, shorts at the ask.
+  1m bar when the quotes stopped (trading/marks.py); longs at the bid, shorts at the ask.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway.gate import FLAT, LONG, SHORT, BUY, PositionView, QuoteView
-from gateway.marks import newest
+from trading.marks import newest
 
 ACCOUNT = "_account"
 

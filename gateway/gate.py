@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from trading.marks import QuoteView
+
 # Venue codes (projectx-api.md §4), repeated here so a gate needs nothing but this module.
 BUY, SELL = 0, 1                 # OrderSide
 FLAT, LONG, SHORT = 0, 1, 2      # PositionType
@@ -159,15 +161,6 @@ class WorkingOrder:
     stop_price: float | None = None
     parent_id: int | None = None
     protective: bool = False
-
-
-@dataclass(frozen=True)
-class QuoteView:
-    contract: str
-    bid: float | None
-    ask: float | None
-    last: float | None
-    t: int                   # when the gateway received it, epoch ms (market clock)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The risk gate's side of the gateway: the view of the book it judges (working, in-flight and
 not yet posted orders included), the marks of held contracts (the bus's quotes, else the venue's
-forming 1m bar: gateway/marks.py), and the gate's due actions (trading state, cancels, flatten)
+forming 1m bar: trading/marks.py), and the gate's due actions (trading state, cancels, flatten)
 run after every quote, every venue mark and every second."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from chillly import topics
 from chillly.codec import Envelope
 from gateway import journal as J
-from gateway import marks as M
+from trading import marks as M
 from gateway.gate import (
     BookView,
     CancelEntries,

@@ -26,7 +26,7 @@ from gateway.gate import (
     Intent,
     SetTradingState, Verdict, WorkingOrder, reject,
 )
-from gateway.marks import blind, describe
+from trading.marks import blind, describe
 from gateway.risk_book import RiskBook
 from gateway.risk_calendar import Deadlines, RiskCalendar
 from gateway.risk_config import TICK_VALUES, UNKNOWN_TICK_VALUE, RiskConfig, StrategyLimits

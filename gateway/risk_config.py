@@ -90,7 +90,7 @@ class RiskConfig:
     fees: dict[str, float] = field(default_factory=lambda: dict(FEES))
     strategies: dict[str, StrategyLimits] = field(default_factory=dict)
     #: A held contract without a mark (quote or venue bar) this young is blind: entries that
-    #: add risk are refused (gateway/marks.py).
+    #: add risk are refused (trading/marks.py).
     mark_max_age_s: float = 15.0
 
     def fee(self, root: str) -> float:

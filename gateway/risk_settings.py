@@ -54,7 +54,7 @@ class RiskSettings(Settings):
     risk_default_stop_ticks: int = Field(default=40, gt=0)
     risk_slippage_ticks: int = Field(default=1, ge=0)
     risk_fees: str = ""                               # "ES:1.40,MES:0.37" over the defaults
-    # Marks of held contracts (gateway/marks.py), in market seconds: a quote older than
+    # Marks of held contracts (trading/marks.py), in market seconds: a quote older than
     # RISK_MARK_MAX_AGE is stale; then the venue's forming 1m bar is polled every
     # RISK_MARK_POLL_INTERVAL (RISK_MARK_FALLBACK=false: never). A held contract with neither
     # younger than RISK_MARK_MAX_AGE is blind: entries refused, alarm `blind`.

@@ -2,7 +2,8 @@
 
 Contract ids are never built by hand (projectx-api.md §8.1): a symbol is searched with
 Contract/search (live=false for practice accounts, then the other flag, then Contract/available)
-and matched by the venue root in `symbolId` (ES -> F.US.EP, NQ -> F.US.ENQ, ...) or by a
+and matched by the venue root in `symbolId` (ES -> F.US.EP, NQ -> F.US.ENQ, ...; the product
+table of trading/products.py) or by a
 contract name of the form SYMBOL + month code + year ("ESZ6", "ESZ26"). The active contract
 (the front month) wins. A full id ("CON.F.US.EP.Z26") is looked up with Contract/searchById.
 """
@@ -17,13 +18,7 @@ from chillly.messages import ContractInfo
 from topstepx.client import ProjectXClient
 from topstepx.errors import ApiError
 from topstepx.models import Contract
-
-#: CME ticker -> TopstepX root (projectx-api.md §8.1).
-ROOTS = {
-    "ES": "EP", "NQ": "ENQ", "MNQ": "MNQ", "MES": "MES", "RTY": "RTY", "M2K": "M2K", "YM": "YM",
-    "MYM": "MYM", "CL": "CLE", "MCL": "MCLE", "NG": "NGE", "GC": "GCE", "MGC": "MGC", "SI": "SIE",
-    "HG": "CPE", "6E": "EU6", "6B": "BP6", "6J": "JY6", "6A": "DA6", "6C": "CA6", "ZN": "TYA",
-}
+from trading import products
 _ID_RE = re.compile(r"^CON\.[A-Z0-9]+(\.[A-Z0-9]+)+$")
 
 
@@ -36,18 +31,17 @@ def is_contract_id(text: str) -> bool:
 
 
 def symbol_of(contract: Contract) -> str:
-    """Our symbol for a venue contract: the CME ticker of its root when known."""
+    """Our symbol for a venue contract: the CME ticker of its root when known
+    (trading/products.py)."""
     root = (contract.symbol_id or contract.id).split(".")
     root_name = root[-1] if contract.symbol_id else (root[3] if len(root) > 3 else contract.id)
-    for sym, r in ROOTS.items():
-        if r == root_name:
-            return sym
-    return root_name
+    found = products.by_root(root_name)
+    return found.symbol if found is not None else root_name
 
 
 def matches(symbol: str, contract: Contract) -> bool:
     sym = symbol.upper()
-    root = ROOTS.get(sym, sym)
+    root = products.root_of(sym)
     if contract.symbol_id and contract.symbol_id.upper() in (f"F.US.{root}", f"F.US.{sym}"):
         return True
     if contract.id.upper().startswith((f"CON.F.US.{root}.", f"CON.F.US.{sym}.")):

@@ -1,4 +1,4 @@
-"""Marks of held contracts (gateway/marks.py) and the gate when it has none: a venue mark keeps
+"""Marks of held contracts (trading/marks.py) and the gate when it has none: a venue mark keeps
 equity, the MLL halt and the flatten working when the quotes stop; a held contract with no fresh
 mark at all refuses entries (rule `blind`) but never exits."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chillly.settings import load_settings
-from gateway import marks as M
+from trading import marks as M
 from gateway.book import Book, Spec
 from gateway.gate import HALTED, BookView, Flatten, QuoteView
 from gateway.risk_settings import RiskSettings

@@ -8,15 +8,25 @@ contract was never subscribed, the hub dropped) the gateway polls the venue's fo
 close. A contract with neither a quote nor a venue mark younger than `RISK_MARK_MAX_AGE` is
 *blind*: the gate refuses entries that add risk, the gateway raises alarm `blind`.
 
-Pure functions of plain data (no I/O, time passed in), shared by the gate (gateway/risk.py) and
-the gateway's runner (gateway/gate_runner.py), so both read "fresh" and "blind" the same way.
+Pure functions of plain data (no I/O, time passed in), shared by the gate, the positions
+code and the gateway's runner, so all read "fresh" and "blind" the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 
-from gateway.gate import QuoteView
+
+@dataclass(frozen=True)
+class QuoteView:
+    """The last price of one contract: a bus quote, or a venue mark made by `venue_mark`."""
+
+    contract: str
+    bid: float | None
+    ask: float | None
+    last: float | None
+    t: int                   # when the gateway received it, epoch ms (market clock)
 
 
 def venue_mark(contract: str, close: float, tick_size: float, now_ms: int) -> QuoteView:
