@@ -50,6 +50,8 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
                    "strategy_host.supervisor:cli"),
     "backfill": ("fetch history from the venue onto the bus (hist.<tf>.<contract>.)",
                  "feeds.bars:add_backfill_arguments", "feeds.bars:cli_backfill"),
+    "import": ("load 1m bars from a CSV or Databento OHLCV-1m file into the market database",
+               "store.importer:add_arguments", "store.importer:cli"),
     # the order gateway and the trading tools (docs/gateway.md)
     "gateway": ("run the order gateway (one account)", None, "gateway.process:cli"),
     "buy": ("buy SYMBOL QTY [--limit P | --stop P] [--sl TICKS] [--tp TICKS]",
