@@ -9,6 +9,7 @@ expected, exit code 2.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from datetime import datetime, timezone
@@ -17,7 +18,10 @@ from urllib.parse import urlsplit
 from typing import Annotated, Any, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from dotenv import dotenv_values
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from chillly.setting_names import unknown
 
 #: TopstepX production endpoints (projectx-api.md §1).
 TOPSTEPX_API_URL = "https://api.topstepx.com"
@@ -196,8 +200,25 @@ def _describe(error: Any) -> str:
     return f"bad setting {name}={shown}: {msg}"
 
 
+def _refuse_unknown(cls: type[Settings], overrides: dict[str, Any]) -> None:
+    """Stop on a variable with one of CHILLLY's prefixes that no process reads (a misspelt
+    setting would otherwise be ignored and its default apply): one line, exit code 2."""
+    env_file = overrides.get("_env_file", cls.model_config.get("env_file"))
+    sources: list[tuple[str, dict[str, Any]]] = [("the environment", dict(os.environ))]
+    if isinstance(env_file, (str, Path)) and Path(env_file).is_file():
+        sources.append((str(env_file), dict(dotenv_values(env_file))))
+    for where, variables in sources:
+        for name, close in unknown(variables, cls.model_fields):
+            hint = f"did you mean {close}?" if close else "no CHILLLY setting has this name"
+            print(f"chillly: unknown setting {name} in {where}: {hint} "
+                  "(README.md, Configuration)", file=sys.stderr, flush=True)
+            raise SystemExit(2)
+
+
 def load_settings(cls: type[S] = Settings, **overrides: Any) -> S:  # type: ignore[assignment]
-    """Read settings or stop the process: one line on stderr naming the variable, exit code 2."""
+    """Read settings or stop the process: one line on stderr naming the variable, exit code 2.
+    A variable with one of CHILLLY's prefixes that no process knows stops it the same way."""
+    _refuse_unknown(cls, overrides)
     try:
         return cls(**overrides)
     except ValidationError as exc:
