@@ -46,8 +46,8 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
     "strategy-host": ("run one strategy instance of strategies.toml in its sandboxed host",
                       "strategy_host.launcher:add_arguments", "strategy_host.launcher:cli"),
     "strategies": ("list strategy instances (state, lag, position, day P&L); `sync` writes "
-                   "their supervisord programs", "strategy_host.supervisor:add_arguments",
-                   "strategy_host.supervisor:cli"),
+                   "their supervisord programs", "strategy_host.programs:add_arguments",
+                   "strategy_host.programs:cli"),
     "backfill": ("fetch history from the venue onto the bus (hist.<tf>.<contract>.)",
                  "feeds.bars:add_backfill_arguments", "feeds.bars:cli_backfill"),
     "import": ("load 1m bars from a CSV or Databento OHLCV-1m file into the market database",

@@ -36,9 +36,9 @@ from chillly.process import Service
 from chillly.security import curve_from_settings, secure_client
 from chillly.timeframes import bar_problem
 from pydantic import BaseModel
-from strategy_host.api import TERMINAL, Strategy
-from strategy_host.config import Instance
-from strategy_host.engine import Engine, HostFatal
+from trading.strategy.api import TERMINAL, Strategy
+from trading.strategy.engine import Engine, HostFatal
+from trading.strategy.instance import Instance
 from strategy_host.settings import HostSettings
 from strategy_host.state import RunMarker, StateFile
 from strategy_host.watchdog import Watchdog
@@ -80,7 +80,7 @@ class Host(Service):
     name = "strategy-host"
     settings_cls = HostSettings
     settings: HostSettings
-    # Set by strategy_host.child before the lifecycle starts (after the sandbox is up).
+    # Set by strategy_host.__main__ before the lifecycle starts (after the sandbox is up).
     inst: ClassVar[Instance]
     strategy_cls: ClassVar[type[Strategy]]
     config: ClassVar[BaseModel]
@@ -447,7 +447,7 @@ class Host(Service):
             return hb
         counters = {**hb.counters, **engine.counters,
                     "live": int(self.live), "lag_ms": self.lag_ms, "lag_max_ms": self.lag_max_ms,
-                    "slow_hooks": self.watchdog.slow, "slow_hook": self.watchdog.last_slow, "hook_p99_us": engine.hook_p99_us(reset=True),
+                    "slow_hooks": self.watchdog.slow, "slow_hook": self.watchdog.last_slow, "hook_p99_us": self.watchdog.hook_p99_us(reset=True),
                     "rss_kb": self.rss_kb(), "position": engine.net_position(),
                     "day_pnl": engine.day_pnl(), "open_orders": len(engine.orders),
                     "errors_in_row": engine.errors_in_row,

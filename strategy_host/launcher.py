@@ -16,9 +16,10 @@ import os
 import sys
 
 from chillly.settings import load_settings
-from strategy_host.config import LoadError, allowed, read_instance
 from strategy_host.sandbox import scrubbed_env
 from strategy_host.settings import HostSettings
+from strategy_host.strategies_file import LoadError, read_instance
+from trading.strategy.instance import allowed
 
 # Shared settings a host needs, passed on by value (from the environment or .env).
 _PASS = ("bus_publish_addr", "bus_subscribe_addr", "bus_hwm", "clock_speed", "heartbeat_interval",

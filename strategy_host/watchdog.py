@@ -10,6 +10,9 @@ Two mechanisms, because a hook can be stuck in two ways:
   dumps every thread's traceback and exits the process with status 1 even though the GIL is
   held, and supervisord restarts the host. Re-arming from the loop rather than around each hook
   keeps the per-event cost to two attribute writes (arming faulthandler costs ~40 us).
+
+It also keeps each hook's duration for the heartbeat's `hook_p99_us` (the engine in trading/
+reads no clock of its own).
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 
-from strategy_host.engine import Watch
+from trading.strategy.engine import Watch
 
 log = logging.getLogger("watchdog")
 
@@ -43,6 +47,7 @@ class Watchdog(Watch):
         self.last_slow = ""    # which, and for how long when last seen (for the heartbeat)
         self._reported = -1    # the call number last reported
         self._alarm_on = False
+        self.durations: deque[float] = deque(maxlen=5000)   # seconds per hook call, per beat
         self._main = threading.main_thread().ident
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="hook-watchdog", daemon=True)
@@ -62,11 +67,19 @@ class Watchdog(Watch):
         self.hook = hook
 
     def disarm(self) -> None:
+        self.durations.append(time.monotonic() - self.since)
         self.hook = None
         if self._alarm_on:
             self._alarm_on = False
             if self.alarm is not None:
                 self.alarm(False, "hook back within budget")
+
+    def hook_p99_us(self, reset: bool = False) -> int:
+        """p99 of the hook durations since the last reset (each heartbeat resets)."""
+        d = sorted(self.durations)
+        if reset:
+            self.durations.clear()
+        return int(d[min(len(d) - 1, int(len(d) * 0.99))] * 1e6) if d else 0
 
     # ------------------------------------------------------------ the two watchers
 

@@ -1,7 +1,7 @@
 """`chillly strategies sync` and `chillly strategies [--json]`.
 
 sync: one supervisord program `strategy-NAME` per instance of strategies.toml that may run
-where the system points (`config.allowed`: the sim, or a live account the instance names),
+where the system points (`trading.strategy.instance.allowed`: the sim, or a live account the instance names),
 written into `RUN_DIR/supervisor.d/` (supervisord.conf [include]s it). A running supervisord
 is told with `reread` then `update` of the strategy programs only, so nothing else restarts.
 No strategy code is imported: sync reads the file only.
@@ -24,8 +24,9 @@ from typing import Any
 from chillly.settings import load_settings
 from chillly.bus import Bus
 from chillly import topics
-from strategy_host.config import Instance, LoadError, allowed, read_file
 from strategy_host.settings import HostSettings
+from strategy_host.strategies_file import LoadError, read_file
+from trading.strategy.instance import Instance, allowed
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "strategy-"

@@ -1,18 +1,19 @@
-"""The host's core: one strategy instance, its view of the market and of its own orders.
+"""The engine that drives one strategy instance: its view of the market and of its own orders.
 
-No I/O here: the host process feeds it typed bus messages and command replies, and gets its
-outgoing commands through `send`, so unit tests drive it with a ManualClock. It implements the
-`Context` the strategy's helpers call (strategy_host/api.py).
+No I/O and no wall clock here: whoever drives it (the strategy host on the bus, a backtest over
+stored bars, a unit test on a ManualClock) feeds it typed messages and command replies, gets its
+outgoing commands through `send`, and gives it the market time through a `Clock`. It implements
+the `Context` the strategy's helpers call (trading/strategy/api.py).
 
-Every hook goes through `call`: it is timed, guarded by the watchdog, and an exception is
-logged with its traceback and counted; `max_errors` in a row is fatal (`HostFatal`), as is a
-MemoryError (the address-space limit was hit: nothing after it can be trusted).
+Every hook goes through `call`: the driver's `Watch` is told before and after (the host's
+watchdog times it), and an exception is logged with its traceback and counted; `max_errors` in
+a row is fatal (`HostFatal`), as is a MemoryError (the address-space limit was hit: nothing
+after it can be trusted).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -21,8 +22,8 @@ from pydantic import BaseModel
 
 from chillly.clock import Clock
 from chillly.messages import Bar, FillEvent, OrderEvent, PositionEvent, Quote, Trade
-from strategy_host.api import TERMINAL, Position, Strategy
-from strategy_host.config import Instance
+from trading.strategy.api import TERMINAL, Position, Strategy
+from trading.strategy.instance import Instance
 
 # Venue order types (projectx-api §4) for the pending orders the engine shows before the reply.
 _ORDER_TYPE = {"limit": 1, "market": 2, "stop": 4}
@@ -31,11 +32,12 @@ Send = Callable[[str, dict[str, Any]], None]
 
 
 class HostFatal(Exception):
-    """The host must exit 1 (supervisord restarts it with back-off)."""
+    """The strategy cannot go on (the host exits 1, supervisord restarts it with back-off)."""
 
 
 class Watch:
-    """Watchdog interface: `arm` before a hook, `disarm` after (strategy_host/watchdog.py)."""
+    """Told before (`arm`) and after (`disarm`) every hook; the host's watchdog
+    (strategy_host/watchdog.py) times hooks with it, a backtest needs none."""
 
     def arm(self, hook: str) -> None:
         pass
@@ -70,9 +72,6 @@ class Engine:
         self.account = 0
         self.next_n = 1
         self.errors_in_row = 0
-        self.busy: str | None = None
-        self.busy_since = 0.0
-        self.durations: deque[float] = deque(maxlen=5000)   # seconds per hook call, per beat
         self.counters: dict[str, Any] = {
             "bars": 0, "quotes": 0, "trades": 0, "orders_sent": 0, "order_rejects": 0,
             "order_events": 0, "fills": 0, "hook_errors": 0, "hook_calls": 0,
@@ -87,7 +86,6 @@ class Engine:
 
     def call(self, hook: str, *args: Any) -> Any:
         fn = getattr(self.strategy, hook)
-        self.busy, self.busy_since = hook, time.monotonic()
         self.watch.arm(hook)
         try:
             result = fn(*args)
@@ -103,8 +101,6 @@ class Engine:
             return None
         finally:
             self.watch.disarm()
-            self.durations.append(time.monotonic() - self.busy_since)
-            self.busy = None
             self.counters["hook_calls"] += 1
         if hook != "on_save":   # the periodic save succeeding says nothing about the others
             self.errors_in_row = 0
@@ -323,13 +319,6 @@ class Engine:
 
     def day_pnl(self) -> float:
         return round(sum(p.realized_pnl + p.open_pnl for p in self.positions.values()), 2)
-
-    def hook_p99_us(self, reset: bool = False) -> int:
-        """p99 of the hook durations since the last reset (each heartbeat resets)."""
-        d = sorted(self.durations)
-        if reset:
-            self.durations.clear()
-        return int(d[min(len(d) - 1, int(len(d) * 0.99))] * 1e6) if d else 0
 
 
 def _replace(order: OrderEvent, **changes: Any) -> OrderEvent:
