@@ -39,7 +39,7 @@ from chillly.calendar import is_market_open  # noqa: E402
 from chillly.clock import ManualClock  # noqa: E402
 from chillly.messages import Bar, BarBatch, Probe  # noqa: E402
 from chillly.timeframes import DEFAULT_TFS, BucketSpec  # noqa: E402
-from feeds.aggregator import Aggregators, aggregate  # noqa: E402
+from trading.aggregator import Aggregators, aggregate  # noqa: E402
 from store.db import open_writer  # noqa: E402
 from store.writer import UPSERT_BAR  # noqa: E402
 from sim.testing import free_port  # noqa: E402

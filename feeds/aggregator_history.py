@@ -1,6 +1,6 @@
 """The aggregator's missing bucket heads (defect 18): fetch the 1m bars a bucket lacks.
 
-The core (feeds/aggregator.py) never lets a bucket whose first minutes it has not seen go
+The core (trading/aggregator.py) never lets a bucket whose first minutes it has not seen go
 final; it calls `want(contract, start, end)` once instead. This asks service "feeds" for a
 `backfill` of 1m bars over [start, end), collects the rows the feed publishes on
 `hist.1m.<contract>.` before it replies, and on the reply hands them to every timeframe's
@@ -21,7 +21,7 @@ from chillly.clock import Clock
 from chillly.codec import Envelope
 from chillly.messages import Bar
 from chillly.timeframes import row_problem
-from feeds.aggregator import Aggregators
+from trading.aggregator import Aggregators
 
 log = logging.getLogger("aggregator.history")
 

@@ -1,4 +1,4 @@
-"""The `aggregator` process: 5m..1d bars from final 1m bars (core: feeds/aggregator.py).
+"""The `aggregator` process: 5m..1d bars from final 1m bars (core: trading/aggregator.py).
 
 - Input: final bars on `bar.1m.` (partials and `hist.` re-sends are ignored; the store's
   recovery asks us to `reconcile` from the database instead, see below).
@@ -34,7 +34,7 @@ from chillly.messages import Bar
 from chillly.periodic import every
 from chillly.process import Service, StartupError
 from chillly.timeframes import DEFAULT_TFS, BucketSpec, TimeframeSettings, bar_problem, tf_list
-from feeds.aggregator import Aggregators
+from trading.aggregator import Aggregators
 from feeds.aggregator_history import HeadFiller
 from store import queries
 from store.queries import open_reader

@@ -8,7 +8,7 @@ from typing import Any
 
 from chillly import topics
 from chillly.timeframes import BucketSpec
-from feeds.aggregator import aggregate
+from trading.aggregator import aggregate
 from tests.integration.test_store_support import (
     Heartbeats, serve_history, db_rows, key, publish_bars, synthetic_bars,
 )

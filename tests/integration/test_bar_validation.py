@@ -14,7 +14,7 @@ from chillly import topics
 from chillly.clock import DAY_MS
 from chillly.messages import Bar, BarBatch
 from chillly.timeframes import BucketSpec
-from feeds.aggregator import aggregate
+from trading.aggregator import aggregate
 from tests.integration.test_store_support import (
     C, Heartbeats, serve_history, db_rows, key, publish_bars, synthetic_bars,
 )

@@ -13,7 +13,7 @@ import sqlite3
 from chillly.clock import MINUTE_MS
 from chillly.messages import Bar
 from chillly.timeframes import BucketSpec
-from feeds.aggregator import aggregate
+from trading.aggregator import aggregate
 from tests.integration.test_feeds_helpers import Stack, stack_env
 from tests.integration.test_store_support import db_rows
 from tests.support import aeventually

@@ -15,7 +15,7 @@ import pytest
 from chillly import topics
 from chillly.messages import Bar
 from chillly.timeframes import BucketSpec
-from feeds.aggregator import aggregate
+from trading.aggregator import aggregate
 from tests.integration.test_feeds_helpers import Stack, stack_env
 from tests.integration.test_store_support import Heartbeats, db_rows
 from tests.support import aeventually

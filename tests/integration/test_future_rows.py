@@ -10,7 +10,7 @@ import time
 
 from chillly.clock import DAY_MS
 from chillly.timeframes import BucketSpec
-from feeds.aggregator import aggregate
+from trading.aggregator import aggregate
 from store.db import open_writer
 from tests.integration.test_store_support import (
     C, Heartbeats, db_rows, key, serve_history, synthetic_bars,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from chillly import topics
 from chillly.messages import Bar
 from chillly.timeframes import BucketSpec
-from feeds.aggregator import aggregate
+from trading.aggregator import aggregate
 from tests.integration.test_store_support import (
     C, Heartbeats, serve_history, db_rows, key, publish_bars, synthetic_bars,
 )

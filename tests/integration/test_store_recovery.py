@@ -13,7 +13,7 @@ from typing import Any
 
 from chillly import topics
 from chillly.timeframes import BucketSpec
-from feeds.aggregator import aggregate
+from trading.aggregator import aggregate
 from tests.integration.test_store_support import (
     C, Heartbeats, db_rows, key, publish_bars, synthetic_bars,
 )

@@ -9,7 +9,7 @@ import pytest
 from chillly.clock import HOUR_MS, MINUTE_MS, ManualClock
 from chillly.messages import Bar
 from chillly.timeframes import BucketSpec, bar_problem, tf_ms
-from feeds.aggregator import Aggregators, BarAggregator, aggregate
+from trading.aggregator import Aggregators, BarAggregator, aggregate
 
 C = "CON.F.US.EP.Z26"
 

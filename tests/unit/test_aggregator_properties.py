@@ -11,7 +11,7 @@ from chillly.calendar import is_market_open, session_start_ms
 from chillly.clock import MINUTE_MS, ManualClock
 from chillly.messages import Bar
 from chillly.timeframes import BucketSpec
-from feeds.aggregator import BarAggregator, aggregate
+from trading.aggregator import BarAggregator, aggregate
 
 C = "CON.F.US.EP.Z26"
 # Thursdays 12:00 UTC before each DST change: windows of up to four days cross the weekend,

@@ -13,7 +13,7 @@ from chillly.messages import Bar
 from chillly.timeframes import (
     MAX_VOLUME, BucketSpec, TimeframeSettings, bar_problem, is_tf, parse_tf, row_problem, tf_ms,
 )
-from feeds.aggregator import BarAggregator
+from trading.aggregator import BarAggregator
 from feeds.aggregator_process import AggregatorSettings
 from feeds.bars import closing_buckets
 from feeds.settings import FeedSettings

@@ -1,4 +1,5 @@
-"""Higher-timeframe bars from final 1m bars: the pure core of the `aggregator` process.
+"""Higher-timeframe bars from final 1m bars: the pure core of the `aggregator` process, and of a
+backtest's higher timeframes (the same buckets live and in history).
 
 After NautilusTrader's `BarAggregator(instrument, bar_type, handler)`: no I/O, an injected
 clock, and a handler that receives every bar it produces. The process (aggregator_process.py)
