@@ -3,7 +3,8 @@
 A debugging tool must show what is really on the wire, so the tap decodes without trusting:
 a payload that is not msgpack is printed as `UNDECODABLE` with its bytes, one that decodes but
 breaks its schema is printed with `INVALID` and the reason. It proves its own path through the
-broker (a loopback probe) before it says "listening" on stderr, so scripts know when it is live.
+bus (a loopback probe) before it says "listening" on stderr, so scripts know when it is live.
+It reads through the configured backend (`BUS_BACKEND`), so it works on ZeroMQ and Redis alike.
 """
 
 from __future__ import annotations
@@ -17,14 +18,11 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any, TextIO
 
-import zmq
-import zmq.asyncio
-
-from chillly.bus import DEFAULT_MAX_MESSAGE_BYTES
+from chillly.bus_backends import Backend, from_settings as backend_from_settings
 from chillly.codec import DecodeError, encode, unpack
-from chillly.security import CurveKeys, curve_from_settings, require_safe, secure_client
 from chillly.errors import StartupError
 from chillly import topics
 from chillly.messages import Probe, SchemaError, validate
@@ -78,29 +76,34 @@ def format_json(topic: str, payload: Any, problem: str | None) -> str:
 
 
 class Tap:
-    def __init__(self, sub_addr: str, pub_addr: str, prefixes: list[str], out: TextIO,
-                 curve: CurveKeys | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        for addr in (sub_addr, pub_addr):
-            require_safe(addr, curve)
-        self.ctx = zmq.asyncio.Context()
-        self.sub = self.ctx.socket(zmq.SUB)
-        self.pub = self.ctx.socket(zmq.PUB)
-        for s in (self.sub, self.pub):
-            s.setsockopt(zmq.LINGER, 0)
-            s.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
-            secure_client(s, curve)
-        self.sub.setsockopt(zmq.RCVHWM, 1_000_000)
-        self.sub.connect(sub_addr)
-        self.pub.connect(pub_addr)
+    """Prints what its backend receives, decoded without trusting it."""
+
+    def __init__(self, backend: Backend, prefixes: list[str], out: TextIO) -> None:
+        self.backend = backend
         self.instance = f"tap-{os.getpid()}-{secrets.token_hex(2)}"
         self.probe_topic = topics.probe(self.instance)
         self.prefixes = prefixes
         for p in prefixes:
-            self.sub.setsockopt(zmq.SUBSCRIBE, p.encode())
-        self.sub.setsockopt(zmq.SUBSCRIBE, self.probe_topic.encode())
+            backend.subscribe(p)
+        backend.subscribe(self.probe_topic)
         self.out = out
         self.rates: Counter[str] = Counter()
+        self.frames: asyncio.Queue[Sequence[bytes]] = asyncio.Queue()
+        self.receiver: asyncio.Task[None] | None = None
+
+    def _received(self, frames: Sequence[bytes], sender: str | None) -> None:
+        self.frames.put_nowait(frames)
+
+    async def _next(self, timeout: float | None) -> Sequence[bytes] | None:
+        if self.receiver is None:
+            self.receiver = asyncio.get_running_loop().create_task(
+                self.backend.receive(self._received))
+        try:
+            return await asyncio.wait_for(self.frames.get(), timeout)
+        except asyncio.TimeoutError:
+            if self.receiver.done():
+                self.receiver.result()   # the receive loop's own error, if it died
+            return None
 
     async def wait_ready(self, timeout: float = 10.0) -> bool:
         nonce = secrets.randbits(40)
@@ -108,19 +111,19 @@ class Tap:
         seq = 0
         while time.monotonic() < deadline:
             seq += 1
-            await self.pub.send_multipart(
-                encode(self.probe_topic, Probe(nonce=nonce), self.instance, seq,
-                       int(time.time() * 1000)))
-            if await self.sub.poll(50):
-                frames = await self.sub.recv_multipart()
-                if frames[0].decode(errors="replace") == self.probe_topic:
-                    return True
+            self.backend.send(self.probe_topic,
+                              encode(self.probe_topic, Probe(nonce=nonce), self.instance, seq,
+                                     int(time.time() * 1000))[1])
+            frames = await self._next(0.05)
+            if frames is None:
+                continue
+            if bytes(frames[0]).decode(errors="replace") != self.probe_topic:
                 self.pending = frames  # a real message arrived first: keep it
-                return True
+            return True
         return False
 
-    def render(self, frames: list[bytes], as_json: bool) -> str | None:
-        topic = frames[0].decode("utf-8", errors="replace") if frames else ""
+    def render(self, frames: Sequence[bytes], as_json: bool) -> str | None:
+        topic = bytes(frames[0]).decode("utf-8", errors="replace") if frames else ""
         if topic.startswith(self.probe_topic):
             return None
         if len(frames) != 2:
@@ -149,15 +152,11 @@ class Tap:
             if pending is not None:
                 frames, pending = pending, None
             else:
-                wait_ms = 200 if (stats or timeout) else None
-                if not await self.sub.poll(wait_ms):
-                    frames = None
-                else:
-                    frames = await self.sub.recv_multipart()
+                frames = await self._next(0.2 if (stats or timeout) else None)
             now = time.monotonic()
             if frames is not None:
                 if stats:
-                    topic = frames[0].decode("utf-8", errors="replace")
+                    topic = bytes(frames[0]).decode("utf-8", errors="replace")
                     if not topic.startswith(self.probe_topic):
                         self.rates[topic] += 1
                         shown += 1
@@ -184,17 +183,18 @@ class Tap:
                     last_msg = now
                 self.rates.clear()
 
-    def close(self) -> None:
-        self.sub.close(linger=0)
-        self.pub.close(linger=0)
-        self.ctx.term()
+    async def close(self) -> None:
+        if self.receiver is not None:
+            self.receiver.cancel()
+            await asyncio.wait({self.receiver}, timeout=1)
+        await self.backend.close()
 
 
 async def _main(args: argparse.Namespace) -> int:
     settings = load_settings(Settings)
     try:
-        tap = Tap(settings.bus_subscribe_addr, settings.bus_publish_addr, args.prefixes,
-                  sys.stdout, curve_from_settings(settings), settings.bus_max_message_bytes)
+        tap = Tap(backend_from_settings(settings, "tap", hwm=1_000_000), args.prefixes,
+                  sys.stdout)
     except StartupError as exc:
         print(f"chillly tap: {exc}", file=sys.stderr)
         return 2
@@ -204,16 +204,16 @@ async def _main(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, main_task.cancel)  # type: ignore[union-attr]
     try:
         if not await tap.wait_ready():
-            print("chillly tap: no answer from the broker at "
-                  f"{settings.bus_subscribe_addr}; still waiting", file=sys.stderr, flush=True)
+            print(f"chillly tap: no answer from the bus ({tap.backend.describe()}); "
+                  "still waiting", file=sys.stderr, flush=True)
         else:
-            print(f"chillly tap: listening on {settings.bus_subscribe_addr} for "
+            print(f"chillly tap: listening on {tap.backend.describe()} for "
                   f"{' '.join(repr(p) for p in args.prefixes)}", file=sys.stderr, flush=True)
         return await tap.run(args.json, args.count, args.stats, args.timeout)
     except asyncio.CancelledError:
         return 0
     finally:
-        tap.close()
+        await tap.close()
 
 
 def cli(args: argparse.Namespace) -> int:

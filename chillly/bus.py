@@ -1,5 +1,9 @@
 """The bus client every process uses: publish, subscribe by topic prefix, request/reply.
 
+It sits on a backend (`chillly.bus_backends`: ZeroMQ broker, in-memory, Redis) that only moves
+frames, subscribes by prefix and vouches for senders where it can; every promise below is kept
+here once, for all of them.
+
 Design notes (why, not what):
 - Publishing is synchronous and never blocks: a PUB socket drops at its high-water mark
   instead of waiting, which is what keeps a slow subscriber from slowing anyone else.
@@ -27,14 +31,12 @@ import logging
 import os
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import zmq
-import zmq.asyncio
-
+from chillly.bus_backends.base import Backend
 from chillly.codec import DecodeError, Envelope, decode, encode_payload
-from chillly.security import CurveKeys, curve_from_settings, require_safe, secure_client
+from chillly.security import CurveKeys
 from chillly import topics
 from chillly.clock import Clock, SystemClock
 from chillly.messages import Command, Message, Probe, Reply
@@ -46,7 +48,6 @@ CommandHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 GapCallback = Callable[[str, str, int, int], Any]
 RestartCallback = Callable[[str, str], Any]
 
-_BATCH = 512
 #: BUS_MAX_MESSAGE_BYTES default: 1 MiB, some 40 times a 500-bar history batch.
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
 
@@ -78,9 +79,16 @@ class Bus:
         curve: CurveKeys | None = None,
         on_restart: RestartCallback | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        backend: Backend | None = None,
     ) -> None:
-        for addr in (publish_addr, subscribe_addr):
-            require_safe(addr, curve)
+        """A bus client on `backend`; without one, on the ZeroMQ broker at the two addresses
+        (what every caller did before backends were pluggable: `Bus.over` names the backend)."""
+        if backend is None:
+            from chillly.bus_backends.zeromq import ZmqBackend
+
+            backend = ZmqBackend(publish_addr, subscribe_addr, hwm=hwm, curve=curve,
+                                 max_message_bytes=max_message_bytes)
+        self.backend = backend
         self.name = name
         self.instance = f"{name}-{os.getpid()}-{secrets.token_hex(3)}"
         self.clock: Clock = clock or SystemClock()
@@ -91,28 +99,9 @@ class Bus:
             "handler_errors": 0, "commands": 0, "duplicate_commands": 0,
             "commands_rejected": 0, "oversize_dropped": 0,
         }
-        self._ctx = zmq.asyncio.Context()
-        # Async sockets own the handles; sync shadows do the non-blocking sends and drains.
-        self._pub_async = self._ctx.socket(zmq.PUB)
-        self._pub: zmq.Socket[Any] = zmq.Socket.shadow(self._pub_async.underlying)
-        self._sub = self._ctx.socket(zmq.SUB)
-        self._sub_sync: zmq.Socket[Any] = zmq.Socket.shadow(self._sub.underlying)
-        for sock in (self._pub, self._sub_sync):
-            sock.setsockopt(zmq.LINGER, 0)
-        self._pub.setsockopt(zmq.SNDHWM, hwm)
-        self._sub_sync.setsockopt(zmq.RCVHWM, hwm)
-        # libzmq drops (disconnects) a peer that sends a bigger frame before allocating it.
+        backend.counters = self.counters   # drops, reconnects: one set of counters per client
+        self._send = backend.send
         self.max_message_bytes = max_message_bytes
-        for sock in (self._pub, self._sub_sync):
-            sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
-        # Reconnect quickly after a broker restart, backing off to one second.
-        for sock in (self._pub, self._sub_sync):
-            sock.setsockopt(zmq.RECONNECT_IVL, 50)
-            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-        for sock in (self._pub, self._sub_sync):
-            secure_client(sock, curve)
-        self._pub.connect(publish_addr)
-        self._sub_sync.connect(subscribe_addr)
         self._seq: dict[str, int] = {}
         self._last_seen: dict[tuple[str, str], int] = {}   # (inst or src, topic) -> seq
         self._names_seen: set[tuple[str, str]] = set()       # (src, topic) heard with an inst
@@ -130,17 +119,25 @@ class Bus:
         self.on(topics.reply(self.instance), self._on_reply)
 
     @classmethod
+    def over(cls, backend: Backend, name: str, **kwargs: Any) -> "Bus":
+        """A bus client on a given backend (a `MemoryBackend` of a test's own hub, ...)."""
+        return cls("", "", name, backend=backend, **kwargs)
+
+    @classmethod
     def from_settings(cls, settings: Any, name: str, *, clock: Clock | None = None,
                       on_gap: GapCallback | None = None) -> "Bus":
-        """The bus as configured (addresses, high-water mark, CURVE keys): what tools use."""
-        return cls(settings.bus_publish_addr, settings.bus_subscribe_addr, name, clock=clock,
-                   hwm=settings.bus_hwm, on_gap=on_gap, curve=curve_from_settings(settings),
-                   max_message_bytes=settings.bus_max_message_bytes)
+        """The bus as configured (`BUS_BACKEND`, addresses or `REDIS_URL`, high-water mark,
+        CURVE keys, size cap): what every process and tool uses."""
+        from chillly.bus_backends import from_settings as backend_from_settings
+
+        return cls.over(backend_from_settings(settings, name), name, clock=clock,
+                        hwm=settings.bus_hwm, on_gap=on_gap,
+                        max_message_bytes=settings.bus_max_message_bytes)
 
     # ------------------------------------------------------------------ publishing
 
     def publish(self, topic: str, msg: Message) -> None:
-        """Send one message now. Never blocks; at the high-water mark ZeroMQ drops it."""
+        """Send one message now. Never blocks; at its high-water mark the backend drops it."""
         seq = self._seq.get(topic, 0) + 1
         self._seq[topic] = seq
         payload = encode_payload(msg.body(), self.name, seq, self.clock.now_ms(), self.instance)
@@ -151,7 +148,7 @@ class Bus:
             log.error("not sent: a %d-byte %s on %s is over BUS_MAX_MESSAGE_BYTES (%d)",
                       len(payload), msg.TYPE, topic, self.max_message_bytes)
             return
-        self._pub.send_multipart((topic.encode(), payload), zmq.NOBLOCK, copy=False)
+        self._send(topic, payload)
         self.counters["published"] += 1
 
     # ------------------------------------------------------------------ subscribing
@@ -170,7 +167,7 @@ class Bus:
     def subscribe(self, prefix: str) -> None:
         if prefix not in self._subscribed:
             self._subscribed.add(prefix)
-            self._sub_sync.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+            self.backend.subscribe(prefix)
 
     def unsubscribe(self, prefix: str) -> None:
         """Stop receiving `prefix` and forget its handlers."""
@@ -178,7 +175,7 @@ class Bus:
         self._routes.clear()
         if prefix in self._subscribed:
             self._subscribed.discard(prefix)
-            self._sub_sync.setsockopt(zmq.UNSUBSCRIBE, prefix.encode())
+            self.backend.unsubscribe(prefix)
 
     def start(self) -> asyncio.Task[None]:
         """Start the receive loop (idempotent); its task, which ends only on `close` or if the
@@ -188,24 +185,7 @@ class Bus:
         return self._recv_task
 
     async def _recv_loop(self) -> None:
-        sub, sync = self._sub, self._sub_sync
-        recv = sync.recv_multipart
-        dispatch = self._dispatch
-        while not self._closed:
-            try:
-                await sub.poll()  # POLLIN by default
-            except zmq.ZMQError:
-                if self._closed:
-                    return
-                raise
-            for _ in range(_BATCH):
-                try:
-                    frames = recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                pending = dispatch(frames)
-                if pending is not None:
-                    await pending
+        await self.backend.receive(self._dispatch)
 
     def _route(self, topic: str) -> list[tuple[Handler, bool]]:
         """Handlers for a topic, cached: topics repeat, prefix scans need not."""
@@ -217,13 +197,14 @@ class Bus:
             self._routes[topic] = routes
         return routes
 
-    def _dispatch(self, frames: list[bytes]) -> Awaitable[None] | None:
+    def _dispatch(self, frames: Sequence[bytes], sender: str | None = None
+                  ) -> Awaitable[None] | None:
         """Decode and run sync handlers now; return a coroutine only if async handlers match.
 
         The hot path of every subscriber: the common case (seq in order, cached route, sync
         handlers) is kept inline; anything unusual goes to a helper."""
         try:
-            env = decode(frames)
+            env = decode(frames, sender)
         except DecodeError as exc:
             self._malformed(exc)
             return None
@@ -462,7 +443,7 @@ class Bus:
     # ------------------------------------------------------------------ shutdown
 
     async def close(self) -> None:
-        """Stop receiving and close every socket with linger 0."""
+        """Stop receiving and let go of the backend at once (sockets with linger 0)."""
         if self._closed:
             return
         self._closed = True
@@ -473,6 +454,4 @@ class Bus:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
-        self._pub_async.close(linger=0)
-        self._sub.close(linger=0)
-        self._ctx.term()
+        await self.backend.close()

@@ -7,6 +7,7 @@ Anything else raises `DecodeError`, which subscribers count and drop instead of 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import msgpack
@@ -21,11 +22,15 @@ class DecodeError(ValueError):
 
 
 class Envelope(NamedTuple):
-    """A decoded, validated message: its topic, its payload map and its message class."""
+    """A decoded, validated message: its topic, its payload map and its message class.
+
+    `sender` is who sent it as the bus backend vouches for it (the in-memory client, the Redis
+    ACL user), never the payload's own `src`; None where the backend cannot vouch (ZeroMQ)."""
 
     topic: str
     payload: dict[str, Any]
     cls: type[Message]
+    sender: str | None = None
 
     @property
     def src(self) -> str:
@@ -74,7 +79,7 @@ def unpack(data: bytes) -> Any:
         raise DecodeError(f"payload is not msgpack: {exc.__class__.__name__}") from None
 
 
-def decode(frames: list[bytes]) -> Envelope:
+def decode(frames: Sequence[bytes], sender: str | None = None) -> Envelope:
     """Decode and validate one message, or raise DecodeError saying what is wrong.
 
     Runs for every message every subscriber receives, so it calls msgpack and the schema
@@ -94,4 +99,4 @@ def decode(frames: list[bytes]) -> Envelope:
         cls = validate(payload)
     except SchemaError as exc:
         raise DecodeError(str(exc)) from None
-    return Envelope(topic, payload, cls)
+    return Envelope(topic, payload, cls, sender)

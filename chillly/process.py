@@ -261,6 +261,11 @@ async def _until_stopped(coro: Any, stop: asyncio.Task[Any], receiver: asyncio.T
 async def _lifecycle(cls: type[Service], settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     clock = clock_from_settings(settings)
+    if getattr(settings, "bus_backend", "zmq") == "memory":
+        # A process of its own would meet nobody: the memory bus joins one process's clients.
+        print(f"chillly {cls.name}: BUS_BACKEND=memory joins only the bus clients of one "
+              "process; a program of its own needs zmq or redis", file=sys.stderr, flush=True)
+        return 2
     try:
         bus = Bus.from_settings(settings, getattr(settings, "process_name", None) or cls.name,
                                 clock=clock)

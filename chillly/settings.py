@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     database_path: Path = Path("")
     run_dir: Path = Path("run")
 
+    # The bus backend (chillly/bus_backends): the ZeroMQ broker, one process's memory, or Redis.
+    bus_backend: str = "zmq"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Entries kept per topic family stream on Redis (catch-up after a restart); 0: no streams.
+    redis_stream_maxlen: int = Field(default=10_000, ge=0, le=10_000_000)
     # The bus: publishers connect to the broker's XSUB side, subscribers to its XPUB side.
     bus_publish_addr: str = "tcp://127.0.0.1:7101"
     bus_subscribe_addr: str = "tcp://127.0.0.1:7102"
@@ -93,6 +98,28 @@ class Settings(BaseSettings):
             raise ValueError("expected tcp://host:port, ipc://path or inproc://name")
         if value.startswith("tcp://") and not 1 <= int(value.rsplit(":", 1)[1]) <= 65535:
             raise ValueError("the port must be 1..65535")
+        return value
+
+    @field_validator("bus_backend")
+    @classmethod
+    def _check_backend(cls, value: str) -> str:
+        kind = value.strip().lower()
+        if kind not in ("zmq", "memory", "redis"):
+            raise ValueError("expected zmq, memory or redis")
+        return kind
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+            raise ValueError("expected redis://[user:password@]host:port/db, rediss://... "
+                             "or unix:///path/to/redis.sock")
+        if parts.scheme != "unix":
+            try:
+                parts.port
+            except ValueError:
+                raise ValueError("the port must be 1..65535") from None
         return value
 
     @field_validator("bus_curve_server_key", "bus_curve_client_key")
@@ -196,7 +223,8 @@ def _describe(error: Any) -> str:
     if not name:
         # Model-level errors carry the variable name in their message ("NAME: ...").
         return f"bad setting {msg}"
-    shown = "<hidden>" if "API_KEY" in name or "SECRET" in name else repr(value)
+    hidden = "API_KEY" in name or "SECRET" in name or (name == "REDIS_URL" and "@" in str(value))
+    shown = "<hidden>" if hidden else repr(value)
     return f"bad setting {name}={shown}: {msg}"
 
 
