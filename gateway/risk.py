@@ -26,12 +26,13 @@ from gateway.gate import (
     Intent,
     SetTradingState, Verdict, WorkingOrder, reject,
 )
+from trading import products
 from trading.marks import blind, describe
 from gateway.risk_book import RiskBook
 from gateway.risk_calendar import Deadlines, RiskCalendar
-from gateway.risk_config import TICK_VALUES, UNKNOWN_TICK_VALUE, RiskConfig, StrategyLimits
+from gateway.risk_config import RiskConfig, StrategyLimits
 from gateway.risk_types import (
-    ALIASES, RULE_BLIND, RULE_CONTRACT, RULE_DAILY_CONTRACTS, RULE_DAILY_LOSS, RULE_FLAT, RULE_HALT,
+    RULE_BLIND, RULE_CONTRACT, RULE_DAILY_CONTRACTS, RULE_DAILY_LOSS, RULE_FLAT, RULE_HALT,
     RULE_HEDGING, RULE_HOURS, RULE_MAX_POSITION, RULE_MLL, RULE_RATE, RULE_SCALING,
     RULE_STRATEGY, RULE_VENUE, root_of,
 )
@@ -148,7 +149,7 @@ class RiskGate:
         if m is None:
             t = self.ticks.get(contract)
             root = t[2] if t is not None else root_of(contract)
-            value = t[1] if t is not None else TICK_VALUES.get(root, UNKNOWN_TICK_VALUE)
+            value = t[1] if t is not None else products.tick_value(root)
             m = self._meta[contract] = (root, self.cfg.weight(root), self.cfg.fee(root), value)
         return m
 
@@ -618,7 +619,7 @@ def _exits(o: WorkingOrder, net: dict[str, int]) -> bool:
 def _allowed(contract: str, root: str, limits: StrategyLimits) -> bool:
     allowed = limits.contracts or frozenset()
     return contract in allowed or root in allowed or \
-        any(ALIASES.get(a) == root for a in allowed)
+        any(products.symbol_of(a) == root for a in allowed)
 
 
 def _ct(ms: int) -> str:

@@ -1,8 +1,9 @@
 """The risk gate's resolved numbers: Topstep's defaults per program and size, as plain data.
 
-topstep-rules.md gives every number as a setting with a default, never a constant: this module
-holds the defaults (one table per rule) and `RiskConfig`, the frozen record the pure core reads
-on its hot path (no pydantic, no environment). `gateway/risk_settings.py` builds it from the
+topstep-rules.md gives every number as a setting with a default, never a constant: the defaults
+are Topstep's program table (trading/risk/programs.py) and the product table
+(trading/products.py); this module resolves them into `RiskConfig`, the frozen record the pure
+core reads on its hot path (no pydantic, no environment). `gateway/risk_settings.py` builds it from the
 `TOPSTEP_*` / `RISK_*` variables; tests build it directly with `resolve(...)`.
 """
 
@@ -11,46 +12,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import time
 
-PROGRAMS = ("combine", "xfa", "live")
-SIZES = ("50k", "100k", "150k")
+from trading import products
+from trading.risk import programs as T
+from trading.risk.programs import PROGRAMS, SIZES
 
-#: Combine starting balance S (the XFA starts at 0, topstep-rules.md "Programs").
-STARTING_BALANCE = {"50k": 50_000.0, "100k": 100_000.0, "150k": 150_000.0}
-#: Maximum Loss Limit allowance D.
-MLL_ALLOWANCE = {"50k": 2_000.0, "100k": 3_000.0, "150k": 4_500.0}
-#: Maximum position in lots (micros weighted, below).
-MAX_LOTS = {"50k": 5.0, "100k": 10.0, "150k": 15.0}
-#: Live Funded daily loss limit (its starting tier).
-LIVE_DAILY_LOSS = {"50k": 2_000.0, "100k": 3_000.0, "150k": 4_500.0}
-#: XFA scaling plan: (profit over S at the previous EOD, lots from there). 50K is [3P];
-#: 100K and 150K are unverified guesses kept at or below the account's maximum position.
-SCALING = {
-    "50k": ((0.0, 2.0), (1_500.0, 3.0), (2_000.0, 5.0)),
-    "100k": ((0.0, 3.0), (1_500.0, 4.0), (2_000.0, 6.0), (3_000.0, 10.0)),
-    "150k": ((0.0, 3.0), (1_500.0, 4.0), (2_000.0, 5.0), (3_000.0, 10.0), (4_500.0, 15.0)),
-}
-#: Micro contracts (TopstepX and CME roots): weighted by `micro_weight` in the position cap.
-MICROS = frozenset({"MES", "MNQ", "M2K", "MYM", "MCL", "MGC", "SIL", "MHG", "M6E", "M6A", "M6B",
-                    "MBT", "MET", "MNG", "M2KE"})
-#: Product families that may not be held in opposite directions (rule 7); TopstepX roots
-#: (EP, ENQ, CLE, GCE, EU6) beside the CME ones.
-FAMILIES = "ES,EP,MES;NQ,ENQ,MNQ;RTY,M2K;YM,MYM;CL,CLE,MCL,QM;GC,GCE,MGC;SI,SIE,SIL;" \
-           "HG,CPE,MHG;NG,NGE,QG,MNG;6E,EU6,M6E;6A,DA6,M6A;6B,BP6,M6B"
-#: Fees per contract per side (Topstep's published schedule, as the sim charges).
-FEES = {"ES": 1.40, "EP": 1.40, "NQ": 1.40, "ENQ": 1.40, "RTY": 1.40, "YM": 1.40,
-        "MES": 0.37, "MNQ": 0.37, "M2K": 0.37, "MYM": 0.37, "CL": 1.52, "CLE": 1.52,
-        "MCL": 0.52, "MGC": 0.52, "NG": 1.60, "NGE": 1.60, "QM": 1.22, "GC": 1.62, "GCE": 1.62,
-        "SI": 1.62, "HG": 1.62, "6E": 1.62, "EU6": 1.62, "6B": 1.62, "6J": 1.62, "6A": 1.62,
-        "6C": 1.62, "ZN": 0.97}
-DEFAULT_FEE = 1.40
-#: Dollars per tick by root, for orders whose contract the gate has not yet seen in an intent
-#: (working orders after a restart); an unknown root takes the largest, to stay strict.
-TICK_VALUES = {"ES": 12.5, "NQ": 5.0, "RTY": 5.0, "YM": 5.0, "MES": 1.25, "MNQ": 0.5,
-               "M2K": 0.5, "MYM": 0.5, "CL": 10.0, "MCL": 1.0, "QM": 12.5, "GC": 10.0,
-               "MGC": 1.0, "SI": 25.0, "SIL": 10.0, "HG": 12.5, "MHG": 1.25, "NG": 10.0,
-               "QG": 12.5, "6E": 6.25, "M6E": 1.25, "6A": 5.0, "6B": 6.25, "6J": 6.25,
-               "6C": 5.0, "ZN": 15.625}
-UNKNOWN_TICK_VALUE = 25.0
+__all__ = ["FAMILIES", "PROGRAMS", "SIZES", "RiskConfig", "StrategyLimits", "parse_families",
+           "parse_fees", "parse_scaling", "resolve"]
+
+#: Micro contracts by CME symbol (trading/products.py): weighted by `micro_weight` in the cap.
+MICROS = products.MICRO_SYMBOLS
+#: Product families that may not be held in opposite directions (rule 7), from the product
+#: table: "ES,MES;NQ,MNQ;..." (RISK_HEDGING_FAMILIES overrides it; TopstepX roots work too).
+FAMILIES = ";".join(
+    ",".join(p.symbol for p in products.PRODUCTS if p.family == fam)
+    for fam in dict.fromkeys(p.family for p in products.PRODUCTS)
+    if sum(p.family == fam for p in products.PRODUCTS) > 1)
+#: Fees + commissions per contract per side by CME symbol (RISK_FEES overrides them).
+FEES = {p.symbol: p.cost_per_side for p in products.PRODUCTS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,17 +72,18 @@ class RiskConfig:
     mark_max_age_s: float = 15.0
 
     def fee(self, root: str) -> float:
-        return self.fees.get(root, DEFAULT_FEE)
+        return self.fees.get(root, products.DEFAULT_FEE)
 
     def weight(self, root: str) -> float:
         return self.micro_weight if root in self.micros else 1.0
 
 
 def parse_families(text: str) -> dict[str, str]:
-    """"ES,MES;NQ,MNQ" -> {"ES": "ES", "MES": "ES", ...}: each group named by its first root."""
+    """"ES,MES;NQ,MNQ" -> {"ES": "ES", "MES": "ES", ...}: each group named by its first root
+    (a TopstepX root stands for its CME symbol: "EP,MES" is ES and MES)."""
     out: dict[str, str] = {}
     for group in text.split(";"):
-        roots = [r.strip().upper() for r in group.split(",") if r.strip()]
+        roots = [products.symbol_of(r.strip()) for r in group.split(",") if r.strip()]
         for r in roots:
             out[r] = roots[0]
     return out
@@ -124,12 +103,12 @@ def parse_scaling(text: str) -> tuple[tuple[float, float], ...]:
 
 
 def parse_fees(text: str) -> dict[str, float]:
-    """"ES:1.40,MES:0.37" -> {"ES": 1.4, "MES": 0.37}."""
+    """"ES:1.40,MES:0.37" -> {"ES": 1.4, "MES": 0.37} (a TopstepX root stands for its symbol)."""
     out = {}
     for part in text.split(","):
         if part.strip():
             root, _, fee = part.partition(":")
-            out[root.strip().upper()] = float(fee)
+            out[products.symbol_of(root.strip())] = float(fee)
     return out
 
 
@@ -137,28 +116,28 @@ def resolve(program: str = "combine", size: str = "50k", **overrides: object) ->
     """The defaults for `program` x `size`, with any field overridden (None keeps the default)."""
     if program not in PROGRAMS:
         raise ValueError(f"expected one of {', '.join(PROGRAMS)}")
-    if size not in SIZES:
-        raise ValueError(f"expected one of {', '.join(SIZES)}")
-    allowance = float(overrides.get("mll_allowance") or MLL_ALLOWANCE[size])  # type: ignore[arg-type]
+    numbers = T.size_of(size)
+    allowance = float(overrides.get("mll_allowance") or numbers.mll_allowance)  # type: ignore[arg-type]
     values: dict[str, object] = {
         "program": program,
         "size": size,
-        "starting_balance": 0.0 if program == "xfa" else STARTING_BALANCE[size],
+        "starting_balance": 0.0 if program == "xfa" else numbers.starting_balance,
         "mll_allowance": allowance,
-        "mll_buffer": round(allowance * 0.10, 2),
+        "mll_buffer": round(allowance * T.MLL_BUFFER_SHARE, 2),
         "fixed_floor": None,
-        "max_lots": MAX_LOTS[size],
-        "micro_weight": 1.0 if program == "live" else 0.1,
-        "scaling": SCALING[size] if program == "xfa" else None,
-        "entry_cutoff": time(15, 0),
-        "flatten_start": time(15, 5),
-        "flat_by": time(15, 10),
-        "daily_loss_limit": LIVE_DAILY_LOSS[size] if program == "live" else None,
-        "account_orders_per_minute": 60,
-        "strategy_orders_per_minute": 30,
-        "daily_contracts": 200,
-        "default_stop_ticks": 40,
-        "slippage_ticks": 1,
+        "max_lots": float(numbers.max_lots),
+        "micro_weight": T.MICRO_WEIGHT[program],
+        "scaling": tuple((at, float(lots)) for at, lots in T.XFA_SCALING[size])
+        if program == "xfa" else None,
+        "entry_cutoff": T.ENTRY_CUTOFF,
+        "flatten_start": T.FLATTEN_START,
+        "flat_by": T.FLAT_BY,
+        "daily_loss_limit": numbers.live_daily_loss if program == "live" else None,
+        "account_orders_per_minute": T.ACCOUNT_ORDERS_PER_MINUTE,
+        "strategy_orders_per_minute": T.STRATEGY_ORDERS_PER_MINUTE,
+        "daily_contracts": T.DAILY_CONTRACTS,
+        "default_stop_ticks": T.DEFAULT_STOP_TICKS,
+        "slippage_ticks": T.SLIPPAGE_TICKS,
         "families": parse_families(FAMILIES),
     }
     for key, value in overrides.items():

@@ -7,6 +7,8 @@ carries in `rule`, so a trader (and a test) can tell which limit spoke.
 
 from __future__ import annotations
 
+from trading import products
+
 RULE_MLL = "mll"                        # 1: maximum loss limit (floor + buffer)
 RULE_MAX_POSITION = "max_position"      # 2: maximum position size
 RULE_SCALING = "scaling"                # 3: XFA scaling plan tier of the day
@@ -22,15 +24,8 @@ RULE_VENUE = "venue_lock"               # canTrade false
 RULE_STRATEGY = "strategy_limit"        # a strategy's own limits (strategies.toml)
 RULE_BLIND = "blind"                    # a held contract has no fresh price: equity unknown
 
-#: TopstepX roots -> CME symbols, so settings and strategy lists may use either name.
-ALIASES = {"EP": "ES", "ENQ": "NQ", "CLE": "CL", "GCE": "GC", "EU6": "6E", "SIE": "SI",
-           "NGE": "NG", "CPE": "HG", "DA6": "6A", "BP6": "6B"}
-
 
 def root_of(contract_id: str, symbol: str = "") -> str:
-    """The CME symbol of a contract: the given symbol, else from the id (CON.F.US.EP.Z26 -> ES)."""
-    if symbol:
-        return symbol
-    parts = contract_id.split(".")
-    root = parts[3] if len(parts) >= 5 else contract_id
-    return ALIASES.get(root, root)
+    """The CME symbol of a contract: the given symbol, else from the id by the product table
+    (CON.F.US.EP.Z26 -> ES, CON.F.US.MCLE.Z26 -> MCL)."""
+    return symbol or products.symbol_of_contract(contract_id)

@@ -43,7 +43,7 @@ def infer_size(name: str, balance: float) -> str:
     if m:
         return f"{m.group(1)}k"
     for size in SIZES:
-        if balance == SIZE_SPECS[size].start:
+        if balance == SIZE_SPECS[size].starting_balance:
             return size
     return "50k"
 

@@ -1,8 +1,8 @@
 """The sim's contract catalogue: real TopstepX ids, names and tick data, months from the sim date.
 
 Ids follow the venue's grammar `CON.F.US.<root>.<month code><yy>` with TopstepX roots (ES is
-`EP`, NQ is `ENQ`, CL is `CLE`, GC is `GCE`, 6E is `EU6`; projectx-api.md §8), tick sizes and
-values from §8. The front month is computed from the sim clock's date, so an accelerated clock
+`EP`, NQ is `ENQ`, CL is `CLE`, GC is `GCE`, 6E is `EU6`; projectx-api.md §8), names, tick sizes
+and values from the product table (trading/products.py). The front month is computed from the sim clock's date, so an accelerated clock
 rolls contracts like the real calendar does:
 
 - quarterly roots (equity index, FX): H/M/U/Z, rolling 8 days before the third Friday of the
@@ -24,8 +24,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 
 from chillly.clock import Clock
+from trading import products
+from trading.products import Product
 
 MONTH_CODES = "FGHJKMNQUVXZ"
 MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August",
@@ -59,13 +62,10 @@ class SimContract:
 
 @dataclass(frozen=True)
 class RootSpec:
-    """What the price process and the catalogue need to know of one root."""
+    """What the price process and the catalogue need to know of one root: the product (names
+    and ticks, from the one product table) and the sim's own price model."""
 
-    root: str            # TopstepX root, "EP"
-    symbol: str          # CME-style root, "ES"
-    title: str           # "E-mini S&P 500"
-    tick_size: float
-    tick_value: float
+    product: Product
     months: tuple[int, ...]
     roll: str            # "quarterly" | "cl" | "gc"
     family: str          # price path shared by a full-size contract and its micro
@@ -74,24 +74,43 @@ class RootSpec:
     prints_per_min: int  # typical number of trade prints per minute in the day session
     size_mean: float     # mean contracts per print
 
+    @property
+    def root(self) -> str:
+        """TopstepX root, "EP"."""
+        return self.product.root
+
+    @property
+    def symbol(self) -> str:
+        """CME symbol, "ES"."""
+        return self.product.symbol
+
+    @property
+    def title(self) -> str:
+        return self.product.title
+
+    @property
+    def tick_size(self) -> float:
+        return self.product.tick_size
+
+    @property
+    def tick_value(self) -> float:
+        return self.product.tick_value
+
+
+def _spec(symbol: str, *model: Any) -> RootSpec:
+    return RootSpec(products.BY_SYMBOL[symbol], *model)
+
 
 SPECS: dict[str, RootSpec] = {s.root: s for s in (
-    RootSpec("EP", "ES", "E-mini S&P 500", 0.25, 12.5, QUARTERLY, "quarterly", "ES", 6000.0,
-             1.4e-4, 150, 3.0),
-    RootSpec("ENQ", "NQ", "E-mini NASDAQ-100", 0.25, 5.0, QUARTERLY, "quarterly", "NQ",
-             21000.0, 1.8e-4, 150, 2.0),
-    RootSpec("MES", "MES", "Micro E-mini S&P 500", 0.25, 1.25, QUARTERLY, "quarterly", "ES",
-             6000.0, 1.4e-4, 120, 4.0),
-    RootSpec("MNQ", "MNQ", "Micro E-mini Nasdaq-100", 0.25, 0.5, QUARTERLY, "quarterly", "NQ",
-             21000.0, 1.8e-4, 150, 4.0),
-    RootSpec("RTY", "RTY", "E-mini Russell 2000", 0.1, 5.0, QUARTERLY, "quarterly", "RTY",
-             2300.0, 1.8e-4, 60, 2.0),
-    RootSpec("YM", "YM", "E-mini Dow ($5)", 1.0, 5.0, QUARTERLY, "quarterly", "YM", 44000.0,
-             1.3e-4, 60, 2.0),
-    RootSpec("CLE", "CL", "Crude Oil", 0.01, 10.0, MONTHLY, "cl", "CL", 70.0, 3.0e-4, 90, 2.0),
-    RootSpec("GCE", "GC", "Gold", 0.1, 10.0, EVEN, "gc", "GC", 2650.0, 1.6e-4, 60, 2.0),
-    RootSpec("EU6", "6E", "Euro FX", 0.00005, 6.25, QUARTERLY, "quarterly", "6E", 1.08,
-             0.8e-4, 60, 3.0),
+    _spec("ES", QUARTERLY, "quarterly", "ES", 6000.0, 1.4e-4, 150, 3.0),
+    _spec("NQ", QUARTERLY, "quarterly", "NQ", 21000.0, 1.8e-4, 150, 2.0),
+    _spec("MES", QUARTERLY, "quarterly", "ES", 6000.0, 1.4e-4, 120, 4.0),
+    _spec("MNQ", QUARTERLY, "quarterly", "NQ", 21000.0, 1.8e-4, 150, 4.0),
+    _spec("RTY", QUARTERLY, "quarterly", "RTY", 2300.0, 1.8e-4, 60, 2.0),
+    _spec("YM", QUARTERLY, "quarterly", "YM", 44000.0, 1.3e-4, 60, 2.0),
+    _spec("CL", MONTHLY, "cl", "CL", 70.0, 3.0e-4, 90, 2.0),
+    _spec("GC", EVEN, "gc", "GC", 2650.0, 1.6e-4, 60, 2.0),
+    _spec("6E", QUARTERLY, "quarterly", "6E", 1.08, 0.8e-4, 60, 3.0),
 )}
 
 

@@ -2,7 +2,9 @@
 
 Programs (`combine`, `xfa`, `live`) and sizes (`50k`, `100k`, `150k`) give each sim account
 its starting balance S, Maximum Loss Limit allowance D, maximum position and daily loss limit;
-every figure can be overridden per account (sim/accounts.py). The formulas:
+every figure can be overridden per account (sim/accounts.py). The numbers are the tables the
+risk gate reads too (trading/risk/programs.py, trading/products.py); the formulas are the
+referee's own, so it stays an independent judge of the gate:
 
 - MLL floor, trailing end of day, for combine and xfa alike (an xfa simply starts at S = 0):
   F = min(S, max(S - D, H - D)), H the highest end-of-day balance so far (H starts at S);
@@ -18,36 +20,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PROGRAMS = ("combine", "xfa", "live")
-SIZES = ("50k", "100k", "150k")
+from trading import products
+from trading.risk import programs as T
+from trading.risk.programs import PROGRAMS, SIZES
+
 RULES = ("max_position", "mll", "flat_by", "daily_loss")
 
 
-@dataclass(frozen=True)
-class SizeSpec:
-    start: float          # S of a Combine
-    target: float         # Combine profit target (a pass criterion, never a breach)
-    allowance: float      # D
-    max_lots: int
-    live_daily_loss: float
-
-
-SIZE_SPECS = {
-    "50k": SizeSpec(50_000.0, 3_000.0, 2_000.0, 5, 2_000.0),
-    "100k": SizeSpec(100_000.0, 6_000.0, 3_000.0, 10, 3_000.0),
-    "150k": SizeSpec(150_000.0, 9_000.0, 4_500.0, 15, 4_500.0),
-}
-
-#: XFA scaling plan: (profit from, lots) tiers on the previous EOD balance. 50K from [3P]
-#: sources; the 100K and 150K tiers are unverified.
-XFA_SCALING: dict[str, tuple[tuple[float, int], ...]] = {
-    "50k": ((0.0, 2), (1_500.0, 3), (2_000.0, 5)),
-    "100k": ((0.0, 3), (1_500.0, 4), (2_000.0, 5), (3_000.0, 10)),
-    "150k": ((0.0, 3), (1_500.0, 4), (2_000.0, 5), (3_000.0, 10), (4_500.0, 15)),
-}
-
-#: Micro contracts by our root name (SimContract.symbol).
-MICROS = frozenset({"MES", "MNQ", "M2K", "MYM", "MCL", "MGC", "M6E", "MBT", "SIL", "MHG"})
+#: The numbers are Topstep's program and product tables (trading/risk/programs.py,
+#: trading/products.py), shared with the risk gate; the formulas below are the referee's own.
+SIZE_SPECS = T.ACCOUNT_SIZES
+XFA_SCALING = T.XFA_SCALING
+#: Micro contracts by our root name (SimContract.symbol, the CME symbol).
+MICROS = products.MICRO_SYMBOLS
 
 
 @dataclass(frozen=True)
@@ -66,7 +51,7 @@ class Program:
     @property
     def micro_weight(self) -> int:
         """Tenths of a lot one micro counts."""
-        return 10 if self.program == "live" else 1
+        return round(T.MICRO_WEIGHT[self.program] * 10)
 
 
 def resolve(program: str, size: str, start: float, allowance: float | None = None,
@@ -81,7 +66,7 @@ def resolve(program: str, size: str, start: float, allowance: float | None = Non
     if program == "live" and daily_loss is None:
         daily_loss = spec.live_daily_loss
     scaling = XFA_SCALING[size] if program == "xfa" and max_lots is None else None
-    return Program(program, size, start, spec.allowance if allowance is None else allowance,
+    return Program(program, size, start, spec.mll_allowance if allowance is None else allowance,
                    spec.max_lots if max_lots is None else max_lots, daily_loss, payout, scaling)
 
 
