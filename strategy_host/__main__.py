@@ -25,8 +25,8 @@ from strategy_host import sandbox
 from strategy_host.host import Host
 from strategy_host.settings import HostSettings
 from strategy_host.state import RunMarker
-from strategy_host.strategies_file import LoadError, code_paths, load_class, read_instance
-from strategy_host.strategies_file import validate_params
+from strategy_host.strategies_file import code_paths, read_instance
+from trading.strategy.config_file import LoadError, load_class, validate_params
 from trading.strategy.instance import Instance
 
 SECRET_FD = "CHILLLY_SECRET_FD"

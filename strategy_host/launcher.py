@@ -18,7 +18,8 @@ import sys
 from chillly.settings import load_settings
 from strategy_host.sandbox import scrubbed_env
 from strategy_host.settings import HostSettings
-from strategy_host.strategies_file import LoadError, read_instance
+from strategy_host.strategies_file import read_instance
+from trading.strategy.config_file import LoadError
 from trading.strategy.instance import allowed
 
 # Shared settings a host needs, passed on by value (from the environment or .env).

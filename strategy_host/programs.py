@@ -25,7 +25,8 @@ from chillly.settings import load_settings
 from chillly.bus import Bus
 from chillly import topics
 from strategy_host.settings import HostSettings
-from strategy_host.strategies_file import LoadError, read_file
+from strategy_host.strategies_file import read_file
+from trading.strategy.config_file import LoadError
 from trading.strategy.instance import Instance, allowed
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,8 +1,8 @@
 """One strategy instance's definition (a `[strategies.NAME]` table of strategies.toml), as a
 typed record the engine, the host and a backtest share.
 
-Reading the file is the host's business (strategy_host/strategies_file.py); what an instance
-is, and whether it may trade where the system points, is decided here, without I/O.
+Parsing the file is trading/strategy/config_file.py's (the host and a backtest read it alike);
+what an instance is, and whether it may trade where the system points, is decided here.
 """
 
 from __future__ import annotations

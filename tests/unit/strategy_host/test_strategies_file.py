@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from strategy_host.strategies_file import LoadError, load_class, read_file, validate_params
+from strategy_host.strategies_file import read_file
+from trading.strategy.config_file import LoadError, load_class, validate_params
 from trading.strategy.instance import allowed
 
 
