@@ -19,7 +19,6 @@ from chillly.clock import Clock
 from sim.accounts import Account
 from sim.booking import Book
 from sim.contracts import SimContract
-from sim.matching import MarketView, Prices
 from sim.referee import Referee
 from sim.rules import Program
 from sim.wire import (
@@ -34,6 +33,7 @@ from sim.wire import (
     Position,
     TradingError,
 )
+from trading.matching.prints import MarketView, Prices
 
 Emit = Callable[[str, int, dict[str, Any]], None]
 

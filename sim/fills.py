@@ -9,8 +9,8 @@ the order updates: trades, then the position, then the account.
 from __future__ import annotations
 
 from sim.engine_state import EngineState
-from sim.matching import round_to_tick
 from sim.wire import FILLED, OPEN, SUSPENDED, WORKING, Order
+from trading.matching.prints import round_to_tick
 
 
 class Fills(EngineState):

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from sim.contracts import SimContract
 from sim.engine_state import EngineState
-from sim.matching import limit_crossed, rests_as_limit, round_to_tick, stop_hit
 from sim.validation import modify_changes, validate_place
 from sim.wire import (
     BUY,
     LIMIT,
-    LIMIT_LIKE,
     MARKET,
     OPEN,
     PENDING,
@@ -31,6 +29,8 @@ from sim.wire import (
     PlaceRequest,
     TradingError,
 )
+from trading.matching.prints import LIMIT_LIKE, limit_crossed, rests_as_limit, round_to_tick
+from trading.matching.prints import stop_hit
 
 
 class Orders(EngineState):

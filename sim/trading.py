@@ -44,12 +44,12 @@ from sim.enforcement import Enforcement, set_enforce
 from sim.engine_state import CatalogueView, Emit, EngineState
 from sim.exposure import Exposure
 from sim.fills import Fills
-from sim.matching import MarketView, Prices, match_print, quote_fill, rests_as_limit
 from sim.orders import Orders
 from sim.referee import Referee
 from sim.resets import Resets
 from sim.rules import RULES
 from sim.wire import OPEN, Event, HalfTrade, Order, Position, TradingError
+from trading.matching.prints import MarketView, Prices, match_print, quote_fill, rests_as_limit
 
 BRACKET_MODES = ("auto_oco", "position")
 FILL_MODELS = ("prints", "touch")

@@ -11,13 +11,11 @@ from typing import Any
 
 from sim.accounts import Account
 from sim.contracts import SimContract
-from sim.matching import MarketView, Prices, is_tick_aligned, round_to_tick
 from sim.wire import (
     BUY,
     JOIN_ASK,
     JOIN_BID,
     LIMIT,
-    LIMIT_LIKE,
     MARKET,
     SELL,
     STOP,
@@ -28,6 +26,7 @@ from sim.wire import (
     PlaceRequest,
     TradingError,
 )
+from trading.matching.prints import LIMIT_LIKE, MarketView, Prices, is_tick_aligned, round_to_tick
 
 MIN_BRACKET_TICKS = 4
 MAX_TICKS = 1000

@@ -18,7 +18,6 @@ from sim.contracts import SimContract
 LIMIT, MARKET, STOP_LIMIT, STOP, TRAILING_STOP, JOIN_BID, JOIN_ASK = 1, 2, 3, 4, 5, 6, 7
 TYPE_NAMES = {0: "Unknown", 1: "Limit", 2: "Market", 3: "StopLimit", 4: "Stop",
               5: "TrailingStop", 6: "JoinBid", 7: "JoinAsk"}
-LIMIT_LIKE = (LIMIT, JOIN_BID, JOIN_ASK)
 # OrderSide
 BUY, SELL = 0, 1
 # OrderStatus
