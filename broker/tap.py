@@ -27,7 +27,8 @@ from chillly.errors import StartupError
 from chillly import topics
 from chillly.messages import Probe, SchemaError, validate
 from chillly.process import die_with_parent
-from chillly.settings import Settings, load_settings
+from chillly.settings import load_settings
+from chillly.timeframes import TimeframeSettings
 
 _ENVELOPE = ("type", "v", "src", "seq", "ts")
 
@@ -191,7 +192,7 @@ class Tap:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    settings = load_settings(Settings)
+    settings = load_settings(TimeframeSettings)
     try:
         tap = Tap(backend_from_settings(settings, "tap", hwm=1_000_000), args.prefixes,
                   sys.stdout)
@@ -202,6 +203,9 @@ async def _main(args: argparse.Namespace) -> int:
     main_task = asyncio.current_task()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, main_task.cancel)  # type: ignore[union-attr]
+    note = settings.closed_note()
+    if note:   # no bars or quotes will come: say why and until when (before "listening")
+        print(f"chillly tap: {note}", file=sys.stderr, flush=True)
     try:
         if not await tap.wait_ready():
             print(f"chillly tap: no answer from the bus ({tap.backend.describe()}); "

@@ -187,3 +187,17 @@ def next_session_open_ms(ms: int) -> int:
 def next_open_ms(ms: int) -> int:
     """The next moment at or after `ms` when the market is open (ms itself if open)."""
     return ms if is_market_open(ms) else next_session_open_ms(ms)
+
+
+def closed_note(now_ms: int, speed: float = 1.0) -> str | None:
+    """For a tool a trader watches (tap, bars, status): None while the market is open, else
+    one line saying it is closed and when it opens (CT, and how long from now in real time at
+    CLOCK_SPEED), so nothing moving is not mistaken for a fault."""
+    if is_market_open(now_ms):
+        return None
+    opens = next_session_open_ms(now_ms)
+    real_s = max(0, int((opens - now_ms) / 1000 / speed))
+    hours, rest = divmod(real_s, 3600)
+    wait = f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+    return (f"the market is closed; it opens {_ct(opens):%a %Y-%m-%d %H:%M} CT, in {wait}"
+            + (f" at CLOCK_SPEED={speed:g}" if speed != 1.0 else ""))

@@ -25,9 +25,10 @@ from chillly.codec import Envelope
 from chillly.messages import Alarm, Heartbeat
 from chillly.health import KEY_COUNTERS, STALE_AFTER, HealthView, Row, expected_programs
 from chillly.settings import Settings, load_settings
+from chillly.timeframes import TimeframeSettings
 
 
-class StatusSettings(Settings):
+class StatusSettings(TimeframeSettings):
     """Where the deployment's program list is (relative paths from the working directory)."""
 
     supervisor_conf: Path = Path("supervisord.conf")
@@ -87,8 +88,9 @@ def cli(args: argparse.Namespace) -> int:
     reached = asyncio.run(collect(settings, view, wait))
     rows = view.rows(time.monotonic())
     healthy = reached and bool(rows) and all(r.healthy for r in rows)
+    note = settings.closed_note()   # quiet feeds are no fault while the market is closed
     if args.json:
-        print(json.dumps({"healthy": healthy, "broker": reached,
+        print(json.dumps({"healthy": healthy, "broker": reached, "market_closed": note,
                           "conf": str(conf), "programs": [r.as_dict() for r in rows]},
                          default=str))
         return 0 if healthy else 1
@@ -104,6 +106,8 @@ def cli(args: argparse.Namespace) -> int:
     bad = [r.name for r in rows if not r.healthy]
     print(f"\n{'UNHEALTHY: ' + ', '.join(bad) if bad else 'all healthy'} "
           f"({len(rows)} programs, {conf})")
+    if note:
+        print(note)
     return 0 if healthy else 1
 
 

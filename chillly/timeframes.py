@@ -17,8 +17,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from chillly.calendar import SESSION_OPEN, is_market_open, session_open_ms, trading_date
-from chillly.clock import DAY_MS, HOUR_MS, MINUTE_MS
+from chillly.calendar import (SESSION_OPEN, closed_note, is_market_open, session_open_ms,
+                              trading_date)
+from chillly.clock import DAY_MS, HOUR_MS, MINUTE_MS, clock_from_settings
 from chillly.settings import Settings
 
 _TF_RE = re.compile(r"^([1-9][0-9]{0,4})([mh])$")
@@ -160,16 +161,32 @@ class TimeframeSettings(Settings):
     # Market hours: the CME calendar, or "always" (a venue that never closes, e.g. the sim
     # with SIM_ALWAYS_OPEN). Decides when buckets complete and which clock ticks are sent.
     feed_market_hours: Literal["cme", "always"] = "cme"
+    # The bars the aggregator builds from final 1m bars (1m itself comes from the feeds).
+    aggregator_timeframes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_TFS))
     aggregator_session_timeframes: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_SESSION_TFS))
     aggregator_session_open: str = "17:00"  # America/Chicago
     # Market seconds a bar may be dated ahead of this process's clock before it is rejected.
     bar_future_tolerance: float = Field(default=120.0, ge=0, le=86_400)
 
-    @field_validator("aggregator_session_timeframes", mode="before")
+    @field_validator("aggregator_session_timeframes", "aggregator_timeframes", mode="before")
     @classmethod
     def _session_tfs(cls, value: Any) -> Any:
         return tf_list(value, aggregates=True)
+
+    @property
+    def bar_timeframes(self) -> list[str]:
+        """Every timeframe the system publishes and stores bars of: 1m and the aggregates."""
+        return ["1m", *dict.fromkeys(self.aggregator_timeframes)]
+
+    def closed_note(self) -> str | None:
+        """"The market is closed; it opens ..." at this process's market time, or None while
+        it is open or when the market never closes (FEED_MARKET_HOURS=always)."""
+        if self.feed_market_hours == "always":
+            return None
+        clock = clock_from_settings(self)
+        return closed_note(clock.now_ms(), clock.speed)
 
     @field_validator("aggregator_session_open")
     @classmethod

@@ -21,10 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import Field, field_validator
-from pydantic_settings import NoDecode
+from pydantic import Field
 
 from chillly.bus import CommandError
 from chillly.codec import Envelope
@@ -33,7 +32,7 @@ from chillly.clock import DAY_MS, MINUTE_MS
 from chillly.messages import Bar
 from chillly.periodic import every
 from chillly.process import Service, StartupError
-from chillly.timeframes import DEFAULT_TFS, BucketSpec, TimeframeSettings, bar_problem, tf_list
+from chillly.timeframes import BucketSpec, TimeframeSettings, bar_problem
 from trading.aggregator import Aggregators
 from feeds.aggregator_history import HeadFiller
 from store import queries
@@ -45,19 +44,12 @@ class AggregatorSettings(TimeframeSettings):
     """Session timeframes, session open, market hours and the future tolerance come from
     TimeframeSettings (shared with the feeds, the store and the series cache)."""
 
-    aggregator_timeframes: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(DEFAULT_TFS))
     aggregator_grace: float = Field(default=120.0, ge=0)  # market seconds after a bucket's end
     aggregator_retention_days: float = Field(default=3.0, gt=0)
     aggregator_warmup_days: float = Field(default=1.0, ge=0)
 
     aggregator_gap_delay: float = Field(default=1.0, ge=0)  # real s before a gap reconcile
     aggregator_request_timeout: float = Field(default=15.0, gt=0)  # s for a history backfill
-
-    @field_validator("aggregator_timeframes", mode="before")
-    @classmethod
-    def _tfs(cls, value: Any) -> Any:
-        return tf_list(value, aggregates=True)
 
     def specs(self) -> list[BucketSpec]:
         return [self.spec(tf) for tf in dict.fromkeys(self.aggregator_timeframes)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sqlite3
 import sys
 from datetime import datetime, timezone
@@ -16,7 +17,7 @@ from typing import Any
 
 from chillly.process import run_service
 from chillly.settings import Settings, load_settings
-from chillly.timeframes import tf_arg
+from chillly.timeframes import TimeframeSettings, tf_arg
 
 
 def store_cli(args: argparse.Namespace) -> int:
@@ -38,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--last", type=int, default=20, help="how many bars (newest last)")
     p.add_argument("--db", action="store_true", help="read the database, skip the series process")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the series")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document: {contract, tf, source, bars: [...]}")
 
 
 async def _from_series(settings: Settings, args: argparse.Namespace) -> dict[str, Any] | None:
@@ -106,10 +109,21 @@ def format_table(result: dict[str, Any], source: str) -> str:
     return "\n".join(lines)
 
 
+def as_json(result: dict[str, Any], source: str) -> str:
+    """The whole answer as one JSON document, each bar an object with named fields."""
+    keys = ("t", "o", "h", "l", "c", "v", "final")
+    return json.dumps({"contract": result["contract"], "tf": result["tf"], "source": source,
+                       "bars": [dict(zip(keys, row)) for row in result.get("bars", [])]})
+
+
 def bars_cli(args: argparse.Namespace) -> int:
-    settings = load_settings(Settings)
+    settings = load_settings(TimeframeSettings)
     if args.last < 1:
         print("chillly bars: --last must be at least 1", file=sys.stderr)
+        return 2
+    if args.tf not in settings.bar_timeframes:   # 7m parses, but no process builds it
+        print(f"chillly bars: no process builds {args.tf} bars; the timeframes are "
+              f"{', '.join(settings.bar_timeframes)} (AGGREGATOR_TIMEFRAMES)", file=sys.stderr)
         return 2
     from store import queries
     missing = queries.missing_database(settings.database_path)
@@ -124,5 +138,8 @@ def bars_cli(args: argparse.Namespace) -> int:
     except LookupError as exc:
         print(f"chillly bars: {exc}", file=sys.stderr)
         return 1
-    print(format_table(result, source))
+    print(as_json(result, source) if args.json else format_table(result, source))
+    note = settings.closed_note()
+    if note:   # why the newest bar is hours old
+        print(f"chillly bars: {note}", file=sys.stderr)
     return 0

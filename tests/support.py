@@ -153,3 +153,32 @@ def running_sim(tmp: Path, env: dict[str, str]) -> Iterator[str]:
     finally:
         procs.cleanup()
         print(procs.dump_logs()[-3000:])
+
+
+def market_at(target_ms: int) -> dict[str, str]:
+    """CLOCK_SPEED/CLOCK_ANCHOR putting a process's market time at `target_ms` now (later than
+    now), running from there at that speed: a test's way to be on a weekend or in a session
+    whatever the day it runs. Anchored an hour back, a week ahead is a speed of about 170."""
+    from datetime import datetime, timezone
+
+    now = int(time.time() * 1000)
+    anchor = now - 3_600_000
+    speed = (target_ms - anchor) / (now - anchor)
+    return {"CLOCK_SPEED": f"{speed:.9f}",
+            "CLOCK_ANCHOR": datetime.fromtimestamp(anchor / 1000, timezone.utc).isoformat()}
+
+
+def next_weekday_at(weekday: int, hour_utc: int, open_market: bool) -> int:
+    """The first instant after tomorrow on `weekday` (0 = Monday) at `hour_utc`:00 UTC where
+    the CME market is open (or closed) as asked."""
+    from datetime import datetime, timedelta, timezone
+
+    from chillly.calendar import is_market_open
+
+    day = datetime.now(timezone.utc).replace(hour=hour_utc, minute=0, second=0, microsecond=0)
+    day += timedelta(days=2)
+    while True:
+        ms = int(day.timestamp() * 1000)
+        if day.weekday() == weekday and is_market_open(ms) == open_market:
+            return ms
+        day += timedelta(days=1)

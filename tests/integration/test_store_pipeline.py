@@ -4,6 +4,8 @@ published on the bus end up stored at every timeframe, equal to a plain aggregat
 
 from __future__ import annotations
 
+import json
+
 from chillly import topics
 from chillly.messages import Bar
 from chillly.timeframes import BucketSpec
@@ -11,7 +13,7 @@ from trading.aggregator import aggregate
 from tests.integration.test_store_support import (
     C, Heartbeats, serve_history, db_rows, key, publish_bars, synthetic_bars,
 )
-from tests.support import aeventually
+from tests.support import aeventually, market_at, next_weekday_at
 
 ENV = {"AGGREGATOR_GRACE": "1", "STORE_FLUSH_INTERVAL": "0.05", "STORE_RECOVER": "false"}
 
@@ -63,6 +65,16 @@ async def test_final_1m_bars_become_stored_bars_at_every_timeframe(procs, bus, b
     assert out.wait(15) == 0
     text = out.popen.stdout.read().decode()  # type: ignore[union-attr]
     assert "2 bars from the database" in text
+    # --json: one document (issue 21 item 7); on a weekend, a note on stderr (item 12).
+    out = procs.chillly("bars", C, "--tf", "1d", "--last", "5", "--db", "--json",
+                        stdout_pipe=True, name="bars-json",
+                        env=market_at(next_weekday_at(5, 12, open_market=False)))
+    assert out.wait(15) == 0
+    doc = json.loads(out.popen.stdout.read().decode())  # type: ignore[union-attr]
+    assert doc["contract"] == C and doc["tf"] == "1d" and doc["source"] == "database"
+    assert [(b["t"], b["o"], b["h"], b["l"], b["c"], b["v"]) for b in doc["bars"]] == \
+        db_rows(db, "1d") and all(b["final"] for b in doc["bars"])
+    assert "chillly bars: the market is closed; it opens Sun " in out.log()
 
     # The series cache is memory only: restarted, it serves the same window from the database.
     before = await bus.request("series", "window", {"contract": C, "tf": "1h", "last": 10},
