@@ -77,6 +77,9 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
                "gateway.risk_tools:resume_cli"),
     "risk": ("show floor, equity, limits, trading state, next deadline",
              "gateway.risk_tools:add_risk_arguments", "gateway.risk_tools:risk_cli"),
+    # the trader's page (docs/web.md)
+    "web": ("serve the trader's page on http://WEB_HOST:WEB_PORT/ (127.0.0.1:7130)", None,
+            "web.process:cli"),
 }
 
 

@@ -28,6 +28,7 @@ def bus_env(tmp_path: Path) -> dict[str, str]:
         "HEARTBEAT_INTERVAL": "0.2",
         "SIM_PORT": str(free_port()),
         "METRICS_PORT": str(free_port()),
+        "WEB_PORT": str(free_port()),
         "LOG_LEVEL": "INFO",
     }
 

@@ -1,0 +1,1 @@
+"""`chillly web`: the trader's page (docs/web.md)."""

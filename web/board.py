@@ -1,0 +1,106 @@
+"""What the page shows, held in one place: the snapshot a new page starts from, and the
+messages that keep an open page current.
+
+Panels are whole answers, exactly as the CLI prints them with `--json` (`risk`, `positions`,
+`orders`, `account` from the gateway, `strategies` from `chillly strategies --json`, `health`
+as `chillly status --json`), so the page and the tools cannot disagree. Fills and the gate's
+refusals are lists kept here, newest first; quotes and bars are the latest per key.
+
+Every method that changes something returns the messages to push as (key, kind, data, urgent);
+the caller files them with the hub. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from web.outbox import encode
+
+Push = tuple[str, str, Any, bool]
+MAX_FILLS = 200
+MAX_REFUSALS = 100
+
+
+class Board:
+    def __init__(self, meta: dict[str, Any]) -> None:
+        self.meta = meta                                  # settings the page needs to know
+        self.panels: dict[str, Any] = {}
+        self.fills: deque[dict[str, Any]] = deque(maxlen=MAX_FILLS)
+        self.fill_ids: set[tuple[Any, ...]] = set()
+        self.refusals: deque[dict[str, Any]] = deque(maxlen=MAX_REFUSALS)
+        self.quotes: dict[str, dict[str, Any]] = {}
+        self.contracts: list[str] = []
+        self.infos: dict[str, dict[str, Any]] = {}
+        self.missing: dict[str, str] = {}                 # what -> sentence, shown as a banner
+
+    # ------------------------------------------------------------------ the snapshot
+
+    def snapshot(self) -> list[bytes]:
+        """Every message a page needs to draw itself from nothing, encoded."""
+        out = [encode("meta", self.meta), encode("contracts", self._contracts())]
+        out += [encode("panel", {"name": n, "data": d}) for n, d in self.panels.items()]
+        out += [encode("fills", list(self.fills)), encode("refusals", list(self.refusals)),
+                encode("missing", self.missing)]
+        out += [encode("quote", q) for q in self.quotes.values()]
+        return out
+
+    # ------------------------------------------------------------------ changes
+
+    def panel(self, name: str, data: Any) -> list[Push]:
+        if self.panels.get(name) == data:
+            return []
+        self.panels[name] = data
+        return [(f"panel:{name}", "panel", {"name": name, "data": data}, True)]
+
+    def fill(self, f: dict[str, Any]) -> list[Push]:
+        key = (f.get("account"), f.get("trade_id"), f.get("order_id"))
+        if key in self.fill_ids:
+            return []
+        if len(self.fill_ids) > 10 * MAX_FILLS:
+            self.fill_ids = {(x.get("account"), x.get("trade_id"), x.get("order_id"))
+                             for x in self.fills}
+        self.fill_ids.add(key)
+        self.fills.appendleft(f)
+        return [("fills", "fills", list(self.fills), True)]
+
+    def refusal(self, r: dict[str, Any]) -> list[Push]:
+        self.refusals.appendleft(r)
+        return [("refusals", "refusals", list(self.refusals), True)]
+
+    def quote(self, q: dict[str, Any]) -> list[Push]:
+        self.quotes[q["contract"]] = q
+        return [(f"q:{q['contract']}", "quote", q, False)]
+
+    def bar(self, b: dict[str, Any]) -> list[Push]:
+        # one key per bar (not per series): a final is never replaced by the next bar's partial
+        return [(f"bar:{b['contract']}:{b['tf']}:{b['t']}", "bar", b, bool(b.get("final")))]
+
+    def set_contracts(self, contracts: list[str]) -> list[Push]:
+        if contracts == self.contracts:
+            return []
+        self.contracts = list(contracts)
+        return [("contracts", "contracts", self._contracts(), True)]
+
+    def info(self, i: dict[str, Any]) -> list[Push]:
+        slim = {k: i.get(k) for k in ("contract", "symbol", "name", "tick_size", "tick_value")}
+        if self.infos.get(i["contract"]) == slim:
+            return []
+        self.infos[i["contract"]] = slim
+        return [("contracts", "contracts", self._contracts(), True)]
+
+    def set_missing(self, what: str, sentence: str | None) -> list[Push]:
+        if sentence is None:
+            if what not in self.missing:
+                return []
+            del self.missing[what]
+        else:
+            if self.missing.get(what) == sentence:
+                return []
+            self.missing[what] = sentence
+        return [("missing", "missing", dict(self.missing), True)]
+
+    def _contracts(self) -> list[dict[str, Any]]:
+        return [{"contract": c, **{k: v for k, v in self.infos.get(c, {}).items()
+                                   if k != "contract"}} for c in self.contracts]
+

@@ -1,0 +1,264 @@
+"""The page's bus side: everything the page shows comes in here and goes out through the hub.
+
+- Heartbeats and alarms feed the same `HealthView` as `chillly status`; our own heartbeat
+  coming back through the broker is how the page knows the bus works.
+- Trading events (`order.`, `fill.`, `position.`, `account.`, `risk.`) are pushed at once where
+  they stand alone (a fill, a refusal) and trigger a refresh of the gateway's answers to the
+  commands the CLI tools send (`risk`, `positions`, `orders`, `account`), so every panel is a
+  `--json` answer. A refresh is coalesced (one in flight, one more if events came meanwhile)
+  and also runs every WEB_REFRESH_INTERVAL while a page is open.
+- Strategy rows are `chillly strategies --json` itself, run as a child every
+  WEB_STRATEGIES_INTERVAL while a page is open: the same rows as the tool, by construction.
+- Quotes and bars are passed on as they come; the hub keeps only the latest per key per page.
+
+Nothing here waits on a browser: handlers only file messages with the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+from chillly import topics
+from chillly.bus import Bus, RequestTimeout
+from chillly.codec import Envelope
+from chillly.health import STALE_AFTER, HealthView, expected_programs
+from chillly.messages import Alarm, Bar, ContractInfo, FillEvent, Heartbeat, Quote, RiskEvent
+from chillly.status import find_conf
+from store import queries
+from web.board import Board, Push
+from web.outbox import Hub
+from web.settings import WebSettings
+
+log = logging.getLogger("web")
+
+#: the gateway commands behind the panels, with the arguments the CLI tools send
+GATEWAY_PANELS: dict[str, dict[str, Any]] = {
+    "risk": {}, "positions": {}, "orders": {"open_only": True}, "account": {}}
+_ENVELOPE = ("v", "src", "seq", "inst")
+_QUOTE_FIELDS = ("contract", "bid", "ask", "last", "ts")
+
+
+def _body(env: Envelope) -> dict[str, Any]:
+    return {k: v for k, v in env.payload.items() if k not in _ENVELOPE}
+
+
+class Live:
+    def __init__(self, settings: WebSettings, bus: Bus, hub: Hub, board: Board,
+                 counters: dict[str, int]) -> None:
+        self.s = settings
+        self.bus = bus
+        self.hub = hub
+        self.board = board
+        self.counters = counters
+        self.conf = find_conf(settings.supervisor_conf)
+        self.health = HealthView(settings.heartbeat_interval, expected_programs(self.conf))
+        self.own_heard = 0.0          # when our own heartbeat last came back (monotonic)
+        self.gateway_at: float | None = None   # wall time of the last gateway answer
+        self.gateway_error: str | None = "no answer from the gateway yet"
+        self._dirty = asyncio.Event()
+        self._opened = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._child: asyncio.subprocess.Process | None = None
+        counters.update({"gateway_errors": 0, "strategies_errors": 0, "events": 0})
+
+    # ------------------------------------------------------------------ wiring
+
+    def subscribe(self) -> None:
+        on = self.bus.on
+        on(topics.HEARTBEATS, self._on_heartbeat)
+        on(topics.ALARMS, self._on_alarm)
+        for kind in ("order", "position", "account"):
+            on(topics.trading(kind), self._on_trading)
+        on(topics.trading("fill"), self._on_fill)
+        on(topics.trading("risk"), self._on_risk)
+        on(topics.QUOTES, self._on_quote)
+        on(topics.bars(), self._on_bar)
+        on(topics.subscription_set(), self._on_set)
+        on(topics.CONTRACTS, self._on_info)
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._gateway_loop()),
+                       loop.create_task(self._health_loop()),
+                       loop.create_task(self._strategies_loop())]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.wait(self._tasks, timeout=0.3) if self._tasks else None
+        if self._child is not None and self._child.returncode is None:
+            self._child.kill()
+
+    def push(self, pushes: list[Push]) -> None:
+        for key, kind, data, urgent in pushes:
+            self.hub.push(key, kind, data, urgent)
+
+    def refresh_soon(self) -> None:
+        """Ask the gateway again now (after an action), not at the next tick."""
+        self._dirty.set()
+
+    def page_opened(self) -> None:
+        """A page connected: fetch what it shows now, rather than at the next tick."""
+        self._dirty.set()
+        self._opened.set()
+
+    # ------------------------------------------------------------------ bus handlers
+
+    def _on_heartbeat(self, env: Envelope) -> None:
+        if env.cls is not Heartbeat:
+            return
+        now = time.monotonic()
+        if env.payload.get("inst") == self.bus.instance:
+            self.own_heard = now
+        self.health.on_heartbeat(env.payload, now)
+
+    def _on_alarm(self, env: Envelope) -> None:
+        if env.cls is Alarm:
+            self.health.on_alarm(env.payload, time.monotonic())
+
+    def _on_trading(self, env: Envelope) -> None:
+        self.counters["events"] += 1
+        self._dirty.set()
+
+    def _on_fill(self, env: Envelope) -> None:
+        self.counters["events"] += 1
+        if env.cls is FillEvent:
+            self.push(self.board.fill(_body(env)))
+        self._dirty.set()
+
+    def _on_risk(self, env: Envelope) -> None:
+        self.counters["events"] += 1
+        if env.cls is RiskEvent and env.payload.get("event") in ("reject", "action"):
+            self.push(self.board.refusal(_body(env)))
+        self._dirty.set()
+
+    def _on_quote(self, env: Envelope) -> None:
+        if env.cls is Quote:
+            p = env.payload
+            self.push(self.board.quote({k: p.get(k) for k in _QUOTE_FIELDS}))
+
+    def _on_bar(self, env: Envelope) -> None:
+        if env.cls is Bar:
+            self.push(self.board.bar(_body(env)))
+
+    def _on_set(self, env: Envelope) -> None:
+        contracts = env.payload.get("contracts")
+        if isinstance(contracts, list):
+            self.push(self.board.set_contracts([str(c) for c in contracts]))
+
+    def _on_info(self, env: Envelope) -> None:
+        if env.cls is ContractInfo:
+            self.push(self.board.info(env.payload))
+
+    # ------------------------------------------------------------------ the gateway's answers
+
+    async def _gateway_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._dirty.wait(), self.s.web_refresh_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._dirty.clear()
+            if self.hub.outboxes:
+                await self.refresh_gateway()
+
+    async def refresh_gateway(self) -> None:
+        answers = await asyncio.gather(*(self._ask(name, args)
+                                         for name, args in GATEWAY_PANELS.items()))
+        errors = [e for _, e in answers if e]
+        for (name, _), (result, error) in zip(GATEWAY_PANELS.items(), answers):
+            if error is None:
+                self.push(self.board.panel(name, result))
+        if errors:
+            self.counters["gateway_errors"] += 1
+        else:
+            self.gateway_at = time.time()
+        self.gateway_error = errors[0] if errors else None
+        self._gateway_missing()
+
+    async def _ask(self, name: str, args: dict[str, Any]) -> tuple[Any, str | None]:
+        try:
+            reply = await self.bus.request("gateway", name, args, timeout=2.0, attempts=1)
+        except RequestTimeout:
+            return None, "no answer from the gateway: is it running?"
+        return (reply.result, None) if reply.ok else (None, reply.error or "refused")
+
+    def _gateway_missing(self) -> None:
+        """The banner line about the gateway: what its heartbeats say (a stop shows at once, a
+        crash after STALE_AFTER intervals), else the last request's error."""
+        row = next((r for r in self.health.rows(time.monotonic()) if r.name == "gateway"), None)
+        problems = [p for p in (row.problems if row else []) if not p.startswith("alarm")]
+        why = f"gateway {', '.join(problems)}" if problems else self.gateway_error
+        if why is None:
+            self.push(self.board.set_missing("gateway", None))
+            return
+        since = (time.strftime("%H:%M:%S", time.localtime(self.gateway_at))
+                 if self.gateway_at else "never")
+        self.push(self.board.set_missing(
+            "gateway", f"{why}: risk, positions and orders are as of {since}; trading "
+                       "actions are unavailable"))
+
+    # ------------------------------------------------------------------ health
+
+    async def _health_loop(self) -> None:
+        interval = self.s.heartbeat_interval
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            rows = self.health.rows(now)
+            broker = bool(self.own_heard) and now - self.own_heard <= STALE_AFTER * interval
+            healthy = broker and bool(rows) and all(r.healthy for r in rows)
+            self.push(self.board.panel("health", {
+                "healthy": healthy, "broker": broker, "conf": str(self.conf),
+                "programs": [r.as_dict() for r in rows]}))
+            self.push(self.board.set_missing("broker", None if broker or now - started < 2 * interval
+                                             else "no bus: the broker does not answer, nothing "
+                                                  "on this page is live"))
+            self.push(self.board.set_missing(
+                "database", queries.missing_database(self.s.database_path)))
+            self._gateway_missing()
+
+    # ------------------------------------------------------------------ strategies
+
+    async def _strategies_loop(self) -> None:
+        while True:
+            if self.hub.outboxes:
+                rows, error = await self.strategies()
+                if error:
+                    self.counters["strategies_errors"] += 1
+                self.push(self.board.panel("strategies", {"rows": rows, "error": error}))
+            try:
+                await asyncio.wait_for(self._opened.wait(), self.s.web_strategies_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._opened.clear()
+
+    async def strategies(self) -> tuple[list[dict[str, Any]], str | None]:
+        """`chillly strategies --json`, run as the trader would, one row per line."""
+        self._child = await asyncio.create_subprocess_exec(
+            *_chillly(), "strategies", "--json", stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=os.environ.copy())
+        try:
+            out, err = await asyncio.wait_for(self._child.communicate(), 60)
+        except asyncio.TimeoutError:
+            self._child.kill()
+            return [], "chillly strategies did not answer within 60 s"
+        if self._child.returncode != 0:
+            lines = err.decode(errors="replace").strip().splitlines()
+            return [], lines[-1] if lines else f"exit {self._child.returncode}"
+        try:
+            return [json.loads(line) for line in out.decode().splitlines() if line.strip()], None
+        except ValueError as exc:
+            return [], f"unreadable output of chillly strategies: {exc}"
+
+
+def _chillly() -> list[str]:
+    return [sys.executable, "-m", "chillly.cli"]
+
