@@ -6,7 +6,8 @@ direct httpx Order/place to the same sim in the same run; orders/s with the jour
 Processes (each its own OS process, as deployed): broker, sim (always open, no rate limit, no
 Topstep referee), gateway (journal in a temp dir, `synchronous=FULL`: one fsync per intent and
 one per venue event; the risk gate on with its per-minute and daily caps lifted).
-- latency: `n` market orders of 1 MES, sides alternating, one at a time; the direct baseline is
+- latency: `n` market orders of 1 MES, sides alternating, one at a time, sent as a strategy
+  host's trusted parent sends them (bus sender `strategy-bench`); the direct baseline is
   the same order as one httpx POST /api/Order/place with its own customTag (what the gateway
   does for each after its checks and its journal commit);
 - throughput: `concurrency` senders for `seconds`, counting accepted orders per second, the
@@ -63,7 +64,7 @@ async def direct(base: str, token: str, contract: str, n: int, tags: itertools.c
 async def via_gateway(bus: Bus, n: int, cids: itertools.count) -> list[float]:
     lat = []
     for i in range(n):
-        args = {"client_id": f"manual-b{next(cids)}", "contract": "MES",
+        args = {"client_id": f"bench-{next(cids)}", "contract": "MES",
                 "side": "buy" if i % 2 == 0 else "sell", "size": 1, "type": "market"}
         t0 = time.perf_counter()
         reply = await bus.request("gateway", "submit", args, timeout=10, attempts=1)
@@ -103,7 +104,7 @@ async def main_async(args: argparse.Namespace) -> None:
            "LOG_LEVEL": "WARNING"}
     procs = [spawn(["broker"], env, f"{tmp}/broker.log"), spawn(["sim"], env, f"{tmp}/sim.log")]
     base = f"http://127.0.0.1:{env['SIM_PORT']}"
-    bus = Bus(env["BUS_PUBLISH_ADDR"], env["BUS_SUBSCRIBE_ADDR"], "bench")
+    bus = Bus(env["BUS_PUBLISH_ADDR"], env["BUS_SUBSCRIBE_ADDR"], "strategy-bench")
     try:
         wait_ready(base)
         procs.append(spawn(["gateway"], env, f"{tmp}/gateway.log"))
@@ -146,7 +147,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
         async def send_gateway(w: int, i: int) -> None:
             reply = await bus.request("gateway", "submit", {
-                "client_id": f"manual-b{next(cids)}", "contract": "MES",
+                "client_id": f"bench-{next(cids)}", "contract": "MES",
                 "side": "buy" if i % 2 == 0 else "sell", "size": 1, "type": "market"},
                 timeout=20, attempts=1)
             assert reply.ok and reply.result["status"] == "accepted", reply

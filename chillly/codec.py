@@ -100,3 +100,14 @@ def decode(frames: Sequence[bytes], sender: str | None = None) -> Envelope:
     except SchemaError as exc:
         raise DecodeError(str(exc)) from None
     return Envelope(topic, payload, cls, sender)
+
+
+def pack_frame(obj: Any) -> bytes:
+    """A plain msgpack map for a point-to-point stream (the tools socket, a strategy host's
+    pipe): no topic and no envelope, since the stream itself says who is at the other end."""
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpack_frame(data: bytes) -> Any:
+    """The inverse of `pack_frame`; DecodeError when it is not msgpack."""
+    return unpack(data)

@@ -1,8 +1,10 @@
-"""One command over the bus from a short-lived tool (`chillly subscribe`, `chillly buy`, ...).
+"""One command from a short-lived tool (`chillly subscribe`, `chillly buy`, ...).
 
 Every CLI tool that asks a service something goes through `ask`, so they all handle a missing
 broker, a silent service and resends the same way. The tool's bus instance is unique per run
 (the bus adds a random suffix), so two tools at once never share sequence numbers or replies.
+The gateway is asked over the trader's tools socket instead (chillly/tools_socket.py), where
+the kernel vouches for the caller's user: on the bus it serves reads and strategies only.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from typing import Any
 
 from chillly.bus import Bus, RequestTimeout
 from chillly.settings import Settings, load_settings
+from chillly.tools_socket import ask as ask_tools
+from chillly.tools_socket import socket_path
+
+TOOLS_SERVICE = "gateway"   # the one service that answers on the tools socket
 
 
 async def ask(service: str, name: str, args: dict[str, Any] | None = None, *,
@@ -23,6 +29,9 @@ async def ask(service: str, name: str, args: dict[str, Any] | None = None, *,
     service was still joining the bus is retried soon, and a long-running one is not run twice
     (handlers are idempotent on the id; the reply is cached)."""
     settings = settings or load_settings()
+    if service == TOOLS_SERVICE:
+        return await ask_tools(socket_path(settings.venue_run_dir), name, args,
+                               timeout=timeout)
     bus = Bus.from_settings(settings, f"cli-{tool or name}")
     try:
         try:

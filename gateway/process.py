@@ -29,6 +29,8 @@ from chillly.errors import StartupError
 from chillly.messages import Heartbeat
 from chillly.process import State, run_service
 from chillly.singleton import acquire
+from chillly.tools_socket import ToolsServer, socket_path
+from gateway.authority import Authority
 from gateway.book import Book
 from gateway.brackets import ManagedBrackets
 from gateway.closing import Closing
@@ -123,7 +125,13 @@ class GatewayService(Commands, Closing, Placing, ManagedBrackets, VenueEvents, R
                          bool(self.account.can_trade if self.account.can_trade is not None
                               else True))
         self.position_brackets = s.gateway_bracket_mode == "managed"
-        self.bus.serve("gateway", self.command_handlers(), with_sender=True)
+        # Who may ask what is decided by the door a command came through (gateway/authority.py)
+        self.authority = Authority(self.command_handlers(), self.counters, self._alarm,
+                                   lambda args: self._find(args)["owner"])
+        self.bus.serve("gateway", self.authority.bus_handlers(), with_sender=True)
+        self.tools = ToolsServer(socket_path(s.venue_run_dir), self.authority.tools,
+                                 self.authority.refused_peer)
+        await self.tools.start()
         self.hub = HubAgent("user-hub", s.topstep_user_hub_url, self.client.auth, self.clock,
                             on_open=self._on_hub_open, backoff_min_s=s.feed_hub_backoff_min,
                             backoff_max_s=s.feed_hub_backoff_max)
@@ -198,6 +206,8 @@ class GatewayService(Commands, Closing, Placing, ManagedBrackets, VenueEvents, R
                 await t
             except (asyncio.CancelledError, Exception):
                 pass
+        if getattr(self, "tools", None) is not None:
+            await self.tools.close()
         if getattr(self, "client", None) is not None:
             await self.client.aclose()
         if getattr(self, "risk", None) is not None:
@@ -220,6 +230,8 @@ class GatewayService(Commands, Closing, Placing, ManagedBrackets, VenueEvents, R
             self.counters["journal_writes"] = self.journal.writes
             self.counters["journal_backlog"] = self.journal.backlog
             self.counters["journal_dropped"] = self.journal.later_failed
+        if getattr(self, "tools", None) is not None:
+            self.counters.update(self.tools.counters)
         self.counters["ready"] = int(getattr(self, "ready", False))
         if getattr(self, "risk", None) is not None:
             self.counters["risk_flatten_held_back"] = self.risk.gate.held_back

@@ -1,7 +1,7 @@
 """The trading tools: `chillly buy|sell|orders|positions|account|cancel|cancel-all|flatten`.
 
-Each sends one command to the gateway over the bus (chillly.oneshot.ask, owner "manual") and
-prints a readable table, or the gateway's answer as JSON with `--json`. Exit codes: 0 done,
+Each sends one command to the gateway over the trader's tools socket (chillly.oneshot.ask, owner
+"manual") and prints a readable table, or the gateway's answer as JSON with `--json`. Exit codes: 0 done,
 1 refused (a rejection, an unknown outcome, a gateway that is not ready or not running: the
 reason is printed), 2 bad usage (argparse).
 """

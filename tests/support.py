@@ -182,3 +182,9 @@ def next_weekday_at(weekday: int, hour_utc: int, open_market: bool) -> int:
         if day.weekday() == weekday and is_market_open(ms) == open_market:
             return ms
         day += timedelta(days=1)
+
+
+def tools_path(env: dict[str, str]) -> Path:
+    """The gateway's tools socket for a test's environment (the sim venue under RUN_DIR)."""
+    from chillly.tools_socket import socket_path
+    return socket_path(Path(env["RUN_DIR"]) / "sim")

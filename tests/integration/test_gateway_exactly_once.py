@@ -10,9 +10,7 @@ import contextlib
 import httpx
 import pytest
 
-from chillly import topics
 from chillly.bus import RequestTimeout
-from chillly.messages import Command
 from sim.testing import counters
 from tests.integration.test_gateway_support import Stack, Tap, dump, stack_fixture
 from tests.support import aeventually, eventually
@@ -149,14 +147,13 @@ async def test_resend_and_duplicate_client_id_give_one_order(stack: Stack) -> No
         await tap.ready()
         cid = tap.cid()
         args = {"client_id": cid, "contract": "ES", "side": "buy", "size": 1, "type": "market"}
-        # the same request id three times, two of them at once (a resend while the first runs)
-        dup_cmd = Command(rid="r-1", service="gateway", name="submit",
-                          reply_to=topics.reply(tap.bus.instance), args=args)
-        tap.bus.publish(topics.command("gateway", "submit"), dup_cmd)
+        # the same request id four times, two of them at once (a resend while the first runs)
+        at_once = asyncio.ensure_future(tap.ask("submit", args, rid="r-1"))
         first = await tap.ask("submit", args, rid="r-1")
         second = await tap.ask("submit", args, rid="r-1")
         third = await tap.ask("submit", args, rid="r-1")
-        assert first == second == third and first["status"] == "accepted", (first, second)
+        assert first == second == third == await at_once and first["status"] == "accepted", \
+            (first, second)
         # the same client id under a new request id: refused, never sent
         dup = await tap.ask("submit", args, rid="r-2")
         assert dup["status"] == "rejected" and dup["rule"] == "duplicate", dup

@@ -18,7 +18,8 @@ import pytest
 from chillly.bus import Bus
 from chillly.codec import Envelope
 from sim.testing import login, set_faults, clear_faults, wait_ready
-from tests.support import Proc, Procs, aeventually, eventually, free_port
+from chillly.tools_socket import ask as ask_tools
+from tests.support import Proc, Procs, aeventually, eventually, free_port, tools_path
 
 ACCOUNTS = ",".join(f"{1000 + i}:PRAC-V2-T-{1000 + i}:50000" for i in range(1, 16)) + \
     ",1099:PRAC-V2-T-1099:50000:position"
@@ -160,6 +161,7 @@ class Tap:
 
     def __init__(self, env: dict[str, str], name: str = "test") -> None:
         self.bus = Bus(env["BUS_PUBLISH_ADDR"], env["BUS_SUBSCRIBE_ADDR"], name)
+        self.tools_path = tools_path(env)
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.heartbeats: list[dict[str, Any]] = []
         for prefix in ("order.", "fill.", "position.", "account."):
@@ -182,10 +184,11 @@ class Tap:
 
     async def ask(self, name: str, args: dict[str, Any] | None = None, *,
                   timeout: float = 15.0, rid: str | None = None) -> Any:
-        reply = await self.bus.request("gateway", name, args or {}, timeout=timeout,
-                                       attempts=1, rid=rid)
-        assert reply.ok, reply.error
-        return reply.result
+        """A command as the trader's tools send it: over the gateway's tools socket."""
+        ok, result, error = await ask_tools(self.tools_path, name, args, timeout=timeout,
+                                            rid=rid)
+        assert ok, error
+        return result
 
     async def ready(self, timeout: float = 30.0) -> None:
         """Until the gateway answers `account` with ready true."""

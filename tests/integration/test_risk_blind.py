@@ -31,7 +31,8 @@ from chillly.calendar import CHICAGO
 from chillly.clock import SystemClock, iso_to_ms
 from sim.testing import anchor_for, clear_faults, login, set_faults, wait_ready
 from tests.integration.test_gateway_support import gateway_ready
-from tests.support import Procs, aeventually, free_port
+from chillly.tools_socket import ask as ask_tools
+from tests.support import Procs, aeventually, free_port, tools_path
 
 ACCOUNT = 1001
 SPEED = 60.0
@@ -102,12 +103,11 @@ class Rig:
         return sum(p["size"] if p["type"] == 1 else -p["size"] for p in rows)
 
     async def submit(self, side: str, size: int) -> dict[str, Any]:
-        assert self.bus is not None
-        reply = await self.bus.request("gateway", "submit", {
+        ok, result, error = await ask_tools(tools_path(self.env), "submit", {
             "client_id": f"manual-b{next(self._n)}", "contract": "ES", "side": side,
-            "size": size}, timeout=5.0, attempts=3)
-        assert reply.ok, reply.error
-        return reply.result  # type: ignore[no-any-return]
+            "size": size}, timeout=15.0)
+        assert ok, error
+        return result  # type: ignore[no-any-return]
 
     def breaches(self) -> list[dict[str, Any]]:
         return list(httpx.get(f"{self.base}/admin/breaches", params={"account": ACCOUNT},

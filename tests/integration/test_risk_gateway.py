@@ -18,7 +18,8 @@ import pytest
 from chillly.bus import Bus
 from sim.testing import login, wait_ready
 from tests.integration.test_gateway_support import gateway_ready
-from tests.support import ROOT, Procs, aeventually, free_port
+from chillly.tools_socket import ask as ask_tools
+from tests.support import ROOT, Procs, aeventually, free_port, tools_path
 
 ACCOUNT = 1001
 
@@ -40,10 +41,11 @@ class Rig:
                            timeout=30)
         return p.returncode, p.stdout, p.stderr
 
-    async def ask(self, bus: Bus, name: str, args: dict[str, Any] | None = None) -> Any:
-        reply = await bus.request("gateway", name, args or {}, timeout=5.0, attempts=3)
-        assert reply.ok, reply.error
-        return reply.result
+    async def ask(self, name: str, args: dict[str, Any] | None = None) -> Any:
+        """As the trader's tools ask: over the gateway's tools socket."""
+        ok, result, error = await ask_tools(tools_path(self.env), name, args, timeout=15.0)
+        assert ok, error
+        return result
 
     def venue(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         r = httpx.post(f"{self.base}/api/{path}", json=body,
@@ -53,11 +55,9 @@ class Rig:
     def open_positions(self) -> list[dict[str, Any]]:
         return self.venue("Position/searchOpen", {"accountId": ACCOUNT})["positions"]
 
-    async def submit(self, bus: Bus, **args: Any) -> dict[str, Any]:
+    async def submit(self, **args: Any) -> dict[str, Any]:
         args.setdefault("client_id", f"manual-r{next(self._n)}")
-        reply = await bus.request("gateway", "submit", args, timeout=5.0, attempts=3)
-        assert reply.ok, reply.error
-        return reply.result  # type: ignore[no-any-return]
+        return await self.ask("submit", args)  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -97,15 +97,15 @@ async def test_gate_rejects_halts_flattens_and_survives_a_sigkill(rig: Rig) -> N
         view = json.loads(out)
         assert (view["program"], view["size"], view["floor"], view["state"]) == (
             "combine", "50k", 48_000.0, "ACTIVE")
-        r = await rig.submit(bus, contract="ES", side="buy", size=2, sl_ticks=12, tp_ticks=12)
+        r = await rig.submit(contract="ES", side="buy", size=2, sl_ticks=12, tp_ticks=12)
         assert r["status"] == "accepted", r
-        r = await rig.submit(bus, contract="ES", side="buy", size=4, sl_ticks=12)
+        r = await rig.submit(contract="ES", side="buy", size=4, sl_ticks=12)
         assert (r["status"], r.get("rule")) == ("rejected", "max_position"), r
         # the venue saw only the 2 lots
         await aeventually(lambda: [p["size"] for p in rig.open_positions()] == [2], timeout=10)
         await aeventually(lambda: any(e["event"] == "reject" and e["rule"] == "max_position"
                                       and e["floor"] == 48_000.0 for e in events), timeout=5)
-        assert (await rig.ask(bus, "risk"))["lots_used"] == 2
+        assert (await rig.ask("risk"))["lots_used"] == 2
         rc, out, _ = rig.cli("risk")
         assert rc == 0 and "floor      48,000.00" in out and "lots       2 used of 5" in out, out
 
@@ -114,29 +114,29 @@ async def test_gate_rejects_halts_flattens_and_survives_a_sigkill(rig: Rig) -> N
         await aeventually(lambda: rig.open_positions() == [], timeout=15)
         await aeventually(lambda: any(e["event"] == "state" and e["state"] == "HALTED"
                                       for e in events), timeout=5)
-        r = await rig.submit(bus, contract="ES", side="buy", size=1, sl_ticks=12)
+        r = await rig.submit(contract="ES", side="buy", size=1, sl_ticks=12)
         assert (r["status"], r["rule"]) == ("rejected", "halt")
-        before = await rig.ask(bus, "risk")
+        before = await rig.ask("risk")
         assert before["state"] == "HALTED" and before["manual_halt"] == "news at 10"
 
         # SIGKILL mid-day: the journal brings back the latch, floor, day P&L and counters.
         rig.gw.kill()
         rig.gateway()
         await _ready(rig, bus)
-        after = await rig.ask(bus, "risk")
+        after = await rig.ask("risk")
         for key in ("floor", "high_water", "sod_balance", "state", "manual_halt",
                     "contracts_today", "trading_date"):
             assert after[key] == before[key], key
         assert after["day_pnl"] == pytest.approx(before["day_pnl"], abs=0.01)
-        r = await rig.submit(bus, contract="ES", side="buy", size=1, sl_ticks=12)
+        r = await rig.submit(contract="ES", side="buy", size=1, sl_ticks=12)
         assert r["rule"] == "halt"
 
-        out = await rig.ask(bus, "resume")
+        out = await rig.ask("resume")
         assert out["state"] == "ACTIVE", out
-        r = await rig.submit(bus, contract="ES", side="buy", size=1, sl_ticks=12)
+        r = await rig.submit(contract="ES", side="buy", size=1, sl_ticks=12)
         assert r["status"] == "accepted", r
         await aeventually(lambda: [p["size"] for p in rig.open_positions()] == [1], timeout=10)
-        await rig.ask(bus, "halt", {"reason": "again"})
+        await rig.ask("halt", {"reason": "again"})
         await aeventually(lambda: rig.open_positions() == [], timeout=15)
         # resume refused while a position is open: open one straight at the venue
         contract = rig.venue("Contract/available", {"live": False})["contracts"]
