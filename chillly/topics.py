@@ -120,9 +120,12 @@ def trading(kind: str, account: int | str | None = None) -> str:
     return f"{_seg(kind, 'kind')}." if account is None else f"{kind}.{account}."
 
 
+PROBES = "_probe."
+
+
 def probe(instance: str) -> str:
     """Loopback probe a bus client sends to itself to prove the broker path works."""
-    return f"_probe.{_seg(instance, 'instance')}."
+    return f"{PROBES}{_seg(instance, 'instance')}."
 
 
 HISTORY = "hist."

@@ -168,3 +168,42 @@ def test_second_broker_on_same_address_exits_2(procs: Procs, transport_env) -> N
     assert second.wait(10) == 2
     assert "address in use" in second.log().lower() or "Address already in use" in second.log()
     assert first.alive()
+
+
+async def test_lost_readiness_probes_are_no_gap_but_lost_data_is(procs: Procs, bus: Bus, bus_env) -> None:  # type: ignore[no-untyped-def]
+    """Issue 21 item 11: a second `ready()` (a strategy host proves its subscriptions twice at
+    start) sends probes before its resubscription is back at the broker, so some are dropped;
+    each start warned `lost 1 message(s) ... _probe`. A probe's seq jumping is no loss; a data
+    topic's still is. The publisher here is a raw socket stamping the jumps itself."""
+    from chillly import topics
+    from chillly.codec import encode
+    from chillly.messages import Bar, Probe
+
+    gaps: list[tuple[str, int, int]] = []
+    bus.on_gap = lambda src, topic, first, last: gaps.append((topic, first, last))
+    seen: list[int] = []
+    bus.on(topics.bar("1m", EP), lambda env: seen.append(env.payload["seq"]))
+    probe_topic = topics.probe(bus.instance)
+    probes: list[int] = []
+    bus.on(probe_topic, lambda env: probes.append(env.payload["seq"]))
+    bar = Bar(contract=EP, tf="1m", t=0, o=1, h=1, l=1, c=1, volume=1, final=True)
+    raw = zmq.Context.instance().socket(zmq.PUB)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.connect(bus_env["BUS_PUBLISH_ADDR"])
+    seq = iter(range(1, 1_000_000))
+    try:
+        def sent_and_seen() -> bool:   # the raw socket's path through the broker, proven
+            raw.send_multipart(encode(topics.bar("1m", EP), bar, "raw", next(seq), 0, "raw-1"))
+            return bool(seen)
+
+        await aeventually(sent_and_seen, 20, interval=0.05, what="raw bars through the broker")
+        gaps.clear()
+        last = next(seq)
+        raw.send_multipart(encode(probe_topic, Probe(nonce=1), "raw", 1, 0, "raw-1"))
+        raw.send_multipart(encode(probe_topic, Probe(nonce=2), "raw", 4, 0, "raw-1"))
+        raw.send_multipart(encode(topics.bar("1m", EP), bar, "raw", last + 3, 0, "raw-1"))
+        await aeventually(lambda: seen[-1] == last + 3 and probes == [1, 4], 10,
+                          what="the probes and the jumped bar")
+    finally:
+        raw.close(0)
+    assert gaps == [(topics.bar("1m", EP), seen[-2] + 1, last + 2)], gaps
