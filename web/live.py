@@ -65,6 +65,7 @@ class Live:
         self._opened = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._child: asyncio.subprocess.Process | None = None
+        self._started = time.monotonic()
         counters.update({"gateway_errors": 0, "strategies_errors": 0, "events": 0})
 
     # ------------------------------------------------------------------ wiring
@@ -114,9 +115,14 @@ class Live:
         if env.cls is not Heartbeat:
             return
         now = time.monotonic()
-        if env.payload.get("inst") == self.bus.instance:
+        p = env.payload
+        if p.get("inst") == self.bus.instance:
             self.own_heard = now
-        self.health.on_heartbeat(env.payload, now)
+        known = self.health.instances.get(p["name"], {}).get(p["pid"])
+        changed = known is None or known.state != p["state"]
+        self.health.on_heartbeat(p, now)
+        if changed and self.hub.outboxes:
+            self.publish_health()     # a stop, a fault or a new instance shows at once
 
     def _on_alarm(self, env: Envelope) -> None:
         if env.cls is Alarm:
@@ -207,23 +213,29 @@ class Live:
     # ------------------------------------------------------------------ health
 
     async def _health_loop(self) -> None:
-        interval = self.s.heartbeat_interval
-        started = time.monotonic()
+        self._started = time.monotonic()
         while True:
-            await asyncio.sleep(interval)
-            now = time.monotonic()
-            rows = self.health.rows(now)
-            broker = bool(self.own_heard) and now - self.own_heard <= STALE_AFTER * interval
-            healthy = broker and bool(rows) and all(r.healthy for r in rows)
-            self.push(self.board.panel("health", {
-                "healthy": healthy, "broker": broker, "conf": str(self.conf),
-                "programs": [r.as_dict() for r in rows]}))
-            self.push(self.board.set_missing("broker", None if broker or now - started < 2 * interval
-                                             else "no bus: the broker does not answer, nothing "
-                                                  "on this page is live"))
-            self.push(self.board.set_missing(
-                "database", queries.missing_database(self.s.database_path)))
-            self._gateway_missing()
+            await asyncio.sleep(self.s.heartbeat_interval)
+            self.publish_health()
+
+    def publish_health(self) -> None:
+        """The health panel (as `chillly status --json`) and the banner's bus, database and
+        gateway lines."""
+        interval = self.s.heartbeat_interval
+        now = time.monotonic()
+        rows = self.health.rows(now)
+        broker = bool(self.own_heard) and now - self.own_heard <= STALE_AFTER * interval
+        healthy = broker and bool(rows) and all(r.healthy for r in rows)
+        self.push(self.board.panel("health", {
+            "healthy": healthy, "broker": broker, "conf": str(self.conf),
+            "programs": [r.as_dict() for r in rows]}))
+        starting = now - self._started < 2 * interval
+        self.push(self.board.set_missing("broker", None if broker or starting else
+                                         "no bus: the broker does not answer, nothing on this "
+                                         "page is live"))
+        self.push(self.board.set_missing(
+            "database", queries.missing_database(self.s.database_path)))
+        self._gateway_missing()
 
     # ------------------------------------------------------------------ strategies
 

@@ -41,12 +41,15 @@ function sign(td, x) {
 }
 function symbolOf(contract) {
   const c = S.contracts.find((x) => x.contract === contract);
-  return (c && c.symbol) || contract;
+  if (c && c.symbol) return c.symbol;
+  const parts = String(contract).split(".");   // CON.F.US.EP.Z26 -> EP.Z26 until the info comes
+  return parts.length > 2 ? parts.slice(-2).join(".") : contract;
 }
-function cell(tr, text, cls) {
+function cell(tr, text, cls, raw) {
   const td = document.createElement("td");
   td.textContent = text;
   if (cls) td.className = cls;
+  if (raw !== undefined) td.dataset.v = raw;   // the exact value behind a shortened text
   tr.appendChild(td);
   return td;
 }
@@ -213,7 +216,7 @@ function drawPositions() {
     tr.dataset.owner = p.owner;
     tr.dataset.contract = p.contract;
     cell(tr, p.owner);
-    cell(tr, symbolOf(p.contract)).title = p.contract;
+    cell(tr, symbolOf(p.contract), "", p.contract).title = p.contract;
     cell(tr, POS_SIDES[p.side] || p.side);
     cell(tr, num(p.size), "num");
     cell(tr, p.avg_price ? String(p.avg_price) : "-", "num");
@@ -232,7 +235,7 @@ function drawOrders() {
     tr.dataset.order = o.order_id;
     cell(tr, String(o.order_id));
     cell(tr, o.owner);
-    cell(tr, symbolOf(o.contract)).title = o.contract;
+    cell(tr, symbolOf(o.contract), "", o.contract).title = o.contract;
     cell(tr, SIDES[o.side] || o.side);
     cell(tr, num(o.size), "num");
     cell(tr, TYPES[o.order_type] || o.order_type);
@@ -269,9 +272,10 @@ function drawStrategies() {
 function drawFills() {
   fillTable("fills", S.fills, (tr, f) => {
     tr.dataset.trade = f.trade_id;
+    tr.dataset.order = f.order_id;
     cell(tr, hms(f.vt || f.ts));
     cell(tr, f.owner);
-    cell(tr, symbolOf(f.contract)).title = f.contract;
+    cell(tr, symbolOf(f.contract), "", f.contract).title = f.contract;
     cell(tr, SIDES[f.side] || f.side);
     cell(tr, num(f.size), "num");
     cell(tr, num(f.price), "num");
@@ -356,7 +360,7 @@ function drawTabs() {
   tabs.replaceChildren(...S.contracts.map((c) => {
     const b = document.createElement("button");
     b.className = "small" + (c.contract === S.chart.contract ? " active" : "");
-    b.textContent = c.symbol || c.contract;
+    b.textContent = symbolOf(c.contract);
     b.title = c.contract;
     b.dataset.contract = c.contract;
     b.addEventListener("click", () => selectChart(c.contract, S.chart.tf));

@@ -1,0 +1,311 @@
+"""The trader's page on the real stack (sim at 60x, the EMA example trading ES, the gateway,
+`chillly web`) in headless chromium: what it shows equals what the tools answer, a venue fill
+shows within 1 s, the chart is `chillly bars`, a stopped gateway is said at once and recovers,
+and the buttons halt and flatten (the sim's own positions judge) while a request without the
+anti-forgery token changes nothing. A screenshot of each test is kept (paths printed)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.web_rig import (
+    WebStack, browser, field, money, need_chromium, num, rows, screenshot, web_stack,
+)
+from tests.support import aeventually
+
+pytestmark = pytest.mark.timeout(300)
+
+HEARTBEAT = 1.0
+POS_SIDES = {0: "flat", 1: "long", 2: "short"}
+SIDES = {0: "buy", 1: "sell"}
+TYPES = {1: "limit", 2: "market", 3: "stop_limit", 4: "stop", 5: "trailing", 6: "join_bid",
+         7: "join_ask"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
+    need_chromium()
+    yield from web_stack(tmp_path_factory.mktemp("web"), heartbeat=str(HEARTBEAT))
+
+
+# ---------------------------------------------------------------------- the tools' answers, drawn
+
+def risk_fields(r: dict[str, Any], all_fields: bool) -> dict[str, str]:
+    out = {"floor": money(r["floor"]),
+           "state": r["state"] + (" (manual)" if r.get("manual_halt") else "")}
+    if all_fields:
+        out.update(balance=money(r["balance"]), equity=money(r["equity"]),
+                   distance_to_floor=money(r["distance_to_floor"]), day_pnl=money(r["day_pnl"]),
+                   lots=f"{num(r['lots_used'])} / {num(r['lots_allowed'])}")
+    return out
+
+
+def position_rows(res: dict[str, Any], all_fields: bool) -> list[list[str]]:
+    out = []
+    for p in res["positions"]:
+        row = [p["owner"], p["contract"], POS_SIDES.get(p["side"], str(p["side"])),
+               num(p["size"]), num(p["avg_price"]) if p.get("avg_price") else "-"]
+        if all_fields:
+            row += [money(p["realized_pnl"]), money(p["open_pnl"])]
+        out.append(row)
+    return out
+
+
+def order_rows(res: dict[str, Any]) -> list[list[str]]:
+    return [[str(o["order_id"]), o["owner"], o["contract"], SIDES.get(o["side"], str(o["side"])),
+             num(o["size"]), TYPES.get(o["order_type"], str(o["order_type"])), o["state"],
+             num(o.get("limit_price") or o.get("stop_price") or None),
+             str(o["parent_id"]) if o.get("parent_id") else ""] for o in res["orders"]]
+
+
+def strategy_rows(res: list[dict[str, Any]], all_fields: bool) -> list[list[str]]:
+    out = []
+    for s in res:
+        row = [s["name"], s["supervisor"], s["state"], "yes" if s["live"] else "no",
+               num(s["position"])]
+        if all_fields:
+            row.append("-" if s["day_pnl"] is None else money(s["day_pnl"]))
+        out.append(row)
+    return out
+
+
+async def page_risk(page: Any, names: list[str]) -> dict[str, str]:
+    return {n: await field(page, n) for n in names}
+
+
+async def page_positions(page: Any, all_fields: bool) -> list[list[str]]:
+    return [r[:7] if all_fields else r[:5] for r in await rows(page, "positions")]
+
+
+async def page_orders(page: Any) -> list[list[str]]:
+    return [r[:9] for r in await rows(page, "orders")]
+
+
+async def page_strategies(page: Any, all_fields: bool) -> list[list[str]]:
+    return [[r[0], r[1], r[2], r[3], r[5]] + ([r[6]] if all_fields else [])
+            for r in await rows(page, "strategies")]
+
+
+async def shows_what_the_tool_says(what: str, tool: Callable[[], Any],
+                                   on_page: Callable[[], Any], tries: int = 15) -> None:
+    """Ask the tool; the page must show that same answer within a few refreshes. The system
+    trades meanwhile, so an answer overtaken by a newer one is asked again."""
+    seen: Any = None
+    for _ in range(tries):
+        want = await tool()
+
+        async def same() -> bool:
+            nonlocal seen
+            seen = await on_page()
+            return bool(seen == want)
+        try:
+            await aeventually(same, 4 * HEARTBEAT, interval=0.1, what=what)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"{what}: the page never showed the tool's answer\n tool: {want}\n"
+                         f" page: {seen}")
+
+
+async def open_page(ctx: Any, stack: WebStack) -> Any:
+    page = await ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await page.goto(stack.url)
+    await page.wait_for_function("() => window.chillly && window.chillly.panels.risk")
+    page.errors = errors    # checked by each test: the page's script never failed
+    return page
+
+
+# ---------------------------------------------------------------------- tests
+
+async def test_the_page_shows_what_the_tools_answer(stack: WebStack, tmp_path: Path) -> None:
+    await stack.page_up()
+
+    async def ema_filled() -> bool:
+        res = await stack.cli("orders", "--all", "--owner", "ema")
+        return any(o["fill_volume"] > 0 for o in res["orders"])
+    await aeventually(ema_filled, 180, interval=2.0, what="the EMA strategy trading")
+    async with browser() as ctx:
+        page = await open_page(ctx, stack)
+        await shows_what_the_tool_says(
+            "risk", lambda: _risk(stack, False), lambda: page_risk(page, ["floor", "state"]))
+        await shows_what_the_tool_says(
+            "positions", lambda: _positions(stack, False), lambda: page_positions(page, False))
+        await shows_what_the_tool_says("orders", lambda: _orders(stack), lambda: page_orders(page))
+        await shows_what_the_tool_says(
+            "strategies", lambda: _strategies(stack, False), lambda: page_strategies(page, False))
+        assert await rows(page, "strategies"), "the EMA instance has a row"
+        await screenshot(page, tmp_path, "trading")
+        assert page.errors == []
+
+
+async def _risk(stack: WebStack, all_fields: bool) -> dict[str, str]:
+    return risk_fields(await stack.cli("risk"), all_fields)
+
+
+async def _positions(stack: WebStack, all_fields: bool) -> list[list[str]]:
+    return position_rows(await stack.cli("positions"), all_fields)
+
+
+async def _orders(stack: WebStack) -> list[list[str]]:
+    return order_rows(await stack.cli("orders"))
+
+
+async def _strategies(stack: WebStack, all_fields: bool) -> list[list[str]]:
+    return strategy_rows(await stack.cli("strategies"), all_fields)
+
+
+def _nq(stack: WebStack) -> str:
+    cs = stack.venue("/api/Contract/available", {"live": False})["contracts"]
+    return str(next(c["id"] for c in cs if c["id"].startswith("CON.F.US.ENQ.")
+                    and c["activeContract"]))
+
+
+async def test_a_fill_at_the_venue_shows_within_a_second(stack: WebStack, tmp_path: Path) -> None:
+    await stack.page_up()
+    account = (await stack.cli("account"))["account_id"]
+    async with browser() as ctx:
+        page = await open_page(ctx, stack)
+        # An order placed at the venue itself (the web platform, say): the gateway hears of it
+        # on its user hub and books it to `external`.
+        placed = stack.venue("/api/Order/place", {"accountId": account, "contractId": _nq(stack),
+                                                  "type": 2, "side": 0, "size": 1})
+        assert placed["success"], placed
+        # A deadline, not a speed figure (bench/web.py measures that).
+        await page.wait_for_selector(f'#fills tr[data-order="{placed["orderId"]}"]',
+                                     timeout=1000)
+        await screenshot(page, tmp_path, "fill")
+        assert page.errors == []
+
+
+async def test_the_chart_is_chillly_bars_and_moves(stack: WebStack, tmp_path: Path) -> None:
+    await stack.page_up()
+    es = (await stack.cli("bars", "ES", "--tf", "1m", "--last", "1"))["contract"]
+    async with browser() as ctx:
+        page = await open_page(ctx, stack)
+        await page.click(f'#chart-tabs button[data-contract="{es}"]')
+        await page.wait_for_function("() => window.chillly.chartBars().length >= 5", timeout=30_000)
+
+        async def matches() -> int:
+            cli = (await stack.cli("bars", "ES", "--tf", "1m", "--last", "20"))["bars"]
+            drawn = {b["time"]: b for b in await page.evaluate("() => window.chillly.chartBars()")}
+            finals = [b for b in cli if b["final"]]
+            assert finals, cli
+            for b in finals:
+                d = drawn.get(b["t"] / 1000)
+                assert d is not None, f"bar {b['t']} of chillly bars is not on the chart"
+                assert (d["open"], d["high"], d["low"], d["close"]) == \
+                    (b["o"], b["h"], b["l"], b["c"]), (b, d)
+            return max(drawn)
+        last = await matches()
+        # At 60x a minute bar forms every second: the chart grows by itself (no reload).
+        await page.wait_for_function(
+            f"() => window.chillly.chartBars().some(b => b.time > {last})", timeout=20_000)
+        await matches()
+        await screenshot(page, tmp_path, "chart")
+        assert page.errors == []
+
+
+async def test_a_stopped_gateway_is_said_at_once_and_the_page_recovers(
+        stack: WebStack, tmp_path: Path) -> None:
+    await stack.page_up()
+    async with browser() as ctx:
+        page = await open_page(ctx, stack)
+        await page.wait_for_function("() => !('gateway' in window.chillly.missing)",
+                                     timeout=30_000)
+        stack.started["gateway"].terminate()
+        # Its last heartbeat (STOPPED) is the news: within one heartbeat interval.
+        await page.wait_for_function("() => 'gateway' in window.chillly.missing",
+                                     timeout=HEARTBEAT * 1000)
+        banner = await page.text_content("#missing")
+        assert banner and "gateway" in banner and await page.is_visible("#missing")
+        await screenshot(page, tmp_path, "gateway-down")
+        stack.started["gateway"] = stack.procs.chillly("gateway", env=stack.env)
+        started = time.monotonic()
+        await page.wait_for_function(
+            "() => !('gateway' in window.chillly.missing) && "
+            "window.chillly.panels.health.programs.some(p => p.name === 'gateway' && p.healthy)",
+            timeout=90_000)
+        print(f"recovered {time.monotonic() - started:.1f}s after the gateway was started again")
+        await shows_what_the_tool_says("risk after the restart", lambda: _risk(stack, False),
+                                       lambda: page_risk(page, ["floor", "state"]))
+        await screenshot(page, tmp_path, "gateway-back")
+        assert page.errors == []
+
+
+async def _post_from_page(page: Any, path: str, body: dict[str, Any],
+                          csrf: bool) -> dict[str, Any]:
+    """A request made by the page's own script (same origin), with or without its token."""
+    return dict(await page.evaluate(
+        """async ([path, body, csrf]) => {
+             const headers = {"Content-Type": "application/json"};
+             if (csrf) headers["X-Chillly-CSRF"] = document.querySelector('meta[name="csrf"]').content;
+             const r = await fetch(path, {method: "POST", headers, body: JSON.stringify(body)});
+             return {status: r.status, body: await r.json()};
+           }""", [path, body, csrf]))
+
+
+async def confirm(page: Any, button: str) -> None:
+    await page.click(button)
+    await page.wait_for_selector("#confirm[open]")
+    await page.click("#confirm-yes")
+
+
+async def test_the_buttons_flatten_and_halt_and_no_token_changes_nothing(
+        stack: WebStack, tmp_path: Path) -> None:
+    await stack.page_up()
+    account = (await stack.cli("account"))["account_id"]
+    nq = _nq(stack)
+
+    def nq_size() -> int:
+        return sum(p["size"] for p in stack.positions(account) if p["contractId"] == nq)
+
+    placed = stack.venue("/api/Order/place", {"accountId": account, "contractId": nq,
+                                              "type": 2, "side": 0, "size": 1})
+    assert placed["success"], placed
+    await aeventually(lambda: nq_size() > 0, 10, what="a long NQ at the venue")
+    held = nq_size()
+    async with browser() as ctx:
+        page = await open_page(ctx, stack)
+        await page.wait_for_selector(f'#positions tr[data-contract="{nq}"] button', timeout=30_000)
+        # Without the anti-forgery token: refused, and nothing changes at the venue.
+        for path, body in (("/api/action/flatten", {"contract": nq}),
+                           ("/api/action/flatten", {"all": True}), ("/api/action/halt", {})):
+            out = await _post_from_page(page, path, body, csrf=False)
+            assert out["status"] == 403 and "anti-forgery" in out["body"]["error"], out
+        time.sleep(2 * HEARTBEAT)
+        assert nq_size() == held
+        assert (await stack.cli("risk"))["state"] != "HALTED"
+        # The Flatten button (the same request, with the page's token): the venue is flat in NQ.
+        await confirm(page, f'#positions tr[data-contract="{nq}"] button')
+        await aeventually(lambda: nq_size() == 0, 30, what="NQ flattened at the venue")
+        await screenshot(page, tmp_path, "flattened")
+        # Halt: HALTED, and the venue holds nothing (the gate cancels and flattens).
+        await confirm(page, "#btn-halt")
+        await aeventually(lambda: stack.positions(account) == [], 60, interval=0.5,
+                          what="every position closed at the venue")
+
+        async def halted() -> bool:
+            return bool((await stack.cli("risk"))["state"] == "HALTED")
+        await aeventually(halted, 30, interval=1.0, what="the gate HALTED")
+        await page.wait_for_function("() => document.querySelector('#state').textContent === "
+                                     "'HALTED'", timeout=30_000)
+        # Flat and halted nothing moves: every figure equals the tools' at the same moment.
+        await shows_what_the_tool_says("risk, halted", lambda: _risk(stack, True),
+                                       lambda: page_risk(page, ["floor", "state", "balance",
+                                                                "equity", "distance_to_floor",
+                                                                "day_pnl", "lots"]))
+        await shows_what_the_tool_says("positions, halted", lambda: _positions(stack, True),
+                                       lambda: page_positions(page, True))
+        await shows_what_the_tool_says("orders, halted", lambda: _orders(stack),
+                                       lambda: page_orders(page))
+        await shows_what_the_tool_says("strategies, halted", lambda: _strategies(stack, True),
+                                       lambda: page_strategies(page, True))
+        await screenshot(page, tmp_path, "halted")
+        assert page.errors == []
