@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # real venue's history, marks or subscriptions; empty DATABASE_PATH = <venue run dir>/market.db.
     database_path: Path = Path("")
     run_dir: Path = Path("run")
+    # The strategy instances (docs/strategies.md): read by their hosts, the risk gate (per
+    # strategy limits) and `chillly unsubscribe` (a contract a strategy trades stays).
+    strategies_file: Path = Path("strategies.toml")
 
     # The bus backend (chillly/bus_backends): the ZeroMQ broker, one process's memory, or Redis.
     bus_backend: str = "zmq"

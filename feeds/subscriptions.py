@@ -268,6 +268,12 @@ def add_contract_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the reply")
 
 
+def add_unsubscribe_arguments(p: argparse.ArgumentParser) -> None:
+    add_contract_argument(p)
+    p.add_argument("--force", action="store_true",
+                   help="unsubscribe even a contract a strategy of STRATEGIES_FILE trades")
+
+
 def add_list_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", nargs="?", choices=["list", "serve"], default="list",
                    help="list (default): print the subscribed set; serve: run the process")
@@ -308,7 +314,45 @@ def cli_subscribe(ns: argparse.Namespace) -> int:
     return _run_tool("subscribe", {"contract": ns.contract}, ns.timeout)
 
 
+def traded_by(text: str, subscribed: dict[str, Any]) -> tuple[list[str], str | None]:
+    """The instances of STRATEGIES_FILE that may trade here (enabled, run_on) and list the
+    contract `text` names (a symbol or an id, matched through the subscribed set's symbols);
+    or a reason the file cannot tell."""
+    from chillly.settings import Settings, load_settings
+    from trading.strategy.config_file import LoadError, parse_instances
+    from trading.strategy.instance import allowed
+
+    s = load_settings(Settings)
+    path = s.strategies_file
+    if not path.is_file():
+        return [], None
+    symbols = subscribed.get("symbols", {})
+    names = {text.upper()}
+    for cid, sym in symbols.items():
+        if text.upper() in (cid.upper(), (sym or "").upper()):
+            names.update(n.upper() for n in (cid, sym) if n)
+    try:
+        instances = parse_instances(path.read_text(), path)
+    except LoadError as exc:
+        return [], str(exc)
+    return sorted(i.name for i in instances.values()
+                  if allowed(i, s.uses_live_venue, s.topstep_account_id,
+                             s.topstep_account_name)[0]
+                  and names & {c.upper() for c in i.contracts}), None
+
+
 def cli_unsubscribe(ns: argparse.Namespace) -> int:
+    if not ns.force:
+        # A strategy's feed would stop under it (and come back at its next start): refuse.
+        ok, subscribed, _ = ask_sync(SERVICE, "list", {}, timeout=ns.timeout)
+        holders, problem = traded_by(ns.contract, subscribed if ok else {})
+        if problem or holders:
+            why = (f"cannot tell which strategies trade it: {problem}" if problem else
+                   f"traded by strategy {', '.join(holders)}")
+            print(f"chillly unsubscribe: {ns.contract} is {why}"
+                  f"{'' if problem else ' (STRATEGIES_FILE)'}; stop or disable it first, "
+                  "or --force", file=sys.stderr)
+            return 1
     return _run_tool("unsubscribe", {"contract": ns.contract}, ns.timeout)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import time
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -61,7 +60,6 @@ class RiskSettings(Settings):
     risk_mark_max_age: float = Field(default=15.0, gt=0)
     risk_mark_poll_interval: float = Field(default=3.0, gt=0)
     risk_mark_fallback: bool = True
-    strategies_file: Path = Path("strategies.toml")
     # "cme": CME hours, holidays, early closes and the flat window; "always": a sim run with
     # SIM_ALWAYS_OPEN (no hours rule, no flat window; every other rule as configured); "auto":
     # "always" when the venue is the sim and SIM_ALWAYS_OPEN is set, else "cme".

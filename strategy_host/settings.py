@@ -21,7 +21,6 @@ LAYER_NAMES = ("env", "rlimits", "no_new_privs", "user", "pdeathsig", "landlock"
 class HostSettings(Settings):
     process_name: str = "strategy-host"
     strategy_name: str = ""
-    strategies_file: Path = Path("strategies.toml")
     strategy_memory_mb: int = Field(default=1024, ge=64)
     strategy_max_files: int = Field(default=256, ge=16)
     strategy_max_file_mb: int = Field(default=64, ge=1)

@@ -11,6 +11,21 @@ from tests.integration.test_feeds_helpers import Collect, Stack, stack_env
 from tests.support import aeventually
 
 
+STRATEGIES = """
+[strategies.es_trend]
+class = "mine.py:Trend"
+contracts = ["ES"]
+[strategies.es_off]
+class = "mine.py:Trend"
+contracts = ["ES"]
+enabled = false
+[strategies.es_live]
+class = "mine.py:Trend"
+contracts = ["ES"]
+run_on = ["12345"]
+"""
+
+
 def tool(procs, *args: str) -> tuple[int, str]:  # type: ignore[no-untyped-def]
     p = procs.chillly(*args, stdout_pipe=True)
     out, _ = p.popen.communicate(timeout=30)
@@ -19,6 +34,8 @@ def tool(procs, *args: str) -> tuple[int, str]:  # type: ignore[no-untyped-def]
 
 async def test_subscriptions_persist_and_the_feeds_follow_them(procs, bus) -> None:  # type: ignore[no-untyped-def]
     procs.env.update(stack_env(speed=60, DEFAULT_CONTRACTS="ES", FEED_CONTRACT_INFO_INTERVAL="1"))
+    (procs.tmp / "strategies.toml").write_text(STRATEGIES)
+    procs.env["STRATEGIES_FILE"] = str(procs.tmp / "strategies.toml")
     stack = Stack(procs)
     sets = Collect(bus, "subs.set.")
     infos = Collect(bus, "contract.")
@@ -61,9 +78,18 @@ async def test_subscriptions_persist_and_the_feeds_follow_them(procs, bus) -> No
     saved = json.loads((procs.tmp / "run" / "sim" / "subscriptions.json").read_text())
     assert [e["contract"] for e in saved["contracts"]] == [es, mnq]
 
-    rc, out = tool(procs, "unsubscribe", "ES")
+    # A strategy trades ES (issue 21 item 8): refused, naming it, by symbol or by id; a
+    # disabled instance, or one for a live account only, holds nothing on the sim.
+    for text in ("ES", "es", es):
+        rc, out = tool(procs, "unsubscribe", text)
+        assert rc == 1 and out == "", out
+        refusal = procs.children[-1].log()
+        assert f"chillly unsubscribe: {text} is traded by strategy es_trend (STRATEGIES_FILE); " \
+            "stop or disable it first, or --force" in refusal, refusal
+    assert tool(procs, "subscriptions")[1].count("CON.F.US.EP.") == 1   # still subscribed
+    rc, out = tool(procs, "unsubscribe", "ES", "--force")
     assert rc == 0 and mnq in out and es not in out.splitlines()[1:]
-    rc, _ = tool(procs, "unsubscribe", "ES")
+    rc, _ = tool(procs, "unsubscribe", "ES", "--force")
     assert rc == 1  # not subscribed any more
 
     # Unsubscribed ES stops: once the set without it is out, no new ES bars or quotes.
