@@ -67,6 +67,10 @@ PACKAGE_SETTINGS: dict[str, tuple[str, ...]] = {
         "FEED_READ_RETRIES", "FEED_REST_BUDGET", "FEED_RETRY_AFTER_MAX",
         "FEED_TOKEN_REFRESH_BEFORE", "TOPSTEP_LIVE",
     ),
+    "web": (
+        "WEB_CLIENT_QUEUE", "WEB_HOST", "WEB_PORT", "WEB_QUOTE_INTERVAL", "WEB_REFRESH_INTERVAL",
+        "WEB_STRATEGIES_INTERVAL", "WEB_TOKEN",
+    ),
 }
 
 #: First words of known names too common to claim: a shell's DATABASE_URL, supervisord's own
