@@ -393,7 +393,7 @@ class FillEvent(Message):
     owner: str = "external"
     client_id: str | None = None
     fees: float = 0.0
-    pnl: float | None = None  # null on an opening fill
+    pnl: float | None = None  # the owner's, vs its own average, fees apart; null on opening
     vt: int | None = None
 
 

@@ -220,14 +220,17 @@ class SubscriptionsService(VenueService):
         assert contract is not None
         async with self._lock:
             if contract.id in self.ids():
-                return self.result(contract=contract.id, changed=False)
+                # The contract's metadata in the reply: a strategy host knows its tick before
+                # on_start rather than at the next periodic publication.
+                held = next(e for e in self.entries if e["contract"] == contract.id)
+                return self.result(contract=contract.id, changed=False, info=held.get("info"))
             entry = self._entry(contract, text)
             self.entries.append(entry)
             self.loaded = True
             await self._changed()
         self.publish_infos()
         log.info("subscribed %s (%s)", contract.id, text)
-        return self.result(contract=contract.id, changed=True)
+        return self.result(contract=contract.id, changed=True, info=entry["info"])
 
     async def cmd_unsubscribe(self, args: dict[str, Any]) -> dict[str, Any]:
         text = args.get("contract")

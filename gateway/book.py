@@ -83,10 +83,14 @@ class Book:
         return True
 
     def add_trade(self, contract: str, owner: str, side: int, size: int, price: float,
-                  fees: float, pnl: float | None, voided: bool = False) -> None:
-        """One venue half-trade of today: realized P&L per contract, and the owner's share."""
+                  fees: float, pnl: float | None, voided: bool = False) -> float | None:
+        """One venue half-trade of today: realized P&L per contract, and the owner's share.
+        Returns the owner's P&L of this trade against the owner's own average (fees apart;
+        None when it opens or adds): the venue's `pnl` is against the account's average, which
+        mixes every owner's entries."""
         if voided:
-            return
+            return None
+        own: float | None = None
         self.realized_by_contract[contract] = round(
             self.realized_by_contract.get(contract, 0.0) + (pnl or 0.0) - fees, 2)
         spec = self.specs.get(contract)
@@ -101,8 +105,9 @@ class Book:
             closed = min(abs(signed), abs(share.qty))
             if spec is not None and spec.tick_size and share.avg is not None:
                 direction = 1 if share.qty > 0 else -1
-                share.realized += round((price - share.avg) / spec.tick_size * spec.tick_value
-                                        * closed * direction, 2)
+                own = round((price - share.avg) / spec.tick_size * spec.tick_value * closed
+                            * direction, 2)
+                share.realized += own
             rest = abs(signed) - closed
             share.qty += closed if signed > 0 else -closed
             if share.qty == 0:
@@ -111,6 +116,7 @@ class Book:
                 share.qty = rest if signed > 0 else -rest
                 share.avg = price
         share.realized = round(share.realized - fees, 2)
+        return own
 
     def set_quote(self, quote: QuoteView) -> None:
         self.quotes[quote.contract] = quote

@@ -123,13 +123,14 @@ class VenueEvents(GatewayState):
         self.journal.write_soon(self.journal.fill_job(row))
         self.counters["fills"] += 1
         await self._ensure_spec(row["contract"])
+        own: float | None = None   # the owner's P&L of this fill (the journal keeps the venue's)
         if t.creation_timestamp is None or t.creation_timestamp >= self._day_start():
-            self.book.add_trade(row["contract"], owner, row["side"], row["size"], row["price"],
-                                row["fees"], row["pnl"], bool(t.voided))
+            own = self.book.add_trade(row["contract"], owner, row["side"], row["size"],
+                                      row["price"], row["fees"], row["pnl"], bool(t.voided))
         self.bus.publish(topics.fill_event(self.account.id, owner), FillEvent(
             account=self.account.id, trade_id=t.id, order_id=t.order_id,
             contract=row["contract"], side=row["side"], size=row["size"], price=row["price"],
-            owner=owner, client_id=cid, fees=row["fees"], pnl=row["pnl"], vt=row["vt"]))
+            owner=owner, client_id=cid, fees=row["fees"], pnl=own, vt=row["vt"]))
         self._publish_due.add((owner, row["contract"]))
 
     async def _apply_position(self, p: Position) -> None:

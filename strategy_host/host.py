@@ -181,13 +181,22 @@ class Host(Service):
         for text in self.inst.contracts:
             # Ask the feeds to carry it (idempotent). The venue not knowing it is a mistake in
             # strategies.toml (exit 2); a subscriptions process that does not answer is not.
-            ok, _, error = await self._ask("subscriptions", "subscribe", {"contract": text},
-                                           2.0, 2)
+            ok, answer, error = await self._ask("subscriptions", "subscribe", {"contract": text},
+                                                2.0, 2)
             if not ok and error and ("unknown contract" in error
                                      or "no active contract" in error):
                 raise StartupError(f"{self.settings.strategies_file}: [strategies."
                                    f"{self.inst.name}] contracts: unknown contract {text!r} "
                                    f"({error})")
+            # The contract's metadata (its tick) comes with the answer, so the strategy has it
+            # in on_start; the periodic `contract.` publications keep it current.
+            info = answer.get("info") if ok and isinstance(answer, dict) else None
+            tick = info.get("tick_size") if isinstance(info, dict) else None
+            if isinstance(tick, (int, float)) and tick > 0:
+                self.engine.ticks[str(answer["contract"])] = float(tick)
+            else:
+                log.warning("no contract metadata for %s at start (%s): tick_size() is None "
+                            "until the feeds publish it", text, error or "not in the answer")
             while True:
                 ok, result, error = await self._ask(
                     "series", "window", {"contract": text, "tf": self.inst.timeframes[0],

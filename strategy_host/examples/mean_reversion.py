@@ -16,7 +16,7 @@ class Params(Config):
     size: int = Field(1, ge=1)
     max_position: int = Field(1, ge=1)
     stale_s: float = Field(30.0, gt=0)
-    tick: float = Field(0.25, gt=0)
+    tick: float = Field(0.25, gt=0)      # used only if the feeds could not say at start
 
 
 class MeanReversion(Strategy):

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from chillly.calendar import trading_date
-from strategy_host.api import Bar, Config, FillEvent, Strategy
+from strategy_host.api import Bar, Config, FillEvent, OrderType, Strategy
 
 
 class Params(Config):
@@ -16,7 +16,7 @@ class Params(Config):
     size: int = Field(1, ge=1)
     sl_ticks: int = Field(12, ge=1)
     tp_ticks: int = Field(24, ge=1)
-    tick: float = Field(0.25, gt=0)   # used until the feed's contract metadata arrives
+    tick: float = Field(0.25, gt=0)   # used only if the feeds could not say at start
 
 
 class OpeningRange(Strategy):
@@ -44,7 +44,7 @@ class OpeningRange(Strategy):
 
     def on_fill(self, fill: FillEvent) -> None:
         for order in self.open_orders():          # the other breakout side
-            if order.order_type == 4 and order.parent_id is None \
+            if order.order_type == OrderType.STOP and order.parent_id is None \
                     and order.order_id != fill.order_id:
                 self.cancel(order)
 

@@ -10,8 +10,11 @@ Strategies import it as `strategy_host.api` (a re-export of this module).
 
 Bars, quotes, trades, orders and fills are the bus messages themselves (chillly/messages.py):
 `Bar` (t, o, h, l, c, volume), `Quote` (bid, ask, last), `Trade` (price, size, aggressor, t),
-`OrderEvent` (client_id, order_id, state, side 0 buy / 1 sell, size, limit_price, ...),
-`FillEvent` (price, size, side, pnl). Positions are the small `Position` below.
+`OrderEvent` (client_id, order_id, state, side, order_type, status, size, limit_price, ...),
+`FillEvent` (price, size, side, fees, pnl). Sides, order types and statuses arrive as the core's
+enums (`Side.BUY`, `OrderType.STOP`, trading/venue_codes.py; each equal to the venue's number);
+`fill.pnl` is that fill's P&L against the strategy's own average price (fees apart), None on a
+fill that opens or adds. Positions are the small `Position` below.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from typing import Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from chillly.messages import Bar, FillEvent, OrderEvent, Quote, Trade
+from trading.venue_codes import OrderStatus, OrderType, Side
 
-__all__ = ["Bar", "Config", "FillEvent", "OrderEvent", "Position", "Quote", "Strategy", "Trade"]
+__all__ = ["Bar", "Config", "FillEvent", "OrderEvent", "OrderStatus", "OrderType", "Position",
+           "Quote", "Side", "Strategy", "Trade"]
 
 #: Order states after which an order is no longer open (the gateway's state machine).
 TERMINAL = frozenset({"filled", "cancelled", "rejected", "expired"})
@@ -179,5 +184,6 @@ class Strategy:
         self.ctx.unschedule(name)
 
     def tick_size(self, contract: str | None = None) -> float | None:
-        """The contract's tick (from the feeds' contract metadata), None until known."""
+        """The contract's tick (the feeds' contract metadata, known before `on_start`; None only
+        when the feeds could not say at start, until their next publication)."""
         return self.ctx.tick_size(contract or self.contract)

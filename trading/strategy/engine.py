@@ -13,10 +13,12 @@ after it can be trusted).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from enum import IntEnum
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -24,9 +26,12 @@ from chillly.clock import Clock
 from chillly.messages import Bar, FillEvent, OrderEvent, PositionEvent, Quote, Trade
 from trading.strategy.api import TERMINAL, Position, Strategy
 from trading.strategy.instance import Instance
+from trading.venue_codes import OrderStatus, OrderType, PositionType, Side
 
-# Venue order types (projectx-api §4) for the pending orders the engine shows before the reply.
-_ORDER_TYPE = {"limit": 1, "market": 2, "stop": 4}
+# The venue's order type of each kind a strategy sends, for the pending orders it sees before
+# the gateway's reply.
+_ORDER_TYPE = {"limit": OrderType.LIMIT, "market": OrderType.MARKET, "stop": OrderType.STOP}
+_SIDE = {"buy": Side.BUY, "sell": Side.SELL}
 
 Send = Callable[[str, dict[str, Any]], None]
 
@@ -152,6 +157,7 @@ class Engine:
 
     def on_order(self, order: OrderEvent) -> None:
         self.counters["order_events"] += 1
+        order = _order_codes(order)
         self._track(order)
         self.call("on_order", order)
 
@@ -164,7 +170,7 @@ class Engine:
 
     def on_fill(self, fill: FillEvent) -> None:
         self.counters["fills"] += 1
-        self.call("on_fill", fill)
+        self.call("on_fill", dataclasses.replace(fill, side=_code(Side, fill.side)))
 
     def on_position(self, event: PositionEvent) -> None:
         pos = self._position(event)
@@ -173,7 +179,7 @@ class Engine:
 
     @staticmethod
     def _position(e: PositionEvent) -> Position:
-        sign = 1 if e.side == 1 else -1 if e.side == 2 else 0
+        sign = 1 if e.side == PositionType.LONG else -1 if e.side == PositionType.SHORT else 0
         return Position(contract=e.contract, size=sign * e.size, avg_price=e.avg_price,
                         realized_pnl=e.realized_pnl, open_pnl=e.open_pnl)
 
@@ -182,7 +188,7 @@ class Engine:
         self.orders = {k: v for k, v in self.orders.items() if v.state == "pending"}
         for o in orders:
             order = OrderEvent(**{k: o[k] for k in OrderEvent._fields if k in o})
-            self._track(order)
+            self._track(_order_codes(order))
         for p in positions:
             pos = self._position(PositionEvent(**{k: p[k] for k in PositionEvent._fields
                                                   if k in p}))
@@ -261,8 +267,8 @@ class Engine:
         if tp is not None:
             args["tp_ticks"] = tp
         self.orders[cid] = OrderEvent(
-            account=self.account, order_id=0, contract=contract, status=0,
-            side=0 if side == "buy" else 1, size=size, order_type=_ORDER_TYPE[kind],
+            account=self.account, order_id=0, contract=contract, status=OrderStatus.NONE,
+            side=_SIDE[side], size=size, order_type=_ORDER_TYPE[kind],
             owner=self.name, state="pending", limit_price=args.get("limit_price"),
             stop_price=args.get("stop_price"), client_id=cid)
         self.counters["orders_sent"] += 1
@@ -322,6 +328,23 @@ class Engine:
 
 
 def _replace(order: OrderEvent, **changes: Any) -> OrderEvent:
-    fields = {k: getattr(order, k) for k in OrderEvent._fields}
-    fields.update(changes)
-    return OrderEvent(**fields)
+    return dataclasses.replace(order, **changes)
+
+
+E = TypeVar("E", bound=IntEnum)
+
+
+def _code(enum: type[E], value: int) -> E | int:
+    """The venue's integer as the core's enum (a code the enum does not know stays an int: a
+    strategy must not fail on a venue novelty)."""
+    try:
+        return enum(value)
+    except ValueError:
+        return value
+
+
+def _order_codes(order: OrderEvent) -> OrderEvent:
+    """An order event as a strategy sees it: side, type and status as the core's enums."""
+    return dataclasses.replace(order, side=_code(Side, order.side),
+                               order_type=_code(OrderType, order.order_type),
+                               status=_code(OrderStatus, order.status))

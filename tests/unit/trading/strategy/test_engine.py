@@ -11,6 +11,7 @@ from chillly.messages import Bar, FillEvent, OrderEvent, PositionEvent, Quote
 from trading.strategy.api import Config, Strategy
 from trading.strategy.engine import Engine, HostFatal
 from trading.strategy.instance import Instance, allowed
+from trading.venue_codes import OrderStatus, OrderType, Side
 
 C = "CON.F.US.EP.Z26"
 
@@ -150,3 +151,35 @@ def test_an_instance_may_trade_live_only_on_the_account_it_names() -> None:
     assert not allowed(explicit, True, 999, None)[0]
     assert not allowed(explicit, False, None, None)[0]   # a live-only instance skips the sim
     assert not allowed(inst(enabled=False), False, None, None)[0]
+
+
+def test_events_reach_the_strategy_with_the_cores_enums() -> None:
+    class Seer(Strategy):
+        def on_start(self) -> None:
+            self.seen: list[Any] = []
+
+        def on_order(self, order: OrderEvent) -> None:
+            self.seen.append(order)
+
+        def on_fill(self, fill: FillEvent) -> None:
+            self.seen.append(fill)
+
+    e, _ = engine(Seer)
+    cid = e.submit("sell", 1, C, None, 99.0, None, None)
+    pending = e.orders[cid]
+    assert pending.side is Side.SELL and pending.order_type is OrderType.STOP
+    e.on_order(OrderEvent(account=1, order_id=5, contract=C, status=1, side=1, size=1,
+                          order_type=4, owner="t1", state="working", client_id=cid))
+    e.on_fill(FillEvent(account=1, trade_id=1, order_id=5, contract=C, side=1, size=1,
+                        price=99.0, owner="t1", client_id=cid, pnl=12.5))
+    order, fill = e.strategy.seen  # type: ignore[attr-defined]
+    assert (order.side, order.order_type, order.status) == (Side.SELL, OrderType.STOP,
+                                                            OrderStatus.OPEN)
+    assert isinstance(order.side, Side) and isinstance(order.order_type, OrderType)
+    assert fill.side is Side.SELL and fill.pnl == 12.5
+    assert e.orders[cid].side is Side.SELL            # the open order it lists, too
+    # A code the enum does not know reaches the strategy as the venue's int, not an error.
+    e.on_order(OrderEvent(account=1, order_id=6, contract=C, status=1, side=0, size=1,
+                          order_type=99, owner="t1", state="working", client_id="t1-x"))
+    last = e.strategy.seen[-1]  # type: ignore[attr-defined]
+    assert last.order_type == 99 and e.counters["hook_errors"] == 0
