@@ -106,6 +106,15 @@ class WebStack:
             return [json.loads(line) for line in text.splitlines() if line.strip()]
         return json.loads(text)
 
+    async def gateway_ready(self) -> None:
+        """Until `chillly account` says the gateway is ready (its start-up reconcile done)."""
+        async def ready() -> bool:
+            try:
+                return bool((await self.cli("account")).get("ready"))
+            except AssertionError:
+                return False
+        await aeventually(ready, 90, interval=0.5, what="the gateway ready")
+
     def venue(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         self.token = self.token or login(self.sim)
         r = self.http.post(path, json=body, headers={"Authorization": f"Bearer {self.token}"})
@@ -121,6 +130,8 @@ class WebStack:
         return self.started["web"]
 
     async def page_up(self) -> None:
+        await self.gateway_ready()
+
         async def up() -> bool:
             try:
                 async with httpx.AsyncClient() as c:

@@ -367,6 +367,7 @@ function drawTabs() {
     return b;
   }));
   if (!S.chart.contract && S.contracts.length) selectChart(S.contracts[0].contract, S.chart.tf);
+  if (!S.contracts.length) $("#chart-note").textContent = "no subscribed contracts yet (is `subscriptions` running?)";
 }
 
 function makeChart() {

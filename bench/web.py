@@ -1,0 +1,209 @@
+"""The trader's page: a fill event on the bus to the page's DOM showing it (p50/p99) with 1 and
+10 pages open, beside the bus's own delivery of the same event to a plain subscriber (the
+baseline, same run); and `chillly web`'s RSS and CPU with 10 pages open while quotes run at
+the sim's full rate, beside the same process with no page open.
+
+    .venv/bin/python bench/web.py [--fills 60] [--seconds 20]
+
+Real broker, sim, subscriptions, feed-market, gateway and `chillly web` run as child processes
+on free loopback ports; Debian's chromium (Playwright) opens the pages. The bench publishes
+FillEvents itself (owner `bench`), stamping the wall clock just before each publish; a plain
+bus subscriber stamps its arrival; each page stamps, with a MutationObserver, the moment its
+fills table holds the fill's row (performance.timeOrigin + now: the same wall clock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from bench.feeds import free_port, pct  # noqa: E402
+from chillly import topics  # noqa: E402
+from chillly.bus import Bus  # noqa: E402
+from chillly.codec import Envelope  # noqa: E402
+from chillly.messages import FillEvent  # noqa: E402
+from sim.testing import wait_ready  # noqa: E402
+
+OBSERVE = """
+window.__seen = {};
+new MutationObserver(() => {
+  const now = performance.timeOrigin + performance.now();
+  for (const tr of document.querySelectorAll('#fills tr[data-trade]')) {
+    if (!(tr.dataset.trade in window.__seen)) window.__seen[tr.dataset.trade] = now;
+  }
+}).observe(document.querySelector('#fills tbody'), {childList: true});
+"""
+ACCOUNT = 777
+
+
+def chillly(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "chillly.cli", *args], cwd=ROOT,
+                            env={**os.environ, **env}, stdout=open(log, "wb"),
+                            stderr=subprocess.STDOUT)
+
+
+def cpu_rss(pid: int) -> tuple[float, int]:
+    """(user+system CPU seconds, RSS in KiB) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text()
+               .splitlines() if line.startswith("VmRSS:"))
+    return cpu, rss
+
+
+async def fills_to_pages(bus: Bus, base: Bus, pages: list[Any], n: int,
+                         first_id: int) -> tuple[list[float], list[float]]:
+    """Publish n fills; (page latencies ms, plain-subscriber latencies ms)."""
+    sent: dict[int, float] = {}
+    heard: dict[int, float] = {}
+
+    def on_fill(env: Envelope) -> None:
+        heard[env.payload["trade_id"]] = time.time() * 1000
+    base.on(topics.fill_event(ACCOUNT, "bench"), on_fill)
+    await base.ready(timeout=10)
+    page_ms: list[float] = []
+    for i in range(n):
+        tid = first_id + i
+        msg = FillEvent(account=ACCOUNT, trade_id=tid, order_id=tid, contract="CON.F.US.EP.Z26",
+                        side=i % 2, size=1, price=6000.25, owner="bench")
+        sent[tid] = time.time() * 1000
+        bus.publish(topics.fill_event(ACCOUNT, "bench"), msg)
+        deadline = time.monotonic() + 10
+        while True:
+            seen = await asyncio.gather(*(p.evaluate(f"() => window.__seen['{tid}']")
+                                          for p in pages))
+            if all(s is not None for s in seen):
+                page_ms.extend(s - sent[tid] for s in seen)
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"fill {tid} never showed on every page")
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)
+    base.unsubscribe(topics.fill_event(ACCOUNT, "bench"))
+    return page_ms, [heard[t] - sent[t] for t in sent if t in heard]
+
+
+def line(label: str, values: list[float]) -> str:
+    return (f"  {label:<38} p50 {pct(values, 0.5):7.1f} ms   p99 {pct(values, 0.99):7.1f} ms"
+            f"   (n={len(values)})")
+
+
+async def run(a: argparse.Namespace) -> int:
+    from playwright.async_api import async_playwright
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        print("bench/web.py: Debian's chromium is needed (apt-get install chromium)")
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="bench-web-"))
+    env = {"BUS_PUBLISH_ADDR": f"tcp://127.0.0.1:{free_port()}",
+           "BUS_SUBSCRIBE_ADDR": f"tcp://127.0.0.1:{free_port()}",
+           "SIM_PORT": str(free_port()), "WEB_PORT": str(free_port()),
+           "RUN_DIR": str(tmp / "run"), "DATABASE_PATH": str(tmp / "market.db"),
+           "SIM_ALWAYS_OPEN": "1", "FEED_MARKET_HOURS": "always", "SIM_HISTORY_DAYS": "1",
+           "GATEWAY_DATABASE_PATH": str(tmp / "orders.db"), "LOG_LEVEL": "WARNING",
+           "STRATEGIES_FILE": str(Path(ROOT) / "strategies.toml")}
+    procs = [chillly(["broker"], env, tmp / "broker.log"), chillly(["sim"], env, tmp / "sim.log")]
+    try:
+        wait_ready(f"http://127.0.0.1:{env['SIM_PORT']}")
+        for args in (["subscriptions", "serve"], ["feed-market"], ["gateway"], ["web"]):
+            procs.append(chillly(args, env, tmp / f"{args[0]}.log"))
+        web = procs[-1]
+        bus = Bus(env["BUS_PUBLISH_ADDR"], env["BUS_SUBSCRIBE_ADDR"], "bench-fills")
+        base = Bus(env["BUS_PUBLISH_ADDR"], env["BUS_SUBSCRIBE_ADDR"], "bench-plain")
+        quotes = {"n": 0}
+        base.on(topics.QUOTES, lambda env: quotes.__setitem__("n", quotes["n"] + 1))
+        await bus.ready(timeout=30)
+        url = f"http://127.0.0.1:{env['WEB_PORT']}/"
+        profile = tempfile.mkdtemp(prefix="bench-web-profile-")
+        async with async_playwright() as p:
+            ctx = await p.chromium.launch_persistent_context(
+                profile, executable_path=chromium, headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                      "--disable-background-networking", "--disable-component-update",
+                      "--disable-sync"])
+            pages: list[Any] = []
+
+            async def open_pages(k: int) -> None:
+                while len(pages) < k:
+                    page = await ctx.new_page()
+                    for _ in range(120):
+                        try:
+                            await page.goto(url)
+                            break
+                        except Exception:
+                            await asyncio.sleep(0.5)
+                    await page.wait_for_function("() => window.chillly && window.chillly.linked")
+                    await page.evaluate(OBSERVE)
+                    pages.append(page)
+
+            # Idle baseline first: quotes flowing, no page open.
+            await base.ready(timeout=10)
+            await asyncio.sleep(3)
+            q0, c0 = quotes["n"], cpu_rss(web.pid)
+            await asyncio.sleep(a.seconds)
+            q1, c1 = quotes["n"], cpu_rss(web.pid)
+            idle = ((c1[0] - c0[0]) / a.seconds * 100, c1[1], (q1 - q0) / a.seconds)
+
+            results = {}
+            for k in (1, 10):
+                await open_pages(k)
+                await asyncio.sleep(2)
+                results[k] = await fills_to_pages(bus, base, pages, a.fills, 1_000_000 * k)
+
+            q0, c0 = quotes["n"], cpu_rss(web.pid)
+            await asyncio.sleep(a.seconds)
+            q1, c1 = quotes["n"], cpu_rss(web.pid)
+            busy = ((c1[0] - c0[0]) / a.seconds * 100, c1[1], (q1 - q0) / a.seconds)
+            frames = await asyncio.gather(*(pg.evaluate("() => window.chillly.frames")
+                                            for pg in pages))
+            await ctx.close()
+        shutil.rmtree(profile, ignore_errors=True)
+        await bus.close()
+        await base.close()
+    finally:
+        for pr in reversed(procs):
+            pr.terminate()
+        for pr in procs:
+            try:
+                pr.wait(5)
+            except subprocess.TimeoutExpired:
+                pr.kill()
+        if not a.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    print("fill event on the bus -> shown", flush=True)
+    for k, (page_ms, plain_ms) in results.items():
+        print(line(f"baseline: plain bus subscriber ({k} page{'s' if k > 1 else ''} open)",
+                   plain_ms))
+        print(line(f"the page's DOM, {k} page{'s' if k > 1 else ''} (every page)", page_ms))
+    print(f"chillly web with quotes at the sim's full rate ({busy[2]:.0f} quotes/s on the bus)")
+    print(f"  baseline: no page open        CPU {idle[0]:5.1f}% of a core   RSS {idle[1] / 1024:6.1f} MiB"
+          f"   ({idle[2]:.0f} quotes/s)")
+    print(f"  10 pages open                 CPU {busy[0]:5.1f}% of a core   RSS {busy[1] / 1024:6.1f} MiB"
+          f"   (frames per page in the run: {min(frames)}..{max(frames)})")
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--fills", type=int, default=60, help="fills per page count")
+    ap.add_argument("--seconds", type=float, default=20.0, help="CPU/RSS window")
+    ap.add_argument("--keep", action="store_true", help="keep the processes' logs")
+    return asyncio.run(run(ap.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
