@@ -165,7 +165,8 @@ class HealthView:
 def expected_programs(conf: Path) -> list[str]:
     """Programs supervisord starts on its own: `[program:x]` of `conf` and of the files its
     `[include] files=` globs name (relative to `conf`'s directory, `%(here)s` expanded).
-    A program with `autostart=false` is not expected. A missing `conf` expects nothing."""
+    A program with `autostart=false` is not expected, nor a `redis-server` (the redis bus
+    backend's server sends no heartbeat). A missing `conf` expects nothing."""
     if not conf.is_file():
         return []
     here = str(conf.resolve().parent)
@@ -185,6 +186,9 @@ def expected_programs(conf: Path) -> list[str]:
                 continue
             if cp.get(section, "autostart", fallback="true").strip().lower() in ("false", "0", "no"):
                 continue
+            command = cp.get(section, "command", fallback="").split()
+            if command and os.path.basename(command[0]) == "redis-server":
+                continue   # BUS_BACKEND=redis's server: no CHILLLY process, so no heartbeat
             name = section.split(":", 1)[1].strip()
             if name not in names:
                 names.append(name)
