@@ -53,6 +53,8 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
                  "feeds.bars:add_backfill_arguments", "feeds.bars:cli_backfill"),
     "import": ("load 1m bars from a CSV or Databento OHLCV-1m file into the market database",
                "store.importer:add_arguments", "store.importer:cli"),
+    "backtest": ("run a strategy over stored 1m bars through the risk gate, judged by Topstep's "
+                 "rules (docs/backtest.md)", "backtest.cli:add_arguments", "backtest.cli:cli"),
     # the order gateway and the trading tools (docs/gateway.md)
     "gateway": ("run the order gateway (one account)", None, "gateway.process:cli"),
     "buy": ("buy SYMBOL QTY [--limit P | --stop P] [--sl TICKS] [--tp TICKS]",

@@ -191,3 +191,28 @@ def open_reader(path: Path | str) -> sqlite3.Connection:
     conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, check_same_thread=False, timeout=10)
     conn.execute("PRAGMA busy_timeout=10000")
     return conn
+
+
+def bar_rows(conn: sqlite3.Connection, contract: str, tf: str, start: int, end: int
+             ) -> list[tuple[int, float, float, float, float, int]]:
+    """(t, o, h, l, c, volume) with start <= t < end, oldest first: for a reader that walks a
+    year of bars (a backtest), without a message object per row."""
+    return conn.execute("SELECT t, o, h, l, c, volume FROM bars WHERE contract=? AND tf=? "
+                        "AND t>=? AND t<? ORDER BY t", (contract, tf, start, end)).fetchall()
+
+
+def bar_counts(conn: sqlite3.Connection, tf: str, start: int, end: int
+               ) -> dict[str, tuple[int, int, int]]:
+    """contract -> (bars, first t, last t) of `tf` with start <= t < end."""
+    rows = conn.execute("SELECT contract, COUNT(*), MIN(t), MAX(t) FROM bars WHERE tf=? AND t>=? "
+                        "AND t<? GROUP BY contract", (tf, start, end)).fetchall()
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def bar_rows_before(conn: sqlite3.Connection, contract: str, tf: str, before: int, n: int
+                    ) -> list[tuple[int, float, float, float, float, int]]:
+    """The last `n` rows (t, o, h, l, c, volume) with t < before, oldest first."""
+    rows = conn.execute("SELECT t, o, h, l, c, volume FROM bars WHERE contract=? AND tf=? "
+                        "AND t<? ORDER BY t DESC LIMIT ?", (contract, tf, before, n)).fetchall()
+    rows.reverse()
+    return rows
