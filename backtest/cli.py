@@ -27,10 +27,6 @@ from backtest.setup import Setup, SetupError, build, instance_of, pairs, parse_v
 from backtest.summary import Summary, summarize, text
 
 
-class BacktestSettings(Settings):
-    strategies_file: Path = Path("strategies.toml")
-
-
 @dataclass(frozen=True)
 class Job:
     """Everything one run needs, picklable (a sweep sends these to worker processes)."""
@@ -144,7 +140,7 @@ def progress_bar(start: float) -> Any:
 
 
 def cli(ns: argparse.Namespace) -> int:
-    settings = load_settings(BacktestSettings)
+    settings = load_settings(Settings)
     try:
         params = {k: parse_value(v) for k, v in pairs(ns.param, "--param").items()}
         grid = {k: [parse_value(x) for x in v.split(",") if x != ""]
