@@ -73,6 +73,11 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
                    "gateway.tools:cancel_all_cli"),
     "flatten": ("cancel orders and close positions: flatten SYMBOL | --all",
                 "gateway.tools:add_flatten_arguments", "gateway.tools:flatten_cli"),
+    # what each strategy did and earned, from the journal (gateway/trades.py)
+    "trades": ("round trips from the journal: entry, exit, size, P&L after costs, duration",
+               "gateway.trades:add_trades_arguments", "gateway.trades:trades_cli"),
+    "report": ("per-strategy net P&L, win rate, profit factor, max drawdown, P&L per day",
+               "gateway.trades:add_report_arguments", "gateway.trades:report_cli"),
     # the risk gate (docs/risk.md)
     "halt": ("halt trading: cancel, flatten, HALTED until resume", "gateway.risk_tools:"
              "add_reason_arguments", "gateway.risk_tools:halt_cli"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import sys
 import time
@@ -89,11 +90,17 @@ def cli(args: argparse.Namespace) -> int:
     rows = view.rows(time.monotonic())
     healthy = reached and bool(rows) and all(r.healthy for r in rows)
     note = settings.closed_note()   # quiet feeds are no fault while the market is closed
+    unguarded = None
+    if not any(r.name == "gateway" and r.state == "RUNNING" for r in rows):
+        unguarded = stopped_positions_note()
     if args.json:
         print(json.dumps({"healthy": healthy, "broker": reached, "market_closed": note,
+                          "unguarded_positions": unguarded,
                           "conf": str(conf), "programs": [r.as_dict() for r in rows]},
                          default=str))
         return 0 if healthy else 1
+    if unguarded:
+        print(unguarded, file=sys.stderr)
     if not reached:
         print("no broker: is `chillly broker` running?", file=sys.stderr)
         return 1
@@ -109,6 +116,21 @@ def cli(args: argparse.Namespace) -> int:
     if note:
         print(note)
     return 0 if healthy else 1
+
+
+#: Who knows the positions left open when the gateway stopped (its journal): looked up by name
+#: only when needed, as chillly/cli.py finds commands, so the kernel imports no process package.
+STOPPED_POSITIONS = "gateway.trades:open_positions_note"
+
+
+def stopped_positions_note() -> str | None:
+    """The warning for positions the journal shows open while no gateway runs, if any."""
+    module, func = STOPPED_POSITIONS.split(":")
+    try:
+        note = getattr(importlib.import_module(module), func)()
+    except ImportError:
+        return None
+    return note if isinstance(note, str) else None
 
 
 def render(rows: list[Row], show_all: bool = False) -> str:
