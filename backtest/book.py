@@ -143,21 +143,29 @@ class Book:
         return [w.rest for w in self.orders.values() if w.contract == contract]
 
     def match(self, contract: str, path: tuple[float, ...], t0: int, span_ms: int,
-              until: float = 3.0, mark: Callable[[float], None] | None = None) -> None:
-        """Fill what the path reaches, in path order, up to position `until`. `mark(s)` is
-        called after each fill (the referee's intraday check)."""
+              until: float = 3.0, start: float = 0.0,
+              span: Callable[[float, float], None] | None = None) -> None:
+        """Fill what the path reaches, in path order, from `start` up to `until`. `span(a, b)`
+        is told each stretch of the path between fills, before the fill that ends it (with the
+        position held over it), and the last stretch after them (the referee's marks)."""
+        if not self.orders:
+            if span is not None:
+                span(start, until)
+            return
         rules = self.rules[contract]
+        at = start
         while True:
             resting = self.working_in(contract)
-            if not resting:
-                return
-            hit = next_fill(path, resting, rules)
+            hit = next_fill(path, resting, rules) if resting else None
             if hit is None or hit[1] > until:
-                return
+                break
             rest, s, price = hit
+            if span is not None:
+                span(at, s)
+            at = s
             self._fill(self.orders[rest.key], s, price, t0 + int(span_ms * s / 3.0))
-            if mark is not None:
-                mark(s)
+        if span is not None:
+            span(at, until)
 
     def _fill(self, w: Working, s: float, price: float, t: int) -> None:
         spec = self.specs[w.contract]

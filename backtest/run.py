@@ -36,7 +36,7 @@ from pydantic import BaseModel
 
 from chillly.calendar import (flat_by_ms, is_trading_day, session_close_ms, session_open_ms,
                               trading_date)
-from chillly.clock import MINUTE_MS, ManualClock
+from chillly.clock import MINUTE_MS
 from chillly.messages import Bar, FillEvent, Message, OrderEvent, PositionEvent, Quote, Trade
 from chillly.timeframes import BucketSpec
 from trading.aggregator import Aggregators
@@ -92,6 +92,29 @@ class Outcome:
     hook_errors: int = 0
 
 
+class MarketClock:
+    """The run's market time: set by the run as it walks the bars, read by the strategy and
+    the aggregator (the `Clock` protocol; nothing in a backtest sleeps)."""
+
+    __slots__ = ("now", "speed")
+
+    def __init__(self, now: int = 0) -> None:
+        self.now = now
+        self.speed = 0.0
+
+    def now_ms(self) -> int:
+        return self.now
+
+    def set(self, now: int) -> None:
+        self.now = now
+
+    async def sleep(self, market_seconds: float) -> None:
+        raise RuntimeError("nothing sleeps in a backtest: use timers (self.after)")
+
+    async def sleep_until(self, market_ms: int) -> None:
+        raise RuntimeError("nothing sleeps in a backtest: use timers (self.after)")
+
+
 class _Timers:
     def __init__(self) -> None:
         self.due: dict[str, tuple[int, float, bool]] = {}
@@ -110,7 +133,7 @@ class Run:
         self.inst = inst
         self.owner = inst.name
         self.program = program
-        self.clock = ManualClock(0)
+        self.clock = MarketClock(0)
         self.inbox: deque[tuple[str, Any]] = deque()
         self.timers = _Timers()
         self.engine = Engine(inst, strategy_cls, config, self.clock, self._send,
@@ -123,6 +146,7 @@ class Run:
         self.specs = {c: Spec.of(c) for c in inst.contracts}
         for c, spec in self.specs.items():
             self.engine.ticks[c] = spec.tick_size
+        self._one = inst.contracts[0] if len(self.specs) == 1 else None
         self.book = Book(self.specs, rules, program.start, lambda m: self.inbox.append(("msg", m)))
         self.gate = gate
         self.referee = Referee({ACCOUNT: program}, {ACCOUNT: program.start}, 0, sessions=True)
@@ -130,6 +154,7 @@ class Run:
         self.days: list[Day] = []
         self.equity: list[tuple[int, float, float]] = []
         self.curve_every = curve_every
+        self._curve_next = 0
         tfs = [tf for tf in inst.timeframes if tf != "1m"]
         self.aggs = Aggregators([BucketSpec.of(tf, session_tfs) for tf in tfs], self._agg_bar,
                                 self.clock) if tfs else None
@@ -143,7 +168,7 @@ class Run:
         self._day_start = program.start
         self._day_low = program.start
         self._day_fills = 0
-        self._flat_at = (0, 0)
+        self._flat_lo = self._flat_hi = 0
         self._flat_done = False
         self.orders_sent = 0
 
@@ -267,31 +292,32 @@ class Run:
                        hook_errors=self.engine.counters["hook_errors"])
 
     def _bar(self, contract: str, r: Row) -> None:
+        """One 1m bar: its path (only with orders, a position or prints to hand over), then
+        timers, then the final bar at its close. The hot loop of every run."""
         t = r[0]
         if t >= self._day_end:
             self._roll(t)
         book = self.book
         clock = self.clock
-        held = book.positions[contract].size != 0
-        if book.orders or held or self.prints:
+        if book.orders or self.prints or book.positions[contract].size:
             path = price_path(r[1], r[2], r[3], r[4])
             if self.prints:
                 for i in range(4):
-                    clock.set(t + i * _STEP)
+                    clock.now = t + i * _STEP
                     self.start = float(i)
                     self._print(contract, path[i], t + i * _STEP)
                     self._path(contract, path, t, float(i + 1) if i < 3 else 3.0)
+                self.start = 0.0
             else:
-                clock.set(t)
+                clock.now = t
                 self._path(contract, path, t, 3.0)
             for w in book.orders.values():
                 w.rest.start = 0.0          # what is left works from the next bar's open
-        self.start = 0.0
         self.last[contract] = r[4]
         close = t + MINUTE_MS
         if self.timers.due:
             self._timers(close)
-        clock.set(close)
+        clock.now = close
         bar = Bar(contract=contract, tf="1m", t=t, o=r[1], h=r[2], l=r[3], c=r[4],
                   volume=r[5], final=True, origin="poll")
         if self.want_1m:
@@ -302,25 +328,44 @@ class Run:
             self.aggs.handle_bar(bar)
         if self.gate is not None:
             self._gate_due(close)
-        if self._flat_at[0] <= close < self._flat_at[1] and not self._flat_done:
+        if self._flat_lo <= close < self._flat_hi and not self._flat_done:
             self._flat(close)
-        if len(self.equity) == 0 or close - self.equity[-1][0] >= self.curve_every * MINUTE_MS:
+        if close >= self._curve_next:
+            self._curve_next = close + self.curve_every * MINUTE_MS
             self.equity.append((close, round(self._equity(), 2),
                                 round(self.referee.state[ACCOUNT].floor, 2)))
 
     def _path(self, contract: str, path: tuple[float, ...], t: int, until: float) -> None:
+        """Fill what the path reaches up to `until`; the referee sees the account at every
+        fill and at the worst point of the path between fills (the position held there)."""
         book = self.book
         before = len(book.fills)
-        s_from = self.start
-        book.match(contract, path, t, MINUTE_MS, until, mark=None)
+        span = self._span if (book.positions[contract].size or book.orders) else None
+        book.match(contract, path, t, MINUTE_MS, until, self.start,
+                   None if span is None else (lambda a, b: span(contract, path, t, a, b)))
         if len(book.fills) > before:
             self._after_fills(contract, book.fills[before:])
-        if book.positions[contract].size:
-            for i in range(4):
-                if s_from < i <= until or (i == 0 and s_from == 0):
-                    self._mark(contract, path[i], t + i * _STEP)
         if self.inbox:
             self._drain()
+
+    def _span(self, contract: str, path: tuple[float, ...], t: int, a: float, b: float
+              ) -> None:
+        """The path's points in [a, b] (a's own only at the bar's open) marked with the
+        position held between them: only the adverse extreme can be the lowest equity."""
+        size = self.book.positions[contract].size
+        if not size:
+            return
+        if a == 0.0 and b >= 3.0:            # the whole bar: its adverse extreme
+            price = min(path) if size > 0 else max(path)
+            self._mark(contract, price, t + path.index(price) * _STEP)
+            return
+        worst = -1
+        for i in range(4):
+            if (a < i <= b) or (i == 0 and a == 0.0):
+                if worst < 0 or (path[i] < path[worst] if size > 0 else path[i] > path[worst]):
+                    worst = i
+        if worst >= 0:
+            self._mark(contract, path[worst], t + worst * _STEP)
 
     def _after_fills(self, contract: str, fills: list[Fill]) -> None:
         ref = self.referee
@@ -363,6 +408,8 @@ class Run:
     def _equity(self, contract: str | None = None, price: float | None = None) -> float:
         book = self.book
         eq = book.balance
+        if self._one is not None and price is not None:     # one contract: no loop
+            return eq + book.open_pnl(self._one, price)
         for c in self.specs:
             if book.positions[c].size:
                 p = price if c == contract and price is not None else self.last.get(c)
@@ -374,10 +421,21 @@ class Run:
         eq = self._equity(contract, price)
         if eq < self._day_low:
             self._day_low = eq
+        st = self.referee.state[ACCOUNT]
+        # Skip the referee when it would neither record nor clear anything: clearly on the
+        # same side of the floor as it already knows, and the daily limit (if any) clearly
+        # not hit or already recorded. Within a cent of a line, it decides (its rounding).
+        f = st.floor
+        if eq > f + 0.01 or eq < f - 0.01:
+            limit = self.program.daily_loss
+            if (eq < f) == ("mll" in st.violating) and (
+                    limit is None or "daily_loss" in st.violating
+                    or eq - st.day_start_balance > 0.01 - limit):
+                return
         broken = self.referee.check_equity(ACCOUNT, self.book.balance, eq - self.book.balance,
                                            t, self._lots(), contract)
         if broken:
-            self.equity.append((t, round(eq, 2), round(self.referee.state[ACCOUNT].floor, 2)))
+            self.equity.append((t, round(eq, 2), round(st.floor, 2)))
 
     def _flat(self, now: int) -> None:
         self._flat_done = True
@@ -407,8 +465,8 @@ class Run:
         self._day_fills = 0
         self.book.day_realized = 0.0
         self._flat_done = False
-        self._flat_at = (flat_by_ms(day), session_close_ms(day)) if is_trading_day(day) \
-            else (0, 0)
+        self._flat_lo, self._flat_hi = (flat_by_ms(day), session_close_ms(day)) \
+            if is_trading_day(day) else (0, 0)
 
     def _close_day(self) -> None:
         failed = any(b.rule in FAILING and trading_date(b.t) == self._day
