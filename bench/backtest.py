@@ -111,7 +111,7 @@ def bare_loop(rows: list, fast: int = 10, slow: int = 30) -> int:
     win: deque[float] = deque(maxlen=slow)
     sf = ss = 0.0
     prev = None
-    pos = orders = 0
+    pos = orders = traded = 0
     for r in rows:
         c = r[4]
         if len(win) == slow:
@@ -126,9 +126,10 @@ def bare_loop(rows: list, fast: int = 10, slow: int = 30) -> int:
         above = sf / fast > ss / slow
         if prev is not None and above != prev:
             target = 1 if above else -1
+            traded += abs(target - pos)
             pos, orders = target, orders + 1
         prev = above
-    return orders
+    return orders if traded else 0
 
 
 def ours(cls: type, rows: list) -> tuple[float, int]:
