@@ -1,4 +1,4 @@
-"""Positions and P&L: a pure core fed by the venue's positions, trades and the bus's quotes.
+"""Positions and P&L: fed by the venue's positions, trades and the bus's quotes (pure).
 
 - The account's net position per contract is the venue's (Position rows / hub events): the venue
   is authoritative, so the gateway never derives it from fills.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.gate import FLAT, LONG, SHORT, BUY, PositionView, QuoteView
+from gateway.gate import BUY, FLAT, LONG, SHORT, PositionView, QuoteView
 from trading.marks import newest
 
 ACCOUNT = "_account"
@@ -23,6 +23,8 @@ ACCOUNT = "_account"
 
 @dataclass
 class Spec:
+    """What a contract's P&L needs: its tick and the dollars a tick is worth per lot."""
+
     tick_size: float
     tick_value: float
     symbol: str = ""
@@ -56,6 +58,9 @@ def mark(qty: int, avg: float | None, quote: QuoteView | None, spec: Spec | None
 
 @dataclass
 class Book:
+    """The account's positions: the venue's net per contract, each owner's share, today's
+    realized P&L, and the newest price of every contract."""
+
     account_id: int
     account_name: str = ""
     balance: float = 0.0
@@ -171,3 +176,25 @@ class Book:
             if owner is None and o != ACCOUNT or owner == o:
                 out.append(self.view(c, o))
         return out
+
+    def closing_shares(self, contract: str | None, owner: str | None = None
+                       ) -> list[tuple[str, str, int]]:
+        """What a flatten closes, as (owner, contract, signed qty): one order per owner's share,
+        so every fill stays attributed, plus a "manual" one for whatever the venue holds beyond
+        the shares. With `owner`: only that owner's shares. `contract` None: every contract."""
+        targets: list[tuple[str, str, int]] = []
+        contracts = {c for (o, c), n in self.owners.items() if n.qty} | self.held()
+        for c in sorted(contracts):
+            if contract is not None and c != contract:
+                continue
+            shares = {o: n.qty for (o, cc), n in self.owners.items() if cc == c and n.qty}
+            if owner is not None:
+                if shares.get(owner):
+                    targets.append((owner, c, shares[owner]))
+                continue
+            net = self.venue.get(c)
+            residual = (net.qty if net else 0) - sum(shares.values())
+            if residual:
+                shares["manual"] = shares.get("manual", 0) + residual
+            targets += [(o, c, q) for o, q in sorted(shares.items()) if q]
+        return targets

@@ -19,13 +19,19 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from gateway.gate import BUY, SELL
-from gateway.orders import FILLED, TERMINAL
-from gateway.requests import leg_prices
-from gateway.state import GatewayState
+from chillly.clock import Clock
+from gateway.placing import Placer
+from gateway.publishing import Publisher
+from gateway.venue_events import Specs
+from topstepx.client import ProjectXClient
 from topstepx.errors import VenueError
+from gateway.blotter import Blotter
+from trading.orders.records import FILLED, IntentRecord, OrderRecord
+from gateway.requests import leg_prices
+from trading.venue_codes import Side
 
 log = logging.getLogger("gateway")
 
@@ -46,38 +52,44 @@ def leg_levels(side: int, avg: float, tick: float, sl_ticks: int | None,
     return toward(sl), toward(tp)
 
 
-class ManagedBrackets(GatewayState):
+class Brackets:
     """Protects filled managed entries and keeps their two legs OCO."""
 
-    def _bracket_state(self) -> tuple[dict[int, bool], dict[str, float],
-                                      dict[int, tuple[int, int]]]:
-        """(entry id -> run again, leg client id -> the average its price was set from, entry
-        id found short of legs -> (when to try again, the wait after that), market ms)."""
-        st: tuple[dict[int, bool], dict[str, float], dict[int, tuple[int, int]]] | None = \
-            self.__dict__.get("_brackets")
-        if st is None:
-            st = self.__dict__["_brackets"] = ({}, {}, {})
-        return st
+    def __init__(self, client: ProjectXClient, blotter: Blotter, placer: Placer, specs: Specs,
+                 publisher: Publisher, clock: Clock, counters: dict[str, int],
+                 spawn: Callable[[Coroutine[Any, Any, None]], None]) -> None:
+        self.client, self.blotter, self.placer, self.specs = client, blotter, placer, specs
+        self.publisher, self.clock, self.counters, self.spawn = publisher, clock, counters, spawn
+        #: entry id -> run again when the current pass ends
+        self._runs: dict[int, bool] = {}
+        #: leg client id -> the entry's average its price was last set from
+        self._priced: dict[str, float] = {}
+        #: entry id found short of legs -> (when to try again, the wait after that), market ms
+        self._retry: dict[int, tuple[int, int]] = {}
+        #: leg order id -> (its report count, size, price field, price) asked by a modify the
+        #: venue has not reported yet: what the leg is taken to be until its next report
+        self._asked: dict[int, tuple[int, int, str, float | None]] = {}
+        self._alarm = False
 
-    async def _on_order_changed(self, row: dict[str, Any]) -> None:
+    async def on_order_changed(self, row: OrderRecord) -> None:
         """A managed entry or one of its legs changed: bring the legs in line (in a task)."""
-        entry: dict[str, Any] | None = row if row.get("managed") else None
-        if entry is None and row.get("parent_id") is not None:
-            parent = self.orders.get(row["parent_id"])
-            entry = parent if parent is not None and parent.get("managed") else None
-        if entry is not None and entry["fill_volume"] > 0:
-            self._sync_soon(entry["order_id"])
+        self._asked.pop(row.order_id, None)     # the venue has spoken since
+        entry = row if row.managed else None
+        if entry is None and row.parent_id is not None:
+            parent = self.blotter.orders.get(row.parent_id)
+            entry = parent if parent is not None and parent.managed else None
+        if entry is not None and entry.fill_volume > 0:
+            self._sync_soon(entry.order_id)
 
     def _sync_soon(self, entry_id: int) -> None:
-        runs = self._bracket_state()[0]
-        if entry_id in runs:
-            runs[entry_id] = True     # running: once more when this pass ends
+        if entry_id in self._runs:
+            self._runs[entry_id] = True     # running: once more when this pass ends
             return
-        runs[entry_id] = False
-        self._spawn(self._sync_legs(entry_id))
+        self._runs[entry_id] = False
+        self.spawn(self._sync_legs(entry_id))
 
     async def _sync_legs(self, entry_id: int) -> None:
-        runs = self._bracket_state()[0]
+        runs = self._runs
         try:
             while True:
                 runs[entry_id] = False
@@ -89,35 +101,42 @@ class ManagedBrackets(GatewayState):
         finally:
             runs.pop(entry_id, None)
 
-    def _legs(self, entry_id: int) -> list[dict[str, Any]]:
-        return [r for r in self.intents.values() if r["parent_id"] == entry_id]
+    def _size(self, leg: OrderRecord) -> int:
+        asked = self._asked.get(leg.order_id)
+        return asked[1] if asked is not None and asked[0] == leg.reports else leg.size
 
-    def _open_of(self, entry: dict[str, Any]) -> tuple[int, dict[str, dict[str, Any] | None]]:
-        """(lots the entry still has open, its legs' order rows by client id; None while a
-        leg's placement is unresolved)."""
-        rows = {r["client_id"]: self.orders.get(r.get("order_id") or -1)
-                for r in self._legs(entry["order_id"])}
-        exited = sum(int(r["fill_volume"] or 0) for r in rows.values() if r)
-        return max(0, int(entry["fill_volume"]) - exited), rows
+    def _price(self, leg: OrderRecord, field: str) -> float | None:
+        asked = self._asked.get(leg.order_id)
+        if asked is not None and asked[0] == leg.reports and asked[2] == field:
+            return asked[3]
+        return leg.stop_price if field == "stop_price" else leg.limit_price
+
+    def _open_of(self, entry: OrderRecord) -> tuple[int, dict[str, OrderRecord | None]]:
+        """(lots the entry still has open, its legs' orders by client id; None while a leg's
+        placement is unresolved)."""
+        rows = {r.client_id: self.blotter.orders.get(r.order_id or -1)
+                for r in self.blotter.legs_of(entry.order_id)}
+        exited = sum(r.fill_volume for r in rows.values() if r)
+        return max(0, entry.fill_volume - exited), rows
 
     async def _sync_once(self, entry_id: int) -> None:
-        entry = self.orders.get(entry_id)
-        rec = self.intents.get((entry or {}).get("client_id") or "")
-        if entry is None or rec is None or not entry["fill_volume"] \
-                or entry["filled_price"] is None:
+        entry = self.blotter.orders.get(entry_id)
+        rec = self.blotter.intents.get(entry.client_id or "") if entry is not None else None
+        if entry is None or rec is None or not entry.fill_volume \
+                or entry.filled_price is None:
             return
-        tick = self._spec_of(entry["contract"]).tick_size
+        tick = self.specs.of(entry.contract).tick_size
         if tick <= 0:
-            await self._ensure_spec(entry["contract"])
-            tick = self._spec_of(entry["contract"]).tick_size
-        avg = float(entry["filled_price"])
-        levels = dict(zip(("-SL", "-TP"), leg_levels(entry["side"], avg, tick, rec["sl_ticks"],
-                                                     rec["tp_ticks"])))
+            await self.specs.ensure(entry.contract)
+            tick = self.specs.of(entry.contract).tick_size
+        avg = float(entry.filled_price)
+        levels = dict(zip(("-SL", "-TP"), leg_levels(entry.side, avg, tick, rec.sl_ticks,
+                                                     rec.tp_ticks)))
         open_, rows = self._open_of(entry)
-        priced = self._bracket_state()[1]
+        priced = self._priced
         for suffix, otype, field in LEGS:
             px = levels[suffix]
-            cid = f"{rec['client_id']}{suffix}"
+            cid = f"{rec.client_id}{suffix}"
             if px is None:
                 continue
             if cid not in rows:
@@ -126,103 +145,105 @@ class ManagedBrackets(GatewayState):
                     await self._place_leg(entry, rec, cid, otype, open_, px)
                 continue
             row = rows[cid]
-            if row is None or row["state"] in TERMINAL:
+            if row is None or row.terminal:
                 continue
             try:
                 if open_ == 0:
-                    await self.client.cancel_order(self.account.id, row["order_id"])
+                    await self.client.cancel_order(self.blotter.account_id, row.order_id)
                     continue
-                size = int(row["fill_volume"] or 0) + open_
+                size = row.fill_volume + open_
                 base = priced.setdefault(cid, avg)   # after a restart: as it is now
-                old = row[field]
+                old = self._price(row, field)
                 new = old
                 if base != avg and old is not None:
-                    before = leg_levels(entry["side"], base, tick, rec["sl_ticks"],
-                                        rec["tp_ticks"])[0 if suffix == "-SL" else 1]
+                    before = leg_levels(entry.side, base, tick, rec.sl_ticks,
+                                        rec.tp_ticks)[0 if suffix == "-SL" else 1]
                     new = round(old + px - (before or px), 10)
-                if size != row["size"] or new != old:
+                if size != self._size(row) or new != old:
+                    reports = row.reports
                     await self.client.modify_order(
-                        self.account.id, row["order_id"], size=size,
+                        self.blotter.account_id, row.order_id, size=size,
                         **({field: new} if new != old else {}))
-                    row["size"], row[field] = size, new
+                    if row.reports == reports:      # no report since: taken as asked
+                        self._asked[row.order_id] = (reports, size, field, new)
                 priced[cid] = avg
             except VenueError as exc:
-                log.warning("managed leg %s (order %d): %s", cid, row["order_id"], exc)
-        if open_ == 0 and entry["state"] not in TERMINAL and any(
-                r and r["state"] == FILLED for r in rows.values()):
+                log.warning("managed leg %s (order %d): %s", cid, row.order_id, exc)
+        if open_ == 0 and not entry.terminal and any(
+                r and r.state == FILLED for r in rows.values()):
             # A leg closed the trade while the entry still works: what filled later would have
             # no legs (they are done), so the rest of the entry goes.
             try:
-                await self.client.cancel_order(self.account.id, entry_id)
+                await self.client.cancel_order(self.blotter.account_id, entry_id)
             except VenueError as exc:
                 log.warning("entry %d after its leg filled: %s", entry_id, exc)
 
-    async def _place_leg(self, entry: dict[str, Any], rec: dict[str, Any], cid: str,
+    async def _place_leg(self, entry: OrderRecord, rec: IntentRecord, cid: str,
                          otype: str, size: int, px: float) -> None:
-        leg = self._new_intent(
-            cid, rec["owner"], entry["contract"], SELL if entry["side"] == BUY else BUY, size,
-            otype, limit_price=px if otype == "limit" else None,
-            stop_price=px if otype == "stop" else None, parent_id=entry["order_id"])
+        leg = self.blotter.new_intent(
+            cid, rec.owner, entry.contract, Side.SELL if entry.side == Side.BUY else Side.BUY,
+            size, otype, self.clock.now_ms(), limit_price=px if otype == "limit" else None,
+            stop_price=px if otype == "stop" else None, parent_id=entry.order_id)
         self.counters["managed_legs"] += 1
-        reply = await self._send(leg, None)
+        reply = await self.placer.send(leg, None)
         if reply["status"] == "rejected":
-            self._alarms["unprotected"] = True  # the next check clears it when fine
-            self._alarm("unprotected", True, f"{entry['client_id']}: {cid[-2:]} leg "
-                        f"rejected: {reply['message']}")
+            self._alarm = True  # the next check clears it when fine
+            self.publisher.alarm("unprotected", True, f"{entry.client_id}: {cid[-2:]} leg "
+                                 f"rejected: {reply['message']}")
 
-    def _check_protection(self) -> None:
+    def check_protection(self) -> None:
         """One alarm `unprotected` while any filled managed entry whose position is still open
         has a leg it asked for that closes less than its open lots (after a 2 s grace): a leg
         missing, cancelled, rejected, or smaller than the position (a growth that failed).
         Such an entry's legs are synced again, with a growing wait."""
         now = self.clock.now_ms()
+        speed = self.clock.speed
         bare: list[str] = []
-        retry = self._bracket_state()[2]
+        retry = self._retry
         short_now: set[int] = set()
+        book = self.blotter.book
         # The venue's position is what must be covered, newest entries first: an older entry
         # closed by other means (flatten) still counts lots open, but not beyond the position.
         left: dict[str, int] = {}
-        for row in sorted((r for r in self.orders.values()
-                           if r.get("managed") and r["fill_volume"] > 0),
-                          key=lambda r: -int(r["order_id"])):
-            net = self.book.venue.get(row["contract"])
+        for row in sorted((r for r in self.blotter.orders.values()
+                           if r.managed and r.fill_volume > 0), key=lambda r: -r.order_id):
+            net = book.venue.get(row.contract)
             if net is None or net.qty == 0:
                 continue
             open_, rows = self._open_of(row)
-            need = min(open_, left.setdefault(row["contract"], abs(net.qty)))
-            left[row["contract"]] -= need
+            need = min(open_, left.setdefault(row.contract, abs(net.qty)))
+            left[row.contract] -= need
             if need == 0:
                 continue
-            last = max([int(r.get("updated_ms") or 0) for r in (row, *rows.values()) if r]
-                       or [now])
-            if now - last < 2000 * self.clock.speed:
+            last = max([int(r.updated_ms or 0) for r in (row, *rows.values()) if r] or [now])
+            if now - last < 2000 * speed:
                 continue
-            rec = self.intents.get(row["client_id"] or "", {})
+            rec = self.blotter.intents.get(row.client_id or "")
             short = []
-            for suffix, ticks in (("-SL", rec.get("sl_ticks")), ("-TP", rec.get("tp_ticks"))):
-                leg = rows.get(f"{rec.get('client_id')}{suffix}")
-                cover = 0 if leg is None or leg["state"] in TERMINAL else \
-                    int(leg["size"]) - int(leg["fill_volume"] or 0)
+            for suffix, ticks in (("-SL", rec.sl_ticks if rec else None),
+                                  ("-TP", rec.tp_ticks if rec else None)):
+                leg = rows.get(f"{rec.client_id if rec else None}{suffix}")
+                cover = 0 if leg is None or leg.terminal else self._size(leg) - leg.fill_volume
                 if ticks and cover < need:
                     short.append(f"{suffix[1:]} {cover}")
             if short:
-                bare.append(f"{row['client_id']} ({row['contract']}: {need} open, "
+                bare.append(f"{row.client_id} ({row.contract}: {need} open, "
                             f"{', '.join(short)})")
-                oid = row["order_id"]
+                oid = row.order_id
                 short_now.add(oid)
                 # Try to put it right (a failed modify is not retried otherwise): at once, then
                 # after 2, 4, 8 ... 30 s, so a venue that keeps refusing costs few requests.
-                due, wait = retry.get(oid, (0, int(2000 * self.clock.speed)))
+                due, wait = retry.get(oid, (0, int(2000 * speed)))
                 if now >= due:
                     self._sync_soon(oid)
-                    retry[oid] = (now + wait, min(2 * wait, int(30_000 * self.clock.speed)))
+                    retry[oid] = (now + wait, min(2 * wait, int(30_000 * speed)))
         for oid in [o for o in retry if o not in short_now]:
             del retry[oid]
         active = bool(bare)
-        if self._alarms.get("unprotected", False) != active:
-            self._alarms["unprotected"] = active
+        if self._alarm != active:
+            self._alarm = active
             if active:
                 self.counters["unprotected_alarms"] += 1
-            self._alarm("unprotected", active,
-                        "positions without their protective legs: " + ", ".join(bare)
-                        if active else "every managed position is protected")
+            self.publisher.alarm("unprotected", active,
+                                 "positions without their protective legs: " + ", ".join(bare)
+                                 if active else "every managed position is protected")

@@ -5,42 +5,52 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from gateway.gate import BUY, SELL
-from gateway.orders import TERMINAL
-from gateway.state import GatewayState
+from chillly.clock import Clock
+from gateway.placing import Placer
+from topstepx.client import ProjectXClient
 from topstepx.errors import ApiError, OutcomeUnknown
+from gateway.blotter import Blotter
+from trading.orders.records import OrderRecord
+from trading.venue_codes import Side
 
 log = logging.getLogger("gateway")
 
 
-class Closing(GatewayState):
-    """Cancels and flattens."""
+class Closer:
+    """Cancels and flattens. `reconcile` is run when a cancel's outcome is unknown."""
 
-    async def _cancel(self, row: dict[str, Any]) -> dict[str, Any]:
-        oid = row["order_id"]
+    def __init__(self, client: ProjectXClient, blotter: Blotter, placer: Placer, clock: Clock,
+                 counters: dict[str, int],
+                 reconcile: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self.client, self.blotter, self.placer, self.clock = client, blotter, placer, clock
+        self.counters, self.reconcile = counters, reconcile
+        self._flat_n = 0
+
+    async def cancel(self, row: OrderRecord) -> dict[str, Any]:
+        oid = row.order_id
         self.counters["cancels"] += 1
-        if row["state"] in TERMINAL:
+        if row.terminal:
             return {"status": "rejected", "order_id": oid,
-                    "message": f"order {oid} is already {row['state']}"}
+                    "message": f"order {oid} is already {row.state}"}
         try:
-            await self.client.cancel_order(self.account.id, oid)
+            await self.client.cancel_order(self.blotter.account_id, oid)
         except ApiError as exc:
             return {"status": "rejected", "order_id": oid, "code": exc.code,
                     "message": exc.message or f"errorCode {exc.code}"}
         except OutcomeUnknown as exc:
-            asyncio.ensure_future(self._safe_reconcile())
+            asyncio.ensure_future(self.reconcile())
             return {"status": "unknown", "order_id": oid, "message": str(exc)}
         return {"status": "cancelled", "order_id": oid, "message": f"order {oid} cancelled"}
 
-    async def _cancel_many(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    async def cancel_many(self, rows: list[OrderRecord]) -> dict[str, Any]:
         done: list[int] = []
         failed: list[int] = []
         # All at once: a flatten at the loss limit must not wait on each cancel in turn.
-        for row, out in zip(rows, await asyncio.gather(*(self._cancel(r) for r in rows))):
-            (done if out["status"] in ("cancelled", "unknown") else failed).append(
-                row["order_id"])
+        for row, out in zip(rows, await asyncio.gather(*(self.cancel(r) for r in rows))):
+            (done if out["status"] in ("cancelled", "unknown") else failed).append(row.order_id)
         return {"status": "done" if not failed else "partial", "cancelled": done,
                 "failed": failed, "message": f"{len(done)} cancelled"
                 + (f", {len(failed)} failed" if failed else "")}
@@ -51,31 +61,18 @@ class Closing(GatewayState):
         whatever the venue holds beyond the owners' shares is closed as "manual". With an
         owner: only its orders and its share. Flattening reduces risk by construction, so these
         orders do not pass the gate (the gate's own Flatten action uses this)."""
-        cancelled = await self._cancel_many(self._working(contract, owner))
-        targets: list[tuple[str, str, int]] = []
-        contracts = {c for (o, c), n in self.book.owners.items() if n.qty} | self.book.held()
-        for c in sorted(contracts):
-            if contract is not None and c != contract:
-                continue
-            shares = {o: n.qty for (o, cc), n in self.book.owners.items() if cc == c and n.qty}
-            if owner is not None:
-                if shares.get(owner):
-                    targets.append((owner, c, shares[owner]))
-                continue
-            net = self.book.venue.get(c)
-            residual = (net.qty if net else 0) - sum(shares.values())
-            if residual:
-                shares["manual"] = shares.get("manual", 0) + residual
-            targets += [(o, c, q) for o, q in sorted(shares.items()) if q]
+        cancelled = await self.cancel_many(self.blotter.working(contract, owner))
+        targets = self.blotter.book.closing_shares(contract, owner)
         placed: list[int] = []
         problems: list[str] = []
         recs = []
         for o, c, qty in targets:
             self._flat_n += 1
-            cid = f"{o}-flat-{self.clock.now_ms()}-{self._flat_n}"
-            recs.append(self._new_intent(cid, o, c, SELL if qty > 0 else BUY, abs(qty),
-                                         "market"))
-        replies = await asyncio.gather(*(self._send(rec, None) for rec in recs))
+            now = self.clock.now_ms()
+            recs.append(self.blotter.new_intent(
+                f"{o}-flat-{now}-{self._flat_n}", o, c, Side.SELL if qty > 0 else Side.BUY,
+                abs(qty), "market", now))
+        replies = await asyncio.gather(*(self.placer.send(rec, None) for rec in recs))
         for (o, c, qty), reply in zip(targets, replies):
             if reply["status"] == "accepted":
                 placed.append(reply["order_id"])

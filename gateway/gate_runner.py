@@ -1,18 +1,21 @@
-"""The risk gate's side of the gateway: the view of the book it judges (working, in-flight and
-not yet posted orders included), the marks of held contracts (the bus's quotes, else the venue's
-forming 1m bar: trading/marks.py), and the gate's due actions (trading state, cancels, flatten)
-run after every quote, every venue mark and every second."""
+"""The risk gate's side of the gateway: the marks of held contracts (the bus's quotes, else the
+venue's forming 1m bar: trading/marks.py), and the gate's due actions (trading state, cancels,
+flatten) run after every quote, every venue mark and every second. The view the gate judges
+is the blotter's (gateway/blotter.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from collections.abc import Callable
+from typing import Any
 
 from chillly import topics
+from chillly.bus import Bus
+from chillly.clock import Clock
 from chillly.codec import Envelope
-from gateway import journal as J
 from trading import marks as M
+from gateway.closing import Closer
 from gateway.gate import (
     BookView,
     CancelEntries,
@@ -21,29 +24,52 @@ from gateway.gate import (
     Intent,
     QuoteView,
     SetTradingState,
-    WorkingOrder,
 )
-from gateway.requests import TYPE_NAME
-from gateway.state import GatewayState
+from gateway.publishing import Publisher
+from gateway.risk_runtime import RiskRuntime
+from gateway.settings import GatewaySettings
+from gateway.venue_events import Specs
+from topstepx.client import ProjectXClient
 from topstepx.errors import VenueError
+from gateway.blotter import Blotter
 
 log = logging.getLogger("gateway")
 
-#: How long a fill without its Position event yet is counted by the risk gate (real seconds).
-UNPOSTED_S = 0.5
 #: How long an entry waits for a held contract's venue poll under way before the gate judges
 #: it (real seconds): an entry right after a fill is judged on a price, not refused blind.
 MARK_WAIT_S = 1.0
 
 
-class GateRunner(GatewayState):
-    """Builds the gate's view, marks quotes and runs the gate's actions."""
+class GateRunner:
+    """Marks held contracts, runs the gate's due actions, raises the `blind` alarm.
 
-    def _watch_quotes(self) -> None:
+    `alarm` is the service's (raised once per change, carried in heartbeats); `ready` says
+    whether start-up is done (before it, nothing is acted on)."""
+
+    def __init__(self, s: GatewaySettings, bus: Bus, client: ProjectXClient, blotter: Blotter,
+                 risk: RiskRuntime, closer: Closer, publisher: Publisher, specs: Specs,
+                 clock: Clock, counters: dict[str, int], alarms: dict[str, str],
+                 alarm: Callable[[str, bool, str], None], ready: Callable[[], bool],
+                 tasks: list[asyncio.Task[Any]]) -> None:
+        self.s, self.bus, self.client, self.blotter, self.risk = s, bus, client, blotter, risk
+        self.closer, self.publisher, self.specs, self.clock = closer, publisher, specs, clock
+        self.counters, self.alarms, self.alarm, self.ready = counters, alarms, alarm, ready
+        self._tasks = tasks
+        self._quoted: set[str] = set()
+        #: venue marks: last poll start per contract, polls under way
+        self._mark_tried: dict[str, int] = {}
+        self._mark_polls: dict[str, asyncio.Task[None]] = {}
+        self._mark_wake = asyncio.Event()
+        self._flattening = False
+
+    def view(self) -> BookView:
+        return self.blotter.view(self.clock.now_ms())
+
+    def watch_quotes(self) -> None:
         """Mark held contracts from their quotes: take `quote.<contract>.` and ask the
         subscriptions service to stream the contract (fire and forget: without a feed the
-        venue's bars mark it, `_mark_loop`)."""
-        for contract in self.book.held() | {r["contract"] for r in self._working()}:
+        venue's bars mark it, `mark_loop`)."""
+        for contract in self.blotter.book.held() | {r.contract for r in self.blotter.working()}:
             prefix = topics.quote(contract)
             if prefix not in self._quoted:
                 self._quoted.add(prefix)
@@ -58,9 +84,9 @@ class GateRunner(GatewayState):
         except Exception as exc:
             log.info("could not subscribe %s for marking (%s)", contract, exc)
 
-    async def _last_price(self, contract: str) -> float | None:
+    async def last_price(self, contract: str) -> float | None:
         """The last trade price: the newest mark if fresh, else the venue's forming 1m bar."""
-        q = self.book.mark_of(contract)
+        q = self.blotter.book.mark_of(contract)
         if M.fresh(q, self.clock.now_ms(), self._mark_age_ms()) and q is not None \
                 and q.last is not None:
             return q.last
@@ -79,23 +105,24 @@ class GateRunner(GatewayState):
     def _mark_age_ms(self) -> int:
         return int(self.s.risk_mark_max_age * 1000)
 
-    async def _mark_loop(self) -> None:
+    async def mark_loop(self) -> None:
         """Mark held contracts whose quotes stopped from the venue's bars, one poll per contract
         per RISK_MARK_POLL_INTERVAL at most (and the gateway's bars budget), woken the moment a
         quote goes stale or a contract becomes held; raise or clear the `blind` alarm."""
         s = self.s
+        book = self.blotter.book
         interval = int(s.risk_mark_poll_interval * 1000)
         while True:
             now = self.clock.now_ms()
-            held = self.book.held()
+            held = book.held()
             wake = now + interval
             try:
-                if s.risk_mark_fallback and self.ready:
-                    for c in M.polls_due(held, self.book.quotes, self.book.venue_marks,
+                if s.risk_mark_fallback and self.ready():
+                    for c in M.polls_due(held, book.quotes, book.venue_marks,
                                          self._mark_tried, now, self._mark_age_ms(), interval):
                         self._start_poll(c, now)
-                self._check_blind()
-                wake = M.next_due_ms(held, self.book.quotes, self._mark_tried, now,
+                self.check_blind()
+                wake = M.next_due_ms(held, book.quotes, self._mark_tried, now,
                                      self._mark_age_ms(), interval,
                                      self._mark_polls if s.risk_mark_fallback else None)
             except Exception:
@@ -115,20 +142,21 @@ class GateRunner(GatewayState):
             self._tasks.append(task)
             task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
 
-    async def _await_marks(self, intent: Intent) -> None:
+    async def await_marks(self, intent: Intent) -> None:
         """Before the gate judges an entry: a held contract without a fresh mark gets its venue
         poll (started now if one is due), waited for up to MARK_WAIT_S; the gate then judges
         on what the book has (blind if still nothing). Exits and protective legs never wait."""
         s = self.s
+        book = self.blotter.book
         now = self.clock.now_ms()
-        ages = M.blind(self.book.held(), self.book.marks(), now, self._mark_age_ms())
+        ages = M.blind(book.held(), book.marks(), now, self._mark_age_ms())
         if not ages or not s.risk_mark_fallback or intent.protective:
             return
         g, view = self.risk.gate, self.view()
         if g.reduces(intent, view, g.net(view)):
             return
         interval = int(s.risk_mark_poll_interval * 1000)
-        for c in M.polls_due(ages, self.book.quotes, self.book.venue_marks, self._mark_tried,
+        for c in M.polls_due(ages, book.quotes, book.venue_marks, self._mark_tried,
                              now, self._mark_age_ms(), interval):
             self._start_poll(c, now)
         polls = [self._mark_polls[c] for c in ages if c in self._mark_polls]
@@ -149,21 +177,21 @@ class GateRunner(GatewayState):
             self.counters["marks_venue_failed"] += 1
         else:
             self.counters["marks_venue"] += 1
-            self.book.set_venue_mark(M.venue_mark(contract, price,
-                                                  self._spec_of(contract).tick_size,
-                                                  self.clock.now_ms()))
-            if self.ready:
-                self._run_gate()
-        self._check_blind()
+            self.blotter.book.set_venue_mark(M.venue_mark(
+                contract, price, self.specs.of(contract).tick_size, self.clock.now_ms()))
+            if self.ready():
+                self.run_gate()
+        self.check_blind()
 
-    def _check_blind(self) -> None:
+    def check_blind(self) -> None:
         """Alarm `blind` while a held contract has no fresh mark (the gate then refuses entries
         that add risk). A contract whose first venue poll is still under way (for less than a
         poll interval) is judged when it answers, so a quote outage the venue's bars cover
         raises no alarm."""
         now = self.clock.now_ms()
-        ages = M.blind(self.book.held(), self.book.marks(), now,
-                       self._mark_age_ms()) if self.ready else {}
+        book = self.blotter.book
+        ages = M.blind(book.held(), book.marks(), now,
+                       self._mark_age_ms()) if self.ready() else {}
         interval = self.s.risk_mark_poll_interval * 1000
         for c in [c for c in ages if c in self._mark_polls
                   and now - self._mark_tried.get(c, now) < interval]:
@@ -183,57 +211,22 @@ class GateRunner(GatewayState):
 
     def _on_quote(self, env: Envelope) -> None:
         p = env.payload
-        old = self.book.quotes.get(p["contract"])
-        self.book.set_quote(QuoteView(
+        book = self.blotter.book
+        old = book.quotes.get(p["contract"])
+        book.set_quote(QuoteView(
             p["contract"], p.get("bid") if p.get("bid") is not None else (old.bid if old else None),
             p.get("ask") if p.get("ask") is not None else (old.ask if old else None),
             p.get("last") if p.get("last") is not None else (old.last if old else None),
             self.clock.now_ms()))
-        if self.ready:
-            self._run_gate()
+        if self.ready():
+            self.run_gate()
             if "blind" in self.alarms:
-                self._check_blind()
+                self.check_blind()
 
-    def view(self) -> BookView:
-        b = self.book
-        working = tuple(WorkingOrder(
-            order_id=r["order_id"], client_id=r["client_id"], owner=r["owner"],
-            contract=r["contract"], side=r["side"], size=r["size"],
-            remaining=max(0, r["size"] - r["fill_volume"]),
-            order_type=TYPE_NAME.get(r["order_type"], "unknown"), status=r["status"],
-            limit_price=r["limit_price"], stop_price=r["stop_price"], parent_id=r["parent_id"],
-            protective=r["parent_id"] is not None) for r in self._working())
-        # Orders the gate let through that are not venue orders yet (in flight, or an unknown
-        # outcome being resolved) may still fill: the gate counts them too.
-        placed = self._placed_cids
-        pending = [(i.client_id, i.owner, i.contract, i.side, i.size, i.order_type)
-                   for i in self._inflight.values()]
-        pending += [(r["client_id"], r["owner"], r["contract"], r["side"], r["size"],
-                     r["order_type"]) for r in self.intents.values()
-                    if r["status"] == J.SENDING and r["client_id"] not in self._inflight
-                    and r["parent_id"] is None]
-        working += tuple(WorkingOrder(
-            order_id=-(n + 1), client_id=cid, owner=owner, contract=contract, side=side,
-            size=size, remaining=size, order_type=otype, status=6)
-            for n, (cid, owner, contract, side, size, otype) in enumerate(pending)
-            if cid not in placed)
-        # Filled at the venue but not yet in its position: still counted, as if working, for
-        # at most UNPOSTED_S real seconds (a Position event normally follows within ms).
-        fresh = time.monotonic() - UNPOSTED_S
-        working += tuple(WorkingOrder(
-            order_id=-oid, client_id=None, owner=self.orders.get(oid, {}).get("owner", "?"),
-            contract=contract, side=side, size=qty, remaining=qty, order_type="market",
-            status=2) for contract, fills in self._unposted.items()
-            for oid, (side, qty, _, at) in fills.items() if at >= fresh)
-        return BookView(account_id=self.account.id, account_name=self.account.name,
-                        now_ms=self.clock.now_ms(), balance=b.balance, realized_pnl=b.realized(),
-                        open_pnl=b.open_pnl(), can_trade=b.can_trade,
-                        trading_state=self.trading_state, positions=tuple(b.positions()),
-                        orders=working, quotes=b.marks())
-
-    def _run_gate(self) -> None:
+    def run_gate(self) -> None:
+        """What the gate says is due now, carried out (one gate flatten at a time)."""
         try:
-            actions = self.gate.due(self.view(), self.clock.now_ms())
+            actions = self.risk.gate.due(self.view(), self.clock.now_ms())
         except Exception:
             log.exception("gate.due failed")
             return
@@ -242,30 +235,32 @@ class GateRunner(GatewayState):
             self.counters["gate_actions"] += 1
             log.info("risk gate: %s", action)
             if isinstance(action, SetTradingState):
-                if action.state != self.trading_state:
-                    self.trading_state = action.state
-                    self._risk_event("state", action.reason, action.rule)
+                if action.state != self.blotter.trading_state:
+                    self.blotter.trading_state = action.state
+                    self.publisher.risk_event("state", action.reason, action.rule)
             elif isinstance(action, CancelEntries):
-                rows = [r for r in self._working(action.contract, action.owner)
-                        if r["parent_id"] is None]
-                self._risk_event("action", f"cancel entries: {action.reason}", action.rule)
-                asyncio.ensure_future(self._cancel_many(rows))
+                rows = [r for r in self.blotter.working(action.contract, action.owner)
+                        if r.parent_id is None]
+                self.publisher.risk_event("action", f"cancel entries: {action.reason}",
+                                          action.rule)
+                asyncio.ensure_future(self.closer.cancel_many(rows))
             elif isinstance(action, CancelOrders):
                 ids = set(action.order_ids)
-                rows = [r for r in self._working() if r["order_id"] in ids]
-                self._risk_event("action", f"cancel {sorted(ids)}: {action.reason}", action.rule)
-                asyncio.ensure_future(self._cancel_many(rows))
+                rows = [r for r in self.blotter.working() if r.order_id in ids]
+                self.publisher.risk_event("action", f"cancel {sorted(ids)}: {action.reason}",
+                                          action.rule)
+                asyncio.ensure_future(self.closer.cancel_many(rows))
             elif isinstance(action, Flatten):
                 if self._flattening:
                     continue        # one gate flatten at a time: never a second closing order
-                self._risk_event("action", f"flatten: {action.reason}", action.rule,
-                                 action.owner)
+                self.publisher.risk_event("action", f"flatten: {action.reason}", action.rule,
+                                          action.owner)
                 asyncio.ensure_future(self._gate_flatten(action))
 
     async def _gate_flatten(self, action: Flatten) -> None:
         self._flattening = True
         try:
-            await self.flatten(action.contract, action.owner)
+            await self.closer.flatten(action.contract, action.owner)
         except Exception:
             log.exception("gate flatten failed")
         finally:

@@ -24,11 +24,12 @@ import logging
 import queue
 import sqlite3
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from gateway.migrations import migrate
+from trading.orders.records import FillRecord, IntentRecord, OrderRecord
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
@@ -47,17 +48,48 @@ ORDER_COLUMNS = ("order_id", "account", "client_id", "owner", "contract", "side"
 FILL_COLUMNS = ("trade_id", "account", "order_id", "owner", "client_id", "contract", "side",
                 "size", "price", "fees", "pnl", "vt", "at_ms")
 
-# intents.status
-SENDING, PLACED, REJECTED, NOT_PLACED = "sending", "placed", "rejected", "not_placed"
+
+
+# ---------------------------------------------------------------------- rows <-> records
+# The journal's rows are its own business: the rest of the gateway sees only the records.
+
+def intent_row(rec: IntentRecord) -> dict[str, Any]:
+    row = {c: getattr(rec, c) for c in INTENT_COLUMNS}
+    row["managed"] = int(rec.managed)
+    return row
+
+
+def intent_of(row: dict[str, Any]) -> IntentRecord:
+    known = {f.name for f in fields(IntentRecord)}
+    rec = IntentRecord(**{k: v for k, v in row.items() if k in known})
+    rec.managed = bool(rec.managed)
+    return rec
+
+
+def order_row(order: OrderRecord) -> dict[str, Any]:
+    """The order as it is now (the record goes on changing after the call)."""
+    return {c: getattr(order, c) for c in ORDER_COLUMNS}
+
+
+def order_of(row: dict[str, Any]) -> OrderRecord:
+    return OrderRecord(**{k: row[k] for k in ORDER_COLUMNS if k in row})
+
+
+def fill_row(fill: FillRecord) -> dict[str, Any]:
+    return {c: getattr(fill, c) for c in FILL_COLUMNS}
+
+
+def fill_of(row: dict[str, Any]) -> FillRecord:
+    return FillRecord(**{k: row[k] for k in FILL_COLUMNS if k in row})
 
 
 @dataclass
 class Loaded:
     """What a starting gateway reads back."""
 
-    intents: list[dict[str, Any]]
-    orders: list[dict[str, Any]]
-    fills: list[dict[str, Any]]
+    intents: list[IntentRecord]
+    orders: list[OrderRecord]
+    fills: list[FillRecord]
     version: int
 
 
@@ -197,9 +229,10 @@ class Journal:
         def load(conn: sqlite3.Connection) -> Loaded:
             rows = lambda q: [dict(r) for r in conn.execute(q)]  # noqa: E731
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            return Loaded(rows("SELECT * FROM intents ORDER BY created_ms"),
-                          rows("SELECT * FROM orders"),
-                          rows("SELECT * FROM fills ORDER BY trade_id"), version)
+            return Loaded([intent_of(r) for r in rows("SELECT * FROM intents ORDER BY created_ms")],
+                          [order_of(r) for r in rows("SELECT * FROM orders")],
+                          [fill_of(r) for r in rows("SELECT * FROM fills ORDER BY trade_id")],
+                          version)
         return await self._run(load)
 
     async def close(self, wait_s: float = 5.0) -> None:
@@ -260,26 +293,30 @@ class Journal:
 
     # ------------------------------------------------------------------ writes
 
-    async def add_intent(self, intent: dict[str, Any]) -> None:
+    async def add_intent(self, rec: IntentRecord) -> None:
         """Commit an intent (status `sending`) before the venue is asked. Raises
         sqlite3.IntegrityError for a client id already journaled."""
-        cols = [c for c in INTENT_COLUMNS if c in intent]
+        row = intent_row(rec)
+        cols = list(row)
         sql = (f"INSERT INTO intents ({', '.join(cols)}) "
                f"VALUES ({', '.join('?' for _ in cols)})")
-        await self._tx(lambda c: c.execute(sql, [intent[k] for k in cols]))
+        await self._tx(lambda c: c.execute(sql, [row[k] for k in cols]))
 
-    async def resolve_intent(self, client_id: str, status: str, at_ms: int,
-                             order_id: int | None = None, code: int | None = None,
-                             message: str | None = None) -> None:
-        await self._tx(self.resolve_job(client_id, status, at_ms, order_id, code, message))
+    async def resolve_intent(self, rec: IntentRecord) -> None:
+        """Write an intent's outcome (IntentRecord.resolve) and wait for its commit."""
+        await self._tx(self.resolve_job(rec))
+
+    def resolve_soon(self, rec: IntentRecord) -> None:
+        """Write an intent's outcome in the background (a crash before the commit leaves it
+        `sending`, which the restart resolves by customTag: the same outcome)."""
+        self.write_soon(self.resolve_job(rec))
 
     @staticmethod
-    def resolve_job(client_id: str, status: str, at_ms: int, order_id: int | None = None,
-                    code: int | None = None, message: str | None = None) -> Job:
+    def resolve_job(rec: IntentRecord) -> Job:
+        args = (rec.status, rec.order_id, rec.code, rec.message, rec.resolved_ms, rec.client_id)
         return lambda c: c.execute(
             "UPDATE intents SET status=?, order_id=COALESCE(?, order_id), code=?, message=?, "
-            "resolved_ms=? WHERE client_id=?",
-            (status, order_id, code, message, at_ms, client_id))
+            "resolved_ms=? WHERE client_id=?", args)
 
     async def retag_intent(self, client_id: str, custom_tag: str, created_ms: int) -> None:
         """The venue refused the intent's brackets outright (nothing working): it is sent again
@@ -289,15 +326,15 @@ class Journal:
             "order_id=NULL, code=NULL, message=NULL, resolved_ms=NULL WHERE client_id=?",
             (custom_tag, created_ms, client_id)))
 
-    async def record_order(self, row: dict[str, Any], at_ms: int, source: str,
+    async def record_order(self, order: OrderRecord, at_ms: int, source: str,
                            changed_state: bool) -> None:
-        await self._tx(self.order_job(row, at_ms, source, changed_state))
+        await self._tx(self.order_job(order, at_ms, source, changed_state))
 
     @staticmethod
-    def order_job(row: dict[str, Any], at_ms: int, source: str, changed_state: bool) -> Job:
+    def order_job(order: OrderRecord, at_ms: int, source: str, changed_state: bool) -> Job:
         """Upsert an order's current row; append an event when its status/fill changed."""
-        row = dict(row)   # as it is now: the caller's dict goes on changing
-        cols = [c for c in ORDER_COLUMNS if c in row]
+        row = order_row(order)   # as it is now: the record goes on changing
+        cols = list(row)
         updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c != "order_id")
         sql = (f"INSERT INTO orders ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
                f"ON CONFLICT(order_id) DO UPDATE SET {updates}")
@@ -311,13 +348,14 @@ class Journal:
                            row.get("fill_volume", 0), row.get("filled_price"), source))
         return job
 
-    async def add_fill(self, row: dict[str, Any]) -> bool:
+    async def add_fill(self, fill: FillRecord) -> bool:
         """Append a fill; False when its trade id is already journaled."""
-        return bool(await self._tx(self.fill_job(row)))
+        return bool(await self._tx(self.fill_job(fill)))
 
     @staticmethod
-    def fill_job(row: dict[str, Any]) -> Job:
-        cols = [c for c in FILL_COLUMNS if c in row]
+    def fill_job(fill: FillRecord) -> Job:
+        row = fill_row(fill)
+        cols = list(row)
         values = [row[k] for k in cols]
         sql = (f"INSERT OR IGNORE INTO fills ({', '.join(cols)}) "
                f"VALUES ({', '.join('?' for _ in cols)})")

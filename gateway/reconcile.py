@@ -6,124 +6,131 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
-from gateway import journal as J
-from gateway.book import ACCOUNT
-from gateway.orders import TERMINAL
-from gateway.risk_runtime import HISTORY_MS
-from gateway.state import SEARCH_MARGIN_MS, GatewayState
+from chillly.clock import Clock
+from gateway.placing import SEARCH_MARGIN_MS, Placer
+from gateway.publishing import Publisher
+from gateway.risk_runtime import HISTORY_MS, RiskRuntime
+from gateway.venue_events import VenueEvents
+from topstepx.client import ProjectXClient
 from topstepx.errors import VenueError
-from topstepx.hub import HubAgent
+from topstepx.hub import HubAgent, OpenHandler
 from topstepx.models import Order
+from gateway.blotter import ACCOUNT, Blotter
+from trading.orders.records import FillRecord
+from trading.venue_codes import WORKING_STATUSES
 
 log = logging.getLogger("gateway")
 
 
-class Reconciliation(GatewayState):
+class Reconciler:
     """Reads the venue's orders, trades, positions and account back and applies them."""
 
-    async def _catch_up(self) -> None:
+    def __init__(self, client: ProjectXClient, blotter: Blotter, venue: VenueEvents,
+                 placer: Placer, risk: RiskRuntime, publisher: Publisher, clock: Clock,
+                 counters: dict[str, int], interval_s: float,
+                 subscribe_hub: OpenHandler, ready: Callable[[], bool]) -> None:
+        self.client, self.blotter, self.venue, self.placer = client, blotter, venue, placer
+        self.risk, self.publisher, self.clock, self.counters = risk, publisher, clock, counters
+        self.interval_s, self._subscribe_hub, self.ready = interval_s, subscribe_hub, ready
+        self._hub_opens = 0
+
+    async def catch_up(self, journal_fills: list[FillRecord], risk_known: bool) -> None:
         """Start-up steps 4 to 6 (docs/gateway.md), before any order command is accepted:
         today's P&L and owners' shares from the journal's fills, every intent left `sending`
         resolved by its customTag, a full compare with the venue, and the risk book's history
         from the venue's trades when the journal had none."""
-        day = self._day_start()
-        for f in self._journal_fills:  # today's P&L and owners' shares from our own record
-            if (f["vt"] or f["at_ms"]) >= day:
-                await self._ensure_spec(f["contract"])
-                self.book.add_trade(f["contract"], f["owner"], f["side"], f["size"], f["price"],
-                                    f["fees"], f["pnl"])
-        pending = [r for r in self.intents.values() if r["status"] == J.SENDING]
+        day = self.venue.day_start()
+        for f in journal_fills:  # today's P&L and owners' shares from our own record
+            if (f.vt or f.at_ms) >= day:
+                await self.venue.specs.ensure(f.contract)
+                self.blotter.replay_fill(f, day)
+        pending = self.blotter.unresolved()
         if pending:
             log.info("resolving %d intents left without a venue id", len(pending))
-            await asyncio.gather(*(self._resolve(r, since_restart=True) for r in pending))
+            await asyncio.gather(*(self.placer.resolve(r, since_restart=True) for r in pending))
         await self.reconcile(start=True)
-        if not self._risk_known:
-            trades = await self.client.search_trades(self.account.id,
+        if not risk_known:
+            trades = await self.client.search_trades(self.blotter.account_id,
                                                      self.clock.now_ms() - HISTORY_MS)
             await self.risk.bootstrap(
                 [(t.creation_timestamp, float(t.profit_and_loss or 0.0) - float(t.fees or 0.0))
                  for t in trades if t.creation_timestamp is not None and not t.voided],
-                self.book.balance)
+                self.blotter.book.balance)
 
-    async def _on_hub_open(self, agent: HubAgent) -> None:
+    async def on_hub_open(self, agent: HubAgent) -> None:
         await self._subscribe_hub(agent)
         self._hub_opens += 1
-        if self._hub_opens > 1 and self.ready:
+        if self._hub_opens > 1 and self.ready():
             # Nothing is replayed after a reconnect: read the gap back by REST.
             self.counters["hub_gap_reads"] += 1
-            asyncio.ensure_future(self._safe_reconcile())
+            asyncio.ensure_future(self.safe_reconcile())
 
     async def reconcile(self, start: bool = False) -> None:
         """Read the venue's orders (incl. suspended children), trades of the day, positions
         and account, and apply them: the venue is authoritative."""
         self.counters["reconciles"] += 1
-        self._diffs_now = 0
-        acc = self.account.id
-        day = self._day_start()
-        since = min([day] + [r["created_ms"] for r in self._open.values()
-                             if r.get("created_ms") and r["state"] not in TERMINAL])
+        venue, blotter = self.venue, self.blotter
+        venue.diffs_now = 0
+        acc = blotter.account_id
+        day = venue.day_start()
+        since = min([day] + [r.created_ms for r in blotter.working() if r.created_ms])
         orders = await self.client.search_orders(acc, since - SEARCH_MARGIN_MS)
         suspended: list[Order] = []
         while True:  # the venue caps a page at 100 rows
-            page, _ = await self.client.query_orders(acc, statuses=[1, 6, 7, 8], page_size=100,
-                                                     page_offset=len(suspended))
+            page, _ = await self.client.query_orders(
+                acc, statuses=[int(s) for s in sorted(WORKING_STATUSES)], page_size=100,
+                page_offset=len(suspended))
             suspended += page
             if len(page) < 100:
                 break
         seen = {o.id for o in orders}
-        venue_open = {o.id for o in orders if o.status in (1, 6, 7, 8)} | {o.id for o in suspended}
+        venue_open = {o.id for o in orders if o.status in WORKING_STATUSES} \
+            | {o.id for o in suspended}
         for o in sorted(orders + [o for o in suspended if o.id not in seen],
                         key=lambda o: (o.creation_timestamp or 0, o.id)):
-            before = self.orders.get(o.id, {}).get("state")
-            await self._apply_order(o, "rest")
-            after = self.orders.get(o.id, {}).get("state")
+            known = blotter.orders.get(o.id)
+            before = known.state if known is not None else None
+            await venue.apply_order(o, "rest")
+            known = blotter.orders.get(o.id)
+            after = known.state if known is not None else None
             if not start and before is not None and before != after:
-                self._diff(f"order {o.id}: {before} -> {after} found by REST")
+                venue.diff(f"order {o.id}: {before} -> {after} found by REST")
         # our working orders the venue no longer lists as open: ask for each
-        for oid, row in list(self.orders.items()):
-            if row["state"] not in TERMINAL and oid not in venue_open and oid not in seen:
+        for oid, row in list(blotter.orders.items()):
+            if not row.terminal and oid not in venue_open and oid not in seen:
                 try:
-                    o = await self.client.order_by_id(acc, oid)
-                    await self._apply_order(o, "rest")
+                    await venue.apply_order(await self.client.order_by_id(acc, oid), "rest")
                 except VenueError:
                     pass
         trades = await self.client.search_trades(acc, day)
         for t in sorted(trades, key=lambda t: t.id):
-            if t.id not in self.ledger.seen and not start:
-                self._diff(f"trade {t.id} found by REST")
-            await self._apply_trade(t, "rest")
-        seq = self._unposted_seq
+            if t.id not in blotter.ledger.seen and not start:
+                venue.diff(f"trade {t.id} found by REST")
+            await venue.apply_trade(t, "rest")
+        mark = blotter.position_read_started()
         positions = await self.client.search_open_positions(acc)
-        for c in list(self._unposted):   # fills known before this read are in its positions
-            self._unposted[c] = {o: v for o, v in self._unposted[c].items() if v[2] > seq}
-        held = {p.contract_id for p in positions}
+        blotter.position_read_done(mark)   # fills known before this read are in its positions
         for p in positions:
-            await self._apply_position(p)
-        for contract in list(self.book.held()):
-            if contract not in held:
-                self._diff(f"position {contract} flat at the venue")
-                self.book.set_venue_position(contract, 0, 0, None)
-                self._publish_due.add((ACCOUNT, contract))
+            await venue.apply_position(p)
+        for contract in blotter.flat_unless({p.contract_id for p in positions
+                                             if p.contract_id}):
+            venue.diff(f"position {contract} flat at the venue")
+            self.publisher.due.add((ACCOUNT, contract))
         for a in await self.client.search_accounts(only_active=True):
-            self._apply_account(a)
-        if self._diffs_now == 0 and self._alarms.get("reconcile_diff"):
-            self._alarms["reconcile_diff"] = False
-            self._alarm("reconcile_diff", False, "the venue and the gateway agree again")
+            venue.apply_account(a)
+        if venue.diffs_now == 0 and venue.diff_alarm:
+            venue.diff_alarm = False
+            self.publisher.alarm("reconcile_diff", False, "the venue and the gateway agree again")
 
-    def _diff(self, text: str) -> None:
-        self.counters["reconcile_diffs"] += 1
-        self._diffs_now += 1
-        self._alarms["reconcile_diff"] = True
-        self._alarm("reconcile_diff", True, f"the venue differed: {text} (corrected)")
-
-    async def _safe_reconcile(self) -> None:
+    async def safe_reconcile(self) -> None:
         try:
             await self.reconcile()
         except VenueError as exc:
             log.warning("reconcile failed: %s", exc)
 
-    async def _reconcile_loop(self) -> None:
+    async def loop(self) -> None:
         while True:
-            await self.clock.sleep(self.s.gateway_reconcile_interval)
-            await self._safe_reconcile()
+            await self.clock.sleep(self.interval_s)
+            await self.safe_reconcile()

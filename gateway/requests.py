@@ -13,12 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.gate import BUY, ORDER_TYPES, SELL, Intent
+from trading.venue_codes import OrderType
 
 #: the venue's OrderType per command type (projectx-api.md §4)
-VENUE_TYPE = {"limit": 1, "market": 2, "stop": 4, "trailing_stop": 5, "join_bid": 6,
-              "join_ask": 7}
-TYPE_NAME = {v: k for k, v in VENUE_TYPE.items()} | {3: "stop_limit", 0: "unknown"}
-SL_TYPE, TP_TYPE = 4, 1          # the venue wants a Stop stop-loss and a Limit take-profit
+VENUE_TYPE = {"limit": OrderType.LIMIT, "market": OrderType.MARKET, "stop": OrderType.STOP,
+              "trailing_stop": OrderType.TRAILING_STOP, "join_bid": OrderType.JOIN_BID,
+              "join_ask": OrderType.JOIN_ASK}
+TYPE_NAME = {int(v): k for k, v in VENUE_TYPE.items()} | {OrderType.STOP_LIMIT: "stop_limit",
+                                                          OrderType.UNKNOWN: "unknown"}
+#: the venue wants a Stop stop-loss and a Limit take-profit
+SL_TYPE, TP_TYPE = OrderType.STOP, OrderType.LIMIT
 MAX_TICKS = 1000
 
 _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")

@@ -1,180 +1,197 @@
-"""The venue's reports applied to the gateway's state: orders, trades, positions and the
-account, whether from the user hub or from a REST read (reconcile). Each order report goes
-through the order state machine, is journaled when it changed, and published."""
+"""The venue's reports applied: orders, trades, positions and the account, whether from the
+user hub or from a REST read (gateway/reconcile.py). Each is decoded from the venue's model
+into the blotter's plain report (trading/blotter.py), applied there, and what changed is
+journaled and published; a changed order is handed on (`on_order_changed`: the managed
+brackets), a changed position too (`on_position_changed`: the marks watch its quotes).
+Also the contracts' tick specs the P&L needs, fetched from the venue once per contract."""
 
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from chillly import topics
+from chillly.bus import Bus
+from chillly.calendar import session_start_ms
+from chillly.clock import Clock
 from chillly.messages import FillEvent
-from gateway import journal as J
-from gateway.book import ACCOUNT
-from gateway.state import GatewayState
+from gateway.journal import Journal
+from gateway.publishing import Publisher
+from topstepx.contracts import ContractNotFound, ContractResolver, symbol_of
+from topstepx.errors import VenueError
 from topstepx.hub import user_events
-from topstepx.models import Account, HalfTrade, Order, Position
+from topstepx.models import Account, Contract, HalfTrade, Order, Position
+from gateway.blotter import (
+    ACCOUNT,
+    AccountReport,
+    Blotter,
+    OrderReport,
+    PositionReport,
+    TradeReport,
+)
+from trading.orders.records import PLACED, OrderRecord
+from gateway.book import Spec
 
 log = logging.getLogger("gateway")
 
 
-class VenueEvents(GatewayState):
+def order_report(o: Order) -> OrderReport:
+    return OrderReport(
+        order_id=o.id, account_id=o.account_id, contract=o.contract_id, side=o.side,
+        size=o.size, order_type=o.type, status=o.status, fill_volume=o.fill_volume,
+        filled_price=o.filled_price, limit_price=o.limit_price, stop_price=o.stop_price,
+        custom_tag=o.custom_tag, parent_id=o.parent_order_id, created_ms=o.creation_timestamp,
+        updated_ms=o.update_timestamp)
+
+
+def trade_report(t: HalfTrade) -> TradeReport:
+    return TradeReport(
+        trade_id=t.id, order_id=t.order_id, account_id=t.account_id, contract=t.contract_id,
+        side=t.side, size=t.size, price=t.price,
+        fees=float(t.fees or 0.0) + float(t.commissions or 0.0), pnl=t.profit_and_loss,
+        created_ms=t.creation_timestamp, voided=bool(t.voided))
+
+
+def position_report(p: Position) -> PositionReport:
+    return PositionReport(contract=p.contract_id, side=p.type, size=p.size,
+                          avg_price=p.average_price, account_id=p.account_id,
+                          created_ms=p.creation_timestamp)
+
+
+class Specs:
+    """Each contract's tick size and value (what P&L and the tick grid need), from the venue."""
+
+    def __init__(self, resolver: ContractResolver, blotter: Blotter) -> None:
+        self.resolver, self.specs = resolver, blotter.book.specs
+
+    def of_contract(self, contract: Contract) -> Spec:
+        spec = Spec(float(contract.tick_size or 0.0), float(contract.tick_value or 0.0),
+                    symbol_of(contract))
+        self.specs[contract.id] = spec
+        return spec
+
+    def of(self, contract_id: str) -> Spec:
+        return self.specs.get(contract_id) or Spec(0.0, 0.0, contract_id)
+
+    async def ensure(self, contract_id: str) -> None:
+        if contract_id and contract_id not in self.specs:
+            try:
+                self.of_contract(await self.resolver.resolve(contract_id))
+            except (ContractNotFound, VenueError) as exc:
+                log.warning("no metadata for %s: %s", contract_id, exc)
+
+
+async def _nothing(_order: OrderRecord) -> None:
+    return None
+
+
+class VenueEvents:
     """Applies venue orders, trades, positions and accounts; the user hub's handlers."""
 
-    def _owner_for(self, order: Order) -> tuple[str, str | None, int | None]:
-        """(owner, client_id, parent_id) of a venue order, from its customTag or its parent."""
-        tag = order.custom_tag or ""
-        parent = order.parent_order_id
-        if tag in self.by_tag:
-            rec = self.intents[self.by_tag[tag]]
-            return rec["owner"], rec["client_id"], rec["parent_id"] or parent
-        for suffix in ("-SL", "-TP"):
-            if tag.endswith(suffix) and tag[:-len(suffix)] in self.by_tag:
-                rec = self.intents[self.by_tag[tag[:-len(suffix)]]]
-                return rec["owner"], tag, parent
-        if parent is not None and parent in self.orders:
-            return self.orders[parent]["owner"], tag or None, parent
-        return "external", tag or None, parent
+    def __init__(self, blotter: Blotter, journal: Journal, publisher: Publisher, specs: Specs,
+                 bus: Bus, clock: Clock, counters: dict[str, int]) -> None:
+        self.blotter, self.journal, self.publisher, self.specs = blotter, journal, publisher, specs
+        self.bus, self.clock, self.counters = bus, clock, counters
+        #: wired by the service: the managed brackets, the marks (gateway/process.py)
+        self.on_order_changed: Callable[[OrderRecord], Awaitable[None]] = _nothing
+        self.on_position_changed: Callable[[], None] = lambda: None
+        #: differences found with the venue since the current compare began, and the alarm
+        self.diffs_now = 0
+        self.diff_alarm = False
 
-    async def _apply_order(self, order: Order, source: str) -> None:
-        if order.account_id not in (None, self.account.id):
+    def day_start(self) -> int:
+        return session_start_ms(self.clock.now_ms())
+
+    def diff(self, text: str) -> None:
+        """The venue differed from what the gateway knew (it is authoritative): counted, alarm."""
+        self.counters["reconcile_diffs"] += 1
+        self.diffs_now += 1
+        self.diff_alarm = True
+        self.publisher.alarm("reconcile_diff", True, f"the venue differed: {text} (corrected)")
+
+    async def apply_order(self, order: Order, source: str) -> None:
+        ch = self.blotter.apply_order(order_report(order), self.clock.now_ms())
+        if ch is None:
             return
-        known = self.orders.get(order.id)
-        if known is not None:
-            owner, cid, parent = known["owner"], known["client_id"], known["parent_id"]
-            if owner == "external":
-                owner, cid, parent = self._owner_for(order)
-        else:
-            owner, cid, parent = self._owner_for(order)
-            if owner == "external":
-                self.counters["external_adopted"] += 1
-                log.info("adopted external order %d (%s)", order.id, order.contract_id)
-        # A hub event can beat the place() reply: it resolves the intent too.
-        managed = False
-        if order.custom_tag in self.by_tag:
-            rec = self.intents[self.by_tag[order.custom_tag]]
-            if rec["custom_tag"] == order.custom_tag:
-                managed = bool(rec.get("managed"))
-                if rec["status"] == J.SENDING and rec.get("order_id") is None:
-                    rec["order_id"] = order.id
-                elif rec["status"] == J.NOT_PLACED and order.status != 5:
-                    # it reached the venue after the bounded wait after all: adopt it
-                    self._resolve_soon(rec, J.PLACED, order.id)
-                    self._diff(f"order {order.id} ({rec['client_id']}) arrived after it was "
-                               "recorded as not placed; adopted")
-        base = known or {}
-        size = order.size if order.size is not None else base.get("size", 0)
-        tr = self.machine.apply(order.id, order.status, size, order.fill_volume,
-                                order.filled_price, order.limit_price, order.stop_price)
-        st = self.machine.orders.get(order.id)
-        if tr.refused:
-            log.info("order %d: %s (%s report refused)", order.id, tr.why, source)
-        if st is None:
-            return
-        row = {"order_id": order.id, "account": self.account.id, "client_id": cid,
-               "owner": owner, "contract": order.contract_id or base.get("contract", ""),
-               "side": order.side if order.side is not None else base.get("side", 0),
-               "size": st.size,
-               "order_type": order.type if order.type is not None else base.get("order_type", 0),
-               "status": st.status, "state": st.state, "fill_volume": st.fill_volume,
-               "filled_price": st.filled_price, "limit_price": st.limit_price,
-               "stop_price": st.stop_price, "custom_tag": order.custom_tag,
-               "parent_id": parent,
-               "created_ms": order.creation_timestamp or base.get("created_ms"),
-               "updated_ms": order.update_timestamp or self.clock.now_ms()}
-        changed = tr.changed or known is None or known.get("owner") != owner \
-            or known.get("state") != st.state
-        if managed or base.get("managed"):
-            row["managed"] = True
-        grew = st.fill_volume - int(base.get("fill_volume") or 0)
-        if grew > 0 and row["contract"]:
-            self._unposted_seq += 1
-            mine = self._unposted.setdefault(row["contract"], {})
-            mine[order.id] = (row["side"], mine.get(order.id, (0, 0, 0, 0.0))[1] + grew,
-                              self._unposted_seq, time.monotonic())
-        self._store_order(row)
-        if changed:
+        if ch.adopted:
+            self.counters["external_adopted"] += 1
+            log.info("adopted external order %d (%s)", order.id, order.contract_id)
+        if ch.late is not None:
+            ch.late.resolve(PLACED, order.id, None, None, self.clock.now_ms())
+            self.journal.resolve_soon(ch.late)
+            self.diff(f"order {order.id} ({ch.late.client_id}) arrived after it was recorded "
+                      "as not placed; adopted")
+        if ch.refused:
+            log.info("order %d: %s (%s report refused)", order.id, ch.refused, source)
+        if ch.changed:
             # Appended in arrival order by the writer thread; not awaited, so the hub is never
             # held up by a disk (a crash loses at most what the venue still has: the restart
             # reads orders and today's trades back).
-            self.journal.write_soon(self.journal.order_job(
-                {k: v for k, v in row.items() if k != "managed"}, self.clock.now_ms(), source,
-                True))
-            self._publish_order(row)
-            await self._on_order_changed(row)
+            self.journal.write_soon(self.journal.order_job(ch.order, self.clock.now_ms(),
+                                                           source, True))
+            self.publisher.order(ch.order)
+            await self.on_order_changed(ch.order)
 
-    async def _apply_trade(self, t: HalfTrade, source: str) -> None:
-        if t.account_id not in (None, self.account.id) or t.order_id is None:
+    async def apply_trade(self, t: HalfTrade, source: str) -> None:
+        report = trade_report(t)
+        if self.blotter.trade_is_new(report):
+            await self.specs.ensure(report.contract or "")
+        taken = self.blotter.apply_trade(report, self.clock.now_ms(), self.day_start())
+        if taken is None:
             return
-        if t.id in self.ledger.seen:
-            self.ledger.add(t.id)
-            return
-        order = self.orders.get(t.order_id)
-        owner = order["owner"] if order else "external"
-        cid = order["client_id"] if order else None
-        row: dict[str, Any] = {"trade_id": t.id, "account": self.account.id, "order_id": t.order_id,
-               "owner": owner, "client_id": cid, "contract": t.contract_id or "",
-               "side": t.side or 0, "size": t.size or 0, "price": float(t.price or 0.0),
-               "fees": float(t.fees or 0.0) + float(t.commissions or 0.0),
-               "pnl": t.profit_and_loss, "vt": t.creation_timestamp,
-               "at_ms": self.clock.now_ms()}
-        self.ledger.add(t.id)
-        self.journal.write_soon(self.journal.fill_job(row))
+        fill = taken.fill
+        self.journal.write_soon(self.journal.fill_job(fill))   # the venue's P&L
         self.counters["fills"] += 1
-        await self._ensure_spec(row["contract"])
-        own: float | None = None   # the owner's P&L of this fill (the journal keeps the venue's)
-        if t.creation_timestamp is None or t.creation_timestamp >= self._day_start():
-            own = self.book.add_trade(row["contract"], owner, row["side"], row["size"],
-                                      row["price"], row["fees"], row["pnl"], bool(t.voided))
-        self.bus.publish(topics.fill_event(self.account.id, owner), FillEvent(
-            account=self.account.id, trade_id=t.id, order_id=t.order_id,
-            contract=row["contract"], side=row["side"], size=row["size"], price=row["price"],
-            owner=owner, client_id=cid, fees=row["fees"], pnl=own, vt=row["vt"]))
-        self._publish_due.add((owner, row["contract"]))
+        self.bus.publish(topics.fill_event(fill.account, fill.owner), FillEvent(
+            account=fill.account, trade_id=fill.trade_id, order_id=fill.order_id,
+            contract=fill.contract, side=fill.side, size=fill.size, price=fill.price,
+            owner=fill.owner, client_id=fill.client_id, fees=fill.fees, pnl=taken.owner_pnl,
+            vt=fill.vt))
+        self.publisher.due.add((fill.owner, fill.contract))
 
-    async def _apply_position(self, p: Position) -> None:
-        if p.account_id not in (None, self.account.id) or not p.contract_id:
+    async def apply_position(self, p: Position) -> None:
+        if p.account_id not in (None, self.blotter.account_id) or not p.contract_id:
             return
-        await self._ensure_spec(p.contract_id)
-        self._unposted.pop(p.contract_id, None)   # the venue's position now includes them
-        if self.book.set_venue_position(p.contract_id, p.type or 0, p.size or 0,
-                                        p.average_price, p.creation_timestamp):
-            self._publish_due.add((ACCOUNT, p.contract_id))
-            self._watch_quotes()
+        await self.specs.ensure(p.contract_id)
+        if self.blotter.apply_position(position_report(p)):
+            self.publisher.due.add((ACCOUNT, p.contract_id))
+            self.on_position_changed()
 
-    def _apply_account(self, a: Account) -> None:
-        if a.id != self.account.id:
-            return
-        if a.balance is not None:
-            self.book.balance = float(a.balance)
-        if a.can_trade is not None:
-            self.book.can_trade = bool(a.can_trade)
+    def apply_account(self, a: Account) -> None:
+        self.blotter.apply_account(AccountReport(a.id, a.balance, a.can_trade))
+
+    def subscribe(self, hub: Any) -> None:
+        """The user hub's events, applied as they come."""
+        hub.on("GatewayUserOrder", self._hub_order)
+        hub.on("GatewayUserTrade", self._hub_trade)
+        hub.on("GatewayUserPosition", self._hub_position)
+        hub.on("GatewayUserAccount", self._hub_account)
 
     async def _hub_order(self, args: list[Any]) -> None:
         for _action, data in user_events(args):
             try:
-                await self._apply_order(Order.model_validate(data), "hub")
+                await self.apply_order(Order.model_validate(data), "hub")
             except ValueError as exc:
                 log.warning("bad order event from the hub: %s", exc)
 
     async def _hub_trade(self, args: list[Any]) -> None:
         for _action, data in user_events(args):
             try:
-                await self._apply_trade(HalfTrade.model_validate(data), "hub")
+                await self.apply_trade(HalfTrade.model_validate(data), "hub")
             except ValueError as exc:
                 log.warning("bad trade event from the hub: %s", exc)
 
     async def _hub_position(self, args: list[Any]) -> None:
         for _action, data in user_events(args):
             try:
-                await self._apply_position(Position.model_validate(data))
+                await self.apply_position(Position.model_validate(data))
             except ValueError as exc:
                 log.warning("bad position event from the hub: %s", exc)
 
     async def _hub_account(self, args: list[Any]) -> None:
         for _action, data in user_events(args):
             try:
-                self._apply_account(Account.model_validate(data))
+                self.apply_account(Account.model_validate(data))
             except ValueError as exc:
                 log.warning("bad account event from the hub: %s", exc)

@@ -10,12 +10,18 @@ import pytest
 
 from gateway.journal import Journal, read_only
 from gateway.migrations import MIGRATIONS
+from trading.orders.records import PLACED, FillRecord, IntentRecord, OrderRecord
 
 
-def _intent(cid: str) -> dict[str, object]:
-    return {"client_id": cid, "custom_tag": cid, "owner": "manual", "account": 1001,
-            "contract": "CON.F.US.EP.Z26", "side": 0, "size": 1, "order_type": "market",
-            "managed": 0, "created_ms": 1, "status": "sending"}
+def _intent(cid: str) -> IntentRecord:
+    return IntentRecord(client_id=cid, owner="manual", account=1001, contract="CON.F.US.EP.Z26",
+                        side=0, size=1, order_type="market", created_ms=1)
+
+
+def _fill(at_ms: int) -> FillRecord:
+    return FillRecord(trade_id=1, account=1001, order_id=99, owner="manual", client_id=None,
+                      contract="C", side=0, size=1, price=1.0, fees=0.0, pnl=None, vt=None,
+                      at_ms=at_ms)
 
 
 async def test_intents_commit_together_and_read_back(tmp_path: Path) -> None:
@@ -27,20 +33,19 @@ async def test_intents_commit_together_and_read_back(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.IntegrityError):
         await j.add_intent(_intent("manual-7"))  # a client id is journaled once
     assert j.commits < 200  # queued writes shared commits (group commit)
-    await j.resolve_intent("manual-3", "placed", 5, order_id=99)
-    assert await j.add_fill({"trade_id": 1, "account": 1001, "order_id": 99, "owner": "manual",
-                             "contract": "C", "side": 0, "size": 1, "price": 1.0, "at_ms": 5})
-    assert not await j.add_fill({"trade_id": 1, "account": 1001, "order_id": 99,
-                                 "owner": "manual", "contract": "C", "side": 0, "size": 1,
-                                 "price": 1.0, "at_ms": 6})
+    placed = _intent("manual-3")
+    placed.resolve(PLACED, 99, None, None, 5)
+    await j.resolve_intent(placed)
+    assert await j.add_fill(_fill(5))
+    assert not await j.add_fill(_fill(6))
     await j.close()
     conn = read_only(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     j2 = Journal(path)
     again = await j2.open()
     assert len(again.intents) == 200 and len(again.fills) == 1
-    row = next(r for r in again.intents if r["client_id"] == "manual-3")
-    assert row["status"] == "placed" and row["order_id"] == 99
+    rec = next(r for r in again.intents if r.client_id == "manual-3")
+    assert rec.status == PLACED and rec.order_id == 99 and rec.managed is False
     await j2.close()
 
 
@@ -61,11 +66,12 @@ async def test_background_writes_the_disk_refuses_wait_and_land_in_order(
         if disk["full"]:
             disk["full"] -= 1
             raise sqlite3.OperationalError("database or disk is full")
-    row = {"order_id": 5, "account": 1001, "owner": "manual", "contract": "C", "side": 0,
-           "size": 1, "order_type": 1, "status": 1, "state": "working", "fill_volume": 0}
-    j.write_soon(j.order_job(row, 1, "hub", True))
+    order = OrderRecord(order_id=5, size=1, state="working", status=1, account=1001,
+                        owner="manual", contract="C", side=0, order_type=1)
+    j.write_soon(j.order_job(order, 1, "hub", True))
     j.write_soon(refusing)                                 # the disk is full from here
-    j.write_soon(j.order_job({**row, "status": 3, "state": "cancelled"}, 2, "hub", True))
+    order.status, order.state = 3, "cancelled"             # the job took the row as it was
+    j.write_soon(j.order_job(order, 2, "hub", True))
     for _ in range(100):
         if j.backlog == 0:
             break

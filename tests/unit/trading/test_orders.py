@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.book import Book, Spec
-from gateway.gate import BUY, LONG, SELL, SHORT, QuoteView
-from gateway.orders import (ACCEPTED, CANCELLED, FILLED, PARTIAL, REJECTED, WORKING, FillLedger,
-                            OrderBookMachine)
+from trading.orders.machine import (
+    ACCEPTED,
+    CANCELLED,
+    FILLED,
+    PARTIAL,
+    REJECTED,
+    WORKING,
+    FillLedger,
+    OrderBookMachine,
+)
 from gateway.requests import Invalid, build_intent, leg_prices, parse_submit, venue_brackets
+from trading.venue_codes import Side
+
+BUY, SELL = Side.BUY, Side.SELL
 
 
 def test_lifecycle_and_refusals() -> None:
@@ -68,18 +77,3 @@ def test_brackets_signed_as_the_venue_wants() -> None:
     assert venue_brackets(SELL, 10, 20) == ({"ticks": 10, "type": 4}, {"ticks": -20, "type": 1})
     assert leg_prices(BUY, 100.0, 0.25, 4, 8) == (99.0, 102.0)
     assert leg_prices(SELL, 100.0, 0.25, 4, 8) == (101.0, 98.0)
-
-
-def test_book_pnl_per_owner_and_marks() -> None:
-    b = Book(1)
-    b.specs["ES"] = Spec(0.25, 12.5, "ES")
-    b.add_trade("ES", "alpha", BUY, 2, 100.0, 1.4, None)
-    b.add_trade("ES", "alpha", SELL, 3, 101.0, 2.1, 100.0)   # close 2 (+100), open short 1
-    share = b.owners[("alpha", "ES")]
-    assert share.qty == -1 and share.avg == 101.0 and share.realized == 96.5
-    assert b.realized() == 96.5
-    b.set_venue_position("ES", SHORT, 1, 101.0)
-    b.set_quote(QuoteView("ES", 100.5, 100.75, 100.5, 0))
-    assert b.open_pnl() == 12.5                       # short marked at the ask
-    b.set_venue_position("ES", LONG, 1, 100.0)
-    assert b.open_pnl() == 25.0                       # long marked at the bid

@@ -1,4 +1,4 @@
-"""The order state machine and the fill ledger: a pure core (no I/O, no clock).
+"""The order state machine and the fill ledger (pure: no I/O, no clock).
 
 The venue reports an order's `status` (projectx-api.md §4) and `fillVolume`; the gateway maps
 them onto its own states and refuses what cannot happen, so a stale REST read, a replayed hub
@@ -15,23 +15,32 @@ event or a bug upstream can never move an order backwards:
 - terminal: filled (2), cancelled (3), expired (4), rejected (5). A terminal order never
   changes state again; the same terminal report twice is a harmless repeat.
 
-Refused transitions (terminal -> anything else, fill volume going down) and repeated trade ids
-are counted in `counters` so a heartbeat shows them.
+A report older than what is known (an earlier state, or fewer lots filled) is refused and
+changes nothing. Refused transitions and repeated trade ids are counted in `counters` so a
+heartbeat shows them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-ACCEPTED, WORKING, PARTIAL = "accepted", "working", "partially_filled"
-FILLED, CANCELLED, REJECTED, EXPIRED = "filled", "cancelled", "rejected", "expired"
-STATES = (ACCEPTED, WORKING, PARTIAL, FILLED, CANCELLED, REJECTED, EXPIRED)
-TERMINAL = frozenset({FILLED, CANCELLED, REJECTED, EXPIRED})
+from trading.orders.records import (
+    ACCEPTED,
+    CANCELLED,
+    EXPIRED,
+    FILLED,
+    PARTIAL,
+    REJECTED,
+    STATES,
+    TERMINAL,
+    WORKING,
+    OrderRecord,
+)
+from trading.venue_codes import WORKING_STATUSES, OrderStatus
 
-# OrderStatus (projectx-api.md §4)
-S_OPEN, S_FILLED, S_CANCELLED, S_EXPIRED, S_REJECTED, S_PENDING, S_PENDING_CANCEL, S_SUSPENDED = \
-    1, 2, 3, 4, 5, 6, 7, 8
-WORKING_STATUSES = (S_OPEN, S_PENDING, S_PENDING_CANCEL, S_SUSPENDED)
+__all__ = ["ACCEPTED", "CANCELLED", "EXPIRED", "FILLED", "PARTIAL", "REJECTED", "STATES",
+           "TERMINAL", "WORKING", "WORKING_STATUSES", "FillLedger", "OrderBookMachine",
+           "Transition", "state_of"]
 
 _ALLOWED: dict[str, frozenset[str]] = {
     ACCEPTED: frozenset(STATES),
@@ -42,17 +51,17 @@ _ALLOWED: dict[str, frozenset[str]] = {
 
 def state_of(status: int | None, fill_volume: int, size: int) -> str | None:
     """The gateway state for a venue status and fill volume; None for an unknown status."""
-    if status == S_FILLED:
+    if status == OrderStatus.FILLED:
         return FILLED
-    if status == S_CANCELLED:
+    if status == OrderStatus.CANCELLED:
         return CANCELLED
-    if status == S_EXPIRED:
+    if status == OrderStatus.EXPIRED:
         return EXPIRED
-    if status == S_REJECTED:
+    if status == OrderStatus.REJECTED:
         return REJECTED
-    if status == S_PENDING:
+    if status == OrderStatus.PENDING:
         return PARTIAL if 0 < fill_volume < size else ACCEPTED
-    if status in (S_OPEN, S_PENDING_CANCEL, S_SUSPENDED):
+    if status in (OrderStatus.OPEN, OrderStatus.PENDING_CANCELLATION, OrderStatus.SUSPENDED):
         return PARTIAL if 0 < fill_volume < size else WORKING
     return None
 
@@ -68,32 +77,11 @@ class Transition:
 
 
 @dataclass
-class OrderState:
-    """What the gateway knows of one venue order."""
-
-    order_id: int
-    size: int
-    state: str = ACCEPTED
-    status: int = S_PENDING
-    fill_volume: int = 0
-    filled_price: float | None = None
-    limit_price: float | None = None
-    stop_price: float | None = None
-
-    @property
-    def terminal(self) -> bool:
-        return self.state in TERMINAL
-
-    @property
-    def remaining(self) -> int:
-        return 0 if self.terminal else max(0, self.size - self.fill_volume)
-
-
-@dataclass
 class OrderBookMachine:
-    """Every order's state, keyed by venue id, with counters of what was refused."""
+    """Every order's record, keyed by venue id, with counters of what was refused. The records
+    are the blotter's (one copy of each order): this decides only their state fields."""
 
-    orders: dict[int, OrderState] = field(default_factory=dict)
+    orders: dict[int, OrderRecord] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=lambda: {
         "invalid_transitions": 0, "repeated_reports": 0, "unknown_statuses": 0})
 
@@ -108,9 +96,14 @@ class OrderBookMachine:
         if new is None:
             self.counters["unknown_statuses"] += 1
             return Transition(False, True, f"unknown status {status!r}")
-        if cur is None:
-            self.orders[order_id] = OrderState(order_id, size_v, new, int(status or 0), fill_v,
-                                               filled_price, limit_price, stop_price)
+        if cur is None or not cur.reported:
+            # the first report of an order: taken as it is (nothing older is known)
+            if cur is None:
+                cur = self.orders[order_id] = OrderRecord(order_id, size_v)
+            cur.size, cur.state, cur.status, cur.fill_volume = size_v, new, int(status or 0), fill_v
+            cur.filled_price, cur.limit_price, cur.stop_price = \
+                filled_price, limit_price, stop_price
+            cur.reported = True
             return Transition(True)
         if cur.terminal:
             if new == cur.state and fill_v == cur.fill_volume:

@@ -1,0 +1,449 @@
+"""The blotter: the one owner of what the gateway knows of its account (pure: no I/O, no clock).
+
+Venue reports go in (orders, trades, positions, the account: from the user hub or a REST read,
+already decoded into the plain reports below), typed changes come out (what changed, for the
+gateway to journal, publish and act on), and `view(now_ms)` builds the picture the risk gate
+judges. Time is always given by the caller.
+
+The gate's view counts every order that may still fill, not only the venue's working orders:
+- intents in flight: passed the gate, not yet a venue order (`judged`), and intents whose
+  place call had no clear answer (status `sending`) while they are resolved by tag;
+- fills not yet in a position: the venue reports an order's fill before the Position event
+  that includes it; such a fill is counted as a working order until a position report for
+  its contract arrives, for at most `unposted_ms` (a Position event normally follows in ms).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from gateway.gate import ACTIVE, BookView, Intent, WorkingOrder
+from trading.orders.machine import FillLedger, OrderBookMachine
+from gateway.requests import TYPE_NAME, VENUE_TYPE
+from trading.orders.records import (
+    EXTERNAL,
+    NOT_PLACED,
+    SENDING,
+    FillRecord,
+    IntentRecord,
+    OrderRecord,
+)
+from gateway.book import ACCOUNT, Book
+from trading.venue_codes import OrderStatus
+
+
+
+# --------------------------------------------------------------------------- what goes in
+
+
+@dataclass(frozen=True)
+class OrderReport:
+    """The venue's report of one order (venue codes as the venue's integers; None: absent)."""
+
+    order_id: int
+    account_id: int | None = None
+    contract: str | None = None
+    side: int | None = None
+    size: int | None = None
+    order_type: int | None = None
+    status: int | None = None
+    fill_volume: int | None = None
+    filled_price: float | None = None
+    limit_price: float | None = None
+    stop_price: float | None = None
+    custom_tag: str | None = None
+    parent_id: int | None = None
+    created_ms: int | None = None
+    updated_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class TradeReport:
+    """One venue half-trade. `fees` = the venue's fees plus commissions."""
+
+    trade_id: int
+    order_id: int | None
+    account_id: int | None = None
+    contract: str | None = None
+    side: int | None = None
+    size: int | None = None
+    price: float | None = None
+    fees: float = 0.0
+    pnl: float | None = None
+    created_ms: int | None = None
+    voided: bool = False
+
+
+@dataclass(frozen=True)
+class PositionReport:
+    """The venue's net position of one contract (`side` PositionType; flat: 0 and size 0)."""
+
+    contract: str | None
+    side: int | None
+    size: int | None
+    avg_price: float | None = None
+    account_id: int | None = None
+    created_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class AccountReport:
+    account_id: int
+    balance: float | None = None
+    can_trade: bool | None = None
+
+
+# --------------------------------------------------------------------------- what comes out
+
+
+@dataclass(frozen=True)
+class OrderChange:
+    """The outcome of one order report.
+
+    `changed`: something the gateway journals and publishes changed (or the order is new to
+    it). `refused`: why the state machine refused the report ("" if applied). `adopted`: an
+    order the gateway did not place, seen for the first time (owner "external"). `late`: an
+    intent recorded as not placed that the venue holds after all (the gateway records it
+    placed and reports the difference). `was`: the order's state before the report."""
+
+    order: OrderRecord
+    changed: bool
+    refused: str = ""
+    adopted: bool = False
+    late: IntentRecord | None = None
+    was: str | None = None
+
+
+@dataclass(frozen=True)
+class TradeTaken:
+    """A half-trade taken: the fill as the venue reported it (its `pnl` is against the
+    account's average) and the owner's P&L of it against the owner's own average (fees apart;
+    None when it opens or adds, or is not of today): what the owner is told."""
+
+    fill: FillRecord
+    owner_pnl: float | None
+
+
+# --------------------------------------------------------------------------- the blotter
+
+
+@dataclass
+class _Unposted:
+    side: int
+    qty: int
+    seq: int
+    at_ms: int
+
+
+@dataclass
+class Blotter:
+    """What the gateway knows of one account: intents, orders, fills, positions, the account's
+    balance and trading state, and what the gate has let through but the venue does not show
+    yet."""
+
+    account_id: int
+    account_name: str = ""
+    #: how long a fill without its position report is still counted by the gate (market ms)
+    unposted_ms: int = 500
+    book: Book = field(init=False)
+    machine: OrderBookMachine = field(default_factory=OrderBookMachine)
+    ledger: FillLedger = field(default_factory=FillLedger)
+    intents: dict[str, IntentRecord] = field(default_factory=dict)
+    trading_state: str = ACTIVE
+    _by_tag: dict[str, str] = field(default_factory=dict)
+    _open: dict[int, OrderRecord] = field(default_factory=dict)
+    _placed_cids: set[str] = field(default_factory=set)
+    _reserved: set[str] = field(default_factory=set)
+    _inflight: dict[str, Intent] = field(default_factory=dict)
+    _unposted: dict[str, dict[int, _Unposted]] = field(default_factory=dict)
+    _unposted_seq: int = 0
+
+    def __post_init__(self) -> None:
+        self.book = Book(self.account_id, self.account_name)
+
+    # ------------------------------------------------------------------ loading
+
+    def load(self, intents: Iterable[IntentRecord], orders: Iterable[OrderRecord],
+             fills: Iterable[FillRecord]) -> None:
+        """What the journal held at start: orders as last reported, trade ids seen."""
+        for rec in intents:
+            self.intents[rec.client_id] = rec
+            self._by_tag[rec.custom_tag] = rec.client_id
+        for o in orders:
+            o.reported = True
+            self._store(o)
+        for rec in self.intents.values():
+            if rec.managed and rec.order_id in self.orders:
+                self.orders[rec.order_id].managed = True
+        for f in fills:
+            self.ledger.seen.add(f.trade_id)
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def orders(self) -> dict[int, OrderRecord]:
+        """Every order known, by venue id (read-only for callers: reports change them)."""
+        return self.machine.orders
+
+    def working(self, contract: str | None = None, owner: str | None = None
+                ) -> list[OrderRecord]:
+        """Orders that may still fill, of a contract and/or an owner."""
+        return [r for r in self._open.values() if not r.terminal
+                and (contract is None or r.contract == contract)
+                and (owner is None or r.owner == owner)]
+
+    def intent_of_tag(self, tag: str | None) -> IntentRecord | None:
+        cid = self._by_tag.get(tag or "")
+        return self.intents.get(cid) if cid is not None else None
+
+    def legs_of(self, entry_id: int) -> list[IntentRecord]:
+        """The gateway's own protective legs asked for an entry (managed brackets)."""
+        return [r for r in self.intents.values() if r.parent_id == entry_id]
+
+    def order_of_client(self, client_id: str) -> OrderRecord | None:
+        rec = self.intents.get(client_id)
+        return self.orders.get(rec.order_id) if rec is not None and rec.order_id else None
+
+    def unresolved(self) -> list[IntentRecord]:
+        """Intents whose place call has no clear answer yet."""
+        return [r for r in self.intents.values() if r.status == SENDING]
+
+    # ------------------------------------------------------------------ the order path
+
+    def reserve(self, client_id: str) -> IntentRecord | None | bool:
+        """Claim a client id for a submit. False if it is taken: the intent that has it (or
+        None while another submit of it is under way, not yet journaled); True if claimed."""
+        if client_id in self.intents:
+            return self.intents[client_id]
+        if client_id in self._reserved:
+            return None
+        self._reserved.add(client_id)
+        return True
+
+    def judged(self, intent: Intent) -> None:
+        """The gate let it through: counted as working until the venue's order exists."""
+        self._inflight[intent.client_id] = intent
+
+    def release(self, client_id: str) -> None:
+        """The submit is over (placed, refused or unknown: the intent now speaks for it)."""
+        self._reserved.discard(client_id)
+        self._inflight.pop(client_id, None)
+
+    def new_intent(self, client_id: str, owner: str, contract: str, side: int, size: int,
+                   order_type: str, now_ms: int, *, limit_price: float | None = None,
+                   stop_price: float | None = None, trail_ticks: int | None = None,
+                   sl_ticks: int | None = None, tp_ticks: int | None = None,
+                   parent_id: int | None = None) -> IntentRecord:
+        return IntentRecord(client_id=client_id, owner=owner, account=self.account_id,
+                            contract=contract, side=side, size=size, order_type=order_type,
+                            limit_price=limit_price, stop_price=stop_price,
+                            trail_ticks=trail_ticks, sl_ticks=sl_ticks, tp_ticks=tp_ticks,
+                            parent_id=parent_id, created_ms=now_ms)
+
+    def add_intent(self, rec: IntentRecord) -> None:
+        """An intent now in the journal (also after a retag: the new tag finds it)."""
+        self.intents[rec.client_id] = rec
+        self._by_tag[rec.custom_tag] = rec.client_id
+
+    def placed(self, rec: IntentRecord, order_id: int, managed: bool) -> OrderRecord:
+        """The venue took the intent as `order_id`: an accepted order until its first report
+        (unless a report already brought it)."""
+        order = self.orders.get(order_id)
+        if order is None:
+            order = OrderRecord(
+                order_id=order_id, size=rec.size, account=self.account_id,
+                client_id=rec.client_id, owner=rec.owner, contract=rec.contract, side=rec.side,
+                order_type=VENUE_TYPE[rec.order_type], limit_price=rec.limit_price,
+                stop_price=rec.stop_price, custom_tag=rec.custom_tag, parent_id=rec.parent_id,
+                created_ms=rec.created_ms, updated_ms=rec.created_ms, reported=False)
+            self._store(order)
+        if managed:
+            order.managed = True
+        return order
+
+    # ------------------------------------------------------------------ venue reports
+
+    def apply_order(self, r: OrderReport, now_ms: int) -> OrderChange | None:
+        """One order report through the state machine. None: not this account's, or an
+        unknown status on an order never seen."""
+        if r.account_id not in (None, self.account_id):
+            return None
+        known = self.orders.get(r.order_id)
+        was = known.state if known is not None else None
+        prev_owner = known.owner if known is not None else None
+        prev_fill = known.fill_volume if known is not None else 0
+        adopted = False
+        if known is not None and known.owner != EXTERNAL:
+            owner, cid, parent = known.owner, known.client_id, known.parent_id
+        else:
+            owner, cid, parent = self._owner_for(r)
+            adopted = known is None and owner == EXTERNAL
+        # A report can beat the place() reply: it resolves the intent too.
+        managed, late = False, None
+        rec = self.intent_of_tag(r.custom_tag)
+        if rec is not None and rec.custom_tag == r.custom_tag:
+            managed = rec.managed
+            if rec.status == SENDING and rec.order_id is None:
+                rec.order_id = r.order_id
+            elif rec.status == NOT_PLACED and r.status != OrderStatus.REJECTED:
+                late = rec          # it reached the venue after the bounded wait after all
+        size = r.size if r.size is not None else (known.size if known is not None else 0)
+        tr = self.machine.apply(r.order_id, r.status, size, r.fill_volume, r.filled_price,
+                                r.limit_price, r.stop_price)
+        order = self.orders.get(r.order_id)
+        if order is None:
+            return None
+        order.account, order.client_id, order.owner, order.parent_id = \
+            self.account_id, cid, owner, parent
+        order.contract = r.contract or order.contract
+        order.side = r.side if r.side is not None else order.side
+        order.order_type = r.order_type if r.order_type is not None else order.order_type
+        order.custom_tag = r.custom_tag
+        order.created_ms = r.created_ms or order.created_ms
+        order.updated_ms = r.updated_ms or now_ms
+        order.managed = order.managed or managed
+        order.reports += 1
+        changed = tr.changed or known is None or prev_owner != owner or was != order.state
+        grew = order.fill_volume - prev_fill
+        if grew > 0 and order.contract:
+            self._unposted_seq += 1
+            mine = self._unposted.setdefault(order.contract, {})
+            before = mine.get(order.order_id)
+            mine[order.order_id] = _Unposted(order.side, (before.qty if before else 0) + grew,
+                                             self._unposted_seq, now_ms)
+        self._store(order)
+        return OrderChange(order, changed, tr.why if tr.refused else "", adopted, late, was)
+
+    def trade_is_new(self, t: TradeReport) -> bool:
+        """A trade of this account not taken yet (the caller may fetch its contract first)."""
+        return t.account_id in (None, self.account_id) and t.order_id is not None \
+            and t.trade_id not in self.ledger.seen
+
+    def apply_trade(self, t: TradeReport, now_ms: int, day_start_ms: int) -> TradeTaken | None:
+        """One half-trade, taken once: today's ones go into P&L and the owner's share.
+        None: another account's, or a repeat (counted)."""
+        if t.account_id not in (None, self.account_id) or t.order_id is None:
+            return None
+        if not self.ledger.add(t.trade_id):
+            return None
+        order = self.orders.get(t.order_id)
+        fill = FillRecord(
+            trade_id=t.trade_id, account=self.account_id, order_id=t.order_id,
+            owner=order.owner if order else EXTERNAL, client_id=order.client_id if order else None,
+            contract=t.contract or "", side=t.side or 0, size=t.size or 0,
+            price=float(t.price or 0.0), fees=t.fees, pnl=t.pnl, vt=t.created_ms, at_ms=now_ms,
+            voided=t.voided)
+        own = None
+        if t.created_ms is None or t.created_ms >= day_start_ms:
+            own = self.book.add_trade(fill.contract, fill.owner, fill.side, fill.size,
+                                      fill.price, fill.fees, fill.pnl, fill.voided)
+        return TradeTaken(fill, own)
+
+    def replay_fill(self, f: FillRecord, day_start_ms: int) -> None:
+        """A journaled fill at start: today's go into P&L and the owner's share."""
+        if (f.vt or f.at_ms) >= day_start_ms:
+            self.book.add_trade(f.contract, f.owner, f.side, f.size, f.price, f.fees, f.pnl)
+
+    def apply_position(self, p: PositionReport) -> bool:
+        """The venue's position of a contract (which includes every fill reported before it).
+        True if it changed."""
+        if p.account_id not in (None, self.account_id) or not p.contract:
+            return False
+        self._unposted.pop(p.contract, None)
+        return self.book.set_venue_position(p.contract, p.side or 0, p.size or 0, p.avg_price,
+                                            p.created_ms)
+
+    def position_read_started(self) -> int:
+        """Before a REST read of every position: a mark for `position_read_done`."""
+        return self._unposted_seq
+
+    def position_read_done(self, mark: int) -> None:
+        """That read has answered: the fills known before it are in its positions."""
+        for c in list(self._unposted):
+            self._unposted[c] = {o: u for o, u in self._unposted[c].items() if u.seq > mark}
+
+    def flat_unless(self, held: set[str]) -> list[str]:
+        """A read of every position listed `held`: contracts the book holds that it does not
+        list are flat (returned, and set flat)."""
+        gone = [c for c in sorted(self.book.held()) if c not in held]
+        for c in gone:
+            self.book.set_venue_position(c, 0, 0, None)
+        return gone
+
+    def apply_account(self, a: AccountReport) -> bool:
+        if a.account_id != self.account_id:
+            return False
+        if a.balance is not None:
+            self.book.balance = float(a.balance)
+        if a.can_trade is not None:
+            self.book.can_trade = bool(a.can_trade)
+        return True
+
+    # ------------------------------------------------------------------ the gate's view
+
+    def view(self, now_ms: int) -> BookView:
+        """The account as the gate judges it at `now_ms`: working orders, plus what may still
+        fill that the venue does not list yet (intents in flight or unresolved, fills not yet
+        in a position)."""
+        b = self.book
+        working = [WorkingOrder(
+            order_id=r.order_id, client_id=r.client_id, owner=r.owner, contract=r.contract,
+            side=r.side, size=r.size, remaining=max(0, r.size - r.fill_volume),
+            order_type=TYPE_NAME.get(r.order_type, "unknown"), status=r.status,
+            limit_price=r.limit_price, stop_price=r.stop_price, parent_id=r.parent_id,
+            protective=r.parent_id is not None) for r in self.working()]
+        pending = [(i.client_id, i.owner, i.contract, i.side, i.size, i.order_type)
+                   for i in self._inflight.values()]
+        pending += [(r.client_id, r.owner, r.contract, r.side, r.size, r.order_type)
+                    for r in self.intents.values()
+                    if r.status == SENDING and r.client_id not in self._inflight
+                    and r.parent_id is None]
+        working += [WorkingOrder(
+            order_id=-(n + 1), client_id=cid, owner=owner, contract=contract, side=side,
+            size=size, remaining=size, order_type=otype, status=OrderStatus.PENDING)
+            for n, (cid, owner, contract, side, size, otype) in enumerate(pending)
+            if cid not in self._placed_cids]
+        fresh = now_ms - self.unposted_ms
+        working += [WorkingOrder(
+            order_id=-oid, client_id=None,
+            owner=self.orders[oid].owner if oid in self.orders else "?", contract=contract,
+            side=u.side, size=u.qty, remaining=u.qty, order_type="market",
+            status=OrderStatus.FILLED) for contract, fills in self._unposted.items()
+            for oid, u in fills.items() if u.at_ms >= fresh]
+        return BookView(account_id=self.account_id, account_name=self.account_name,
+                        now_ms=now_ms, balance=b.balance, realized_pnl=b.realized(),
+                        open_pnl=b.open_pnl(), can_trade=b.can_trade,
+                        trading_state=self.trading_state, positions=tuple(b.positions()),
+                        orders=tuple(working), quotes=b.marks())
+
+    # ------------------------------------------------------------------ inside
+
+    def _store(self, order: OrderRecord) -> None:
+        """The one place an order is stored, so the indexes stay right."""
+        self.orders[order.order_id] = order
+        if order.terminal:
+            self._open.pop(order.order_id, None)
+        else:
+            self._open[order.order_id] = order
+        if order.client_id:
+            self._placed_cids.add(order.client_id)
+
+    def _owner_for(self, r: OrderReport) -> tuple[str, str | None, int | None]:
+        """(owner, client_id, parent_id) of a venue order, from its customTag or its parent."""
+        tag = r.custom_tag or ""
+        rec = self.intent_of_tag(tag)
+        if rec is not None:
+            return rec.owner, rec.client_id, rec.parent_id or r.parent_id
+        for suffix in ("-SL", "-TP"):
+            rec = self.intent_of_tag(tag[:-len(suffix)]) if tag.endswith(suffix) else None
+            if rec is not None:
+                return rec.owner, tag, r.parent_id
+        parent = self.orders.get(r.parent_id) if r.parent_id is not None else None
+        if parent is not None:
+            return parent.owner, tag or None, r.parent_id
+        return EXTERNAL, tag or None, r.parent_id
+
+
+__all__ = ["ACCOUNT", "AccountReport", "Blotter", "OrderChange", "OrderReport",
+           "PositionReport", "TradeReport", "TradeTaken"]
