@@ -296,12 +296,13 @@ class Blotter:
             return None
         order.account, order.client_id, order.owner, order.parent_id = \
             self.account_id, cid, owner, parent
-        order.contract = r.contract or order.contract
-        order.side = r.side if r.side is not None else order.side
-        order.order_type = r.order_type if r.order_type is not None else order.order_type
-        order.custom_tag = r.custom_tag
-        order.created_ms = r.created_ms or order.created_ms
-        order.updated_ms = r.updated_ms or now_ms
+        if not tr.refused:      # a report older than what is known changes nothing else
+            order.contract = r.contract or order.contract
+            order.side = r.side if r.side is not None else order.side
+            order.order_type = r.order_type if r.order_type is not None else order.order_type
+            order.custom_tag = r.custom_tag
+            order.created_ms = r.created_ms or order.created_ms
+            order.updated_ms = r.updated_ms or now_ms
         order.managed = order.managed or managed
         order.reports += 1
         changed = tr.changed or known is None or prev_owner != owner or was != order.state
