@@ -79,12 +79,12 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
     "report": ("per-strategy net P&L, win rate, profit factor, max drawdown, P&L per day",
                "gateway.trades:add_report_arguments", "gateway.trades:report_cli"),
     # the risk gate (docs/risk.md)
-    "halt": ("halt trading: cancel, flatten, HALTED until resume", "gateway.risk_tools:"
-             "add_reason_arguments", "gateway.risk_tools:halt_cli"),
-    "resume": ("lift a manual halt (only when flat)", "gateway.risk_tools:add_reason_arguments",
-               "gateway.risk_tools:resume_cli"),
+    "halt": ("halt trading: cancel, flatten, HALTED until resume", "gateway.tools:"
+             "add_reason_arguments", "gateway.tools:halt_cli"),
+    "resume": ("lift a manual halt (only when flat)", "gateway.tools:add_reason_arguments",
+               "gateway.tools:resume_cli"),
     "risk": ("show floor, equity, limits, trading state, next deadline",
-             "gateway.risk_tools:add_risk_arguments", "gateway.risk_tools:risk_cli"),
+             "gateway.tools:add_risk_arguments", "gateway.tools:risk_cli"),
     # the trader's page (docs/web.md)
     "web": ("serve the trader's page on http://WEB_HOST:WEB_PORT/ (127.0.0.1:7130)", None,
             "web.process:cli"),

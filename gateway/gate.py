@@ -7,8 +7,8 @@ account change and on a clock tick (at least once a second), and executes the ac
 in order. A gate is a pure core: no I/O, no clock of its own (time is `view.now_ms` / `now_ms`),
 no mutation of the view; the gateway owns the book and the venue calls.
 
-`AllowAll` is the gate used until the risk gate (`gateway/risk.py`, issue 11) is wired in; it is
-also what tests use when they exercise the order path alone.
+`AllowAll` allows everything and never acts: the baseline the risk gate's benchmark measures
+against (bench/risk.py, the seam's call cost alone); the gateway always runs the risk gate.
 
 Everything here is plain frozen data so a gate can be unit-tested by building a `BookView` by
 hand (ManualClock time, no gateway, no sim).

@@ -13,7 +13,7 @@ from trading import marks as M
 from gateway.book import Book, Spec
 from gateway.gate import HALTED, BookView, Flatten, QuoteView
 from gateway.risk_settings import RiskSettings
-from gateway.risk_tools import render
+from gateway.tools import render
 from tests.unit.risk_rig import BUY, ES, MES, SELL, WED, gate, intent, pos, view
 
 AGE = 15_000
