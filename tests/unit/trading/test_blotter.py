@@ -52,10 +52,10 @@ def test_a_fill_before_its_order_is_counted_once_and_attributed_when_the_order_c
     rec = b.new_intent("manual-1", "manual", ES, Side.BUY, 2, "market", clock.now_ms())
     b.add_intent(rec)
     # the trade arrives first: no order known, so it is the venue's (external) for now
-    fill = b.apply_trade(TradeReport(trade_id=7, order_id=11, account_id=ACC, contract=ES,
-                                     side=Side.BUY, size=2, price=6000.0, created_ms=None),
-                         clock.now_ms(), 0)
-    assert fill is not None and fill.owner == EXTERNAL
+    taken = b.apply_trade(TradeReport(trade_id=7, order_id=11, account_id=ACC, contract=ES,
+                                      side=Side.BUY, size=2, price=6000.0, created_ms=None),
+                          clock.now_ms(), 0)
+    assert taken is not None and taken.fill.owner == EXTERNAL and taken.owner_pnl is None
     assert b.apply_trade(TradeReport(trade_id=7, order_id=11, account_id=ACC), clock.now_ms(),
                          0) is None and b.ledger.repeated == 1        # taken once
     # then the order report, carrying the tag: the intent is resolved and the order is ours
