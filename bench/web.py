@@ -3,7 +3,7 @@
 baseline, same run); and `chillly web`'s RSS and CPU with 10 pages open while quotes run at
 the sim's full rate, beside the same process with no page open.
 
-    .venv/bin/python bench/web.py [--fills 60] [--seconds 20]
+    .venv/bin/python bench/web.py [--fills 60] [--seconds 20] [--speed 60]
 
 Real broker, sim, subscriptions, feed-market, gateway and `chillly web` run as child processes
 on free loopback ports; Debian's chromium (Playwright) opens the pages. The bench publishes
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing as mp
 import os
 import shutil
 import subprocess
@@ -33,6 +34,7 @@ from chillly import topics  # noqa: E402
 from chillly.bus import Bus  # noqa: E402
 from chillly.codec import Envelope  # noqa: E402
 from chillly.messages import FillEvent  # noqa: E402
+from chillly.clock import ms_to_iso  # noqa: E402
 from sim.testing import wait_ready  # noqa: E402
 
 OBSERVE = """
@@ -63,35 +65,63 @@ def cpu_rss(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
-async def fills_to_pages(bus: Bus, base: Bus, pages: list[Any], n: int,
+def plain_subscriber(env: dict[str, str], ready: Any, out: Any) -> None:
+    """The baseline, in a process of its own (as any subscriber is): stamps each bench fill's
+    arrival until trade id -1 comes, then hands the stamps back."""
+    async def main() -> None:
+        bus = Bus(env["BUS_PUBLISH_ADDR"], env["BUS_SUBSCRIBE_ADDR"], "bench-plain")
+        heard: dict[int, float] = {}
+        done = asyncio.Event()
+
+        def on_fill(e: Envelope) -> None:
+            heard[e.payload["trade_id"]] = time.time() * 1000
+            if e.payload["trade_id"] == -1:
+                done.set()
+        bus.on(topics.fill_event(ACCOUNT, "bench"), on_fill)
+        await bus.ready(timeout=30)
+        ready.put(True)
+        await done.wait()
+        out.put(heard)
+        await bus.close()
+    asyncio.run(main())
+
+
+async def fills_to_pages(bus: Bus, env: dict[str, str], pages: list[Any], n: int,
                          first_id: int) -> tuple[list[float], list[float]]:
     """Publish n fills; (page latencies ms, plain-subscriber latencies ms)."""
     sent: dict[int, float] = {}
-    heard: dict[int, float] = {}
-
-    def on_fill(env: Envelope) -> None:
-        heard[env.payload["trade_id"]] = time.time() * 1000
-    base.on(topics.fill_event(ACCOUNT, "bench"), on_fill)
-    await base.ready(timeout=10)
-    page_ms: list[float] = []
-    for i in range(n):
+    ready: Any = mp.Queue()
+    out: Any = mp.Queue()
+    child = mp.Process(target=plain_subscriber, args=(env, ready, out), daemon=True)
+    child.start()
+    ready.get(timeout=60)
+    for i in range(n):     # one fill every 100 ms; the pages stamp them by themselves
         tid = first_id + i
         msg = FillEvent(account=ACCOUNT, trade_id=tid, order_id=tid, contract="CON.F.US.EP.Z26",
                         side=i % 2, size=1, price=6000.25, owner="bench")
         sent[tid] = time.time() * 1000
         bus.publish(topics.fill_event(ACCOUNT, "bench"), msg)
-        deadline = time.monotonic() + 10
-        while True:
-            seen = await asyncio.gather(*(p.evaluate(f"() => window.__seen['{tid}']")
-                                          for p in pages))
-            if all(s is not None for s in seen):
-                page_ms.extend(s - sent[tid] for s in seen)
-                break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"fill {tid} never showed on every page")
-            await asyncio.sleep(0.005)
-        await asyncio.sleep(0.05)
-    base.unsubscribe(topics.fill_event(ACCOUNT, "bench"))
+        await asyncio.sleep(0.1)
+    deadline = time.monotonic() + 30
+    while True:
+        seen = await asyncio.gather(*(p.evaluate("() => window.__seen") for p in pages))
+        if all(str(t) in s for s in seen for t in sent):
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit("some fills never showed on every page")
+        await asyncio.sleep(0.5)
+    page_ms = [s[str(t)] - sent[t] for s in seen for t in sent]
+    end = FillEvent(account=ACCOUNT, trade_id=-1, order_id=-1, contract="CON.F.US.EP.Z26",
+                    side=0, size=1, price=6000.25, owner="bench")
+    heard: dict[int, float] = {}
+    for _ in range(50):
+        bus.publish(topics.fill_event(ACCOUNT, "bench"), end)
+        try:
+            heard = await asyncio.to_thread(out.get, True, 0.2)
+            break
+        except Exception:
+            continue
+    child.join(5)
     return page_ms, [heard[t] - sent[t] for t in sent if t in heard]
 
 
@@ -114,6 +144,7 @@ async def run(a: argparse.Namespace) -> int:
            "RUN_DIR": str(tmp / "run"), "DATABASE_PATH": str(tmp / "market.db"),
            "SIM_ALWAYS_OPEN": "1", "FEED_MARKET_HOURS": "always", "SIM_HISTORY_DAYS": "1",
            "GATEWAY_DATABASE_PATH": str(tmp / "orders.db"), "LOG_LEVEL": "WARNING",
+           "CLOCK_SPEED": str(a.speed), "CLOCK_ANCHOR": ms_to_iso(int(time.time() * 1000)),
            "STRATEGIES_FILE": str(Path(ROOT) / "strategies.toml")}
     procs = [chillly(["broker"], env, tmp / "broker.log"), chillly(["sim"], env, tmp / "sim.log")]
     try:
@@ -161,7 +192,7 @@ async def run(a: argparse.Namespace) -> int:
             for k in (1, 10):
                 await open_pages(k)
                 await asyncio.sleep(2)
-                results[k] = await fills_to_pages(bus, base, pages, a.fills, 1_000_000 * k)
+                results[k] = await fills_to_pages(bus, env, pages, a.fills, 1_000_000 * k)
 
             q0, c0 = quotes["n"], cpu_rss(web.pid)
             await asyncio.sleep(a.seconds)
@@ -189,7 +220,8 @@ async def run(a: argparse.Namespace) -> int:
         print(line(f"baseline: plain bus subscriber ({k} page{'s' if k > 1 else ''} open)",
                    plain_ms))
         print(line(f"the page's DOM, {k} page{'s' if k > 1 else ''} (every page)", page_ms))
-    print(f"chillly web with quotes at the sim's full rate ({busy[2]:.0f} quotes/s on the bus)")
+    print(f"chillly web with quotes at the sim's full rate (CLOCK_SPEED {a.speed:g}: "
+          f"{busy[2]:.0f} quotes/s on the bus)")
     print(f"  baseline: no page open        CPU {idle[0]:5.1f}% of a core   RSS {idle[1] / 1024:6.1f} MiB"
           f"   ({idle[2]:.0f} quotes/s)")
     print(f"  10 pages open                 CPU {busy[0]:5.1f}% of a core   RSS {busy[1] / 1024:6.1f} MiB"
@@ -201,6 +233,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fills", type=int, default=60, help="fills per page count")
     ap.add_argument("--seconds", type=float, default=20.0, help="CPU/RSS window")
+    ap.add_argument("--speed", type=float, default=60.0,
+                    help="CLOCK_SPEED of the run: the sim's quote rate grows with it")
     ap.add_argument("--keep", action="store_true", help="keep the processes' logs")
     return asyncio.run(run(ap.parse_args()))
 

@@ -62,7 +62,8 @@ class Board:
                              for x in self.fills}
         self.fill_ids.add(key)
         self.fills.appendleft(f)
-        return [("fills", "fills", list(self.fills), True)]
+        # the new fill alone (a page holds the list from its snapshot): one row to draw
+        return [(f"fill:{key}", "fill", f, True)]
 
     def refusal(self, r: dict[str, Any]) -> list[Push]:
         self.refusals.appendleft(r)

@@ -8,6 +8,7 @@ const SIDES = {0: "buy", 1: "sell"};
 const POS_SIDES = {0: "flat", 1: "long", 2: "short"};
 const TYPES = {1: "limit", 2: "market", 3: "stop_limit", 4: "stop", 5: "trailing", 6: "join_bid",
                7: "join_ask"};
+const MAX_FILLS = 200;   // as the server keeps (web/board.py)
 const TF_MS = {"1m": 60e3, "5m": 300e3, "15m": 900e3, "30m": 1800e3, "1h": 3600e3,
                "4h": 14400e3, "1d": 86400e3};
 
@@ -114,6 +115,12 @@ function apply(m, dirty) {
       dirty.add(d.name);
       break;
     case "fills": S.fills = d; dirty.add("fills"); break;
+    case "fill":
+      S.fills.unshift(d);
+      if (S.fills.length > MAX_FILLS) S.fills.length = MAX_FILLS;
+      addFill(d);
+      dirty.add("markers");
+      break;
     case "refusals": S.refusals = d; dirty.add("refusals"); break;
     case "missing": S.missing = d; dirty.add("missing"); break;
     case "contracts": S.contracts = d; dirty.add("contracts"); break;
@@ -129,6 +136,7 @@ function draw(dirty) {
   if (dirty.has("orders")) { drawOrders(); drawOrderLines(); }
   if (dirty.has("strategies") || dirty.has("risk")) drawStrategies();
   if (dirty.has("fills")) { drawFills(); drawMarkers(); }
+  else if (dirty.has("markers")) drawMarkers();
   if (dirty.has("refusals")) drawRefusals();
   if (dirty.has("health")) drawHealth();
   if (dirty.has("missing")) drawMissing();
@@ -269,18 +277,30 @@ function drawStrategies() {
   });
 }
 
+function fillRow(tr, f) {
+  tr.dataset.trade = f.trade_id;
+  tr.dataset.order = f.order_id;
+  cell(tr, hms(f.vt || f.ts));
+  cell(tr, f.owner);
+  cell(tr, symbolOf(f.contract), "", f.contract).title = f.contract;
+  cell(tr, SIDES[f.side] || f.side);
+  cell(tr, num(f.size), "num");
+  cell(tr, num(f.price), "num");
+  sign(cell(tr, f.pnl === null || f.pnl === undefined ? "" : money(f.pnl), "num"), f.pnl);
+}
+
 function drawFills() {
-  fillTable("fills", S.fills, (tr, f) => {
-    tr.dataset.trade = f.trade_id;
-    tr.dataset.order = f.order_id;
-    cell(tr, hms(f.vt || f.ts));
-    cell(tr, f.owner);
-    cell(tr, symbolOf(f.contract), "", f.contract).title = f.contract;
-    cell(tr, SIDES[f.side] || f.side);
-    cell(tr, num(f.size), "num");
-    cell(tr, num(f.price), "num");
-    sign(cell(tr, f.pnl === null || f.pnl === undefined ? "" : money(f.pnl), "num"), f.pnl);
-  });
+  fillTable("fills", S.fills, fillRow);
+}
+
+function addFill(f) {   // one new fill: one row on top, not the whole table again
+  const tbody = $("#fills tbody");
+  const first = tbody.firstElementChild;
+  if (first && !first.dataset.trade) first.remove();   // the "none" row
+  const tr = document.createElement("tr");
+  fillRow(tr, f);
+  tbody.prepend(tr);
+  while (tbody.children.length > MAX_FILLS) tbody.lastElementChild.remove();
 }
 
 function drawRefusals() {
