@@ -31,8 +31,10 @@ from chillly.health import STALE_AFTER, HealthView, expected_programs
 from chillly.messages import Alarm, Bar, ContractInfo, FillEvent, Heartbeat, Quote, RiskEvent
 from chillly.status import find_conf
 from store import queries
+from trading.strategy.config_file import LoadError, parse_instances
 from web.board import Board, Push
 from web.outbox import Hub
+from web.reports import scan
 from web.settings import WebSettings
 
 log = logging.getLogger("web")
@@ -245,7 +247,12 @@ class Live:
                 rows, error = await self.strategies()
                 if error:
                     self.counters["strategies_errors"] += 1
-                self.push(self.board.panel("strategies", {"rows": rows, "error": error}))
+                limits = await asyncio.to_thread(self.limits)
+                self.push(self.board.panel("strategies", {"rows": rows, "error": error,
+                                                          "limits": limits}))
+                self.push(self.board.panel("reports", {
+                    "dir": str(self.s.reports_dir),
+                    "reports": await asyncio.to_thread(scan, self.s.reports_dir)}))
             try:
                 await asyncio.wait_for(self._opened.wait(), self.s.web_strategies_interval)
             except asyncio.TimeoutError:
@@ -269,6 +276,17 @@ class Live:
             return [json.loads(line) for line in out.decode().splitlines() if line.strip()], None
         except ValueError as exc:
             return [], f"unreadable output of chillly strategies: {exc}"
+
+
+    def limits(self) -> dict[str, dict[str, Any]]:
+        """Each instance's limits from strategies.toml (the gate enforces them; the page shows
+        how close each strategy is), parsed as the host and the gateway parse it."""
+        try:
+            text = self.s.strategies_file.read_text()
+            instances = parse_instances(text, self.s.strategies_file)
+        except (OSError, LoadError):
+            return {}    # the rows' error (from `chillly strategies`) already says why
+        return {name: inst.limits.model_dump() for name, inst in instances.items()}
 
 
 def _chillly() -> list[str]:

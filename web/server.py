@@ -62,6 +62,7 @@ class Page:
         app.router.add_get("/static/lightweight-charts.js", self.chart_js)
         app.router.add_static("/static/", STATIC, show_index=False)
         app.router.add_get("/favicon.ico", self.no_icon)
+        app.router.add_get("/reports/{path:.*}", self.report_file)
         app.router.add_get("/ws", self.ws)
         app.router.add_get("/api/bars", self.bars)
         app.router.add_post("/api/action/{name}", self.action)
@@ -98,6 +99,18 @@ class Page:
         html = html.replace("{{READ_ONLY}}", "1" if self.s.read_only else "0")
         return web.Response(text=html, content_type="text/html",
                             headers={"Cache-Control": "no-store"})
+
+    async def report_file(self, request: web.Request) -> web.StreamResponse:
+        """A file of a backtest report, sandboxed: its page runs in an opaque origin."""
+        root = self.s.reports_dir.resolve()
+        path = (root / request.match_info["path"]).resolve()
+        if root not in path.parents or not path.is_file() or \
+                path.suffix not in (".html", ".json", ".csv"):
+            return web.Response(status=404, text="no such report file")
+        return web.FileResponse(path, headers={
+            "Content-Security-Policy": "sandbox allow-scripts; default-src 'none'; "
+                                       "script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                                       "img-src data:"})
 
     async def no_icon(self, request: web.Request) -> web.StreamResponse:
         return web.Response(status=204)

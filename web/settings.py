@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -45,6 +46,13 @@ class WebSettings(StatusSettings):
     # Gateway answers (risk, positions, orders, account) are refreshed on every trading event
     # and at least this often (seconds; the equity and the deadline countdown move with time).
     web_refresh_interval: float = Field(default=1.0, gt=0, le=60)
+    # Where `chillly backtest --report DIR` reports are looked for; empty = RUN_DIR/reports.
+    web_reports_dir: Path = Path("")
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.web_reports_dir if self.web_reports_dir != Path("") else \
+            self.run_dir / "reports"
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> "WebSettings":

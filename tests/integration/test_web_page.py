@@ -212,6 +212,24 @@ async def test_the_chart_is_chillly_bars_and_moves(stack: WebStack, tmp_path: Pa
         assert page.errors == []
 
 
+async def test_a_backtest_report_is_listed_and_opens(stack: WebStack, tmp_path: Path) -> None:
+    await stack.page_up()
+    out = Path(stack.env["RUN_DIR"]) / "reports" / "ema-today"
+    summary = await stack.cli("backtest", "ema", "--report", str(out))
+    async with browser() as ctx:
+        page = await open_page(ctx, stack)
+        link = await page.wait_for_selector('#reports a:text("ema-today")', timeout=30_000)
+        row = (await rows(page, "reports"))[0]
+        assert row[2] == "ema" and row[4] == money(summary["net_pnl"]), (row, summary)
+        async with ctx.expect_page() as opened:
+            await link.click()
+        report = await opened.value
+        await report.wait_for_load_state()
+        assert "ema" in (await report.content())
+        await screenshot(page, tmp_path, "reports")
+        assert page.errors == []
+
+
 async def test_a_stopped_gateway_is_said_at_once_and_the_page_recovers(
         stack: WebStack, tmp_path: Path) -> None:
     await stack.page_up()

@@ -134,11 +134,12 @@ function draw(dirty) {
   if (dirty.has("risk")) drawRisk();
   if (dirty.has("positions")) drawPositions();
   if (dirty.has("orders")) { drawOrders(); drawOrderLines(); }
-  if (dirty.has("strategies") || dirty.has("risk")) drawStrategies();
+  if (dirty.has("strategies") || dirty.has("risk") || dirty.has("health")) drawStrategies();
   if (dirty.has("fills")) { drawFills(); drawMarkers(); }
   else if (dirty.has("markers")) drawMarkers();
   if (dirty.has("refusals")) drawRefusals();
   if (dirty.has("health")) drawHealth();
+  if (dirty.has("reports")) drawReports();
   if (dirty.has("missing")) drawMissing();
   if (dirty.has("contracts")) drawTabs();
 }
@@ -271,10 +272,33 @@ function drawStrategies() {
     cell(tr, num(s.position), "num");
     sign(cell(tr, s.day_pnl === null || s.day_pnl === undefined ? "-" : money(s.day_pnl), "num"), s.day_pnl);
     cell(tr, g.lots_used === undefined ? "-" : String(g.lots_used), "num");
-    cell(tr, g.halted ? `HALTED: ${g.halted}` : "within limits");
+    cell(tr, g.halted ? `HALTED: ${g.halted}` : limitsText((p.limits || {})[s.name], g));
     cell(tr, num(s.hook_errors), "num");
     cell(tr, s.why || "");
+    cell(tr, problemOf(s.program));
   });
+}
+
+function limitsText(l, g) {
+  // each limit of strategies.toml beside what the gate counts against it
+  if (!l) return "-";
+  const parts = [];
+  if (l.max_lots) parts.push(`lots ${g.lots_used ?? 0}/${l.max_lots}`);
+  if (l.max_daily_loss) {
+    const lost = Math.max(0, -(g.day_pnl ?? 0));
+    parts.push(`loss ${money(lost)}/${money(l.max_daily_loss)} (${Math.round(100 * lost / l.max_daily_loss)}%)`);
+  }
+  if (l.max_orders_per_minute) parts.push(`${l.max_orders_per_minute} orders/min`);
+  if (l.contracts) parts.push(`only ${l.contracts.join(", ")}`);
+  return parts.length ? parts.join(" · ") : "none set";
+}
+
+function problemOf(program) {
+  const h = S.panels.health;
+  const row = h && h.programs.find((p) => p.name === program);
+  if (!row) return "";
+  const alarms = Object.entries(row.alarms || {}).map(([c, t]) => `[${c}] ${t}`);
+  return [...row.problems.filter((x) => !x.startsWith("alarm:")), ...alarms].join(" | ");
 }
 
 function fillRow(tr, f) {
@@ -329,6 +353,31 @@ function drawHealth() {
     cell(tr, p.age_s === null ? "-" : `${p.age_s.toFixed(1)}s`, "num");
     const alarms = Object.entries(p.alarms || {}).map(([c, t]) => `[${c}] ${t}`);
     cell(tr, [...p.problems.filter((x) => !x.startsWith("alarm:")), ...alarms].join(" | "));
+  });
+}
+
+function drawReports() {
+  const p = S.panels.reports;
+  $("#reports-dir").textContent = `chillly backtest --report ${p.dir}/NAME`;
+  fillTable("reports", p.reports, (tr, r) => {
+    const td = document.createElement("td");
+    if (r.html) {
+      const a = document.createElement("a");
+      a.href = `/reports/${r.path ? r.path.split("/").map(encodeURIComponent).join("/") + "/" : ""}index.html`;
+      a.target = "_blank";
+      a.rel = "noopener";
+      a.textContent = r.name;
+      td.appendChild(a);
+    } else td.textContent = r.name;
+    tr.appendChild(td);
+    cell(tr, new Date(r.written_ms).toISOString().slice(0, 16).replace("T", " "));
+    cell(tr, r.strategy || "");
+    cell(tr, `${(r.from || "").slice(0, 10)} … ${(r.to || "").slice(0, 10)}`);
+    sign(cell(tr, money(r.net_pnl), "num"), r.net_pnl);
+    cell(tr, num(r.trades), "num");
+    cell(tr, r.win_rate === null || r.win_rate === undefined ? "-" : `${Math.round(100 * r.win_rate)}%`, "num");
+    cell(tr, money(r.max_drawdown), "num");
+    cell(tr, r.verdict);
   });
 }
 
