@@ -18,7 +18,9 @@ from tests.integration.web_rig import (
 )
 from tests.support import aeventually
 
-pytestmark = pytest.mark.timeout(300)
+# serial: two tests wait with a deadline (a fill within 1 s, a stopped gateway within one
+# heartbeat), so scripts/test runs this module alone, before the parallel rest.
+pytestmark = [pytest.mark.timeout(420), pytest.mark.serial]
 
 HEARTBEAT = 1.0
 POS_SIDES = {0: "flat", 1: "long", 2: "short"}
