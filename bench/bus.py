@@ -27,7 +27,7 @@ import zmq  # noqa: E402
 
 from chillly import topics  # noqa: E402
 from chillly.messages import Bar  # noqa: E402
-from sim.testing import free_port  # noqa: E402
+from tests.sim_client import free_port  # noqa: E402
 
 CONTRACT = "CON.F.US.EP.Z26"
 TOPIC = topics.bar("1m", CONTRACT)

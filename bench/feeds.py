@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT)
 import httpx  # noqa: E402
 
 from chillly.clock import iso_to_ms  # noqa: E402
-from sim.testing import free_port  # noqa: E402
+from tests.sim_client import free_port  # noqa: E402
 
 SYMBOLS = "ES,NQ,MES,MNQ,RTY,YM,CL,GC,6E"
 

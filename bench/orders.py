@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import httpx  # noqa: E402
 
 from chillly.bus import Bus  # noqa: E402
-from sim.testing import free_port, login, wait_ready  # noqa: E402
+from tests.sim_client import free_port, login, wait_ready  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACCOUNT = 1001

@@ -37,7 +37,7 @@ import httpx  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
 from chillly.clock import iso_to_ms  # noqa: E402
-from sim.testing import anchor_for, free_port, login, sim_env, wait_ready  # noqa: E402
+from tests.sim_client import anchor_for, free_port, login, sim_env, wait_ready  # noqa: E402
 
 RS = "\x1e"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

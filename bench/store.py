@@ -42,7 +42,7 @@ from chillly.timeframes import DEFAULT_TFS, BucketSpec  # noqa: E402
 from trading.aggregator import Aggregators, aggregate  # noqa: E402
 from store.db import open_writer  # noqa: E402
 from store.writer import UPSERT_BAR  # noqa: E402
-from sim.testing import free_port  # noqa: E402
+from tests.sim_client import free_port  # noqa: E402
 
 CONTRACTS = [f"CON.F.US.B{i:02d}.Z26" for i in range(20)]
 T0 = 1_768_406_400_000  # 2026-01-14 16:00 UTC

@@ -96,7 +96,7 @@ def main() -> int:
     try:
         spawn("broker")
         spawn("sim")
-        from sim.testing import wait_ready
+        from tests.sim_client import wait_ready
         wait_ready(base)
         for name in ("store", "series", "feed-bars", "feed-market", "gateway"):
             spawn(name)

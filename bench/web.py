@@ -35,7 +35,7 @@ from chillly.bus import Bus  # noqa: E402
 from chillly.codec import Envelope  # noqa: E402
 from chillly.messages import FillEvent  # noqa: E402
 from chillly.clock import ms_to_iso  # noqa: E402
-from sim.testing import wait_ready  # noqa: E402
+from tests.sim_client import wait_ready  # noqa: E402
 
 OBSERVE = """
 window.__seen = {};

@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from sim.prices import Drift, Tape
-from sim.enforcement import set_enforce
-from sim.referee import Breach
-from sim.wire import OPEN, HalfTrade, Order, Position
+from sim.market.tape import Drift, Tape
+from sim.exchange.enforcement import set_enforce
+from sim.exchange.referee import Breach
+from sim.exchange.wire import OPEN, HalfTrade, Order, Position
 
 if TYPE_CHECKING:
-    from sim.trading import TradingEngine
+    from sim.exchange.engine import TradingEngine
 
 VERSION = 1
 _ORDER_FIELDS = [f.name for f in fields(Order) if f.name != "contract"]

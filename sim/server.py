@@ -9,9 +9,9 @@ on the live venue.
 
 The sim is a `Service` like every process (heartbeats with its counters on the bus; when no
 broker runs the heartbeats are simply dropped). Routes:
-- /api/...                REST (sim/rest.py), GET /api/Status/ping
-- /hubs/user, /hubs/market  + /negotiate (sim/hubs.py)
-- /admin/...  (sim/admin.py; loopback tooling, no auth)
+- /api/...                REST (sim/api/rest.py), GET /api/Status/ping
+- /hubs/user, /hubs/market  + /negotiate (sim/api/hubs.py)
+- /admin/...  (sim/api/admin.py; loopback tooling, no auth)
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from aiohttp import web
 
 from chillly.process import Service, StartupError, run_service
+from sim.api.app import build_app
 from sim.settings import SimSettings
 from sim.venue import Venue
 
@@ -43,7 +44,7 @@ class SimService(Service):
         settings: SimSettings = self.settings  # type: ignore[assignment]
         self.venue = Venue(settings, self.clock)
         self.venue.market.start(self.clock.now_ms())
-        self.runner = web.AppRunner(self.venue.app(), access_log=None, shutdown_timeout=0.5)
+        self.runner = web.AppRunner(build_app(self.venue), access_log=None, shutdown_timeout=0.5)
         await self.runner.setup()
         site = web.TCPSite(self.runner, settings.sim_host, settings.sim_port,
                            reuse_address=True)

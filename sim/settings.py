@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from chillly.settings import Settings
-from sim.rules import RULES
+from sim.exchange.rules import RULES
 
 #: The roots the sim lists by default (projectx-api.md §8: TopstepX roots, not CME tickers).
 DEFAULT_ROOTS = ["EP", "ENQ", "MES", "MNQ", "RTY", "YM", "CLE", "GCE", "EU6"]

@@ -1,10 +1,11 @@
 """Every part of the sim wired together (`Venue`), and its market step.
 
 The sim service (sim/server.py) owns one Venue and runs its loops; in-process tests and benches
-may build one on a ManualClock. The parts: the tape and its history (sim/prices.py,
-sim/history.py), the live market (sim/market.py), both hubs (sim/hubs.py), REST with auth, rate
-limits and faults (sim/rest.py), the trading engine (sim/trading.py), the admin endpoint
-(sim/admin.py) and, with SIM_STATE_PATH, the state file (sim/persistence.py). A market step
+may build one on a ManualClock. The parts, by concept: its market (sim/market/: the tape, its
+history, the live market), its exchange (sim/exchange/: the trading engine, with its accounts,
+rules and referee), its API surface (sim/api/: both hubs, REST with auth, rate limits and
+faults; sim/api/app.py puts them and the admin endpoint on one application) and, with
+SIM_STATE_PATH, the state file (sim/persistence.py). A market step
 feeds the prints to the engine first and then to the hubs, in one synchronous step, which is
 what keeps fills, hub events and history in the same order a client would see on the venue.
 """
@@ -14,24 +15,21 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiohttp import web
-
 from chillly.clock import DAY_MS, Clock
 from chillly.process import StartupError
-from sim.accounts import AccountConfig, parse_accounts
-from sim.admin import Admin
-from sim.auth import Claims, Tokens
-from sim.contracts import Catalogue
-from sim.faults import Faults
-from sim.history import History
-from sim.hubs import MarketHub, UserHub
-from sim.market import Market
+from sim.exchange.accounts import AccountConfig, parse_accounts
+from sim.api.auth import Claims, Tokens
+from sim.market.contracts import Catalogue
+from sim.api.faults import Faults
+from sim.market.history import History
+from sim.api.hubs import MarketHub, UserHub
+from sim.market.live import Market
 from sim.persistence import StateError, StateFile
-from sim.prices import Drift, Tape
-from sim.rest import Api
+from sim.market.tape import Drift, Tape
+from sim.api.rest import Api
 from sim.settings import SimSettings
-from sim.trading import TradingEngine
-from sim.trading_api import build_handlers
+from sim.exchange.engine import TradingEngine
+from sim.api.trading import build_handlers
 
 log = logging.getLogger("sim")
 
@@ -104,7 +102,6 @@ class Venue:
                 log.warning("enforcing %s as saved in %s (SIM_ENFORCE says %s)",
                             ",".join(sorted(self.engine.enforce)) or "none", path,
                             ",".join(sorted(settings.sim_enforce)) or "none")
-        self.admin = Admin(self)
         self.counters: dict[str, int] = {"ticks": 0, "prints": 0, "engine_errors": 0,
                                          "hub_drops": 0, "catch_up_steps": 0,
                                          "market_lag_ms": 0}
@@ -112,15 +109,6 @@ class Venue:
                                          * clock.speed * 1000))
         self.lag_ms = 0     # market time the last step left undone (the market behind the clock)
         self._lag_warned = False
-
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=4 * 1024 * 1024)
-        for hub, path in ((self.user_hub, "/hubs/user"), (self.market_hub, "/hubs/market")):
-            app.router.add_post(path + "/negotiate", hub.negotiate)
-            app.router.add_get(path, hub.websocket)
-        self.admin.routes(app)
-        app.router.add_route("*", "/api/{tail:.*}", self.api.handle)
-        return app
 
     # ---- the market loop --------------------------------------------------------------------
     def tick(self) -> int:
@@ -213,7 +201,7 @@ class Venue:
 
     async def logout_all(self) -> int:
         """GatewayLogout on every connection, every token revoked, connections closed."""
-        from sim.hubs import event
+        from sim.api.hubs import event
         n = 0
         for hub in self.hubs():
             n += len(hub.connections)

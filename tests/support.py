@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sim.testing import free_port  # noqa: F401  (one way to pick a port; re-exported)
+from tests.sim_client import free_port  # noqa: F401  (one way to pick a port; re-exported)
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -140,9 +140,9 @@ class Procs:
 
 @contextmanager
 def running_sim(tmp: Path, env: dict[str, str]) -> Iterator[str]:
-    """A `chillly sim` child with `env` (see sim.testing.sim_env); yields its base URL once it
+    """A `chillly sim` child with `env` (see tests.sim_client.sim_env); yields its base URL once it
     answers, and stops it afterwards (its log tail is printed: pytest shows it on failure)."""
-    from sim.testing import wait_ready
+    from tests.sim_client import wait_ready
 
     procs = Procs(tmp, env)
     procs.chillly("sim", name="sim")

@@ -77,7 +77,7 @@ async def test_every_endpoint_parses_and_mutations_are_sent_once(venue) -> None:
         await cl.cancel_order(acc, limit)  # already cancelled: the venue says no
 
     # Under 500s a mutating call is sent once and reported unknown; a read is retried.
-    from sim import testing
+    from tests import sim_client as testing
 
     paths = lambda: testing.counters(stack.base)["paths"]  # noqa: E731
     before = paths()

@@ -12,7 +12,7 @@ import httpx
 
 from chillly.clock import MINUTE_MS, iso_to_ms, ms_to_iso
 from chillly.messages import Bar
-from sim import testing
+from tests import sim_client as testing
 from tests.support import Procs, aeventually
 
 

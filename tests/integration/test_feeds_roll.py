@@ -1,6 +1,6 @@
 """Defect 9: a subscription by symbol follows the venue's active contract across the roll.
 
-The sim rolls ES 8 days before the third Friday of the contract month (sim/contracts.py); the
+The sim rolls ES 8 days before the third Friday of the contract month (sim/market/contracts.py); the
 clock is set a few market minutes before that (2026-12-10 00:00 UTC: Z26 -> H27) and runs 30x.
 The subscriptions were saved before (ES by symbol on Z26, NQ by id on Z26), so the service holds
 Z26 from its start however slowly the processes start. Across the roll it sees the venue call Z26

@@ -80,7 +80,7 @@ async def test_a_database_window_with_a_hole_is_not_taken_for_the_whole_session(
     but the store's note says it still owes a 1m backfill from the hole's start: the window is
     not whole until the store has refilled it."""
     from chillly.clock import MINUTE_MS
-    from sim.testing import login, wait_ready
+    from tests.sim_client import login, wait_ready
     from store.db import open_writer
     from tests.integration.test_store_sim import A, MARKET_START, SPEED, anchor_for, venue_bars
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from chillly.bus import RequestTimeout
-from sim.testing import counters
+from tests.sim_client import counters
 from tests.integration.test_gateway_support import Stack, Tap, dump, stack_fixture
 from tests.support import aeventually, eventually
 

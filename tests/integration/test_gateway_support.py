@@ -17,7 +17,7 @@ import pytest
 
 from chillly.bus import Bus
 from chillly.codec import Envelope
-from sim.testing import login, set_faults, clear_faults, wait_ready
+from tests.sim_client import login, set_faults, clear_faults, wait_ready
 from chillly.tools_socket import ask as ask_tools
 from tests.support import Proc, Procs, aeventually, eventually, free_port, tools_path
 

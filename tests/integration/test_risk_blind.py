@@ -29,7 +29,7 @@ import pytest
 from chillly.bus import Bus
 from chillly.calendar import CHICAGO
 from chillly.clock import SystemClock, iso_to_ms
-from sim.testing import anchor_for, clear_faults, login, set_faults, wait_ready
+from tests.sim_client import anchor_for, clear_faults, login, set_faults, wait_ready
 from tests.integration.test_gateway_support import gateway_ready
 from chillly.tools_socket import ask as ask_tools
 from tests.support import Procs, aeventually, free_port, tools_path

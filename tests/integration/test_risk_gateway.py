@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from chillly.bus import Bus
-from sim.testing import login, wait_ready
+from tests.sim_client import login, wait_ready
 from tests.integration.test_gateway_support import gateway_ready
 from chillly.tools_socket import ask as ask_tools
 from tests.support import ROOT, Procs, aeventually, free_port, tools_path

@@ -28,7 +28,7 @@ import pytest
 from chillly.bus import Bus
 from chillly.calendar import CHICAGO
 from chillly.clock import SystemClock, iso_to_ms
-from sim.testing import anchor_for, wait_ready
+from tests.sim_client import anchor_for, wait_ready
 from tests.integration.test_gateway_support import gateway_ready
 from tests.support import Procs, free_port
 

@@ -17,7 +17,7 @@ import pytest
 from pysignalr.client import SignalRClient
 
 from chillly.clock import HOUR_MS, MINUTE_MS, iso_to_ms
-from sim.testing import login, sim_env
+from tests.sim_client import login, sim_env
 from tests.support import aeventually, running_sim
 
 

@@ -19,7 +19,7 @@ from pysignalr.client import SignalRClient
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from sim.testing import clear_faults, login, set_faults, sim_env
+from tests.sim_client import clear_faults, login, set_faults, sim_env
 from tests.support import aeventually, running_sim
 
 RS = "\x1e"

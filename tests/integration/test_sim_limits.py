@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from sim.testing import counters, login, reset_counters, set_faults, sim_env
+from tests.sim_client import counters, login, reset_counters, set_faults, sim_env
 
 from tests.support import eventually, running_sim
 

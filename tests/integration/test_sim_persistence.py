@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from sim.testing import login, sim_env, wait_ready
+from tests.sim_client import login, sim_env, wait_ready
 from tests.support import Procs
 
 ACCOUNTS = "4001:50KTC-V2-000004-4001:50000"

@@ -10,7 +10,7 @@ import httpx
 from websockets.asyncio.client import connect
 
 from chillly import topics
-from sim.testing import login, wait_ready
+from tests.sim_client import login, wait_ready
 from tests.support import Procs, aeventually, free_port
 
 

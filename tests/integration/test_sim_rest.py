@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from sim.testing import (clear_faults, counters, login, reset_counters, set_faults, sim_env)
+from tests.sim_client import (clear_faults, counters, login, reset_counters, set_faults, sim_env)
 from tests.support import eventually, running_sim
 
 

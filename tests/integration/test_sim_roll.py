@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from chillly.clock import iso_to_ms
-from sim.testing import anchor_for, login, sim_env
+from tests.sim_client import anchor_for, login, sim_env
 from tests.support import eventually, running_sim
 
 SPEED = 1800   # half an hour of market time a real second

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from chillly.clock import iso_to_ms
-from sim.testing import anchor_for, login, sim_env
+from tests.sim_client import anchor_for, login, sim_env
 from tests.integration.test_sim_trading import Sim, UserHub
 from tests.support import aeventually, eventually, running_sim
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from pysignalr.client import SignalRClient
 
-from sim.testing import login, sim_env, wait_ready
+from tests.sim_client import login, sim_env, wait_ready
 from tests.support import Procs, aeventually, eventually
 
 ACCOUNTS = {

@@ -19,7 +19,7 @@ from chillly.clock import HOUR_MS, ms_to_iso
 from chillly.messages import Bar
 from chillly.timeframes import BucketSpec
 from trading.aggregator import aggregate
-from sim.testing import login, wait_ready
+from tests.sim_client import login, wait_ready
 from tests.integration.test_store_support import Heartbeats, db_rows
 from tests.support import aeventually
 

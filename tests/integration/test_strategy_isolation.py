@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sim.testing import login
+from tests.sim_client import login
 from tests.integration.test_strategy_support import SPEED, Watcher, system_env
 from tests.support import ROOT, Procs, aeventually, free_port
 

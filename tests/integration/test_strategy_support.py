@@ -16,7 +16,7 @@ from chillly.bus import Bus
 from chillly.clock import ms_to_iso
 from chillly.codec import Envelope
 from chillly import topics
-from sim.testing import wait_ready
+from tests.sim_client import wait_ready
 from tests.support import Procs, aeventually
 
 SPEED = 60

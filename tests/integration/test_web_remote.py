@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from sim.testing import wait_ready
+from tests.sim_client import wait_ready
 from tests.integration.web_rig import CHROMIUM, WebStack, browser, need_chromium, screenshot
 from tests.support import Procs, aeventually, free_port
 

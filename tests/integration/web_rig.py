@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sim.testing import login
+from tests.sim_client import login
 from tests.integration.test_strategy_support import EMA, start_system, system_env
 from tests.support import ROOT, Proc, Procs, aeventually, free_port
 

@@ -12,8 +12,8 @@ Functions here may update the order's own trigger state (a stop-limit's `trigger
 stop's anchor and stop); filling and booking are the engine's.
 
 The order and the contract are Protocols of the fields the rules read, so any order record with
-those fields (the sim's `sim.wire.Order`, a backtest's) can be matched; codes are the venue's
-(trading/venue_codes.py).
+those fields (the sim's `sim.exchange.wire.Order`, a backtest's) can be matched; codes are the
+venue's (trading/venue_codes.py).
 """
 
 from __future__ import annotations

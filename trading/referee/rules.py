@@ -1,8 +1,8 @@
 """Topstep's account rules as the platform applies them (../shared/topstep-rules.md). Pure.
 
-Programs (`combine`, `xfa`, `live`) and sizes (`50k`, `100k`, `150k`) give each sim account
-its starting balance S, Maximum Loss Limit allowance D, maximum position and daily loss limit;
-every figure can be overridden per account (sim/accounts.py). The numbers are the tables the
+Programs (`combine`, `xfa`, `live`) and sizes (`50k`, `100k`, `150k`) give each sim account its
+starting balance S, Maximum Loss Limit allowance D, maximum position and daily loss limit; every
+figure can be overridden per account (sim/exchange/accounts.py). The numbers are the tables the
 risk gate reads too (trading/risk/programs.py, trading/products.py); the formulas are the
 referee's own, so it stays an independent judge of the gate:
 

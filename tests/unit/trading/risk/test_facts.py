@@ -1,8 +1,8 @@
 """The gate and the sim's referee read the same numbers, and the gate is never looser.
 
-The referee (sim/rules.py) keeps its own formulas, as an independent judge must; these tests
-hold the two to one table of facts: for every program, size and XFA tier the gate's cap is at
-most the referee's, and every product weighs the same at both.
+The referee (sim/exchange/rules.py) keeps its own formulas, as an independent judge must; these
+tests hold the two to one table of facts: for every program, size and XFA tier the gate's cap is
+at most the referee's, and every product weighs the same at both.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.risk_book import RiskBook
-from sim import rules as referee
+from sim.exchange import rules as referee
 from tests.unit.risk_rig import WED, gate, intent, view
 from gateway.gate import BUY, LONG, PositionView
 from trading import products
