@@ -143,8 +143,18 @@ async def test_the_page_shows_what_the_tools_answer(stack: WebStack, tmp_path: P
         await shows_what_the_tool_says(
             "strategies", lambda: _strategies(stack, False), lambda: page_strategies(page, False))
         assert await rows(page, "strategies"), "the EMA instance has a row"
+        await shows_what_the_tool_says("health verdict", lambda: _verdict(stack),
+                                       lambda: page.text_content("#health-verdict"))
         await screenshot(page, tmp_path, "trading")
         assert page.errors == []
+
+
+async def _verdict(stack: WebStack) -> str:
+    """`chillly status --json`'s verdict as the page words it."""
+    st = await stack.cli("status", ok=False)
+    bad = [p["name"] for p in st["programs"] if not p["healthy"]]
+    return "no broker" if not st["broker"] else \
+        f"UNHEALTHY: {', '.join(bad)}" if bad else "all healthy"
 
 
 async def _risk(stack: WebStack, all_fields: bool) -> dict[str, str]:
