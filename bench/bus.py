@@ -148,9 +148,11 @@ def _env(pub_addr: str, sub_addr: str) -> None:
 
 def our_broker(pub_addr: str, sub_addr: str) -> None:
     _env(pub_addr, sub_addr)
-    from broker.relay import main
+    import argparse
 
-    main()
+    from broker.relay import cli
+
+    cli(argparse.Namespace())
 
 
 def our_sub(pub_addr: str, sub_addr: str, q: mp.Queue, ready: mp.Event) -> None:  # type: ignore[type-arg, valid-type]

@@ -1,7 +1,9 @@
 """`python -m broker` runs the broker (same as `chillly broker`)."""
 
+import argparse
 import sys
 
-from broker.relay import main
+from broker.relay import cli
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(cli(argparse.Namespace()))

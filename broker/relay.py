@@ -8,6 +8,7 @@ TERMINATE goes to the proxy over its control socket. The broker holds no state; 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import errno
 import logging
@@ -238,11 +239,8 @@ class BrokerService(Service):
             await relay.stop()
 
 
-def main() -> int:
+def cli(args: argparse.Namespace) -> int:
+    """`chillly broker` and `python -m broker`."""
     from chillly.process import run_service
 
     return run_service(BrokerService)
-
-
-def cli(args: object) -> int:
-    return main()

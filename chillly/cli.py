@@ -4,6 +4,13 @@ Each subcommand lives in the package that owns it and is imported only when chos
 `chillly tap` does not pay for the sim's imports. A module that adds a subcommand registers it
 in COMMANDS as "module:function"; the function gets the argparse namespace and returns the exit
 code. Options given on the command line override the environment (same names, lower case).
+
+One convention for a process's entry point: `cli(args: argparse.Namespace) -> int` in the
+module that defines its Service (`run_service(TheService)`), registered here as
+"package.module:cli"; `chillly NAME` is how supervisord, scripts and tests start it. A tool's
+entry is `<tool>_cli` beside what it asks. A package runnable as `python -m PACKAGE` (the broker;
+the strategy host, which its launcher execs into a sandbox) has a `__main__.py` that calls that
+same entry under `if __name__ == "__main__":`.
 """
 
 from __future__ import annotations
@@ -31,8 +38,8 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
     "aggregator": ("build 5m..1d bars from final 1m bars", None,
                    "feeds.aggregator_process:cli"),
     "store": ("write bars, contracts and ticks to the market database", None,
-              "store.cli:store_cli"),
-    "series": ("serve the last N bars per contract and timeframe", None, "store.cli:series_cli"),
+              "store.process:cli"),
+    "series": ("serve the last N bars per contract and timeframe", None, "store.series:cli"),
     "bars": ("print the last bars of a contract", "store.cli:add_arguments", "store.cli:bars_cli"),
     "feed-bars": ("run the 1m bar poller, clock ticks and backfill service", None,
                   "feeds.bars:cli"),

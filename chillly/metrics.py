@@ -18,6 +18,7 @@ Metrics (label `process` = the heartbeat name; docs/operations.md lists them wit
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import threading
@@ -171,5 +172,5 @@ class MetricsService(Service):
             server.server_close()
 
 
-def cli(args: object) -> int:
+def cli(args: argparse.Namespace) -> int:
     return run_service(MetricsService)

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sqlite3
@@ -248,7 +249,7 @@ class AggregatorProcess(Service):
             heads.cancel()
 
 
-def cli(args: Any) -> int:
+def cli(args: argparse.Namespace) -> int:
     from chillly.process import run_service
 
     return run_service(AggregatorProcess)

@@ -291,7 +291,7 @@ class FeedBarsService(VenueService):
                 "last": published[-1] if published else None}
 
 
-def cli(args: object) -> int:
+def cli(args: argparse.Namespace) -> int:
     return run_service(FeedBarsService)
 
 

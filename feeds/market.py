@@ -11,6 +11,7 @@ reconnect; the alarm clears (active=false) with the next message.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 from typing import Any
@@ -149,5 +150,5 @@ class FeedMarketService(VenueService):
         await asyncio.gather(self._ask_set(), self.agent.run(), self.client.auth.keep_fresh())
 
 
-def cli(args: object) -> int:
+def cli(args: argparse.Namespace) -> int:
     return run_service(FeedMarketService)

@@ -259,7 +259,8 @@ class SubscriptionsService(VenueService):
         return self.result()
 
 
-def cli(args: object) -> int:
+def cli(args: argparse.Namespace) -> int:
+    """`chillly subscriptions serve`."""
     return run_service(SubscriptionsService)
 
 
@@ -361,5 +362,5 @@ def cli_unsubscribe(ns: argparse.Namespace) -> int:
 
 def cli_list(ns: argparse.Namespace) -> int:
     if ns.action == "serve":
-        return run_service(SubscriptionsService)
+        return cli(ns)
     return _run_tool("list", {}, ns.timeout, ns.json)

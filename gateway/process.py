@@ -20,6 +20,7 @@ publishing.py (events), commands.py (the bus commands), journal.py (the order jo
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sqlite3
@@ -268,5 +269,5 @@ class GatewayService(Service):
             except sqlite3.Error:
                 pass
 
-def cli(args: Any = None) -> int:
+def cli(args: argparse.Namespace) -> int:
     return run_service(GatewayService)

@@ -175,7 +175,3 @@ def cli(args: argparse.Namespace) -> int:
     overrides = {setting: getattr(args, option) for option, setting in _OPTION_TO_SETTING.items()
                  if getattr(args, option, None) is not None}
     return run_service(SimService, **overrides)
-
-
-def main() -> int:
-    return run_service(SimService)

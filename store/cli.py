@@ -1,4 +1,5 @@
-"""Command-line entries: `chillly store`, `chillly series` (processes) and `chillly bars` (tool).
+"""`chillly bars`: the last bars of a contract. (The store's two processes start from `cli` in
+store/process.py and in store/series.py.)
 
 `chillly bars CONTRACT --tf 5m --last 20` asks the series process (it includes the bar still
 forming) and falls back to reading the database read-only when the series process (or the
@@ -15,21 +16,8 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-from chillly.process import run_service
 from chillly.settings import Settings, load_settings
 from chillly.timeframes import TimeframeSettings, tf_arg
-
-
-def store_cli(args: argparse.Namespace) -> int:
-    from store.process import Store
-
-    return run_service(Store)
-
-
-def series_cli(args: argparse.Namespace) -> int:
-    from store.series import Series
-
-    return run_service(Series)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ Recovery (what it missed while down, or lost on the bus):
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
@@ -34,7 +35,7 @@ from chillly import topics
 from chillly.clock import DAY_MS, MINUTE_MS
 from chillly.periodic import every
 from chillly.messages import Alarm
-from chillly.process import Service, State, StartupError
+from chillly.process import Service, State, StartupError, run_service
 from chillly.singleton import acquire
 from chillly.timeframes import TimeframeSettings, bar_problem, is_tf, row_problem, tf_ms
 from store import queries
@@ -438,3 +439,8 @@ def contract_problem(p: dict) -> str | None:  # type: ignore[type-arg]
     if not p["contract"] or not p["symbol"]:
         return "empty contract id or symbol"
     return None
+
+
+def cli(args: argparse.Namespace) -> int:
+    """`chillly store`."""
+    return run_service(Store)

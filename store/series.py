@@ -15,6 +15,7 @@ prints (origin "trades") are not cached: they are a different construction of th
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sqlite3
@@ -25,7 +26,7 @@ from pydantic import Field
 from chillly.bus import CommandError
 from chillly.codec import Envelope
 from chillly import topics
-from chillly.process import Service, StartupError
+from chillly.process import Service, StartupError, run_service
 from chillly.timeframes import TimeframeSettings, bar_problem, is_tf, row_problem
 from store import queries
 from store.queries import open_reader
@@ -205,3 +206,7 @@ class Series(Service):
             rows = [merged[t] for t in sorted(merged)[-last:]]
         return {"contract": contract, "tf": tf, "bars": [r[:7] for r in rows]}
 
+
+def cli(args: argparse.Namespace) -> int:
+    """`chillly series`."""
+    return run_service(Series)
