@@ -51,8 +51,15 @@ class Closer:
         # All at once: a flatten at the loss limit must not wait on each cancel in turn.
         for row, out in zip(rows, await asyncio.gather(*(self.cancel(r) for r in rows))):
             (done if out["status"] in ("cancelled", "unknown") else failed).append(row.order_id)
+        # A bracket leg whose entry was cancelled in this batch goes with it at the venue, so
+        # its own cancel may find it gone: cancelled, not failed.
+        parent = {r.order_id: r.parent_id for r in rows}
+        with_entry = [oid for oid in failed if parent.get(oid) in done]
+        failed = [oid for oid in failed if oid not in with_entry]
+        done += with_entry
         return {"status": "done" if not failed else "partial", "cancelled": done,
                 "failed": failed, "message": f"{len(done)} cancelled"
+                + (f" ({len(with_entry)} with their entry)" if with_entry else "")
                 + (f", {len(failed)} failed" if failed else "")}
 
     async def flatten(self, contract: str | None, owner: str | None = None) -> dict[str, Any]:

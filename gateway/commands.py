@@ -13,9 +13,11 @@ from chillly.clock import Clock
 from gateway.closing import Closer
 from gateway.gate import SELL, Intent
 from gateway.gate_runner import GateRunner
+from gateway.order_views import show_waiting_legs
 from gateway.placing import Placer
 from gateway.publishing import Publisher
 from gateway.reconcile import Reconciler
+from gateway.refusals import Refusals
 from gateway.risk_runtime import RiskRuntime
 from gateway.settings import GatewaySettings
 from gateway.venue_events import Specs
@@ -40,6 +42,7 @@ class Commands:
         self.risk, self.runner, self.placer, self.closer = risk, runner, placer, closer
         self.reconciler, self.publisher, self.specs = reconciler, publisher, specs
         self.clock, self.counters, self.ready = clock, counters, ready
+        self.refusals = Refusals()     # the day's refused submits, for `orders --all`
 
     def handlers(self) -> dict[str, Any]:
         return {"submit": self.submit, "cancel": self.cancel, "modify": self.modify,
@@ -49,6 +52,12 @@ class Commands:
                 "risk": self.risk_report}
 
     async def submit(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
+        out = await self._submit(args, sender)
+        if out.get("status") == "rejected" and out.get("order_id") not in self.blotter.orders:
+            self.refusals.add(args, sender, out, self.clock.now_ms())
+        return out
+
+    async def _submit(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
         self.counters["submits"] += 1
         if not self.ready():
             self.counters["not_ready"] += 1
@@ -202,9 +211,17 @@ class Commands:
         open_only = args.get("open_only", True) is not False
         rows = [r for r in self.blotter.orders.values()
                 if (owner is None or r.owner == owner) and (not open_only or not r.terminal)]
-        rows.sort(key=lambda r: (r.created_ms or 0, r.order_id))
-        return {"orders": [self.publisher.order_msg(r).body() for r in rows],
-                "ready": self.ready()}
+        bodies = show_waiting_legs(
+            [{**self.publisher.order_msg(r).body(), "created_ms": r.created_ms} for r in rows],
+            self.blotter.orders, self.blotter.intents, self._tick_of)
+        if not open_only:       # the day's refusals too, with their reason
+            bodies += self.refusals.of(owner)
+        bodies.sort(key=lambda b: (b.get("created_ms") or 0, b["order_id"] or 0))
+        return {"orders": bodies, "ready": self.ready()}
+
+    def _tick_of(self, contract: str) -> float:
+        spec = self.blotter.book.specs.get(contract)
+        return spec.tick_size if spec is not None else 0.0
 
     async def positions(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
         owner = args.get("owner")

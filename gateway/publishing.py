@@ -13,6 +13,7 @@ from chillly.clock import Clock
 from chillly.messages import AccountEvent, Alarm, OrderEvent, PositionEvent, RiskEvent
 from gateway.risk import RiskGate
 from gateway.blotter import ACCOUNT, Blotter
+from gateway.throttle import ChangeThrottle
 from trading.orders.records import OrderRecord
 
 log = logging.getLogger("gateway")
@@ -27,6 +28,8 @@ class Publisher:
         self.blotter, self.gate, self.clock = blotter, gate, clock
         #: (owner, contract) positions changed since the last publication
         self.due: set[tuple[str, str]] = set()
+        #: the account goes out on change, at most 4 a real second (gateway/throttle.py)
+        self.account_out = ChangeThrottle()
 
     @property
     def account(self) -> int:
@@ -61,7 +64,8 @@ class Publisher:
                             open_pnl=open_pnl, vt=self.clock.now_ms())
 
     def positions_and_account(self) -> None:
-        """Every second: held positions, those that changed, and the account."""
+        """Every GATEWAY_PUBLISH_INTERVAL: held positions and those that changed; the account
+        when it changed, at most 4 times a real second, every 5 s unchanged."""
         book = self.blotter.book
         due = set(self.due)
         self.due.clear()
@@ -70,7 +74,10 @@ class Publisher:
         for owner, contract in sorted(due):
             self.bus.publish(topics.position_event(self.account, owner),
                              self.position_msg(contract, owner))
-        self.bus.publish(topics.account_event(self.account), self.account_msg())
+        msg = self.account_msg()
+        if self.account_out.due((msg.balance, msg.equity, msg.realized_pnl, msg.open_pnl,
+                                 msg.can_trade, msg.name)):
+            self.bus.publish(topics.account_event(self.account), msg)
 
     def risk_event(self, event: str, reason: str, rule: str | None, owner: str | None = None,
                    client_id: str | None = None) -> None:

@@ -140,8 +140,13 @@ def orders_cli(args: argparse.Namespace) -> int:
     if not rows:
         print("no orders" if args.all else "no working orders")
         return 0
-    _table(rows, ["ORDER", "OWNER", "CONTRACT", "SIDE", "SIZE", "TYPE", "STATE", "FILLED",
-                  "PRICE", "FILL PX", "CLIENT ID"])
+    header = ["ORDER", "OWNER", "CONTRACT", "SIDE", "SIZE", "TYPE", "STATE", "FILLED",
+              "PRICE", "FILL PX", "CLIENT ID"]
+    if any(o.get("reason") for o in res["orders"]):    # refused orders say why
+        header.append("REASON")
+        for row, o in zip(rows, res["orders"]):
+            row.append(o.get("reason") or "")
+    _table(rows, header)
     return 0
 
 
