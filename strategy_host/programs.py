@@ -55,7 +55,8 @@ stdout_logfile_backups=3
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", nargs="?", choices=["list", "sync"], default="list")
-    p.add_argument("--json", action="store_true", help="one JSON object per instance")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document: a list, one object per instance")
     p.add_argument("--conf", default=str(ROOT / "supervisord.conf"),
                    help="supervisord.conf of the running system (for sync and states)")
 
@@ -190,8 +191,7 @@ def cli(args: argparse.Namespace) -> int:
         print(f"chillly strategies: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        for row in rows:
-            print(json.dumps(row))
+        print(json.dumps(rows))
         return 0
     print(f"{'NAME':<16} {'SUPERVISOR':<10} {'STATE':<9} {'LAG':>7} {'POS':>4} {'DAY P&L':>9}  "
           "WHERE")

@@ -260,7 +260,7 @@ class Live:
             self._opened.clear()
 
     async def strategies(self) -> tuple[list[dict[str, Any]], str | None]:
-        """`chillly strategies --json`, run as the trader would, one row per line."""
+        """`chillly strategies --json`, run as the trader would: one JSON list of rows."""
         self._child = await asyncio.create_subprocess_exec(
             *_chillly(), "strategies", "--json", stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=os.environ.copy())
@@ -273,7 +273,10 @@ class Live:
             lines = err.decode(errors="replace").strip().splitlines()
             return [], lines[-1] if lines else f"exit {self._child.returncode}"
         try:
-            return [json.loads(line) for line in out.decode().splitlines() if line.strip()], None
+            rows = json.loads(out.decode())
+            if not isinstance(rows, list):
+                raise ValueError("expected a JSON list")
+            return rows, None
         except ValueError as exc:
             return [], f"unreadable output of chillly strategies: {exc}"
 

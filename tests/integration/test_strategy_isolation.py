@@ -154,7 +154,7 @@ async def test_bad_strategies_are_contained_and_restart_keeps_state(
         listing = procs.chillly("strategies", "--json", "--conf", str(conf), env=env,
                                 stdout_pipe=True)
         out, _ = listing.popen.communicate(timeout=60)
-        rows = {r["name"]: r for r in map(json.loads, out.decode().splitlines())}
+        rows = {r["name"]: r for r in json.loads(out.decode())}   # one JSON document
         assert rows["healthy1"]["supervisor"] == "RUNNING" and rows["healthy1"]["live"], rows
         assert isinstance(rows["healthy1"]["lag_ms"], int) and rows["keeper"]["position"] == 0
         print(f"FIGURE healthy hosts, median of heartbeats: hook p99 {base[0]} us alone, "
