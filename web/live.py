@@ -43,6 +43,7 @@ log = logging.getLogger("web")
 GATEWAY_PANELS: dict[str, dict[str, Any]] = {
     "risk": {}, "positions": {}, "orders": {"open_only": True}, "account": {}}
 _ENVELOPE = ("v", "src", "seq", "inst")
+MIN_REFRESH = 0.2   # seconds between two rounds of gateway questions
 _QUOTE_FIELDS = ("contract", "bid", "ask", "last", "ts")
 
 
@@ -94,7 +95,8 @@ class Live:
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
-        await asyncio.wait(self._tasks, timeout=0.3) if self._tasks else None
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=0.3)
         if self._child is not None and self._child.returncode is None:
             self._child.kill()
 
@@ -175,6 +177,9 @@ class Live:
             self._dirty.clear()
             if self.hub.outboxes:
                 await self.refresh_gateway()
+                # Marks move positions many times a second: ask at most MIN_REFRESH apart
+                # (the fills themselves are pushed at once, not through this).
+                await asyncio.sleep(MIN_REFRESH)
 
     async def refresh_gateway(self) -> None:
         answers = await asyncio.gather(*(self._ask(name, args)
