@@ -215,7 +215,10 @@ async def run(a: argparse.Namespace) -> int:
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    print("fill event on the bus -> shown", flush=True)
+    load = os.getloadavg()
+    print(f"fill event on the bus -> shown (load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+          f" on {os.cpu_count()} cores: the pages' figures include chromium's own scheduling)",
+          flush=True)
     for k, (page_ms, plain_ms) in results.items():
         print(line(f"baseline: plain bus subscriber ({k} page{'s' if k > 1 else ''} open)",
                    plain_ms))
