@@ -95,9 +95,11 @@ _PENDING: list[tuple[object, object]] = []
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    check = argv[:1] == ["--check"]      # load and validate in the sandbox, then stop
+    argv = argv[1:] if check else argv
     if len(argv) != 1:
-        print("usage: python -m strategy_host NAME (use `chillly strategy-host NAME`)",
-              file=sys.stderr)
+        print("usage: python -m strategy_host [--check] NAME (use `chillly strategy-host "
+              "NAME`)", file=sys.stderr)
         return 2
     name = argv[0]
     secrets = _read_secrets()
@@ -143,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chillly strategy-host: {path}: [strategies.{name}] class: importing failed: "
               f"{exc!r}", file=sys.stderr, flush=True)
         return 2
+    if check:
+        print(f"{path}: [strategies.{name}] {inst.class_}: class and params valid "
+              f"({report.line()})", flush=True)
+        return 0
     delay = RunMarker(settings.state_dir).start(time.time())
     if delay:
         log.warning("the last run ended uncleanly within a minute: backing off %.0f s", delay)

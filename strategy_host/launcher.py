@@ -31,6 +31,9 @@ _PASS = ("bus_publish_addr", "bus_subscribe_addr", "bus_hwm", "clock_speed", "he
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="the instance's name in strategies.toml")
+    p.add_argument("--check", action="store_true",
+                   help="load the class and validate the parameters in the sandbox, then exit "
+                        "(0 fine, 2 the mistake named): what `chillly strategies sync` runs")
 
 
 def host_env(settings: HostSettings, name: str) -> dict[str, str]:
@@ -85,5 +88,6 @@ def cli(args: argparse.Namespace) -> int:
         env["CHILLLY_SECRET_FD"] = str(fd)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "strategy_host", args.name], env)
+    check = ["--check"] if getattr(args, "check", False) else []
+    os.execve(sys.executable, [sys.executable, "-m", "strategy_host", *check, args.name], env)
     return 1  # not reached

@@ -139,12 +139,12 @@ def test_live_credentials_without_explicit_account_refuse_to_start(procs: Procs,
     assert "run_on: not enabled for live account 777" in host.log()
     conf = tmp_path / "none.conf"
     sync = procs.chillly("strategies", "sync", "--conf", str(conf), env=env)
-    assert sync.wait(30) == 0
+    assert sync.wait(90) == 0
     assert not list((tmp_path / "run" / "supervisor.d").glob("*.conf")), sync.log()
     sim_env = {k: v for k, v in env.items() if not k.startswith("TOPSTEP_")}
     sim_env["TOPSTEP_API_KEY"] = ""
     sync = procs.chillly("strategies", "sync", "--conf", str(conf), env=sim_env)
-    assert sync.wait(30) == 0
+    assert sync.wait(90) == 0
     assert [p.name for p in (tmp_path / "run" / "supervisor.d").glob("*.conf")] == \
         ["strategy-ema_es.conf"], sync.log()
 
