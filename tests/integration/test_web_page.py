@@ -339,3 +339,33 @@ async def test_the_buttons_flatten_and_halt_and_no_token_changes_nothing(
                                        lambda: page_strategies(page, True))
         await screenshot(page, tmp_path, "halted")
         assert page.errors == []
+
+
+async def test_the_resume_and_cancel_buttons(stack: WebStack, tmp_path: Path) -> None:
+    """After the halt above: Resume lifts it (the account is flat); a resting order's Cancel
+    button cancels it at the venue."""
+    await stack.page_up()
+    account = (await stack.cli("account"))["account_id"]
+    async with browser() as ctx:
+        page = await open_page(ctx, stack)
+        if (await stack.cli("risk"))["state"] == "HALTED":
+            await confirm(page, "#btn-resume")
+
+            async def active() -> bool:
+                return bool((await stack.cli("risk"))["state"] == "ACTIVE")
+            await aeventually(active, 30, interval=1.0, what="trading resumed")
+        close = (await stack.cli("bars", "NQ", "--tf", "1m", "--last", "1"))["bars"][-1]["c"]
+        far = round(close * 0.9 / 0.25) * 0.25          # a buy that rests, far below
+        placed = await stack.cli("buy", "NQ", "1", "--limit", str(far))
+        oid = placed["order_id"]
+        await confirm(page, f'#orders tr[data-order="{oid}"] button')
+
+        def cancelled() -> bool:
+            orders = stack.venue("/api/Order/search", {"accountId": account,
+                                                       "startTimestamp": "2000-01-01T00:00:00Z"})
+            return any(o["id"] == oid and o["status"] == 3 for o in orders["orders"])
+        await aeventually(cancelled, 30, interval=0.5, what=f"order {oid} cancelled at the venue")
+        await page.wait_for_selector(f'#orders tr[data-order="{oid}"]', state="detached",
+                                     timeout=30_000)
+        await screenshot(page, tmp_path, "cancelled")
+        assert page.errors == []

@@ -92,8 +92,7 @@ class WebStack:
         self.started: dict[str, Proc] = {}
 
     async def cli(self, *args: str, ok: bool = True) -> Any:
-        """`chillly ARGS --json` as the trader runs it; its JSON (one document, or a list of
-        line documents for `strategies`)."""
+        """`chillly ARGS --json` as the trader runs it; its JSON document."""
         p = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "chillly.cli", *args, "--json", cwd=str(ROOT),
             env={**os.environ, **self.env}, stdout=asyncio.subprocess.PIPE,
@@ -101,10 +100,7 @@ class WebStack:
         out, err = await asyncio.wait_for(p.communicate(), 60)
         if ok:
             assert p.returncode == 0, (args, out, err)
-        text = out.decode().strip()
-        if args[0] == "strategies":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        return json.loads(text)
+        return json.loads(out.decode())
 
     async def gateway_ready(self) -> None:
         """Until `chillly account` says the gateway is ready (its start-up reconcile done)."""
