@@ -1,13 +1,20 @@
-"""Bus benchmark: our broker + bus client against raw pyzmq + msgpack through a bare zmq.proxy.
+"""Bus benchmark: each backend beside its bare baseline, measured in the same run.
 
-    .venv/bin/python bench/bus.py [--messages 200000] [--rounds 3000]
+    .venv/bin/python bench/bus.py [--messages 200000] [--rounds 3000] [--backends zmq,redis,memory]
 
-Measured in the same run, on the same machine, with the same payload (a 1m Bar):
-- throughput, publisher -> broker -> decoding subscriber, with 1 and 4 subscribers
-  (messages/s each subscriber received, first to last message);
-- round-trip latency (ping -> broker -> echo process -> broker -> pong), p50 and p99.
-Every role runs in its own process. Prints each figure and the ratio ours/raw (target: our
-throughput at least 0.8 of raw).
+Same payload everywhere (a 1m Bar):
+- zmq: our broker + bus client against raw pyzmq + msgpack through a bare zmq.proxy:
+  throughput publisher -> broker -> decoding subscriber with 1 and 4 subscribers (messages/s
+  each subscriber received, first to last), and the round trip ping -> broker -> echo process
+  -> broker -> pong, p50 and p99 (targets: throughput at least 0.9 of raw, round trip at most
+  1.3x raw);
+- redis: our redis backend against a bare redis-py publisher (pipelined PUBLISH) and
+  subscriber (PSUBSCRIBE, get_message, msgpack) on the same redis-server, with streams off
+  (the like-for-like figure, target at least 0.8) and on (what catch-up costs); the same
+  round trip; and beside our zmq figures (what a trader chooses by);
+- memory: messages/s through a bus on the memory backend (publish, codec, queue, dispatch) in
+  one process, and the cost of one dispatch beside a plain list of callbacks.
+Every zmq and redis role runs in its own process.
 """
 
 from __future__ import annotations
@@ -16,9 +23,13 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -146,6 +157,19 @@ def _env(pub_addr: str, sub_addr: str) -> None:
     os.environ["LOG_LEVEL"] = "WARNING"
 
 
+def make_bus(pub_addr: str, sub_addr: str, name: str) -> Any:
+    """Our bus on the backend the addresses name: two zmq addresses, or ("redis", URL with
+    `?streams=N` for REDIS_STREAM_MAXLEN) packed as pub_addr="redis", sub_addr=URL."""
+    from chillly.bus import Bus
+
+    if pub_addr == "redis":
+        from chillly.bus_backends.redis_pubsub import RedisBackend
+
+        url, _, streams = sub_addr.partition("?streams=")
+        return Bus.over(RedisBackend(url, name, hwm=HWM, stream_maxlen=int(streams or 0)), name)
+    return Bus(pub_addr, sub_addr, name, hwm=HWM)
+
+
 def our_broker(pub_addr: str, sub_addr: str) -> None:
     _env(pub_addr, sub_addr)
     import argparse
@@ -156,13 +180,12 @@ def our_broker(pub_addr: str, sub_addr: str) -> None:
 
 
 def our_sub(pub_addr: str, sub_addr: str, q: mp.Queue, ready: mp.Event) -> None:  # type: ignore[type-arg, valid-type]
-    from chillly.bus import Bus
     from chillly.process import install_uvloop
 
     install_uvloop()
 
     async def run() -> None:
-        bus = Bus(pub_addr, sub_addr, "bench-sub", hwm=HWM)
+        bus = make_bus(pub_addr, sub_addr, "bench-sub")
         state = {"n": 0, "first": 0.0, "last": 0.0}
         done = asyncio.Event()
 
@@ -184,14 +207,13 @@ def our_sub(pub_addr: str, sub_addr: str, q: mp.Queue, ready: mp.Event) -> None:
 
 
 def our_pub(pub_addr: str, sub_addr: str, count: int, go: mp.Event) -> None:  # type: ignore[valid-type]
-    from chillly.bus import Bus
     from chillly.messages import Probe
     from chillly.process import install_uvloop
 
     install_uvloop()
 
     async def run() -> None:
-        bus = Bus(pub_addr, sub_addr, "bench-pub", hwm=HWM)
+        bus = make_bus(pub_addr, sub_addr, "bench-pub")
         await bus.ready()
         go.wait()
         for i in range(count):
@@ -206,13 +228,12 @@ def our_pub(pub_addr: str, sub_addr: str, count: int, go: mp.Event) -> None:  # 
 
 
 def our_echo(pub_addr: str, sub_addr: str, ready: mp.Event) -> None:  # type: ignore[valid-type]
-    from chillly.bus import Bus
     from chillly.process import install_uvloop
 
     install_uvloop()
 
     async def run() -> None:
-        bus = Bus(pub_addr, sub_addr, "bench-echo", hwm=HWM)
+        bus = make_bus(pub_addr, sub_addr, "bench-echo")
         stop = asyncio.Event()
 
         def on_ping(env) -> None:  # type: ignore[no-untyped-def]
@@ -232,13 +253,12 @@ def our_echo(pub_addr: str, sub_addr: str, ready: mp.Event) -> None:  # type: ig
 
 
 def our_rtt(pub_addr: str, sub_addr: str, rounds: int) -> list[float]:
-    from chillly.bus import Bus
     from chillly.process import install_uvloop
 
     install_uvloop()
 
     async def run() -> list[float]:
-        bus = Bus(pub_addr, sub_addr, "bench-rtt", hwm=HWM)
+        bus = make_bus(pub_addr, sub_addr, "bench-rtt")
         got: asyncio.Queue[object] = asyncio.Queue()
         bus.on("pong.", lambda env: got.put_nowait(env))
         await bus.ready()
@@ -267,6 +287,139 @@ def our_rtt(pub_addr: str, sub_addr: str, rounds: int) -> list[float]:
     return asyncio.run(run())
 
 
+# ------------------------------------------------------------------ bare redis-py roles
+
+def redis_raw_sub(url: str, q: mp.Queue, ready: mp.Event) -> None:  # type: ignore[type-arg, valid-type]
+    import redis.asyncio as aioredis
+
+    async def run() -> None:
+        r = aioredis.Redis.from_url(url)
+        ps = r.pubsub()
+        await ps.psubscribe("bar.*", END + "*")
+        await ps.get_message(timeout=5)
+        await ps.get_message(timeout=5)   # the two psubscribe confirmations
+        ready.set()
+        n, first, last = 0, 0.0, 0.0
+        while True:
+            msg = await ps.get_message(ignore_subscribe_messages=True, timeout=None)
+            if msg is None:
+                continue
+            if msg["channel"].startswith(END.encode()):
+                break
+            msgpack.unpackb(msg["data"])
+            if n == 0:
+                first = time.perf_counter()
+            n += 1
+            last = time.perf_counter()
+        q.put((n, last - first))
+        await r.aclose()
+
+    asyncio.run(run())
+
+
+def redis_raw_pub(url: str, count: int, go: mp.Event) -> None:  # type: ignore[valid-type]
+    import redis.asyncio as aioredis
+
+    async def run() -> None:
+        r = aioredis.Redis.from_url(url)
+        go.wait()
+        channel = TOPIC + "@raw"
+        pipe = r.pipeline(transaction=False)
+        for i in range(count):
+            body = bar(i).body()
+            body.update(src="raw", seq=i + 1, ts=int(time.time() * 1000))
+            pipe.publish(channel, msgpack.packb(body))
+            if len(pipe) >= 1000:
+                await pipe.execute()
+        await pipe.execute()
+        for _ in range(50):
+            await r.publish(END + "@raw", b"\x80")
+            await asyncio.sleep(0.01)
+        await r.aclose()
+
+    asyncio.run(run())
+
+
+def redis_raw_echo(url: str, ready: mp.Event) -> None:  # type: ignore[valid-type]
+    import redis.asyncio as aioredis
+
+    async def run() -> None:
+        r = aioredis.Redis.from_url(url)
+        ps = r.pubsub()
+        await ps.psubscribe("ping.*")
+        await ps.get_message(timeout=5)
+        ready.set()
+        while True:
+            msg = await ps.get_message(ignore_subscribe_messages=True, timeout=None)
+            if msg is None:
+                continue
+            if msg["data"] == b"stop":
+                break
+            await r.publish("pong.@raw", msgpack.packb(msgpack.unpackb(msg["data"])))
+        await r.aclose()
+
+    asyncio.run(run())
+
+
+def redis_raw_rtt(url: str, rounds: int) -> list[float]:
+    import redis.asyncio as aioredis
+
+    async def run() -> list[float]:
+        r = aioredis.Redis.from_url(url)
+        ps = r.pubsub()
+        await ps.psubscribe("pong.*")
+        await ps.get_message(timeout=5)
+        while True:   # the echo is subscribed once a ping comes back
+            await r.publish("ping.@raw", msgpack.packb({"i": -1}))
+            if await ps.get_message(ignore_subscribe_messages=True, timeout=0.05):
+                break
+        while await ps.get_message(ignore_subscribe_messages=True, timeout=0.1):
+            pass
+        out = []
+        for i in range(rounds):
+            t0 = time.perf_counter()
+            await r.publish("ping.@raw", msgpack.packb(bar(i).body()))
+            while await ps.get_message(ignore_subscribe_messages=True, timeout=None) is None:
+                pass
+            out.append(time.perf_counter() - t0)
+        await r.publish("ping.@raw", b"stop")
+        await r.aclose()
+        return out
+
+    return asyncio.run(run())
+
+
+class RedisServer:
+    """A throwaway redis-server on a free loopback port (no persistence)."""
+
+    def __enter__(self) -> str:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise SystemExit("redis-server is not installed (apt-get install redis-server)")
+        self.dir = tempfile.TemporaryDirectory()
+        port = free_port()
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.dir.name, "--client-output-buffer-limit", "pubsub 256mb 128mb 60"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        import redis
+
+        client = redis.Redis(port=port)
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        client.close()
+        return f"redis://127.0.0.1:{port}/0"
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.dir.cleanup()
+
+
 # ------------------------------------------------------------------ orchestration
 
 def start_broker(ctx, kind: str, pub_addr: str, sub_addr: str):  # type: ignore[no-untyped-def]
@@ -283,26 +436,43 @@ def start_broker(ctx, kind: str, pub_addr: str, sub_addr: str):  # type: ignore[
     return p
 
 
-def throughput(kind: str, subs: int, count: int) -> tuple[float, int]:
+def roles(kind: str, url: str) -> tuple[list[Any], str, str]:
+    """(processes started, publish side, subscribe side) for a kind of run."""
     ctx = mp.get_context("spawn")
+    if kind.startswith("redis"):
+        streams = "?streams=10000" if kind == "redis-streams" else "?streams=0"
+        return [], "redis", url + streams
     pub_addr = f"tcp://127.0.0.1:{free_port()}"
     sub_addr = f"tcp://127.0.0.1:{free_port()}"
-    procs = [start_broker(ctx, kind, pub_addr, sub_addr)]
+    return [start_broker(ctx, kind, pub_addr, sub_addr)], pub_addr, sub_addr
+
+
+def throughput(kind: str, subs: int, count: int, url: str = "") -> tuple[float, int]:
+    ctx = mp.get_context("spawn")
+    procs, pub_addr, sub_addr = roles(kind, url)
     q = ctx.Queue()
     readies = []
     for _ in range(subs):
         ready = ctx.Event()
         readies.append(ready)
-        target = raw_sub if kind == "raw" else our_sub
-        args = (sub_addr, q, ready) if kind == "raw" else (pub_addr, sub_addr, q, ready)
+        if kind == "raw":
+            target, args = raw_sub, (sub_addr, q, ready)
+        elif kind == "redis-raw":
+            target, args = redis_raw_sub, (url, q, ready)
+        else:
+            target, args = our_sub, (pub_addr, sub_addr, q, ready)
         procs.append(ctx.Process(target=target, args=args, daemon=True))
         procs[-1].start()
     for r in readies:
         if not r.wait(30):
             raise SystemExit(f"{kind} subscriber did not become ready")
     go = ctx.Event()
-    target = raw_pub if kind == "raw" else our_pub
-    args = (pub_addr, count, go) if kind == "raw" else (pub_addr, sub_addr, count, go)
+    if kind == "raw":
+        target, args = raw_pub, (pub_addr, count, go)
+    elif kind == "redis-raw":
+        target, args = redis_raw_pub, (url, count, go)
+    else:
+        target, args = our_pub, (pub_addr, sub_addr, count, go)
     pub = ctx.Process(target=target, args=args, daemon=True)
     pub.start()
     if kind == "raw":
@@ -313,9 +483,9 @@ def throughput(kind: str, subs: int, count: int) -> tuple[float, int]:
         warm.close(0)
     time.sleep(0.3)
     go.set()
-    results = [q.get(timeout=120) for _ in range(subs)]
+    results = [q.get(timeout=300) for _ in range(subs)]
     pub.join(10)
-    for p in procs:
+    for p in procs + [pub]:
         p.terminate()
         p.join(5)
     rates = [n / dt if dt > 0 else 0.0 for n, dt in results]
@@ -323,22 +493,141 @@ def throughput(kind: str, subs: int, count: int) -> tuple[float, int]:
     return statistics.mean(rates), received
 
 
-def latency(kind: str, rounds: int) -> tuple[float, float]:
+def latency(kind: str, rounds: int, url: str = "") -> tuple[float, float]:
     ctx = mp.get_context("spawn")
-    pub_addr = f"tcp://127.0.0.1:{free_port()}"
-    sub_addr = f"tcp://127.0.0.1:{free_port()}"
-    procs = [start_broker(ctx, kind, pub_addr, sub_addr)]
+    procs, pub_addr, sub_addr = roles(kind, url)
     ready = ctx.Event()
-    echo = raw_echo if kind == "raw" else our_echo
-    procs.append(ctx.Process(target=echo, args=(pub_addr, sub_addr, ready), daemon=True))
+    if kind == "raw":
+        target, args = raw_echo, (pub_addr, sub_addr, ready)
+    elif kind == "redis-raw":
+        target, args = redis_raw_echo, (url, ready)
+    else:
+        target, args = our_echo, (pub_addr, sub_addr, ready)
+    procs.append(ctx.Process(target=target, args=args, daemon=True))
     procs[-1].start()
     ready.wait(30)
-    samples = (raw_rtt if kind == "raw" else our_rtt)(pub_addr, sub_addr, rounds)
+    if kind == "raw":
+        samples = raw_rtt(pub_addr, sub_addr, rounds)
+    elif kind == "redis-raw":
+        samples = redis_raw_rtt(url, rounds)
+    else:
+        samples = our_rtt(pub_addr, sub_addr, rounds)
     for p in procs:
         p.terminate()
         p.join(5)
     samples.sort()
     return samples[len(samples) // 2] * 1e6, samples[int(len(samples) * 0.99)] * 1e6
+
+
+# ------------------------------------------------------------------ memory
+
+def memory_figures(count: int) -> tuple[float, float, float]:
+    """(messages/s through a memory-backend bus, us per dispatch, us per plain callback):
+    one publisher, one subscriber, in this process; the plain case calls a list of one
+    callback with the message object (no codec, no queue, no seq)."""
+    from chillly.bus import Bus
+    from chillly.bus_backends import MemoryBackend, MemoryHub
+
+    async def through_bus() -> float:
+        hub = MemoryHub()
+        pub = Bus.over(MemoryBackend(hub, "pub", hwm=HWM), "pub")
+        sub = Bus.over(MemoryBackend(hub, "sub", hwm=HWM), "sub")
+        got = [0]
+        done = asyncio.Event()
+
+        def on_bar(env: Any) -> None:
+            got[0] += 1
+            if got[0] == count:
+                done.set()
+
+        sub.on("bar.", on_bar)
+        await sub.ready()
+        await pub.ready()
+        msgs = [bar(i) for i in range(count)]
+        t0 = time.perf_counter()
+        for i, m in enumerate(msgs):
+            pub.publish(TOPIC, m)
+            if i % 1000 == 999:
+                await asyncio.sleep(0)    # the subscriber drains in step
+        await done.wait()
+        dt = time.perf_counter() - t0
+        await pub.close()
+        await sub.close()
+        return count / dt
+
+    rate = asyncio.run(through_bus())
+    msgs = [bar(i) for i in range(count)]
+    got = [0]
+
+    def cb(m: Any) -> None:
+        got[0] += 1
+
+    callbacks = [cb]
+    t0 = time.perf_counter()
+    for m in msgs:
+        for c in callbacks:
+            c(m)
+    plain = (time.perf_counter() - t0) / count
+    return rate, 1e6 / rate, plain * 1e6
+
+
+def ratio_line(what: str, base_name: str, base: float, ours_name: str, ours: float,
+               unit: str, extra: str = "") -> str:
+    return (f"{what}: {base_name} {base:>10,.0f} {unit}   {ours_name} {ours:>10,.0f} {unit}   "
+            f"ratio {ours / base:.2f}{extra}")
+
+
+def run_zmq(args: argparse.Namespace) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for subs in (1, 4):
+        raw_runs, our_runs = [], []
+        for _ in range(args.repeat):  # interleaved so both see the same machine load
+            raw_runs.append(throughput("raw", subs, args.messages))
+            our_runs.append(throughput("ours", subs, args.messages))
+        raw_rate = statistics.median(r for r, _ in raw_runs)
+        our_rate = statistics.median(r for r, _ in our_runs)
+        out[f"zmq{subs}"] = our_rate
+        print(f"zmq throughput {subs} sub: raw {raw_rate:>10,.0f} msg/s (got "
+              f"{min(n for _, n in raw_runs)})   ours {our_rate:>10,.0f} msg/s (got "
+              f"{min(n for _, n in our_runs)})   ratio ours/raw {our_rate / raw_rate:.2f}"
+              "  (target >= 0.9)")
+    raw_p50, raw_p99 = latency("raw", args.rounds)
+    our_p50, our_p99 = latency("ours", args.rounds)
+    out["zmq_p50"], out["zmq_p99"] = our_p50, our_p99
+    print(f"zmq round trip p50: raw {raw_p50:,.0f} us   ours {our_p50:,.0f} us   "
+          f"ratio {our_p50 / raw_p50:.2f}  (target <= 1.3)")
+    print(f"zmq round trip p99: raw {raw_p99:,.0f} us   ours {our_p99:,.0f} us   "
+          f"ratio {our_p99 / raw_p99:.2f}  (target <= 1.3)")
+    return out
+
+
+def run_redis(args: argparse.Namespace, zmq_figures: dict[str, float]) -> None:
+    with RedisServer() as url:
+        for subs in (1, 4):
+            runs: dict[str, list[float]] = {"redis-raw": [], "redis-ours": [], "redis-streams": []}
+            for _ in range(args.repeat):
+                for kind in runs:
+                    runs[kind].append(throughput(kind, subs, args.messages, url)[0])
+            raw, ours, streams = (statistics.median(runs[k]) for k in runs)
+            versus = (f"   ours/our zmq {ours / zmq_figures[f'zmq{subs}']:.2f}"
+                      if f"zmq{subs}" in zmq_figures else "")
+            print(f"redis throughput {subs} sub: bare redis-py {raw:>10,.0f} msg/s   ours "
+                  f"{ours:>10,.0f} msg/s   ratio {ours / raw:.2f} (target >= 0.8)   with streams "
+                  f"{streams:>10,.0f} msg/s ({streams / raw:.2f}){versus}")
+        raw_p50, raw_p99 = latency("redis-raw", args.rounds, url)
+        our_p50, our_p99 = latency("redis-ours", args.rounds, url)
+        for q, raw_v, ours_v in (("p50", raw_p50, our_p50), ("p99", raw_p99, our_p99)):
+            versus = (f"   ours/our zmq {ours_v / zmq_figures[f'zmq_{q}']:.2f}"
+                      if f"zmq_{q}" in zmq_figures else "")
+            print(f"redis round trip {q}: bare redis-py {raw_v:,.0f} us   ours {ours_v:,.0f} us   "
+                  f"ratio {ours_v / raw_v:.2f}{versus}")
+
+
+def run_memory(args: argparse.Namespace) -> None:
+    rate, per_msg, plain = memory_figures(args.messages)
+    print(f"memory: {rate:>10,.0f} msg/s through the bus ({per_msg:.2f} us a message: publish, "
+          f"codec, queue, dispatch)   plain list of callbacks {plain:.3f} us a call "
+          f"({per_msg / plain:.0f}x)")
 
 
 def main() -> None:
@@ -347,24 +636,19 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3_000)
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per figure; the median is printed (2 cores are noisy)")
+    ap.add_argument("--backends", default="zmq,redis,memory",
+                    help="comma list of zmq, redis, memory")
     args = ap.parse_args()
+    backends = args.backends.split(",")
     print(f"bus benchmark: {args.messages} bars per run, {args.rounds} round trips, "
-          f"{os.cpu_count()} cores, python {sys.version.split()[0]}, libzmq {zmq.zmq_version()}")
-    for subs in (1, 4):
-        raw_runs, our_runs = [], []
-        for _ in range(args.repeat):  # interleaved so both see the same machine load
-            raw_runs.append(throughput("raw", subs, args.messages))
-            our_runs.append(throughput("ours", subs, args.messages))
-        raw_rate = statistics.median(r for r, _ in raw_runs)
-        our_rate = statistics.median(r for r, _ in our_runs)
-        raw_n = min(n for _, n in raw_runs)
-        our_n = min(n for _, n in our_runs)
-        print(f"throughput {subs} sub: raw {raw_rate:>10,.0f} msg/s (got {raw_n})   "
-              f"ours {our_rate:>10,.0f} msg/s (got {our_n})   ratio ours/raw {our_rate / raw_rate:.2f}")
-    raw_p50, raw_p99 = latency("raw", args.rounds)
-    our_p50, our_p99 = latency("ours", args.rounds)
-    print(f"round trip p50: raw {raw_p50:,.0f} us   ours {our_p50:,.0f} us   ratio {our_p50 / raw_p50:.2f}")
-    print(f"round trip p99: raw {raw_p99:,.0f} us   ours {our_p99:,.0f} us   ratio {our_p99 / raw_p99:.2f}")
+          f"{os.cpu_count()} cores, python {sys.version.split()[0]}, libzmq {zmq.zmq_version()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    zmq_figures = run_zmq(args) if "zmq" in backends else {}
+    if "redis" in backends:
+        run_redis(args, zmq_figures)
+    if "memory" in backends:
+        run_memory(args)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -120,8 +120,28 @@ def _compile_checker(cls: type["Message"]) -> Any:
     ns: dict[str, Any] = {"cls": cls, "SchemaError": SchemaError, "_MISSING": _MISSING,
                           "V": cls.V, "ENV_ERR": f"{cls.TYPE}: bad envelope (src, seq, ts)",
                           "INST_ERR": f"{cls.TYPE}: bad envelope (inst is not a string)"}
+    # Fast path: the shape every CHILLLY publisher sends (every field and the whole envelope
+    # present): one C-level key-set comparison, then one expression of exact type tests. Any
+    # other shape, or a failed test, takes the field-by-field path below, which names the fault.
+    full = frozenset(("type", "v", "src", "seq", "ts", "inst", *cls._fields))
+    ns["FULL"] = full
+    tests = ["type(p['v']) is int", "p['v'] == V", "type(p['src']) is str",
+             "type(p['seq']) is int", "type(p['ts']) is int", "type(p['inst']) is str"]
+    for i, (name, accepted, nullable, _required) in enumerate(cls._spec):
+        if object in accepted:
+            continue
+        alts = [f"t is F{i}_{j}" for j in range(len(accepted))]
+        for j, t in enumerate(accepted):
+            ns[f"F{i}_{j}"] = t
+        if nullable:
+            alts.append("t is NoneType")
+        alts[0] = f"(t := type(p[{name!r}])) is F{i}_0" if accepted else alts[0]
+        tests.append("(" + " or ".join(alts) + ")")
+    ns["NoneType"] = type(None)
     lines = [
         "def check(p):",
+        "    if p.keys() == FULL and " + " and ".join(tests) + ":",
+        "        return cls",
         "    v = p.get('v')",
         "    if v != V or type(v) is not int:",
         f"        raise SchemaError({cls.TYPE!r} + ': schema version ' + repr(v) + "

@@ -9,6 +9,7 @@ itself after a broker restart.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import zmq
@@ -63,24 +64,55 @@ class ZmqBackend(Backend):
         self._sub_sync.setsockopt(zmq.UNSUBSCRIBE, prefix.encode())
 
     async def receive(self, deliver: Deliver) -> None:
-        sub = self._sub
+        """Drains the SUB socket from a reader callback on its file descriptor: the event loop
+        calls it as soon as ZeroMQ signals, with no task or future woken per batch (that hop
+        cost more than decoding a message; bench/bus.py). Up to BATCH messages per call, then
+        the rest after the loop's other callbacks had a turn. An async handler's awaitable
+        pauses the draining until it is done, so messages are still handled in order."""
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
         recv = self._sub_sync.recv_multipart
         noblock, again = zmq.NOBLOCK, zmq.Again
-        while not self._closed:
+        fd = self._sub_sync.fileno()   # ZMQ_FD
+        paused = False
+
+        def resume(task: asyncio.Future[Any]) -> None:
+            nonlocal paused
+            paused = False
+            if task.cancelled() or ended.done():
+                return
+            exc = task.exception()
+            if exc is not None:
+                ended.set_exception(exc)
+                return
+            drain()
+
+        def drain() -> None:
+            nonlocal paused
+            if paused or self._closed or ended.done():
+                return
             try:
-                await sub.poll()  # POLLIN by default
-            except zmq.ZMQError:
-                if self._closed:
-                    return
-                raise
-            for _ in range(BATCH):
-                try:
-                    frames = recv(noblock)
-                except again:
-                    break
-                pending = deliver(frames, None)
-                if pending is not None:
-                    await pending
+                for _ in range(BATCH):
+                    try:
+                        frames = recv(noblock)
+                    except again:
+                        return          # the descriptor signals again when more arrives
+                    pending = deliver(frames, None)
+                    if pending is not None:
+                        paused = True
+                        loop.create_task(pending).add_done_callback(resume)  # type: ignore[arg-type]
+                        return
+                loop.call_soon(drain)   # more may be queued; ZeroMQ would not signal it
+            except Exception as exc:    # a closed socket, or a bug below: the loop dies
+                if not ended.done():
+                    ended.set_exception(exc)
+
+        loop.add_reader(fd, drain)
+        loop.call_soon(drain)           # whatever arrived before the reader was registered
+        try:
+            await ended
+        finally:
+            loop.remove_reader(fd)
 
     async def close(self) -> None:
         if self._closed:
