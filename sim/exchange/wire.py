@@ -13,20 +13,26 @@ from typing import Any
 
 from chillly.clock import ms_to_iso
 from sim.market.contracts import SimContract
+from trading.venue_codes import HubAction, OrderStatus, OrderType, PositionType, Side
 
-# OrderType (projectx-api.md §4)
-LIMIT, MARKET, STOP_LIMIT, STOP, TRAILING_STOP, JOIN_BID, JOIN_ASK = 1, 2, 3, 4, 5, 6, 7
-TYPE_NAMES = {0: "Unknown", 1: "Limit", 2: "Market", 3: "StopLimit", 4: "Stop",
-              5: "TrailingStop", 6: "JoinBid", 7: "JoinAsk"}
-# OrderSide
-BUY, SELL = 0, 1
-# OrderStatus
-OPEN, FILLED, CANCELLED, EXPIRED, REJECTED, PENDING, PENDING_CANCEL, SUSPENDED = range(1, 9)
+# The venue's codes (projectx-api.md §4) are the trading core's enums (trading/venue_codes.py),
+# under the short names the engine reads.
+LIMIT, MARKET, STOP_LIMIT, STOP = (OrderType.LIMIT, OrderType.MARKET, OrderType.STOP_LIMIT,
+                                   OrderType.STOP)
+TRAILING_STOP, JOIN_BID, JOIN_ASK = OrderType.TRAILING_STOP, OrderType.JOIN_BID, OrderType.JOIN_ASK
+TYPE_NAMES: dict[int, str] = {
+    OrderType.UNKNOWN: "Unknown", LIMIT: "Limit", MARKET: "Market", STOP_LIMIT: "StopLimit",
+    STOP: "Stop", TRAILING_STOP: "TrailingStop", JOIN_BID: "JoinBid", JOIN_ASK: "JoinAsk"}
+BUY, SELL = Side.BUY, Side.SELL
+OPEN, FILLED, CANCELLED, EXPIRED, REJECTED = (OrderStatus.OPEN, OrderStatus.FILLED,
+                                              OrderStatus.CANCELLED, OrderStatus.EXPIRED,
+                                              OrderStatus.REJECTED)
+PENDING, PENDING_CANCEL, SUSPENDED = (OrderStatus.PENDING, OrderStatus.PENDING_CANCELLATION,
+                                      OrderStatus.SUSPENDED)
 WORKING = (OPEN, PENDING, PENDING_CANCEL, SUSPENDED)
-# PositionType
-FLAT, LONG, SHORT = 0, 1, 2
+FLAT, LONG, SHORT = PositionType.FLAT, PositionType.LONG, PositionType.SHORT
 # Hub envelope actions (§4: 0 create, 1 update, 2 remove; positions open with 1 live)
-ACT_CREATE, ACT_UPDATE, ACT_REMOVE = 0, 1, 2
+ACT_CREATE, ACT_UPDATE, ACT_REMOVE = HubAction.CREATE, HubAction.UPDATE, HubAction.REMOVE
 
 EV_ACCOUNT = "GatewayUserAccount"
 EV_ORDER = "GatewayUserOrder"

@@ -270,7 +270,10 @@ def test_resting_join_orders_fill_from_the_sims_own_prints(sim: Sim) -> None:
         r = sim.place(acct, type=otype, side=side)
         assert r["success"], r
         order = sim.order(acct, r["orderId"])
-        assert (order["type"], order["status"]) == (otype, 1)
+        # Open, or already filled by a print at its price before this read (a busy tape): it
+        # rested at the joined price either way, which the fill price below checks (an order
+        # filled at once as marketable would have filled at the market instead).
+        assert order["type"] == otype and order["status"] in (1, 2), order
         assert order["limitPrice"] is not None
         ids.append((r["orderId"], order["limitPrice"]))
 

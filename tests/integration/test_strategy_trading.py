@@ -13,6 +13,7 @@ from tests.integration.test_strategy_support import (
     EMA, MR, ORB, Watcher, start_system, system_env,
 )
 from tests.support import Procs, aeventually
+from trading.venue_codes import OrderType
 
 TOML = EMA + "\n" + ORB + "\n" + MR
 
@@ -51,9 +52,11 @@ async def test_examples_trade_on_the_sim_within_limits(procs: Procs, bus_env: di
         assert w.counter("strategy-ema", "quotes") == 0 and w.counter("strategy-mr", "quotes") > 0
         ema = [o for o in orders["orders"] if o["owner"] == "ema"]
         assert any(o.get("parent_id") for o in ema), "the EMA entries carry brackets"
-        orb = [o for o in orders["orders"] if o["owner"] == "orb" and o["order_type"] == 4]
+        orb = [o for o in orders["orders"] if o["owner"] == "orb"
+               and o["order_type"] == OrderType.STOP]
         assert orb, "the breakout uses stop orders"
-        mr = [o for o in orders["orders"] if o["owner"] == "mr" and o["order_type"] == 1]
+        mr = [o for o in orders["orders"] if o["owner"] == "mr"
+              and o["order_type"] == OrderType.LIMIT]
         assert mr, "the mean reversion uses limit orders"
         # The sim's referee: no Topstep rule was breached by any of it.
         breaches = httpx.get(f"http://127.0.0.1:{bus_env['SIM_PORT']}/admin/breaches").json()
