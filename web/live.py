@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -30,6 +31,7 @@ from chillly.codec import Envelope
 from chillly.health import STALE_AFTER, HealthView, expected_programs
 from chillly.messages import Alarm, Bar, ContractInfo, FillEvent, Heartbeat, Quote, RiskEvent
 from chillly.status import find_conf
+from chillly.timeframes import bar_problem
 from store import queries
 from trading.strategy.config_file import LoadError, parse_instances
 from web.board import Board, Push
@@ -45,6 +47,12 @@ GATEWAY_PANELS: dict[str, dict[str, Any]] = {
 _ENVELOPE = ("v", "src", "seq", "inst")
 MIN_REFRESH = 0.2   # seconds between two rounds of gateway questions
 _QUOTE_FIELDS = ("contract", "bid", "ask", "last", "ts")
+
+
+def _price(x: Any) -> bool:
+    """A quote field the page may draw: absent, or a finite positive number."""
+    return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)
+                         and math.isfinite(x) and x > 0)
 
 
 def _body(env: Envelope) -> dict[str, Any]:
@@ -69,7 +77,8 @@ class Live:
         self._tasks: list[asyncio.Task[Any]] = []
         self._child: asyncio.subprocess.Process | None = None
         self._started = time.monotonic()
-        counters.update({"gateway_errors": 0, "strategies_errors": 0, "events": 0})
+        counters.update({"gateway_errors": 0, "strategies_errors": 0, "events": 0,
+                         "rejected_bars": 0, "rejected_quotes": 0})
 
     # ------------------------------------------------------------------ wiring
 
@@ -151,10 +160,16 @@ class Live:
     def _on_quote(self, env: Envelope) -> None:
         if env.cls is Quote:
             p = env.payload
+            if not all(_price(p.get(k)) for k in ("bid", "ask", "last")):
+                self.counters["rejected_quotes"] += 1    # never drawn: NaN, inf, <= 0
+                return
             self.push(self.board.quote({k: p.get(k) for k in _QUOTE_FIELDS}))
 
     def _on_bar(self, env: Envelope) -> None:
         if env.cls is Bar:
+            if bar_problem(env.payload) is not None:     # the check every bar reader makes
+                self.counters["rejected_bars"] += 1
+                return
             self.push(self.board.bar(_body(env)))
 
     def _on_set(self, env: Envelope) -> None:
