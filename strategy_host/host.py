@@ -40,6 +40,7 @@ from trading.strategy.api import TERMINAL, Strategy
 from trading.strategy.engine import Engine, HostFatal
 from trading.strategy.instance import Instance
 from strategy_host.settings import HostSettings
+from strategy_host.incidents import Incidents, crash_loop
 from strategy_host.state import RunMarker, StateFile
 from strategy_host.watchdog import Watchdog
 
@@ -93,6 +94,9 @@ class Host(Service):
 
     async def on_start(self) -> None:
         s = self.settings
+        # Restarts, the last error, refusals: what `chillly strategies` shows (incidents.py).
+        self.incidents = Incidents(s.state_dir)
+        self.incidents.started(time.time())
         self.live = False
         self.fatal: str | None = None
         self.buffer: list[tuple[Any, Any]] = []
@@ -122,6 +126,9 @@ class Host(Service):
         # No broker yet is not a configuration error: BusNotReady ends the start with exit 1,
         # which supervisord restarts (exit 2 would leave the strategy stopped for good).
         await self.bus.ready(timeout=15)
+        # A crash loop is unhealthy in `chillly status`, not a program RUNNING between crashes.
+        self.tasks.append(asyncio.get_running_loop().create_task(self.alarm_while(
+            lambda: crash_loop(self.incidents.data, time.time()), "crash_loop", 30.0)))
         await self._resolve_and_subscribe()
         saved = self.store.load()
         # What a counter-only save (before each submit) keeps of the strategy's own state
@@ -435,6 +442,9 @@ class Host(Service):
             self.fatal = fatal
         if fatal is None:
             RunMarker(self.settings.state_dir).clean_stop()
+        if hasattr(self, "incidents"):
+            self._note_incidents()
+            self.incidents.stopped(clean=fatal is None)
         if hasattr(self, "watchdog"):
             self.watchdog.stop()
         if hasattr(self, "watch_alarm"):
@@ -449,11 +459,17 @@ class Host(Service):
         except (OSError, ValueError, IndexError):
             return 0
 
+    def _note_incidents(self) -> None:
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            self.incidents.note(engine.last_error, list(engine.refusals))
+
     def heartbeat(self) -> Heartbeat:
         hb = super().heartbeat()
         engine = getattr(self, "engine", None)
         if engine is None:
             return hb
+        self._note_incidents()      # a few hundred bytes, written only when something changed
         counters = {**hb.counters, **engine.counters,
                     "live": int(self.live), "lag_ms": self.lag_ms, "lag_max_ms": self.lag_max_ms,
                     "slow_hooks": self.watchdog.slow, "slow_hook": self.watchdog.last_slow, "hook_p99_us": self.watchdog.hook_p99_us(reset=True),

@@ -12,7 +12,9 @@ restarts; an instance whose definition (its table in strategies.toml, recorded i
 file) changed is restarted, and sync says so, so new parameters never wait for a restart.
 
 list: each instance with its supervisor state and, from its last heartbeat, whether it is
-live, its event lag, net position and day P&L.
+live, its event lag, net position and day P&L; from its incidents file (strategy_host/
+incidents.py, readable while it is down) its restarts after a failure, its last error and its
+orders' last refusals with their rule.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ from typing import Any
 from chillly.settings import load_settings
 from chillly.bus import Bus
 from chillly import topics
+from strategy_host import incidents
 from strategy_host.settings import HostSettings
 from strategy_host.strategies_file import read_file
 from trading.strategy.config_file import LoadError
@@ -239,10 +243,12 @@ def listing(settings: HostSettings, conf: str, wait: float = 0.0) -> list[dict[s
     states = _states(conf)
     beats = asyncio.run(heartbeats(settings, wait))
     rows = []
+    now = time.time()
     for name, inst in instances.items():
         program = PREFIX + name
         hb = beats.get(program, {})
         c = hb.get("counters", {})
+        seen = incidents.read(settings.venue_run_dir.resolve() / "strategies" / name)
         rows.append({
             "name": name, "program": program, "class": inst.class_,
             "contracts": inst.contracts, "timeframes": inst.timeframes,
@@ -252,6 +258,9 @@ def listing(settings: HostSettings, conf: str, wait: float = 0.0) -> list[dict[s
             "position": c.get("position"), "day_pnl": c.get("day_pnl"),
             "open_orders": c.get("open_orders"), "hook_errors": c.get("hook_errors"),
             "rss_kb": c.get("rss_kb"), "pid": hb.get("pid"),
+            "restarts": int(seen.get("restarts", 0)), "last_error": seen.get("last_error"),
+            "refusals": seen.get("refusals", []),
+            "crash_loop": incidents.crash_loop(seen, now),
         })
     return rows
 
@@ -272,12 +281,19 @@ def cli(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
         return 0
-    print(f"{'NAME':<16} {'SUPERVISOR':<10} {'STATE':<9} {'LAG':>7} {'POS':>4} {'DAY P&L':>9}  "
-          "WHERE")
+    print(f"{'NAME':<16} {'SUPERVISOR':<10} {'STATE':<9} {'LAG':>7} {'POS':>4} {'DAY P&L':>9} "
+          f"{'RESTARTS':>8}  WHERE")
     for r in rows:
         lag = "-" if r["lag_ms"] is None else f"{r['lag_ms']}ms"
         pos = "-" if r["position"] is None else str(r["position"])
         pnl = "-" if r["day_pnl"] is None else f"{r['day_pnl']:.2f}"
         print(f"{r['name']:<16} {r['supervisor']:<10} {r['state']:<9} {lag:>7} {pos:>4} "
-              f"{pnl:>9}  {r['why']}")
+              f"{pnl:>9} {r['restarts']:>8}  {r['why']}")
+        if r["crash_loop"]:
+            print(f"  ! {r['crash_loop']}")
+        elif r["last_error"]:
+            print(f"  last error: {r['last_error']}")
+        for ref in r["refusals"][-3:]:
+            print(f"  refused {ref.get('client_id')}: "
+                  + (f"{ref['rule']}: " if ref.get("rule") else "") + f"{ref.get('message')}")
     return 0

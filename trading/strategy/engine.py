@@ -77,6 +77,10 @@ class Engine:
         self.account = 0
         self.next_n = 1
         self.errors_in_row = 0
+        #: what `chillly strategies` shows of a strategy in trouble (the host records them):
+        #: its last exception, as one line, and its orders' last refusals with their rule
+        self.last_error: str | None = None
+        self.refusals: deque[dict[str, Any]] = deque(maxlen=5)
         self.counters: dict[str, Any] = {
             "bars": 0, "quotes": 0, "trades": 0, "orders_sent": 0, "order_rejects": 0,
             "order_events": 0, "fills": 0, "hook_errors": 0, "hook_calls": 0,
@@ -95,11 +99,13 @@ class Engine:
         try:
             result = fn(*args)
         except MemoryError:
+            self.last_error = f"{hook}: out of memory (STRATEGY_MEMORY_MB)"
             self.log.critical("%s: out of memory (STRATEGY_MEMORY_MB): exiting", hook)
             raise HostFatal("out of memory") from None
-        except Exception:
+        except Exception as exc:
             self.counters["hook_errors"] += 1
             self.errors_in_row += 1
+            self.last_error = f"{hook}: {type(exc).__name__}: {exc}"
             self.log.exception("%s raised (%d in a row)", hook, self.errors_in_row)
             if self.errors_in_row >= self.max_errors:
                 raise HostFatal(f"{self.errors_in_row} hook errors in a row") from None
@@ -219,9 +225,15 @@ class Engine:
             return
         reason = (result.get("message") or result.get("rule")) if isinstance(result, dict) \
             else error
-        self._reject(cid, current, str(reason or error or "rejected"))
+        rule = result.get("rule") if isinstance(result, dict) else None
+        self._reject(cid, current, str(reason or error or "rejected"), rule)
 
-    def _reject(self, cid: str, current: OrderEvent | None, reason: str) -> None:
+    def _reject(self, cid: str, current: OrderEvent | None, reason: str,
+                rule: str | None = None) -> None:
+        # In the strategy's own log, not only the gateway's: why its order did not go out.
+        self.log.warning("order %s refused: %s%s", cid, f"{rule}: " if rule else "", reason)
+        self.refusals.append({"client_id": cid, "rule": rule, "message": reason,
+                              "at_ms": self.clock.now_ms()})
         self.counters["order_rejects"] += 1
         self.orders.pop(cid, None)
         if current is not None:
