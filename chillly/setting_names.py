@@ -69,7 +69,7 @@ PACKAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     ),
     "web": (
         "WEB_CLIENT_QUEUE", "WEB_HOST", "WEB_PORT", "WEB_QUOTE_INTERVAL", "WEB_REFRESH_INTERVAL",
-        "WEB_STRATEGIES_INTERVAL", "WEB_TOKEN",
+        "WEB_REPORTS_DIR", "WEB_STRATEGIES_INTERVAL", "WEB_TOKEN",
     ),
 }
 
