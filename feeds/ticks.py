@@ -17,8 +17,9 @@ from typing import Any
 
 from chillly.clock import MINUTE_MS, iso_to_ms
 from chillly.messages import Bar, Depth, Quote, Trade
+from trading.venue_codes import DomType
 
-DOM_RESET = 6
+DOM_RESET = DomType.RESET
 _QUOTE_FIELDS = {"bestBid": "bid", "bestAsk": "ask", "lastPrice": "last", "open": "open",
                  "high": "high", "low": "low", "volume": "volume", "change": "change"}
 

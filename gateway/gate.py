@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from trading.marks import QuoteView
+from trading.venue_codes import PositionType, Side
 
-# Venue codes (projectx-api.md §4), repeated here so a gate needs nothing but this module.
-BUY, SELL = 0, 1                 # OrderSide
-FLAT, LONG, SHORT = 0, 1, 2      # PositionType
+# The venue's codes (trading/venue_codes.py) under the short names the gate's callers use.
+BUY, SELL = Side.BUY, Side.SELL
+FLAT, LONG, SHORT = PositionType.FLAT, PositionType.LONG, PositionType.SHORT
 
 #: Order types as the gateway's commands name them (docs/wire-format.md, `submit`).
 ORDER_TYPES = ("market", "limit", "stop", "trailing_stop", "join_bid", "join_ask")

@@ -18,6 +18,7 @@ from topstepx.client import ProjectXClient
 from topstepx.errors import ApiError, OutcomeUnknown, VenueError
 from gateway.blotter import Blotter
 from trading.orders.records import NOT_PLACED, PLACED, REJECTED, SENDING, IntentRecord
+from trading.venue_codes import OrderStatus
 from gateway.requests import VENUE_TYPE, venue_brackets
 
 log = logging.getLogger("gateway")
@@ -181,7 +182,7 @@ class Placer:
                 found = []
             if found:
                 order = found[0]
-                if order.status == 5:
+                if order.status == OrderStatus.REJECTED:
                     await self._resolve_as(rec, REJECTED, order.id, None,
                                            "rejected by the venue (found by customTag)")
                 else:

@@ -8,7 +8,8 @@ view's, the calendar is injected, and what must survive a restart lives in its `
 
 Exposure (rule 2) is counted so that no reachable fill can breach the cap: per contract the
 larger of |net + working buys| and |net - working sells| (bracket children and protective legs
-excluded: they only exit their entry), micros weighted, summed over contracts. An order that
+excluded while their entry works, then counted, one of each stop/target pair), micros weighted,
+summed over contracts. An order that
 only reduces (opposite the net, and with the other working orders on that side still no bigger
 than the position) is always allowed unless the account is HALTED; everything else passes every
 rule in turn, the first that fails names the rejection.
@@ -197,20 +198,31 @@ class RiskGate:
         buys: dict[str, int] = {}
         sells: dict[str, int] = {}
         legs = None
+        pairs: dict[tuple[int, str, int], int] | None = None
         for o in orders:
             if o.order_id == skip:
                 continue
-            size = o.remaining
-            if o.parent_id is not None or o.protective:
-                # A leg only exits its entry: not counted while the entry is still working
-                # (or just filled), nor up to the position it closes; an orphaned leg is.
+            if o.parent_id is not None:
+                # A bracket child cannot fill while its entry still works (or its fill is not
+                # yet in the position). Once it can, it counts in full on its side: it and a
+                # new entry of that side may both fill (long 1 with its stop working, a sell 5
+                # reaches short 5, not 4). The stop and the target of one entry are one
+                # cancels-other pair: the larger of the two.
                 if legs is None:
                     legs = {x.order_id for x in orders}
-                size = _orphan(o, net, legs)
-                if not size:
+                if _suspended(o, legs):
                     continue
+                if pairs is None:
+                    pairs = {}
+                key = (o.parent_id, o.contract, o.side)
+                pairs[key] = max(pairs.get(key, 0), o.remaining)
+                continue
             side = buys if o.side == BUY else sells
-            side[o.contract] = side.get(o.contract, 0) + size
+            side[o.contract] = side.get(o.contract, 0) + o.remaining
+        if pairs:
+            for (_, contract, leg_side), size in pairs.items():
+                side = buys if leg_side == BUY else sells
+                side[contract] = side.get(contract, 0) + size
         if extra is not None:
             cid, direction, size = extra
             side = buys if direction > 0 else sells
@@ -598,11 +610,17 @@ class RiskGate:
         }
 
 
+def _suspended(o: WorkingOrder, ids: set[int]) -> bool:
+    """A bracket child whose entry is still working or whose fill is not yet in the position
+    (negative id): it cannot fill yet."""
+    return o.parent_id is not None and (o.parent_id in ids or -o.parent_id in ids)
+
+
 def _orphan(o: WorkingOrder, net: dict[str, int], ids: set[int]) -> int:
-    """How much of a bracket or protective leg could open or add to a position: 0 while its
-    entry is working or its fill is not yet in the position (negative id), else the part beyond
-    the position it would close (all of it when flat or on the same side)."""
-    if o.parent_id is not None and (o.parent_id in ids or -o.parent_id in ids):
+    """How much of a bracket or protective leg could open or add to a position on its own: 0
+    while its entry is working or its fill is not yet in the position (negative id), else the
+    part beyond the position it would close (all of it when flat or on the same side)."""
+    if _suspended(o, ids):
         return 0
     n = net.get(o.contract, 0)
     if n == 0 or (n > 0) == (o.side == BUY):

@@ -21,11 +21,13 @@ import time
 from typing import Any
 
 from chillly.oneshot import ask_sync
+from trading.venue_codes import OrderType, PositionType, Side
 
-SIDES = {0: "buy", 1: "sell"}
-POS_SIDES = {0: "flat", 1: "long", 2: "short"}
-TYPES = {1: "limit", 2: "market", 3: "stop_limit", 4: "stop", 5: "trailing", 6: "join_bid",
-         7: "join_ask"}
+SIDES = {Side.BUY: "buy", Side.SELL: "sell"}
+POS_SIDES = {PositionType.FLAT: "flat", PositionType.LONG: "long", PositionType.SHORT: "short"}
+TYPES = {OrderType.LIMIT: "limit", OrderType.MARKET: "market", OrderType.STOP_LIMIT: "stop_limit",
+         OrderType.STOP: "stop", OrderType.TRAILING_STOP: "trailing",
+         OrderType.JOIN_BID: "join_bid", OrderType.JOIN_ASK: "join_ask"}
 _counter = itertools.count(1)
 
 

@@ -32,6 +32,7 @@ from topstepx.errors import (ApiError, AuthError, BadResponse, HttpError, Outcom
                              UnreadableEntities, VenueUnavailable)
 from topstepx.models import Account, Contract, HalfTrade, Order, Position, VenueBar
 from topstepx.settings import ClientSettings, parse_budget
+from trading.venue_codes import OrderStatus, OrderType, Side
 
 log = logging.getLogger("topstepx.client")
 
@@ -390,7 +391,7 @@ class ProjectXClient:
 
     # ------------------------------------------------------------------ orders (mutating: never retried)
 
-    async def place_order(self, account_id: int, contract_id: str, type: int, side: int,
+    async def place_order(self, account_id: int, contract_id: str, type: OrderType, side: Side,
                           size: int, *, limit_price: float | None = None,
                           stop_price: float | None = None, trail_price: float | None = None,
                           custom_tag: str | None = None,
@@ -443,7 +444,7 @@ class ProjectXClient:
                                 {"accountId": account_id, "orderId": order_id})
         return self._one(data, "order", Order)
 
-    async def query_orders(self, account_id: int, *, statuses: Sequence[int] | None = None,
+    async def query_orders(self, account_id: int, *, statuses: Sequence[OrderStatus] | None = None,
                            contract_id: str | None = None, created_after_ms: int | None = None,
                            created_before_ms: int | None = None, page_size: int | None = None,
                            page_offset: int | None = None, sort_by: int | None = None,

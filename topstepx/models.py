@@ -83,9 +83,9 @@ class Order(VenueModel):
     symbol_id: str | None = None
     creation_timestamp: int | None = None
     update_timestamp: int | None = None
-    status: int | None = None
-    type: int | None = None
-    side: int | None = None
+    status: int | None = None         # OrderStatus (trading/venue_codes.py); kept an int, so
+    type: int | None = None           # a code the venue adds later is read, not refused
+    side: int | None = None           # Side
     size: int | None = None
     limit_price: float | None = None
     stop_price: float | None = None

@@ -27,6 +27,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from sim.api.auth import Claims, TokenError, Tokens, bearer
+from trading.venue_codes import HubAction
 
 log = logging.getLogger("sim.hubs")
 
@@ -446,7 +447,7 @@ class UserHub(Hub):
     def _sub_accounts(self, conn: Connection, args: list[Any]) -> None:
         conn.subs["accounts"] = {True}
         for acc in self.accounts():
-            conn.send(event("GatewayUserAccount", [{"action": 1, "data": acc}]))
+            conn.send(event("GatewayUserAccount", [{"action": HubAction.UPDATE, "data": acc}]))
 
     def _unsub_accounts(self, conn: Connection, args: list[Any]) -> None:
         conn.subs.pop("accounts", None)

@@ -16,7 +16,8 @@ from typing import Any
 
 from sim.api.binding import Body, invalid
 from sim.exchange.engine import TradingEngine
-from sim.exchange.wire import Bracket, Order, PlaceRequest, TradingError
+from sim.exchange.wire import (OPEN, PENDING, PENDING_CANCEL, Bracket, Order, PlaceRequest,
+                               TradingError)
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -101,7 +102,7 @@ def build_handlers(engine: TradingEngine) -> dict[str, Handler]:
         except TradingError as e:
             return fail(e.code, e.message, orders=None)
         # Open only: Suspended bracket children are left out, as the live venue does.
-        return ok(orders=_orders([o for o in rows if o.status in (1, 6, 7)]))
+        return ok(orders=_orders([o for o in rows if o.status in (OPEN, PENDING, PENDING_CANCEL)]))
 
     def order_search_by_id(data: dict[str, Any]) -> dict[str, Any]:
         b = Body(data, "/api/Order/searchById")

@@ -27,6 +27,7 @@ from sim.exchange.wire import (
     TradingError,
 )
 from trading.matching.prints import LIMIT_LIKE, MarketView, Prices, is_tick_aligned, round_to_tick
+from trading.venue_codes import OrderType
 
 MIN_BRACKET_TICKS = 4
 MAX_TICKS = 1000
@@ -47,7 +48,7 @@ def validate_place(account: Account, contract: SimContract | None, req: PlaceReq
         if value is None:
             raise TradingError(2, f"The {name} field is required.")
     assert req.type is not None and req.side is not None and req.size is not None
-    if req.type not in TYPE_NAMES or req.type == 0:
+    if req.type not in TYPE_NAMES or req.type == OrderType.UNKNOWN:
         raise TradingError(2, f"Invalid order type ({req.type}).")
     if req.side not in (BUY, SELL):
         raise TradingError(2, f"Invalid order side ({req.side}).")

@@ -26,11 +26,13 @@ from chillly.clock import ms_to_iso
 from sim.market.contracts import Catalogue, SimContract, spec_of
 from sim.market.history import History
 from sim.market.tape import Print, Tape
+from trading.venue_codes import DomType, TradeLogType
 
 LEVELS = 10
 
 DOM_ASK, DOM_BID, DOM_BEST_ASK, DOM_BEST_BID, DOM_TRADE, DOM_RESET, DOM_LOW, DOM_HIGH = (
-    1, 2, 3, 4, 5, 6, 7, 8)
+    DomType.ASK, DomType.BID, DomType.BEST_ASK, DomType.BEST_BID, DomType.TRADE, DomType.RESET,
+    DomType.LOW, DomType.HIGH)
 
 
 def session_bounds(t_ms: int) -> tuple[int, int]:
@@ -42,7 +44,7 @@ def session_bounds(t_ms: int) -> tuple[int, int]:
 class LiveState:
     contract: SimContract
     last: int | None = None
-    last_side: int = 0
+    last_side: int = TradeLogType.BUY     # the last print's aggressor
     last_t: int = 0
     bid: int | None = None
     ask: int | None = None
@@ -128,7 +130,7 @@ class Market:
         """Best bid/ask follow the last print's aggressor; the book is rebuilt around them."""
         if st.last is None:
             return
-        if st.last_side == 0:
+        if st.last_side == TradeLogType.BUY:
             st.ask, st.bid = st.last, st.last - 1
         else:
             st.bid, st.ask = st.last, st.last + 1

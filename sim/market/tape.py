@@ -39,6 +39,9 @@ from chillly.calendar import CHICAGO, is_market_open
 from chillly.clock import DAY_MS, MINUTE_MS
 
 from sim.market.contracts import SPECS, RootSpec, parse_id
+from trading.venue_codes import TradeLogType
+
+BUY, SELL = TradeLogType.BUY, TradeLogType.SELL    # a print's aggressor
 
 _M64 = (1 << 64) - 1
 _OCTAVES = 9                      # knot spacings 4**0 .. 4**8 minutes (~45 days)
@@ -351,11 +354,11 @@ class Tape:
         for i in range(n):
             p = prices[i]
             if p > prev:
-                side = 0
+                side = BUY
             elif p < prev:
-                side = 1
+                side = SELL
             else:
-                side = 0 if rng.random() < 0.5 else 1
+                side = BUY if rng.random() < 0.5 else SELL
             out.append((t0 + times[i], p, sizes[i], side))
             prev = p
         return out
