@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.gate import BUY, LONG, SELL, SHORT, AllowAll, BookView, Intent  # noqa: E402
-from gateway.gate import PositionView, QuoteView, WorkingOrder  # noqa: E402
-from gateway.risk import RiskGate  # noqa: E402
-from gateway.risk_calendar import CmeCalendar  # noqa: E402
-from gateway.risk_config import StrategyLimits, resolve  # noqa: E402
+from trading.risk.types import BUY, LONG, SELL, SHORT, AllowAll, BookView, Intent  # noqa: E402
+from trading.risk.types import PositionView, QuoteView, WorkingOrder  # noqa: E402
+from trading.risk.rules import RiskGate  # noqa: E402
+from trading.risk.calendar import CmeCalendar  # noqa: E402
+from trading.risk.config import StrategyLimits, resolve  # noqa: E402
 
 ES, MES, NQ, MNQ = ("CON.F.US.EP.Z26", "CON.F.US.MES.Z26", "CON.F.US.ENQ.Z26",
                     "CON.F.US.MNQ.Z26")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from gateway.gate import ACTIVE, BookView, Intent, WorkingOrder
+from trading.risk.types import ACTIVE, BookView, Intent, WorkingOrder
 from trading.orders.machine import FillLedger, OrderBookMachine
 from gateway.requests import TYPE_NAME, VENUE_TYPE
 from trading.orders.records import (

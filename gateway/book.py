@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.gate import BUY, FLAT, LONG, SHORT, PositionView, QuoteView
+from trading.risk.types import BUY, FLAT, LONG, SHORT, PositionView, QuoteView
 from trading.marks import newest
 
 ACCOUNT = "_account"

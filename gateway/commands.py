@@ -11,7 +11,7 @@ from typing import Any
 
 from chillly.clock import Clock
 from gateway.closing import Closer
-from gateway.gate import SELL, Intent
+from trading.risk.types import SELL, Intent
 from gateway.gate_runner import GateRunner
 from gateway.order_views import show_waiting_legs
 from gateway.placing import Placer

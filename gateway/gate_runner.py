@@ -16,7 +16,7 @@ from chillly.clock import Clock
 from chillly.codec import Envelope
 from trading import marks as M
 from gateway.closing import Closer
-from gateway.gate import (
+from trading.risk.types import (
     BookView,
     CancelEntries,
     CancelOrders,

@@ -59,7 +59,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     );
     """),
     (2, """
-    CREATE TABLE risk_state (             -- the risk gate's book (gateway/risk_book.py), one row
+    CREATE TABLE risk_state (             -- the risk gate's book (trading/risk/memory.py), one row
         id          INTEGER PRIMARY KEY CHECK (id = 1),
         book        TEXT NOT NULL,         -- JSON: EOD balances, high water, day, latches, counters
         updated_ms  INTEGER NOT NULL

@@ -18,7 +18,7 @@ from topstepx.client import ProjectXClient
 from topstepx.errors import ApiError, OutcomeUnknown, VenueError
 from gateway.blotter import Blotter
 from trading.orders.records import NOT_PLACED, PLACED, REJECTED, SENDING, IntentRecord
-from trading.venue_codes import OrderStatus
+from trading.venue_codes import OrderStatus, Side
 from gateway.requests import VENUE_TYPE, venue_brackets
 
 log = logging.getLogger("gateway")
@@ -76,7 +76,7 @@ class Placer:
                                                              rec.tp_ticks)
         try:
             order_id = await self.client.place_order(
-                rec.account, rec.contract, VENUE_TYPE[rec.order_type], rec.side, rec.size,
+                rec.account, rec.contract, VENUE_TYPE[rec.order_type], Side(rec.side), rec.size,
                 limit_price=rec.limit_price, stop_price=rec.stop_price, trail_price=trail_price,
                 custom_tag=rec.custom_tag, stop_loss_bracket=sl, take_profit_bracket=tp)
         except ApiError as exc:
@@ -122,7 +122,7 @@ class Placer:
         cid = rec.client_id
         try:
             order_id = await self.client.place_order(
-                rec.account, rec.contract, VENUE_TYPE[rec.order_type], rec.side, rec.size,
+                rec.account, rec.contract, VENUE_TYPE[rec.order_type], Side(rec.side), rec.size,
                 limit_price=rec.limit_price, stop_price=rec.stop_price, trail_price=trail_price,
                 custom_tag=rec.custom_tag)
         except ApiError as exc:

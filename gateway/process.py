@@ -230,7 +230,7 @@ class GatewayService(Service):
         self.counters["ready"] = int(getattr(self, "ready", False))
         if self.risk is not None:
             self.counters["risk_flatten_held_back"] = self.risk.gate.held_back
-            self.counters["risk_rejections"] = self.risk.gate.book.rejections
+            self.counters["risk_rejections"] = self.risk.gate.memory.rejections
         return super().heartbeat()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

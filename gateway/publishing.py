@@ -11,7 +11,7 @@ from chillly import topics
 from chillly.bus import Bus
 from chillly.clock import Clock
 from chillly.messages import AccountEvent, Alarm, OrderEvent, PositionEvent, RiskEvent
-from gateway.risk import RiskGate
+from trading.risk.rules import RiskGate
 from gateway.blotter import ACCOUNT, Blotter
 from gateway.throttle import ChangeThrottle
 from trading.orders.records import OrderRecord

@@ -80,7 +80,7 @@ class Reconciler:
         suspended: list[Order] = []
         while True:  # the venue caps a page at 100 rows
             page, _ = await self.client.query_orders(
-                acc, statuses=[int(s) for s in sorted(WORKING_STATUSES)], page_size=100,
+                acc, statuses=sorted(WORKING_STATUSES), page_size=100,
                 page_offset=len(suspended))
             suspended += page
             if len(page) < 100:

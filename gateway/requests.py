@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.gate import BUY, ORDER_TYPES, SELL, Intent
+from trading.risk.types import BUY, ORDER_TYPES, SELL, Intent
 from trading.venue_codes import OrderType
 
 #: the venue's OrderType per command type (projectx-api.md §4)

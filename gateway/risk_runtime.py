@@ -1,9 +1,9 @@
-"""The gateway's side of the risk gate: build it, keep its book in the journal, serve commands.
+"""The gateway's side of the risk gate: build it, keep its memory in the journal, serve commands.
 
 `RiskRuntime` owns the `RiskGate` of the account (settings + strategies.toml limits + the CME
-calendar), reads its `RiskBook` back from the journal at start (the same floor, day, latches and
+calendar), reads its `RiskMemory` back from the journal at start (the same floor, day, latches and
 counters after any restart), rebuilds the EOD history from the venue's trades on the first
-start of an account, writes the book back whenever it changed (coalesced, on the journal's
+start of an account, writes the memory back whenever it changed (coalesced, on the journal's
 writer thread) and serves `halt`, `resume` and `risk` (docs/wire-format.md).
 """
 
@@ -16,14 +16,14 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from chillly.bus import CommandError
-from gateway.gate import BookView
-from gateway.risk import RiskGate
-from gateway.risk_book import RiskBook, rebuild_eod
-from gateway.risk_calendar import AlwaysOpenCalendar, CmeCalendar
+from trading.risk.types import BookView
+from trading.risk.rules import RiskGate
+from trading.risk.memory import RiskMemory, rebuild_eod
+from trading.risk.calendar import AlwaysOpenCalendar, CmeCalendar
 from gateway.risk_settings import RiskSettings
 from gateway.risk_strategies import read_limits
 
-log = logging.getLogger("gateway.risk")
+log = logging.getLogger("trading.risk.rules")
 
 #: How far back the first start looks for the account's trades (Trade/search).
 HISTORY_MS = 400 * 86_400_000
@@ -45,13 +45,13 @@ class RiskRuntime:
         self._saving: asyncio.Task[None] | None = None
 
     async def load(self) -> bool:
-        """Read the book back; True when there was one (not the account's first start)."""
+        """Read the memory back; True when there was one (not the account's first start)."""
         text = await self.store.load_risk()
         if not text:
             return False
-        self.gate.book = RiskBook.from_dict(json.loads(text))
-        b = self.gate.book
-        log.info("risk book: day %s, high water %s, floor %.2f, state %s%s", b.day,
+        self.gate.memory = RiskMemory.from_dict(json.loads(text))
+        b = self.gate.memory
+        log.info("risk memory: day %s, high water %s, floor %.2f, state %s%s", b.day,
                  b.high_water, self.gate.floor(), b.state,
                  f", halted by hand ({b.manual_halt})" if b.manual_halt else "")
         return True
@@ -59,40 +59,40 @@ class RiskRuntime:
     async def bootstrap(self, trades: list[tuple[int, float]], balance: float) -> None:
         """First start: EOD balances rebuilt from the venue's trades (time, P&L net of fees)."""
         eod = rebuild_eod(balance, trades, self.now_ms(), self.gate.cal)
-        b = self.gate.book
+        b = self.gate.memory
         if eod:
             b.eod.update(eod)
             b.high_water = max([self.gate.cfg.starting_balance, *eod.values()])
             last = max(eod)
             b.sod_balance = eod[last]
-        log.info("risk book rebuilt from %d trades: %d EOD balances, high water %s", len(trades),
+        log.info("risk memory rebuilt from %d trades: %d EOD balances, high water %s", len(trades),
                  len(eod), b.high_water)
         await self.save()
 
     async def save(self) -> None:
-        """Write the book now (awaited where a reply promises it: halt, resume, set)."""
-        b = self.gate.book
+        """Write the memory now (awaited where a reply promises it: halt, resume, set)."""
+        b = self.gate.memory
         b.dirty = False
         await self.store.save_risk(json.dumps(b.to_dict()), self.now_ms())
 
     def save_soon(self) -> None:
-        """Coalesced write of a changed book, off the caller's path."""
-        if self.gate.book.dirty and (self._saving is None or self._saving.done()):
+        """Coalesced write of a changed memory, off the caller's path."""
+        if self.gate.memory.dirty and (self._saving is None or self._saving.done()):
             self._saving = asyncio.ensure_future(self._save_loop())
 
     async def _save_loop(self) -> None:
-        while self.gate.book.dirty:
+        while self.gate.memory.dirty:
             try:
                 await self.save()
             except Exception:
-                log.exception("risk book not saved")
-                self.gate.book.dirty = True
+                log.exception("risk memory not saved")
+                self.gate.memory.dirty = True
                 await asyncio.sleep(1.0)
 
     async def flush(self) -> None:
         if self._saving is not None:
             await asyncio.gather(self._saving, return_exceptions=True)
-        if self.gate.book.dirty:
+        if self.gate.memory.dirty:
             await self.save()
 
     # ------------------------------------------------------------------ commands

@@ -1,6 +1,6 @@
 """The risk gate's settings: `TOPSTEP_PROGRAM` x `TOPSTEP_ACCOUNT_SIZE` and a `RISK_*` per number.
 
-Every number of topstep-rules.md is a setting with the program's default (gateway/risk_config.py);
+Every number of topstep-rules.md is a setting with the program's default (trading/risk/config.py);
 an unset `RISK_*` keeps the default, a set one overrides it. A bad value stops the gateway the
 kernel's way (`load_settings`): one line naming the variable, exit 2.
 """
@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from chillly.settings import Settings
-from gateway.risk_config import (
+from trading.risk.config import (
     FAMILIES, PROGRAMS, SIZES, RiskConfig, StrategyLimits, parse_families, parse_fees,
     parse_scaling, resolve,
 )

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from gateway.risk_config import StrategyLimits
+from trading.risk.config import StrategyLimits
 
 FIELDS = ("contracts", "max_lots", "max_orders_per_minute", "max_daily_loss")
 

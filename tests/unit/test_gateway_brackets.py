@@ -4,7 +4,7 @@ toward the average, so a stop is never farther than the ticks asked for."""
 from __future__ import annotations
 
 from gateway.brackets import leg_levels
-from gateway.gate import BUY, SELL
+from trading.risk.types import BUY, SELL
 
 
 def test_on_grid_averages_give_the_plain_levels() -> None:

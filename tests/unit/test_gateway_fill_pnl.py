@@ -4,7 +4,7 @@ the account's, which mixes every owner's entries in the contract."""
 from __future__ import annotations
 
 from gateway.book import Book, Spec
-from gateway.gate import BUY, SELL
+from trading.risk.types import BUY, SELL
 
 
 def test_the_owner_is_told_its_own_pnl_not_the_accounts() -> None:

@@ -11,7 +11,7 @@ from chillly.bus import CommandError
 from gateway.risk_runtime import RiskRuntime
 from gateway.risk_settings import RiskSettings
 from gateway.risk_strategies import LimitsError, read_limits
-from tests.unit.risk_rig import ES, WED, ct, pos, view
+from tests.unit.trading.risk.rig import ES, WED, ct, pos, view
 
 
 class Store:
@@ -65,7 +65,7 @@ async def test_book_round_trips_through_the_store_and_commands(tmp_path: Path,
     assert not await rt.load()
     await rt.bootstrap([(ct(2026, 11, 16, 10), 800.0), (ct(2026, 11, 17, 10), -300.0)],
                        50_500.0)
-    assert rt.gate.book.high_water == 50_800.0 and rt.gate.floor() == 48_800.0
+    assert rt.gate.memory.high_water == 50_800.0 and rt.gate.floor() == 48_800.0
     out = await rt.halt({"reason": "lunch"}, "cli-halt-1")
     assert out == {"state": "HALTED", "reason": "lunch"}
     with pytest.raises(CommandError, match="not flat"):
@@ -79,7 +79,7 @@ async def test_book_round_trips_through_the_store_and_commands(tmp_path: Path,
     # A new runtime on the same store: the same floor and the latch.
     again = _runtime(tmp_path, store, monkeypatch)
     assert await again.load()
-    assert again.gate.floor() == 49_000.0 and again.gate.book.manual_halt == "lunch"
+    assert again.gate.floor() == 49_000.0 and again.gate.memory.manual_halt == "lunch"
     assert json.loads(store.text or "{}")["manual_halt"] == "lunch"
     ok = await again.resume({}, "cli-resume-2", view())
     assert ok["state"] == "ACTIVE"
@@ -88,8 +88,8 @@ async def test_book_round_trips_through_the_store_and_commands(tmp_path: Path,
 async def test_save_soon_coalesces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store()
     rt = _runtime(tmp_path, store, monkeypatch)
-    rt.gate.book.dirty = True
+    rt.gate.memory.dirty = True
     for _ in range(5):
         rt.save_soon()
     await rt.flush()
-    assert store.writes == 1 and not rt.gate.book.dirty
+    assert store.writes == 1 and not rt.gate.memory.dirty

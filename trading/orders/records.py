@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trading.venue_codes import OrderStatus, OrderType, Side
+
 # OrderRecord.state: the gateway's states of a venue order (trading/orders/machine.py)
 ACCEPTED, WORKING, PARTIAL = "accepted", "working", "partially_filled"
 FILLED, CANCELLED, REJECTED, EXPIRED = "filled", "cancelled", "rejected", "expired"
@@ -80,7 +82,7 @@ class OrderRecord:
     order_id: int
     size: int
     state: str = ACCEPTED
-    status: int = 6
+    status: int = OrderStatus.PENDING
     fill_volume: int = 0
     filled_price: float | None = None
     limit_price: float | None = None
@@ -89,8 +91,8 @@ class OrderRecord:
     client_id: str | None = None
     owner: str = EXTERNAL
     contract: str = ""
-    side: int = 0
-    order_type: int = 0
+    side: int = Side.BUY
+    order_type: int = OrderType.UNKNOWN
     custom_tag: str | None = None
     parent_id: int | None = None
     created_ms: int | None = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from chillly.clock import ManualClock
 from gateway.blotter import Blotter, OrderReport, PositionReport, TradeReport
-from gateway.gate import BookView, Intent
+from trading.risk.types import BookView, Intent
 from trading.orders.records import (
     CANCELLED,
     EXTERNAL,

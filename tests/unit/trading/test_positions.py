@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.gate import QuoteView
+from trading.risk.types import QuoteView
 from gateway.book import Book, Spec
 from trading.venue_codes import PositionType, Side
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.unit.risk_rig import BUY, ES, SELL, gate, intent, order, pos, view
+from tests.unit.trading.risk.rig import BUY, ES, SELL, gate, intent, order, pos, view
 
 
 def test_a_leg_and_a_new_entry_of_its_side_can_both_fill() -> None:

@@ -1,18 +1,18 @@
 """The gate and the sim's referee read the same numbers, and the gate is never looser.
 
-The referee (sim/exchange/rules.py) keeps its own formulas, as an independent judge must; these
-tests hold the two to one table of facts: for every program, size and XFA tier the gate's cap is
-at most the referee's, and every product weighs the same at both.
+The referee (sim/rules.py) keeps its own formulas, as an independent judge must; these tests
+hold the two to one table of facts: for every program, size and XFA tier the gate's cap is at
+most the referee's, and every product weighs the same at both.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.risk_book import RiskBook
-from sim.exchange import rules as referee
-from tests.unit.risk_rig import WED, gate, intent, view
-from gateway.gate import BUY, LONG, PositionView
+from trading.risk.memory import RiskMemory
+from trading.referee import rules as referee
+from tests.unit.trading.risk.rig import WED, gate, intent, view
+from trading.risk.types import BUY, LONG, PositionView
 from trading import products
 
 PROFITS = (-500.0, 0.0, 1_000.0, 1_499.99, 1_500.0, 1_999.99, 2_000.0, 2_999.99, 3_000.0,
@@ -23,9 +23,9 @@ CASES = [(program, size) for program in ("combine", "xfa", "live")
 
 def _gate_cap(program: str, size: str, profit: float) -> float:
     """The gate's lots allowed on a day that starts `profit` over the starting balance."""
-    g = gate(program, size, book=RiskBook())
+    g = gate(program, size, memory=RiskMemory())
     start = g.cfg.starting_balance
-    g.book.sod_balance = start + profit
+    g.memory.sod_balance = start + profit
     return float(g.report(view(WED, balance=start + profit), WED)["lots_allowed"])
 
 

@@ -1,4 +1,6 @@
-"""The seam every order passes before the venue: `Gate.check` and `Gate.due`.
+"""The risk gate's types: what it is asked, what it knows, what it answers, and its rule names.
+
+The seam every order passes before the venue is `Gate.check` and `Gate.due`.
 
 The gateway calls `check(intent, view)` once for every submit and modify, after the request is
 validated (contract resolved, prices on the tick grid, size > 0) and before the intent is
@@ -7,8 +9,9 @@ account change and on a clock tick (at least once a second), and executes the ac
 in order. A gate is a pure core: no I/O, no clock of its own (time is `view.now_ms` / `now_ms`),
 no mutation of the view; the gateway owns the book and the venue calls.
 
-`AllowAll` allows everything and never acts: the baseline the risk gate's benchmark measures
-against (bench/risk.py, the seam's call cost alone); the gateway always runs the risk gate.
+`RiskGate` (trading/risk/rules.py) is the gate. `AllowAll` allows everything and never acts:
+the baseline the risk gate's benchmark measures against (bench/risk.py, the seam's call cost
+alone); the gateway always runs the risk gate.
 
 Everything here is plain frozen data so a gate can be unit-tested by building a `BookView` by
 hand (ManualClock time, no gateway, no sim).
@@ -28,6 +31,24 @@ FLAT, LONG, SHORT = PositionType.FLAT, PositionType.LONG, PositionType.SHORT
 
 #: Order types as the gateway's commands name them (docs/wire-format.md, `submit`).
 ORDER_TYPES = ("market", "limit", "stop", "trailing_stop", "join_bid", "join_ask")
+
+#: Rule names: what a rejection or a risk event carries in `rule`, so a trader (and a test) can
+#: tell which limit spoke (numbers as in topstep-rules.md).
+RULE_MLL = "mll"                        # 1: maximum loss limit (floor + buffer)
+RULE_MAX_POSITION = "max_position"      # 2: maximum position size
+RULE_SCALING = "scaling"                # 3: XFA scaling plan tier of the day
+RULE_FLAT = "flat_by"                   # 4: entry cut-off / flatten window / flat-by
+RULE_DAILY_LOSS = "daily_loss"          # 5: daily loss limit
+RULE_HOURS = "hours"                    # 6: outside the session
+RULE_CONTRACT = "contract"              # 6: not the front month / unknown
+RULE_HEDGING = "hedging"                # 7: opposite positions in one family
+RULE_RATE = "order_rate"                # 8: orders per minute
+RULE_DAILY_CONTRACTS = "daily_contracts"   # 8: contracts a day
+RULE_HALT = "halt"                      # `chillly halt`
+RULE_VENUE = "venue_lock"               # canTrade false
+RULE_STRATEGY = "strategy_limit"        # a strategy's own limits (strategies.toml)
+RULE_BLIND = "blind"                    # a held contract has no fresh price: equity unknown
+
 
 #: Trading states (ARCHITECTURE.md §5).
 ACTIVE, REDUCING, HALTED = "ACTIVE", "REDUCING", "HALTED"

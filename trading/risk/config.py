@@ -3,8 +3,10 @@
 topstep-rules.md gives every number as a setting with a default, never a constant: the defaults
 are Topstep's program table (trading/risk/programs.py) and the product table
 (trading/products.py); this module resolves them into `RiskConfig`, the frozen record the pure
-core reads on its hot path (no pydantic, no environment). `gateway/risk_settings.py` builds it from the
-`TOPSTEP_*` / `RISK_*` variables; tests build it directly with `resolve(...)`.
+core reads on its hot path (no pydantic, no environment), and holds `StrategyLimits`, one
+strategy's own caps. `gateway/risk_settings.py` builds it from the `TOPSTEP_*` / `RISK_*`
+variables (and gateway/risk_strategies.py the limits from strategies.toml); tests build it
+directly with `resolve(...)`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.gate import (ALLOW, BUY, LONG, SELL, AllowAll, BookView, Intent, PositionView,
+from trading.risk.types import (ALLOW, BUY, LONG, SELL, AllowAll, BookView, Intent, PositionView,
                           WorkingOrder, reduce_only, reject)
 
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from gateway.risk_calendar import RiskCalendar
+from trading.risk.calendar import RiskCalendar
 
 VERSION = 1
 
 
 @dataclass
-class RiskBook:
+class RiskMemory:
     day: str | None = None                 # ISO trading date the book is on
     eod: dict[str, float] = field(default_factory=dict)   # trading date -> EOD balance
     high_water: float | None = None        # H: highest EOD balance (None: no EOD yet)
@@ -55,7 +55,7 @@ class RiskBook:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RiskBook":
+    def from_dict(cls, data: dict[str, Any]) -> "RiskMemory":
         if data.get("v") != VERSION:
             raise ValueError(f"risk book version {data.get('v')!r} is not {VERSION}")
         dh = data.get("day_halt")

@@ -6,11 +6,11 @@ from datetime import date, time
 
 import pytest
 
-from gateway.gate import HALTED, REDUCING, CancelEntries, Flatten, SetTradingState
-from gateway.risk_book import RiskBook, rebuild_eod
-from gateway.risk_calendar import CmeCalendar, Deadlines
-from gateway.risk_config import StrategyLimits
-from tests.unit.risk_rig import BUY, ES, MES, NQ, SELL, WED, ct, gate, intent, order, pos, view
+from trading.risk.types import HALTED, REDUCING, CancelEntries, Flatten, SetTradingState
+from trading.risk.memory import RiskMemory, rebuild_eod
+from trading.risk.calendar import CmeCalendar, Deadlines
+from trading.risk.config import StrategyLimits
+from tests.unit.trading.risk.rig import BUY, ES, MES, NQ, SELL, WED, ct, gate, intent, order, pos, view
 
 #: A fresh quote at the rig's average price: a held ES is marked (not blind), open P&L 0.
 PRICED = {ES: (6000.0, 6000.25)}
@@ -98,7 +98,7 @@ def test_combine_floor_trails_only_at_the_1700_reset_and_locks_at_start() -> Non
     assert g.floor() == 48_000.0
     g.due(view(ct(2026, 11, 18, 17, 0), 51_000.0), ct(2026, 11, 18, 17, 0))
     assert g.floor() == 49_000.0                 # EOD 51,000 - 2,000
-    assert g.book.eod == {"2026-11-18": 51_000.0}
+    assert g.memory.eod == {"2026-11-18": 51_000.0}
     g.due(view(ct(2026, 11, 19, 16, 30), 50_200.0), ct(2026, 11, 19, 16, 30))
     g.due(view(ct(2026, 11, 19, 17, 0), 50_200.0), ct(2026, 11, 19, 17, 0))
     assert g.floor() == 49_000.0                 # a lower EOD never lowers it
@@ -106,7 +106,7 @@ def test_combine_floor_trails_only_at_the_1700_reset_and_locks_at_start() -> Non
         g.due(view(ct(2026, 11, day, 16, 30), bal), ct(2026, 11, day, 16, 30))
         g.due(view(ct(2026, 11, day, 17, 1), bal), ct(2026, 11, day, 17, 1))
         assert g.floor() == 50_000.0             # locked at S
-    assert g.book.high_water == 60_000.0
+    assert g.memory.high_water == 60_000.0
 
 
 def test_xfa_floor_from_zero_and_after_payout() -> None:
@@ -389,10 +389,10 @@ def test_book_round_trip_keeps_floor_day_and_latches() -> None:
     now = ct(2026, 11, 19, 11)
     g.check(intent(size=2), view(now, 51_000.0))
     g.due(view(now, 49_100.0), now)                           # equity within the buffer
-    assert g.book.day_halt is not None
-    again = gate(book=RiskBook.from_dict(g.book.to_dict()))
+    assert g.memory.day_halt is not None
+    again = gate(memory=RiskMemory.from_dict(g.memory.to_dict()))
     assert again.floor() == g.floor() == 49_000.0
-    assert again.book.sod_balance == 51_000.0 and again.book.contracts_today == 2
+    assert again.memory.sod_balance == 51_000.0 and again.memory.contracts_today == 2
     assert again.check(intent(), view(now + 1, 51_000.0)).rule == "mll"
     assert again.state(view(now + 1, 51_000.0), now + 1)[0] == HALTED
 
@@ -420,7 +420,7 @@ def test_kernel_calendar_early_close_agrees_with_topsteps_flat_by() -> None:
 
 
 def test_always_open_hours_have_no_window_but_keep_the_daily_reset() -> None:
-    from gateway.risk_calendar import AlwaysOpenCalendar
+    from trading.risk.calendar import AlwaysOpenCalendar
     g = gate()
     g.cal = AlwaysOpenCalendar()
     assert g.check(intent(), view(ct(2026, 11, 21, 10))).allowed          # Saturday
@@ -433,7 +433,7 @@ def test_always_open_hours_have_no_window_but_keep_the_daily_reset() -> None:
 def test_orphaned_bracket_legs_are_counted_and_cancelled() -> None:
     """The referee's week found it: a short's stop-loss leg left working after the short was
     closed by another order fired later and opened a long past the cap."""
-    from gateway.gate import CancelOrders
+    from trading.risk.types import CancelOrders
     g = gate(default_stop_ticks=4)
     leg = order(ES, BUY, 2, parent_id=9001)                  # its entry 9001 has filled
     # While the position it protects is open, it only exits: not counted, not cancelled.

@@ -17,13 +17,13 @@ from itertools import combinations
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from gateway.gate import (BUY, LONG, SELL, SHORT, BookView, CancelEntries, CancelOrders,
+from trading.risk.types import (BUY, LONG, SELL, SHORT, BookView, CancelEntries, CancelOrders,
                           Flatten, Intent,
                           PositionView, QuoteView, SetTradingState, WorkingOrder)
-from gateway.risk import RiskGate
-from gateway.risk_calendar import CmeCalendar
-from gateway.risk_config import resolve
-from tests.unit.risk_rig import ES, MES, NQ, ct
+from trading.risk.rules import RiskGate
+from trading.risk.calendar import CmeCalendar
+from trading.risk.config import resolve
+from tests.unit.trading.risk.rig import ES, MES, NQ, ct
 
 SPEC = {ES: ("ES", 12.5, 1.40, 1.0), MES: ("MES", 1.25, 0.37, 0.1), NQ: ("NQ", 5.0, 1.40, 1.0)}
 TICK = 0.25
@@ -168,7 +168,7 @@ def test_no_reachable_breach_and_the_buffer_always_flattens(steps: list, program
         if reachable_max(acct, gate) >= gate.max_lots() - 1e-9:
             event("at the cap")
         if at_buffer:
-            assert gate.book.day_halt is not None, (equity, gate.floor())
+            assert gate.memory.day_halt is not None, (equity, gate.floor())
             if held or acct.orders:
                 assert any(isinstance(a, Flatten) for a in actions) or acct.state == "HALTED"
         acct.act(actions)

@@ -1,18 +1,17 @@
 """The risk gate's pure core: no order may breach a Topstep rule (../shared/topstep-rules.md).
 
-`RiskGate` implements the gateway's seam (gateway/gate.py). `check(intent, view)` answers every
-order before it reaches the venue: allow, or reject naming the rule with the figures.
+`RiskGate` implements the gateway's seam (trading/risk/types.py). `check(intent, view)` answers
+every order before it reaches the venue: allow, or reject naming the rule with the figures.
 `due(view, now_ms)` runs on every quote, fill and clock tick and returns what the gateway must
 do now: change the trading state, cancel working entries, flatten. It does no I/O: time is the
-view's, the calendar is injected, and what must survive a restart lives in its `RiskBook`.
+view's, the calendar is injected, and what must survive a restart lives in its `RiskMemory`.
 
 Exposure (rule 2) is counted so that no reachable fill can breach the cap: per contract the
 larger of |net + working buys| and |net - working sells| (bracket children and protective legs
 excluded while their entry works, then counted, one of each stop/target pair), micros weighted,
-summed over contracts. An order that
-only reduces (opposite the net, and with the other working orders on that side still no bigger
-than the position) is always allowed unless the account is HALTED; everything else passes every
-rule in turn, the first that fails names the rejection.
+summed over contracts. An order that only reduces (opposite the net, and with the other working
+orders on that side still no bigger than the position) is always allowed unless the account is
+HALTED; everything else passes every rule in turn, the first that fails names the rejection.
 """
 
 from __future__ import annotations
@@ -22,20 +21,16 @@ from datetime import datetime
 from typing import Any
 
 from chillly.calendar import CHICAGO
-from gateway.gate import (
-    ACTIVE, ALLOW, BUY, HALTED, REDUCING, Action, BookView, CancelEntries, CancelOrders, Flatten,
-    Intent,
-    SetTradingState, Verdict, WorkingOrder, reject,
-)
 from trading import products
 from trading.marks import blind, describe
-from gateway.risk_book import RiskBook
-from gateway.risk_calendar import Deadlines, RiskCalendar
-from gateway.risk_config import RiskConfig, StrategyLimits
-from gateway.risk_types import (
-    RULE_BLIND, RULE_CONTRACT, RULE_DAILY_CONTRACTS, RULE_DAILY_LOSS, RULE_FLAT, RULE_HALT,
-    RULE_HEDGING, RULE_HOURS, RULE_MAX_POSITION, RULE_MLL, RULE_RATE, RULE_SCALING,
-    RULE_STRATEGY, RULE_VENUE, root_of,
+from trading.risk.calendar import Deadlines, RiskCalendar
+from trading.risk.config import RiskConfig, StrategyLimits
+from trading.risk.memory import RiskMemory
+from trading.risk.types import (
+    ACTIVE, ALLOW, BUY, HALTED, REDUCING, RULE_BLIND, RULE_CONTRACT, RULE_DAILY_CONTRACTS,
+    RULE_DAILY_LOSS, RULE_FLAT, RULE_HALT, RULE_HEDGING, RULE_HOURS, RULE_MAX_POSITION, RULE_MLL,
+    RULE_RATE, RULE_SCALING, RULE_STRATEGY, RULE_VENUE, Action, BookView, CancelEntries,
+    CancelOrders, Flatten, Intent, SetTradingState, Verdict, WorkingOrder, reject,
 )
 
 MINUTE = 60_000
@@ -57,10 +52,10 @@ class RiskGate:
     """One account's gate (the `Gate` protocol), plus the halt / resume / report commands."""
 
     def __init__(self, config: RiskConfig, calendar: RiskCalendar,
-                 book: RiskBook | None = None, retry_ms: int = 10_000) -> None:
+                 memory: RiskMemory | None = None, retry_ms: int = 10_000) -> None:
         self.cfg = config
         self.cal = calendar
-        self.book = book or RiskBook()
+        self.memory = memory or RiskMemory()
         self.retry_ms = retry_ms
         #: Contracts the venue lists as not the front month (filled by the gateway).
         self.inactive: set[str] = set()
@@ -88,7 +83,7 @@ class RiskGate:
     def _sync(self, view: BookView, now_ms: int) -> Deadlines:
         """Roll the day at 17:00 CT: EOD balance, high-water mark, tier, latches, counters."""
         dl = self.deadlines(now_ms)
-        b = self.book
+        b = self.memory
         today = dl.day.isoformat()
         if b.day != today:
             if b.day is None:
@@ -132,16 +127,16 @@ class RiskGate:
         if c.fixed_floor is not None:
             return c.fixed_floor
         s, d = c.starting_balance, c.mll_allowance
-        h = self.book.high_water if self.book.high_water is not None else s
+        h = self.memory.high_water if self.memory.high_water is not None else s
         return min(s, max(s - d, h - d))
 
     def max_lots(self) -> float:
-        tier = self.book.tier_lots
+        tier = self.memory.tier_lots
         return self.cfg.max_lots if tier is None else min(self.cfg.max_lots, tier)
 
     def _learn(self, contract: str, tick_size: float, tick_value: float, symbol: str) -> None:
         if tick_size > 0 and contract not in self.ticks:
-            self.ticks[contract] = (tick_size, tick_value, root_of(contract, symbol))
+            self.ticks[contract] = (tick_size, tick_value, symbol or products.symbol_of_contract(contract))
             self._meta.pop(contract, None)
 
     def _m(self, contract: str) -> tuple[str, float, float, float]:
@@ -149,7 +144,7 @@ class RiskGate:
         m = self._meta.get(contract)
         if m is None:
             t = self.ticks.get(contract)
-            root = t[2] if t is not None else root_of(contract)
+            root = t[2] if t is not None else products.symbol_of_contract(contract)
             value = t[1] if t is not None else products.tick_value(root)
             m = self._meta[contract] = (root, self.cfg.weight(root), self.cfg.fee(root), value)
         return m
@@ -178,7 +173,7 @@ class RiskGate:
         return eq
 
     def _sod(self, view: BookView) -> float:
-        sod = self.book.sod_balance
+        sod = self.memory.sod_balance
         return sod if sod is not None else view.balance - view.realized_pnl
 
     def day_pnl(self, view: BookView) -> float:
@@ -242,7 +237,7 @@ class RiskGate:
 
     def state(self, view: BookView, now_ms: int) -> tuple[str, str, str | None]:
         """(state, reason, rule) by latch, venue lock, the day's limits and the clock."""
-        b = self.book
+        b = self.memory
         if not view.can_trade:
             return HALTED, "the venue has locked the account (canTrade false)", RULE_VENUE
         if b.manual_halt is not None:
@@ -273,9 +268,9 @@ class RiskGate:
 
     def halt(self, reason: str) -> tuple[str, str]:
         """`chillly halt`: latch HALTED; `due` then cancels and flattens."""
-        self.book.manual_halt = reason or "manual halt"
-        self.book.dirty = True
-        return HALTED, self.book.manual_halt
+        self.memory.manual_halt = reason or "manual halt"
+        self.memory.dirty = True
+        return HALTED, self.memory.manual_halt
 
     def resume(self, view: BookView) -> tuple[bool, str]:
         """`chillly resume`: lift the manual latch, only when the account is flat."""
@@ -283,16 +278,16 @@ class RiskGate:
         if held:
             text = ", ".join(f"{c} {n:+d}" for c, n in sorted(held.items()))
             return False, f"not flat ({text}): flatten first"
-        if self.book.manual_halt is None:
+        if self.memory.manual_halt is None:
             return True, "not halted by hand"
-        self.book.manual_halt = None
-        self.book.dirty = True
+        self.memory.manual_halt = None
+        self.memory.dirty = True
         return True, "manual halt lifted"
 
     def set_high_water(self, value: float) -> None:
         """`chillly risk --set-high-water X`: the highest EOD balance, when history is unknown."""
-        self.book.high_water = float(value)
-        self.book.dirty = True
+        self.memory.high_water = float(value)
+        self.memory.dirty = True
 
     # ------------------------------------------------------------------ check
 
@@ -310,8 +305,8 @@ class RiskGate:
         return pending <= abs(n)
 
     def _reject(self, rule: str, message: str, **figures: Any) -> Verdict:
-        self.book.rejections += 1
-        self.book.dirty = True
+        self.memory.rejections += 1
+        self.memory.dirty = True
         self.last_figures = figures
         return reject(rule, message)
 
@@ -337,9 +332,9 @@ class RiskGate:
             return ALLOW
         if state != ACTIVE:
             return self._reject(rule or RULE_FLAT, f"{state}: {reason}; only orders that reduce")
-        if owner in self.book.owner_halts:
+        if owner in self.memory.owner_halts:
             return self._reject(RULE_STRATEGY, f"{owner} is halted for the day: "
-                                               f"{self.book.owner_halts[owner]}")
+                                               f"{self.memory.owner_halts[owner]}")
         limits = self.cfg.strategies.get(owner)
         if limits is not None and limits.contracts is not None \
                 and not _allowed(cid, self._root(cid), limits):
@@ -354,7 +349,7 @@ class RiskGate:
         return ALLOW
 
     def _count(self, intent: Intent, now_ms: int) -> None:
-        b = self.book
+        b = self.memory
         b.contracts_today += intent.size
         b.account_orders.append(now_ms)
         q = b.owner_orders.get(intent.owner)
@@ -364,7 +359,7 @@ class RiskGate:
         b.dirty = True
 
     def _rates(self, intent: Intent, now_ms: int, limits: StrategyLimits | None) -> Verdict | None:
-        b = self.book
+        b = self.memory
         since = now_ms - MINUTE
         acct = b.account_orders
         while acct and acct[0] <= since:
@@ -413,7 +408,7 @@ class RiskGate:
         used = self.exposure(net, view.orders, extra, skip=intent.order_id)
         cap = self.max_lots()
         if used > cap + 1e-9:
-            tier = self.book.tier_lots is not None and cap < self.cfg.max_lots
+            tier = self.memory.tier_lots is not None and cap < self.cfg.max_lots
             what = "the scaling tier of the day" if tier else "the maximum position"
             return self._reject(RULE_SCALING if tier else RULE_MAX_POSITION,
                                 f"{used:g} lots reachable with this order (positions plus "
@@ -430,7 +425,7 @@ class RiskGate:
         return None
 
     def _contracts(self, intent: Intent) -> Verdict | None:
-        today, cap = self.book.contracts_today, self.cfg.daily_contracts
+        today, cap = self.memory.contracts_today, self.cfg.daily_contracts
         if today + intent.size > cap:
             return self._reject(RULE_DAILY_CONTRACTS, f"{today} contracts today + {intent.size} "
                                                       f"would pass the daily count {cap}",
@@ -496,7 +491,7 @@ class RiskGate:
         """State changes, cancels and flattens due now; each repeated at most once per
         `retry_ms` while the view shows it not yet carried out."""
         dl = self._sync(view, now_ms)
-        b = self.book
+        b = self.memory
         out: list[Action] = []
         if b.day_halt is None and view.can_trade:
             hit = self._rule_halt(view, self.equity(view))
@@ -551,7 +546,7 @@ class RiskGate:
 
     def _owners(self, view: BookView, now_ms: int, out: list[Action]) -> None:
         """A strategy past its daily loss is halted alone: its orders cancelled, its share closed."""
-        b = self.book
+        b = self.memory
         for owner, limits in self.cfg.strategies.items():
             if limits.max_daily_loss is None or owner in b.owner_halts:
                 continue
@@ -574,7 +569,7 @@ class RiskGate:
     def report(self, view: BookView, now_ms: int) -> dict[str, Any]:
         """The risk view (`chillly risk --json`)."""
         dl = self._sync(view, now_ms)
-        c, b = self.cfg, self.book
+        c, b = self.cfg, self.memory
         equity = self.equity(view)
         fl = self.floor()
         state, reason, rule = self.state(view, now_ms)

@@ -6,12 +6,12 @@ from datetime import date, datetime
 from typing import Any
 
 from chillly.calendar import CHICAGO
-from gateway.gate import BUY, LONG, SELL, SHORT, BookView, Intent, PositionView, QuoteView, \
+from trading.risk.types import BUY, LONG, SELL, SHORT, BookView, Intent, PositionView, QuoteView, \
     WorkingOrder
-from gateway.risk import RiskGate
-from gateway.risk_book import RiskBook
-from gateway.risk_calendar import CmeCalendar
-from gateway.risk_config import resolve
+from trading.risk.rules import RiskGate
+from trading.risk.memory import RiskMemory
+from trading.risk.calendar import CmeCalendar
+from trading.risk.config import resolve
 
 ES = "CON.F.US.EP.Z26"
 MES = "CON.F.US.MES.Z26"
@@ -29,10 +29,10 @@ def ct(y: int, m: int, d: int, hh: int = 10, mm: int = 0, ss: int = 0) -> int:
 WED = ct(2026, 11, 18, 10, 0)
 
 
-def gate(program: str = "combine", size: str = "50k", book: RiskBook | None = None,
+def gate(program: str = "combine", size: str = "50k", memory: RiskMemory | None = None,
          early: dict[date, Any] | None = None, **overrides: Any) -> RiskGate:
     return RiskGate(resolve(program, size, **overrides), CmeCalendar(early_closes=early),
-                    book=book)
+                    memory=memory)
 
 
 def pos(contract: str, n: int, avg: float = 6000.0, owner: str = "_account",
