@@ -22,7 +22,7 @@ import pytest
 from chillly.clock import SystemClock, iso_to_ms, ms_to_iso
 from chillly.codec import Envelope
 from store.queries import bar_rows, open_reader
-from tests.integration.test_strategy_support import Watcher, sleep_market, start_system, \
+from tests.integration.strategy_rig import Watcher, sleep_market, start_system, \
     system_env
 from tests.support import Procs, aeventually
 

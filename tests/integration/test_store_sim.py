@@ -10,7 +10,6 @@ the 17:00 CT session open. Then:
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 
 import httpx
@@ -19,7 +18,7 @@ from chillly.clock import HOUR_MS, ms_to_iso
 from chillly.messages import Bar
 from chillly.timeframes import BucketSpec
 from trading.aggregator import aggregate
-from tests.sim_client import login, wait_ready
+from tests.sim_client import anchor_for, login, wait_ready
 from tests.integration.test_store_support import Heartbeats, db_rows
 from tests.support import aeventually
 
@@ -27,13 +26,6 @@ SPEED = 60
 MARKET_START = int(datetime(2026, 1, 14, 0, 30, tzinfo=timezone.utc).timestamp() * 1000)
 A = int(datetime(2026, 1, 13, 21, tzinfo=timezone.utc).timestamp() * 1000)   # 15:00 CT
 B = int(datetime(2026, 1, 14, 0, tzinfo=timezone.utc).timestamp() * 1000)    # 18:00 CT
-
-
-def anchor_for(market_ms: int, speed: float) -> str:
-    """CLOCK_ANCHOR that makes market time equal `market_ms` now (market = a + (real - a) * s)."""
-    real = time.time() * 1000
-    anchor = (speed * real - market_ms) / (speed - 1)
-    return ms_to_iso(int(anchor))
 
 
 def contracts_in(db: str) -> list[str]:

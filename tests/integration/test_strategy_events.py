@@ -20,7 +20,7 @@ import pytest
 from chillly import topics
 from chillly.codec import Envelope
 from chillly.tools_socket import ask as ask_tools
-from tests.integration.test_strategy_support import Watcher, start_system, system_env
+from tests.integration.strategy_rig import Watcher, start_system, system_env
 from tests.support import Procs, aeventually, tools_path
 
 PROBE = '''

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.sim_client import login
-from tests.integration.test_strategy_support import SPEED, Watcher, system_env
+from tests.integration.strategy_rig import SPEED, Watcher, system_env
 from tests.support import ROOT, Procs, aeventually, free_port
 
 STRATS = '''

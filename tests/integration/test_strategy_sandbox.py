@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_strategy_support import start_system, system_env
+from tests.integration.strategy_rig import start_system, system_env
 from tests.support import Procs, eventually
 
 PROBE = textwrap.dedent('''

@@ -9,7 +9,7 @@ import httpx
 
 import pytest
 
-from tests.integration.test_strategy_support import (
+from tests.integration.strategy_rig import (
     EMA, MR, ORB, Watcher, start_system, system_env,
 )
 from tests.support import Procs, aeventually

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.sim_client import login
-from tests.integration.test_strategy_support import EMA, start_system, system_env
+from tests.integration.strategy_rig import EMA, start_system, system_env
 from tests.support import ROOT, Proc, Procs, aeventually, free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

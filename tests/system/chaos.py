@@ -32,7 +32,7 @@ from chillly.codec import Envelope
 from chillly.health import HealthView
 from chillly.messages import Alarm, Bar, Heartbeat
 from tests.integration.test_gateway_support import Venue
-from tests.integration.test_strategy_support import EMA, ORB, system_env
+from tests.integration.strategy_rig import EMA, ORB, system_env
 from tests.support import PYTHON, ROOT, Procs, aeventually
 from tests.system.deploy import Deployment, ctl, write_conf
 

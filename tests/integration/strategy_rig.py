@@ -7,26 +7,18 @@ and the 16:00 CT halt), so at 60x an accelerated run trades for minutes of real 
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from chillly.bus import Bus
-from chillly.clock import ms_to_iso
 from chillly.codec import Envelope
 from chillly import topics
-from tests.sim_client import wait_ready
+from tests.sim_client import anchor_for, wait_ready
 from tests.support import Procs, aeventually
 
 SPEED = 60
 MARKET_START = int(datetime(2026, 1, 13, 23, 30, tzinfo=timezone.utc).timestamp() * 1000)
-
-
-def anchor_for(market_ms: int, speed: float) -> str:
-    """CLOCK_ANCHOR that makes market time equal `market_ms` now (market = a + (real - a) * s)."""
-    real = time.time() * 1000
-    return ms_to_iso(int((speed * real - market_ms) / (speed - 1)))
 
 
 def system_env(tmp: Path, toml: str, speed: float = SPEED, **extra: str) -> dict[str, str]:
