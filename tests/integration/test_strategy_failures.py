@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_strategy_support import Watcher, start_system, system_env
+from tests.integration.strategy_rig import Watcher, start_system, system_env
 from tests.support import Procs, aeventually
 
 STRATS = '''
