@@ -15,7 +15,6 @@ from chillly.bus import Bus
 from chillly.clock import Clock
 from chillly.codec import Envelope
 from trading import marks as M
-from gateway.closing import Closer
 from trading.risk.types import (
     BookView,
     CancelEntries,
@@ -25,6 +24,7 @@ from trading.risk.types import (
     QuoteView,
     SetTradingState,
 )
+from gateway.placing import Closer
 from gateway.publishing import Publisher
 from gateway.risk_runtime import RiskRuntime
 from gateway.settings import GatewaySettings

@@ -1,22 +1,33 @@
-"""How the trading tools show orders that the venue's own states would mislead a trader about.
+"""How the trading tools show orders: the legs of an unfilled entry, and the day's refusals.
+
 
 A bracketed entry's legs exist at the venue from the moment the entry is placed, suspended
 (status 8) and without prices, until the entry fills: shown as `working` with no price, they
 read as two live orders at nowhere. Here they are `waiting`, priced where they will be
 placed if the entry fills at its own price (a fill elsewhere moves them with it). Only the
 tools' view changes: the bus keeps the venue's status and the gateway's state.
+
+An order the gateway refuses (bad request, a risk rule, the venue's own refusal) often never
+becomes a venue order, so the order table never holds it: `Refusals` keeps the day's (the last
+MAX of them; the gateway's log has them all), shaped like an order message with `state:
+"rejected"`, no `order_id`, and `reason` naming the rule, for `orders --all`.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gateway.requests import leg_prices
+from gateway.requests import leg_prices, owner_of
 from trading.orders.records import IntentRecord, OrderRecord
 from trading.venue_codes import OrderStatus
 
 WAITING = "waiting"
+MAX = 500
+_SIDES = {"buy": 0, "sell": 1}
+_TYPES = {"limit": 1, "market": 2, "stop_limit": 3, "stop": 4, "trailing_stop": 5,
+          "join_bid": 6, "join_ask": 7}
 
 
 def show_waiting_legs(bodies: list[dict[str, Any]], orders: Mapping[int, OrderRecord],
@@ -45,3 +56,30 @@ def show_waiting_legs(bodies: list[dict[str, Any]], orders: Mapping[int, OrderRe
             body["limit_price"] = tp
         out.append(body)
     return out
+
+
+class Refusals:
+    """The day's refused submits, for `orders --all`."""
+
+    def __init__(self) -> None:
+        self.rows: deque[dict[str, Any]] = deque(maxlen=MAX)
+
+    def add(self, args: dict[str, Any], sender: str, reply: dict[str, Any], at_ms: int) -> None:
+        """One refused submit: the request as sent, the reply's rule and message."""
+        side, kind = args.get("side"), args.get("type", "market")
+        rule = reply.get("rule")
+        size = args.get("size")
+        self.rows.append({
+            "order_id": None, "client_id": reply.get("client_id") or args.get("client_id"),
+            "owner": owner_of(sender), "contract": str(args.get("contract", "")),
+            "side": _SIDES.get(side, side) if isinstance(side, str) else side,
+            "size": size if isinstance(size, int) else 0,
+            "order_type": _TYPES.get(kind, kind) if isinstance(kind, str) else kind,
+            "state": "rejected", "fill_volume": 0, "filled_price": None,
+            "limit_price": args.get("limit_price"), "stop_price": args.get("stop_price"),
+            "parent_id": None, "rule": rule,
+            "reason": f"{rule}: {reply.get('message')}" if rule else reply.get("message"),
+            "created_ms": at_ms})
+
+    def of(self, owner: str | None) -> list[dict[str, Any]]:
+        return [r for r in self.rows if owner is None or r["owner"] == owner]

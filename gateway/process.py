@@ -32,13 +32,11 @@ from chillly.messages import Heartbeat
 from chillly.process import Service, State, run_service
 from chillly.singleton import Lock, acquire
 from chillly.tools_socket import ToolsServer, socket_path
-from gateway.authority import Authority
 from gateway.brackets import Brackets
-from gateway.closing import Closer
-from gateway.commands import Commands
+from gateway.commands import Authority, Commands
 from gateway.gate_runner import GateRunner
 from gateway.journal import Journal
-from gateway.placing import Placer
+from gateway.placing import Closer, Placer
 from gateway.publishing import Publisher
 from gateway.reconcile import Reconciler
 from gateway.risk_runtime import RiskRuntime
@@ -134,7 +132,7 @@ class GatewayService(Service):
         venue.on_position_changed = runner.watch_quotes
         commands = Commands(s, client, resolver, blotter, risk, runner, placer, closer,
                             reconciler, publisher, specs, clock, c, ready)
-        # Who may ask what is decided by the door a command came through (gateway/authority.py)
+        # Who may ask what is decided by the door a command came through (gateway/commands.py)
         authority = Authority(commands.handlers(), c, self._alarm,
                               lambda args: commands.find(args).owner)
         self.bus.serve("gateway", authority.bus_handlers(), with_sender=True)
