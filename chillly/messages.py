@@ -77,6 +77,7 @@ class Message:
         cls._fields = tuple(names)
         cls._spec = tuple(spec)
         cls._check = staticmethod(_compile_checker(cls))
+        cls.body, cls.from_payload = _compile_codec(cls)  # type: ignore[method-assign]
         if cls.TYPE in _REGISTRY:
             raise RuntimeError(f"message type {cls.TYPE!r} registered twice")
         _REGISTRY[cls.TYPE] = cls
@@ -107,6 +108,33 @@ def message(cls: _M) -> _M:
 
 def registry() -> dict[str, type[Message]]:
     return dict(_REGISTRY)
+
+
+def _compile_codec(cls: type["Message"]) -> tuple[Any, Any]:
+    """Generate `body` and `from_payload` for one message class, straight-line: every message
+    published goes through `body` and every `env.message()` through `from_payload`, and the
+    generic versions (a loop of getattr; `cls(**fields)`, whose frozen `__init__` sets each
+    slot through `object.__setattr__`) cost about twice as much. `from_payload` sets the slots
+    directly; defaults and default factories apply as in `__init__`."""
+    ns: dict[str, Any] = {"cls": cls, "new": object.__new__, "_MISSING": _MISSING}
+    items = [f"'type': {cls.TYPE!r}", f"'v': {cls.V!r}"]
+    items += [f"{f.name!r}: self.{f.name}" for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    lines = ["def body(self):", "    return {" + ", ".join(items) + "}",
+             "def from_payload(_cls, p):", "    m = new(cls)"]
+    for i, f in enumerate(dataclasses.fields(cls)):  # type: ignore[arg-type]
+        ns[f"S{i}"] = getattr(cls, f.name).__set__
+        if f.default is not dataclasses.MISSING:
+            ns[f"D{i}"] = f.default
+            lines.append(f"    S{i}(m, p.get({f.name!r}, D{i}))")
+        elif f.default_factory is not dataclasses.MISSING:
+            ns[f"F{i}"] = f.default_factory
+            lines.append(f"    x = p.get({f.name!r}, _MISSING)")
+            lines.append(f"    S{i}(m, F{i}() if x is _MISSING else x)")
+        else:
+            lines.append(f"    S{i}(m, p[{f.name!r}])")
+    lines.append("    return m")
+    exec("\n".join(lines), ns)  # noqa: S102 - generated from our own dataclass fields only
+    return ns["body"], classmethod(ns["from_payload"])
 
 
 def _compile_checker(cls: type["Message"]) -> Any:
