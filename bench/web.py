@@ -56,10 +56,11 @@ def chillly(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen
 
 
 def cpu_rss(pid: int) -> tuple[float, int]:
-    """(user+system CPU seconds, RSS in KiB) of a process, from /proc."""
+    """(user+system CPU seconds, its finished children's included, RSS in KiB) of a process,
+    from /proc: the page runs `chillly strategies --json` as a child while a page is open."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    cpu = sum(int(x) for x in fields[11:15]) / ticks
     rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text()
                .splitlines() if line.startswith("VmRSS:"))
     return cpu, rss
@@ -225,10 +226,11 @@ async def run(a: argparse.Namespace) -> int:
         print(line(f"the page's DOM, {k} page{'s' if k > 1 else ''} (every page)", page_ms))
     print(f"chillly web with quotes at the sim's full rate (CLOCK_SPEED {a.speed:g}: "
           f"{busy[2]:.0f} quotes/s on the bus)")
-    print(f"  baseline: no page open        CPU {idle[0]:5.1f}% of a core   RSS {idle[1] / 1024:6.1f} MiB"
-          f"   ({idle[2]:.0f} quotes/s)")
-    print(f"  10 pages open                 CPU {busy[0]:5.1f}% of a core   RSS {busy[1] / 1024:6.1f} MiB"
-          f"   (frames per page in the run: {min(frames)}..{max(frames)})")
+    for label, (cpu, rss, qps), note in (
+            ("baseline: no page open", idle, f"{idle[2]:.0f} quotes/s"),
+            ("10 pages open", busy, f"frames per page in the run: {min(frames)}..{max(frames)}")):
+        print(f"  {label:<24} CPU {cpu:5.1f}% of a core (children included)   "
+              f"RSS {rss / 1024:6.1f} MiB   ({note})")
     return 0
 
 
