@@ -106,7 +106,9 @@ def execute(job: Job, setup: Setup, hist: History, progress: Any = None,
                                                            setup.instance.contracts]})
     rules = {cid: FillRules(tick=_tick(cid), slippage=job.slippage, limit_fill=job.limit_fill)
              for cid in inst.contracts}
-    run = Run(inst, setup.strategy_cls, setup.config, setup.program, rules, gate=None)
+    from backtest.gate import BacktestGate
+    gate = BacktestGate(job.program, job.size, inst.name, inst.limits)
+    run = Run(inst, setup.strategy_cls, setup.config, setup.program, rules, gate=gate)
     warm = run.warm(hist.warmup)
     out = run.go(hist.bars, hist.start_ms, progress)
     out.warmup_bars = warm

@@ -64,9 +64,10 @@ class LookAhead(BaseException):
 class Gate(Protocol):
     """The risk gate as a backtest asks it (backtest/gate.py adapts trading/risk)."""
 
-    def check(self, args: dict[str, Any], owner: str, book: Book, now_ms: int
-              ) -> tuple[str, str] | None: ...
-    def due(self, book: Book, owner: str, now_ms: int) -> list[tuple[str, Any]]: ...
+    def check(self, args: dict[str, Any], owner: str, book: Book, now_ms: int,
+              last: dict[str, float]) -> tuple[str, str] | None: ...
+    def due(self, book: Book, owner: str, now_ms: int, last: dict[str, float]
+            ) -> list[tuple[str, Any]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +206,8 @@ class Run:
         book = self.book
         if command == "submit":
             self.orders_sent += 1
-            refused = self.gate.check(args, self.owner, book, now) if self.gate else None
+            refused = self.gate.check(args, self.owner, book, now, self.last) if self.gate \
+                else None
             if refused is not None:
                 rule, reason = refused
                 self.refusals.append(Refusal(now, args["client_id"], rule, reason))
@@ -445,7 +447,7 @@ class Run:
 
     def _gate_due(self, now: int) -> None:
         assert self.gate is not None
-        for action, arg in self.gate.due(self.book, self.owner, now):
+        for action, arg in self.gate.due(self.book, self.owner, now, self.last):
             if action == "flatten":
                 self.book.flatten(self.owner, arg, now, 0.0)
             elif action == "cancel":

@@ -9,6 +9,7 @@ from chillly.calendar import is_market_open
 from trading.matching.bar_path import FillRules
 from trading.strategy.instance import Instance
 
+from backtest.gate import BacktestGate
 from backtest.run import Outcome, Run
 from backtest.setup import program_of
 
@@ -43,12 +44,14 @@ def random_walk(n: int, seed: int = 3, t0: int = T0, price: float = 6000.0
 
 def run(cls: type, bars: list, *, timeframes: Sequence[str] = ("1m",), params: dict | None = None,
         program: str = "combine", size: str = "50k", warm: list | None = None,
-        slippage: int = 1, limit_fill: str = "through", run_cls: type[Run] = Run
-        ) -> tuple[Run, Outcome]:
+        slippage: int = 1, limit_fill: str = "through", run_cls: type[Run] = Run,
+        gate: bool = False, limits: dict | None = None) -> tuple[Run, Outcome]:
     inst = Instance.model_validate({"name": "t", "class": "x:Y", "contracts": [ES],
-                                    "timeframes": list(timeframes), "params": params or {}})
+                                    "timeframes": list(timeframes), "params": params or {},
+                                    "limits": limits or {}})
     prog, _ = program_of(program, size)
     r = run_cls(inst, cls, cls.Config.model_validate(params or {}), prog,
-            {ES: FillRules(0.25, slippage, limit_fill)}, gate=None)
+            {ES: FillRules(0.25, slippage, limit_fill)},
+            gate=BacktestGate(program, size, inst.name, inst.limits) if gate else None)
     r.warm({ES: [row for _, row in (warm or [])]})
     return r, r.go(bars, bars[0][1][0])

@@ -146,3 +146,47 @@ def test_one_bar_reaching_both_legs_fills_the_stop_loss() -> None:
                       (100.25, 101.5, 99, 100)])
     r, out = run(BuyOnce, bars, params={"sl": 2, "tp": 4})
     assert [(f.client_id, f.price) for f in out.fills] == [("t-1", 100.25), ("t-1-sl", 99.5)]
+
+
+class TooBig(Strategy):
+    """Asks for more than a 50K Combine may hold, then for what it may."""
+
+    Config = Config
+
+    def on_start(self) -> None:
+        self.rejected: list[str] = []
+
+    def on_bar(self, bar: Bar) -> None:
+        if not getattr(self, "sent", False):
+            self.sent = True
+            self.buy(6)
+            self.buy(1)
+
+    def on_order(self, order) -> None:  # type: ignore[no-untyped-def]
+        if order.state == "rejected":
+            self.rejected.append(order.reason or "")
+
+
+class TwoLots(Strategy):
+    Config = Config
+
+    def on_bar(self, bar: Bar) -> None:
+        if not getattr(self, "sent", False):
+            self.sent = True
+            self.buy(2)
+
+
+def test_orders_pass_the_live_risk_gate_and_refusals_are_recorded_with_their_rule() -> None:
+    bars = random_walk(5)
+    r, out = run(TooBig, bars, gate=True)
+    assert [x.rule for x in out.refusals] == ["max_position"]
+    assert out.refusals[0].client_id == "t-1"
+    assert r.engine.strategy.rejected and "6" in r.engine.strategy.rejected[0]
+    assert [f.client_id for f in out.fills] == ["t-2"]
+    # The instance's own limits too (strategies.toml [limits]): one lot at most.
+    r, out = run(TwoLots, bars, gate=True, limits={"max_lots": 1})
+    assert [(x.rule, x.reason) for x in out.refusals] == [
+        ("strategy_limit", "t: 2 lots would pass its limit 1")]
+    # Without the gate the venue-side book takes all seven lots: the gate is what refused.
+    r, out = run(TooBig, bars)
+    assert not out.refusals and sum(f.size for f in out.fills) == 7

@@ -102,3 +102,16 @@ def test_xfa_winning_days_and_monte_carlo_of_day_orderings() -> None:
     again = monte_carlo(days, prog, target, 500, seed=7)
     assert mc == again                                  # seeded
     assert 0.0 < mc.pass_rate < 1.0 and mc.median_days is not None
+
+
+def test_the_gate_flattens_before_the_deadline_that_the_referee_judges() -> None:
+    """With the live gate (trading/risk), the position held into the afternoon is flattened
+    from 15:05 CT, so the referee records no flat-by breach; without it, it does (above)."""
+    start = T0 + 5 * 3_600_000 + 30 * 60_000
+    bars = random_walk(90, t0=start)
+    r, out = run(HoldLate, bars, gate=True)
+    assert not [b for b in out.breaches if b.rule == "flat_by"]
+    closing = [f for f in out.fills if f.side < 0]
+    deadline = flat_by_ms(trading_date(start))
+    assert closing and deadline - 5 * 60_000 <= closing[0].t < deadline
+    assert r.book.positions[r.inst.contracts[0]].size == 0

@@ -1,0 +1,121 @@
+"""The live risk gate (trading/risk/) in a backtest: the same `RiskGate`, with the program's
+numbers and the instance's `[limits]`, asked about every order and at every bar's close.
+
+The gateway shows the gate a `BookView` of the account; here the view is built from the
+backtest's book at market time (positions, working orders, the last price as the quote, the
+balance and the day's realized P&L), and what the gate asks for in `due` (a trading state, a
+flatten at 15:05 CT, cancelled entries) is carried out on the book, as the gateway does. What
+it refuses comes back to the strategy as a rejected order naming the rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from trading.marks import QuoteView
+from trading.risk.calendar import CmeCalendar
+from trading.risk.config import StrategyLimits, resolve
+from trading.risk.rules import RiskGate
+from trading.risk.types import (ACTIVE, BUY, LONG, SELL, SHORT, BookView, CancelEntries,
+                                CancelOrders, Flatten, Intent, PositionView, SetTradingState,
+                                WorkingOrder)
+from trading.strategy.instance import Limits
+from trading.venue_codes import OrderStatus
+
+from backtest.book import ACCOUNT, Book
+
+_ACCOUNT_OWNER = "_account"
+
+
+def limits_of(limits: Limits) -> StrategyLimits:
+    return StrategyLimits(
+        contracts=frozenset(limits.contracts) if limits.contracts else None,
+        max_lots=float(limits.max_lots) if limits.max_lots is not None else None,
+        max_orders_per_minute=limits.max_orders_per_minute,
+        max_daily_loss=limits.max_daily_loss)
+
+
+class BacktestGate:
+    """The `Gate` of backtest/run.py over trading/risk's `RiskGate`."""
+
+    def __init__(self, program: str, size: str, owner: str, limits: Limits) -> None:
+        cfg = resolve(program, size)
+        self.gate = RiskGate(replace(cfg, strategies={owner: limits_of(limits)}),
+                             CmeCalendar())
+        self.state = ACTIVE
+
+    def view(self, book: Book, owner: str, now: int, last: dict[str, float]) -> BookView:
+        positions: list[PositionView] = []
+        open_pnl = 0.0
+        for c, pos in book.positions.items():
+            if not pos.size:
+                continue
+            spec = book.specs[c]
+            price = last.get(c)
+            pnl = book.open_pnl(c, price) if price is not None else 0.0
+            open_pnl += pnl
+            for who in (_ACCOUNT_OWNER, owner):     # the strategy is the whole account
+                positions.append(PositionView(
+                    contract=c, owner=who, side=LONG if pos.size > 0 else SHORT,
+                    size=abs(pos.size), avg_price=pos.avg, realized_pnl=book.day_realized,
+                    open_pnl=round(pnl, 2), symbol=spec.symbol, tick_size=spec.tick_size,
+                    tick_value=spec.tick_value))
+        orders = tuple(WorkingOrder(
+            order_id=w.order_id, client_id=w.client_id, owner=w.owner, contract=w.contract,
+            side=BUY if w.rest.side > 0 else SELL, size=w.rest.size, remaining=w.rest.size,
+            order_type=w.rest.kind, status=OrderStatus.OPEN,
+            limit_price=w.rest.price if w.rest.kind == "limit" else None,
+            stop_price=w.rest.price if w.rest.kind == "stop" else None,
+            parent_id=w.parent_id, protective=w.parent_id is not None)
+            for w in book.orders.values())
+        quotes = {c: QuoteView(c, p, p + book.specs[c].tick_size, p, now)
+                  for c, p in last.items()}
+        return BookView(account_id=ACCOUNT, account_name="backtest", now_ms=now,
+                        balance=book.balance, realized_pnl=book.day_realized,
+                        open_pnl=round(open_pnl, 2), trading_state=self.state,
+                        positions=tuple(positions), orders=orders, quotes=quotes)
+
+    def check(self, args: dict[str, Any], owner: str, book: Book, now: int,
+              last: dict[str, float]) -> tuple[str, str] | None:
+        contract = args["contract"]
+        spec = book.specs[contract]
+        side = BUY if args["side"] == "buy" else SELL
+        size = int(args["size"])
+        net = book.positions[contract].size
+        signed = size if side == BUY else -size
+        sl, tp = args.get("sl_ticks"), args.get("tp_ticks")
+        # As the gateway's request check: opposite the net, no bigger, no bracket.
+        reduces = net != 0 and (net > 0) != (signed > 0) and size <= abs(net) \
+            and sl is None and tp is None
+        intent = Intent(client_id=args["client_id"], owner=owner, contract=contract,
+                        symbol=spec.symbol, tick_size=spec.tick_size, tick_value=spec.tick_value,
+                        side=side, size=size, order_type=args["type"],
+                        limit_price=args.get("limit_price"), stop_price=args.get("stop_price"),
+                        sl_ticks=sl, tp_ticks=tp, reduces=reduces, ts=now)
+        verdict = self.gate.check(intent, self.view(book, owner, now, last))
+        if verdict.permits(intent):
+            return None
+        return verdict.rule or "risk", verdict.reason
+
+    def due(self, book: Book, owner: str, now: int, last: dict[str, float]
+            ) -> list[tuple[str, Any]]:
+        """What the gate asks for now, as the book's operations: ("flatten", contract or
+        None) and ("cancel", client id)."""
+        out: list[tuple[str, Any]] = []
+        for action in self.gate.due(self.view(book, owner, now, last), now):
+            if isinstance(action, SetTradingState):
+                self.state = action.state
+            elif isinstance(action, Flatten):
+                out.append(("flatten", action.contract))
+            elif isinstance(action, CancelEntries):
+                out += [("cancel", w.client_id) for w in book.orders.values()
+                        if w.parent_id is None
+                        and action.contract in (None, w.contract)
+                        and action.owner in (None, w.owner)]
+            elif isinstance(action, CancelOrders):
+                ids = set(action.order_ids)
+                out += [("cancel", w.client_id) for w in book.orders.values()
+                        if w.order_id in ids]
+        return out
+
