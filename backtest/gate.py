@@ -41,9 +41,33 @@ class BacktestGate:
 
     def __init__(self, program: str, size: str, owner: str, limits: Limits) -> None:
         cfg = resolve(program, size)
-        self.gate = RiskGate(replace(cfg, strategies={owner: limits_of(limits)}),
-                             CmeCalendar())
+        self.own = limits_of(limits)
+        self.gate = RiskGate(replace(cfg, strategies={owner: self.own}), CmeCalendar())
         self.state = ACTIVE
+        self.next_due = 0
+
+    def due_needed(self, book: Book, now: int, equity: float) -> bool:
+        """Whether `due` can ask for anything at this bar's close: the gate acts on a position
+        or working orders, from the afternoon's entry cut-off, outside ACTIVE, near the MLL
+        buffer or half-way to a daily loss limit; and, as a backstop, every 15 market minutes
+        while anything is held or working. Asking it every bar would cost a view a bar for
+        nothing (bench/backtest.py)."""
+        if not book.orders and not any(p.size for p in book.positions.values()):
+            return False
+        if now >= self.next_due or self.state != ACTIVE:
+            return True
+        g = self.gate
+        dl = g.deadlines(now)
+        if dl.close is None or now >= dl.entry_cutoff - 60_000:
+            return True
+        if equity - g.floor() <= 2 * g.cfg.mll_buffer:
+            return True
+        sod = g.memory.sod_balance
+        day = equity - (sod if sod is not None else g.cfg.starting_balance)
+        for limit in (g.cfg.daily_loss_limit, self.own.max_daily_loss):
+            if limit is not None and day <= -0.5 * limit:
+                return True
+        return False
 
     def view(self, book: Book, owner: str, now: int, last: dict[str, float]) -> BookView:
         positions: list[PositionView] = []
@@ -103,6 +127,7 @@ class BacktestGate:
         """What the gate asks for now, as the book's operations: ("flatten", contract or
         None) and ("cancel", client id)."""
         out: list[tuple[str, Any]] = []
+        self.next_due = now + 15 * 60_000
         for action in self.gate.due(self.view(book, owner, now, last), now):
             if isinstance(action, SetTradingState):
                 self.state = action.state

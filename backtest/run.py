@@ -68,6 +68,7 @@ class Gate(Protocol):
               last: dict[str, float]) -> tuple[str, str] | None: ...
     def due(self, book: Book, owner: str, now_ms: int, last: dict[str, float]
             ) -> list[tuple[str, Any]]: ...
+    def due_needed(self, book: Book, now_ms: int, equity: float) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +157,7 @@ class Run:
         self.equity: list[tuple[int, float, float]] = []
         self.curve_every = curve_every
         self._curve_next = 0
+        self._last_close = 0
         tfs = [tf for tf in inst.timeframes if tf != "1m"]
         self.aggs = Aggregators([BucketSpec.of(tf, session_tfs) for tf in tfs], self._agg_bar,
                                 self.clock) if tfs else None
@@ -320,6 +322,7 @@ class Run:
         if self.timers.due:
             self._timers(close)
         clock.now = close
+        self._last_close = close
         bar = Bar(contract=contract, tf="1m", t=t, o=r[1], h=r[2], l=r[3], c=r[4],
                   volume=r[5], final=True, origin="poll")
         if self.want_1m:
@@ -328,7 +331,7 @@ class Run:
                 self._drain()
         if self.aggs is not None:
             self.aggs.handle_bar(bar)
-        if self.gate is not None:
+        if self.gate is not None and self.gate.due_needed(self.book, close, self._equity()):
             self._gate_due(close)
         if self._flat_lo <= close < self._flat_hi and not self._flat_done:
             self._flat(close)
@@ -463,6 +466,10 @@ class Run:
         self._day = day
         self._day_end = session_open_ms(day + timedelta(days=1))
         self.referee.roll(t, {ACCOUNT: self.book.balance})
+        if self.gate is not None:
+            if self._last_close:
+                self._gate_due(self._last_close)    # the closing day's last balance seen
+            self._gate_due(t)                        # and the new day's start
         self._day_start = self._day_low = self.book.balance
         self._day_fills = 0
         self.book.day_realized = 0.0

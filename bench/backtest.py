@@ -37,6 +37,7 @@ from chillly.calendar import is_market_open  # noqa: E402
 from trading.strategy.api import Bar, Config, Strategy  # noqa: E402
 
 CONTRACT = "CON.F.US.EP.H26"
+GATE = True     # every order through the live risk gate, as `chillly backtest` runs
 START = 1_735_711_200_000       # 2025-01-01 06:00 UTC
 
 
@@ -137,7 +138,7 @@ def ours(cls: type, rows: list) -> tuple[float, int]:
 
     bars = [(CONTRACT, r) for r in rows]
     t = time.perf_counter()
-    _, out = run(cls, bars, slippage=1)
+    _, out = run(cls, bars, slippage=1, size="150k", gate=GATE)
     return time.perf_counter() - t, out.orders_sent
 
 
