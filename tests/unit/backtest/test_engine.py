@@ -190,3 +190,51 @@ def test_orders_pass_the_live_risk_gate_and_refusals_are_recorded_with_their_rul
     # Without the gate the venue-side book takes all seven lots: the gate is what refused.
     r, out = run(TooBig, bars)
     assert not out.refusals and sum(f.size for f in out.fills) == 7
+
+
+class Timed(Strategy):
+    """A timer every 90 s of market time; the first firing sends a market order."""
+
+    Config = Config
+
+    def on_start(self) -> None:
+        self.fired: list[int] = []
+        self.every(90, "tick")
+
+    def on_timer(self, name: str) -> None:
+        self.fired.append(self.now())
+        if len(self.fired) == 1:
+            self.buy()
+
+
+def test_timers_fire_at_their_market_time_and_their_orders_act_from_the_next_bar() -> None:
+    bars = bars_from([(100, 100.5, 99.5, 100)] * 6)
+    r, out = run(Timed, bars)
+    assert r.engine.strategy.fired == [T0 + 90_000, T0 + 180_000, T0 + 270_000, T0 + 360_000]
+    # Sent at T0 + 90 s (inside bar 1): it acts from bar 2's open.
+    assert [(f.t, f.price) for f in out.fills] == [(T0 + 120_000, 100.25)]
+
+
+class Prints(Strategy):
+    """Takes the path's prints; buys on the first print it sees after the start."""
+
+    Config = Config
+
+    def on_start(self) -> None:
+        self.prints: list[tuple[int, float]] = []
+
+    def on_trade(self, trade) -> None:  # type: ignore[no-untyped-def]
+        self.prints.append((trade.t, trade.price))
+        if len(self.prints) == 6:            # bar 1's second print: its nearer extreme
+            self.buy()
+
+
+def test_on_trade_gets_the_path_prints_and_an_order_there_acts_from_that_point() -> None:
+    bars = bars_from([(100, 101, 99.5, 100.5), (100, 100.5, 98, 99)])
+    r, out = run(Prints, bars)
+    p = r.engine.strategy.prints
+    assert p[:4] == [(T0, 100), (T0 + 20_000, 99.5), (T0 + 40_000, 101), (T0 + 60_000, 100.5)]
+    assert p[4:] == [(T0 + 60_000, 100), (T0 + 80_000, 100.5), (T0 + 100_000, 98),
+                     (T0 + 120_000, 99)]
+    # Bought at bar 1's nearer extreme (100.5, the high) and filled there, one tick worse.
+    assert [(f.t, f.price) for f in out.fills] == [(T0 + 80_000, 100.75)]
