@@ -157,7 +157,6 @@ class Run:
         self.equity: list[tuple[int, float, float]] = []
         self.curve_every = curve_every
         self._curve_next = 0
-        self._last_close = 0
         tfs = [tf for tf in inst.timeframes if tf != "1m"]
         self.aggs = Aggregators([BucketSpec.of(tf, session_tfs) for tf in tfs], self._agg_bar,
                                 self.clock) if tfs else None
@@ -297,13 +296,15 @@ class Run:
 
     def _bar(self, contract: str, r: Row) -> None:
         """One 1m bar: its path (only with orders, a position or prints to hand over), then
-        timers, then the final bar at its close. The hot loop of every run."""
+        timers, then the final bar at its close. The hot loop of every run: locals, and
+        nothing done for what is not there (bench/backtest.py)."""
         t = r[0]
         if t >= self._day_end:
             self._roll(t)
         book = self.book
         clock = self.clock
-        if book.orders or self.prints or book.positions[contract].size:
+        active = bool(book.orders) or book.positions[contract].size != 0
+        if active or self.prints:
             path = price_path(r[1], r[2], r[3], r[4])
             if self.prints:
                 for i in range(4):
@@ -317,21 +318,20 @@ class Run:
                 self._path(contract, path, t, 3.0)
             for w in book.orders.values():
                 w.rest.start = 0.0          # what is left works from the next bar's open
-        self.last[contract] = r[4]
+        self.last[contract] = c = r[4]
         close = t + MINUTE_MS
         if self.timers.due:
             self._timers(close)
         clock.now = close
-        self._last_close = close
-        bar = Bar(contract=contract, tf="1m", t=t, o=r[1], h=r[2], l=r[3], c=r[4],
-                  volume=r[5], final=True, origin="poll")
+        bar = Bar(contract, "1m", t, r[1], r[2], r[3], c, r[5], True, 0, "poll")
         if self.want_1m:
             self.engine.on_bar(bar)
             if self.inbox:
                 self._drain()
         if self.aggs is not None:
             self.aggs.handle_bar(bar)
-        if self.gate is not None and self.gate.due_needed(self.book, close, self._equity()):
+        if self.gate is not None and (active or book.orders or book.positions[contract].size) \
+                and self.gate.due_needed(book, close, self._equity()):
             self._gate_due(close)
         if self._flat_lo <= close < self._flat_hi and not self._flat_done:
             self._flat(close)
@@ -467,8 +467,8 @@ class Run:
         self._day_end = session_open_ms(day + timedelta(days=1))
         self.referee.roll(t, {ACCOUNT: self.book.balance})
         if self.gate is not None:
-            if self._last_close:
-                self._gate_due(self._last_close)    # the closing day's last balance seen
+            if self.clock.now:
+                self._gate_due(self.clock.now)      # the closing day's last close, balance
             self._gate_due(t)                        # and the new day's start
         self._day_start = self._day_low = self.book.balance
         self._day_fills = 0
