@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -143,6 +144,9 @@ def progress_bar(start: float) -> Any:
 
 def cli(ns: argparse.Namespace) -> int:
     settings = load_settings(Settings)
+    # The strategy's log: its errors (a hook that raised) on stderr; the engine's notes on each
+    # refused order would drown the summary, and the refusals are in the report with their rule.
+    logging.getLogger("strategy").setLevel(logging.ERROR)
     try:
         params = {k: parse_value(v) for k, v in pairs(ns.param, "--param").items()}
         grid = {k: [parse_value(x) for x in v.split(",") if x != ""]
