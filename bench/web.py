@@ -68,28 +68,46 @@ def cpu_rss(pid: int) -> tuple[float, int]:
 
 def plain_subscriber(env: dict[str, str], ready: Any, out: Any) -> None:
     """The baseline, in a process of its own (as any subscriber is): stamps each bench fill's
-    arrival until trade id -1 comes, then hands the stamps back."""
+    arrival on the bus until trade id -1 comes, then hands the stamps back; and, beside it, a
+    bare WebSocket client of the page's push channel (what `chillly web` adds, no browser)."""
+    import aiohttp
+    import orjson
+
     async def main() -> None:
         bus = Bus(env["BUS_PUBLISH_ADDR"], env["BUS_SUBSCRIBE_ADDR"], "bench-plain")
         heard: dict[int, float] = {}
+        pushed: dict[int, float] = {}
         done = asyncio.Event()
 
         def on_fill(e: Envelope) -> None:
             heard[e.payload["trade_id"]] = time.time() * 1000
             if e.payload["trade_id"] == -1:
                 done.set()
+
+        async def channel(ws: Any) -> None:
+            async for msg in ws:
+                now = time.time() * 1000
+                for m in orjson.loads(msg.data):
+                    if m["k"] == "fill":
+                        pushed.setdefault(m["d"]["trade_id"], now)
         bus.on(topics.fill_event(ACCOUNT, "bench"), on_fill)
         await bus.ready(timeout=30)
-        ready.put(True)
-        await done.wait()
-        out.put(heard)
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(f"http://127.0.0.1:{env['WEB_PORT']}/ws") as ws:
+                reader = asyncio.ensure_future(channel(ws))
+                await asyncio.sleep(0.5)     # its snapshot first
+                ready.put(True)
+                await done.wait()
+                await asyncio.sleep(0.5)
+                reader.cancel()
+        out.put((heard, pushed))
         await bus.close()
     asyncio.run(main())
 
 
 async def fills_to_pages(bus: Bus, env: dict[str, str], pages: list[Any], n: int,
-                         first_id: int) -> tuple[list[float], list[float]]:
-    """Publish n fills; (page latencies ms, plain-subscriber latencies ms)."""
+                         first_id: int) -> tuple[list[float], list[float], list[float]]:
+    """Publish n fills; latencies in ms: (pages' DOM, plain bus subscriber, bare WebSocket)."""
     sent: dict[int, float] = {}
     ready: Any = mp.Queue()
     out: Any = mp.Queue()
@@ -115,19 +133,21 @@ async def fills_to_pages(bus: Bus, env: dict[str, str], pages: list[Any], n: int
     end = FillEvent(account=ACCOUNT, trade_id=-1, order_id=-1, contract="CON.F.US.EP.Z26",
                     side=0, size=1, price=6000.25, owner="bench")
     heard: dict[int, float] = {}
+    pushed: dict[int, float] = {}
     for _ in range(50):
         bus.publish(topics.fill_event(ACCOUNT, "bench"), end)
         try:
-            heard = await asyncio.to_thread(out.get, True, 0.2)
+            heard, pushed = await asyncio.to_thread(out.get, True, 1.0)
             break
         except Exception:
             continue
     child.join(5)
-    return page_ms, [heard[t] - sent[t] for t in sent if t in heard]
+    return (page_ms, [heard[t] - sent[t] for t in sent if t in heard],
+            [pushed[t] - sent[t] for t in sent if t in pushed])
 
 
 def line(label: str, values: list[float]) -> str:
-    return (f"  {label:<38} p50 {pct(values, 0.5):7.1f} ms   p99 {pct(values, 0.99):7.1f} ms"
+    return (f"  {label:<58} p50 {pct(values, 0.5):7.1f} ms   p99 {pct(values, 0.99):7.1f} ms"
             f"   (n={len(values)})")
 
 
@@ -220,10 +240,11 @@ async def run(a: argparse.Namespace) -> int:
     print(f"fill event on the bus -> shown (load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
           f" on {os.cpu_count()} cores: the pages' figures include chromium's own scheduling)",
           flush=True)
-    for k, (page_ms, plain_ms) in results.items():
-        print(line(f"baseline: plain bus subscriber ({k} page{'s' if k > 1 else ''} open)",
-                   plain_ms))
-        print(line(f"the page's DOM, {k} page{'s' if k > 1 else ''} (every page)", page_ms))
+    for k, (page_ms, plain_ms, ws_ms) in results.items():
+        pages_ = f"{k} page{'s' if k > 1 else ''}"
+        print(line(f"baseline: plain bus subscriber ({pages_} open)", plain_ms))
+        print(line(f"the push channel, a bare WebSocket client ({pages_} open)", ws_ms))
+        print(line(f"the page's DOM, {pages_} (every page)", page_ms))
     print(f"chillly web with quotes at the sim's full rate (CLOCK_SPEED {a.speed:g}: "
           f"{busy[2]:.0f} quotes/s on the bus)")
     for label, (cpu, rss, qps), note in (
