@@ -607,7 +607,7 @@ def run_redis(args: argparse.Namespace, zmq_figures: dict[str, float]) -> None:
             runs: dict[str, list[float]] = {"redis-raw": [], "redis-ours": [], "redis-streams": []}
             for _ in range(args.repeat):
                 for kind in runs:
-                    runs[kind].append(throughput(kind, subs, args.messages, url)[0])
+                    runs[kind].append(throughput(kind, subs, args.redis_messages, url)[0])
             raw, ours, streams = (statistics.median(runs[k]) for k in runs)
             versus = (f"   ours/our zmq {ours / zmq_figures[f'zmq{subs}']:.2f}"
                       if f"zmq{subs}" in zmq_figures else "")
@@ -625,6 +625,7 @@ def run_redis(args: argparse.Namespace, zmq_figures: dict[str, float]) -> None:
 
 def run_memory(args: argparse.Namespace) -> None:
     rate, per_msg, plain = memory_figures(args.messages)
+
     print(f"memory: {rate:>10,.0f} msg/s through the bus ({per_msg:.2f} us a message: publish, "
           f"codec, queue, dispatch)   plain list of callbacks {plain:.3f} us a call "
           f"({per_msg / plain:.0f}x)")
@@ -633,6 +634,9 @@ def run_memory(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=200_000)
+    ap.add_argument("--redis-messages", type=int, default=30_000,
+                    help="bars per redis run (a bare redis-py subscriber takes a few thousand a "
+                         "second)")
     ap.add_argument("--rounds", type=int, default=3_000)
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per figure; the median is printed (2 cores are noisy)")
@@ -640,7 +644,8 @@ def main() -> None:
                     help="comma list of zmq, redis, memory")
     args = ap.parse_args()
     backends = args.backends.split(",")
-    print(f"bus benchmark: {args.messages} bars per run, {args.rounds} round trips, "
+    print(f"bus benchmark: {args.messages} bars per zmq run, {args.redis_messages} per redis "
+          f"run, {args.rounds} round trips, "
           f"{os.cpu_count()} cores, python {sys.version.split()[0]}, libzmq {zmq.zmq_version()}, "
           f"load average {os.getloadavg()[0]:.1f}")
     zmq_figures = run_zmq(args) if "zmq" in backends else {}

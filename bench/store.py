@@ -12,7 +12,8 @@ contracts):
 - the same rows as history, `BarBatch` messages of 500 bars (the bulk path a backfill uses);
 - ratio store/bare for both (target: at least 0.5);
 - aggregator: 1m bars/s through the pure core (6 timeframes: 5m 15m 30m 1h 4h 1d), beside the
-  plain batch `aggregate()` of the same bars per timeframe.
+  plain batch `aggregate()` of the same bars per timeframe (best of 3 each; target: the core at
+  least 0.8 of the batch). `--aggregator-only` prints just these.
 """
 
 from __future__ import annotations
@@ -221,7 +222,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--bars", type=int, default=100_000)
+    ap.add_argument("--aggregator-only", action="store_true",
+                    help="only the aggregator figures (no processes, no database)")
     args = ap.parse_args()
+    if args.aggregator_only:
+        print_aggregator(args.bars)
+        return
     bars = make_bars(args.rows)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -236,10 +242,18 @@ def main() -> None:
           f"ratio store/bare {ours / base:.2f}  (bounded by the bus's per-message cost)")
     print(f"bus client ceiling (no-op subscriber): {ceiling:>12,.0f} msgs/s  "
           f"(store/ceiling {ours / ceiling:.2f})")
-    core, batch, emitted = aggregator_rates(args.bars)
+    print_aggregator(args.bars)
+
+
+def print_aggregator(n: int) -> None:
+    runs = [aggregator_rates(n) for _ in range(3)]   # interleaved core/batch pairs: best of 3
+    core = max(r[0] for r in runs)
+    batch = max(r[1] for r in runs)
+    emitted = runs[0][2]
     print(f"aggregator core, 6 timeframes:         {core:>12,.0f} 1m bars/s in "
-          f"({emitted:,} bars out)")
-    print(f"plain batch aggregate(), 6 timeframes: {batch:>12,.0f} 1m bars/s")
+          f"({emitted:,} bars out)  ratio core/batch {core / batch:.2f}  (target >= 0.8)")
+    print(f"plain batch aggregate(), 6 timeframes: {batch:>12,.0f} 1m bars/s  "
+          f"(load average {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":
