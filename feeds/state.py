@@ -1,4 +1,5 @@
-"""Small JSON state files in RUN_DIR, written atomically (temp file, fsync, rename).
+"""Small JSON state files in RUN_DIR, written atomically (chillly/files.py: temp file, fsync,
+rename, directory fsync).
 
 A reader (or a restart after a crash at any instant) sees either the old file or the new one,
 never half of one. Writes are tiny, so they run in a worker thread to keep the event loop free.
@@ -8,19 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from chillly.files import write_atomic
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def read_json(path: Path, default: Any = None) -> Any:

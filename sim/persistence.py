@@ -17,7 +17,6 @@ that includes its change.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from dataclasses import asdict, fields
 from datetime import date
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from chillly.files import write_atomic
 
 from sim.market.tape import Drift, Tape
 from sim.exchange.enforcement import set_enforce
@@ -138,20 +139,6 @@ def _restore_referee(engine: TradingEngine, saved: dict[str, Any], known: set[in
         st.violating = set(st_saved["violating"])
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 class StateFile:
     """One state file; `save()` returns once a write holding every change so far completed."""
 
@@ -199,6 +186,6 @@ class StateFile:
         with self._io:
             if seq < self._written:
                 return
-            _write_atomic(self.path, data)
+            write_atomic(self.path, data)
             self._written = seq
 

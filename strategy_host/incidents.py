@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
+
+from chillly.files import write_atomic
 
 log = logging.getLogger("incidents")
 
@@ -77,8 +78,6 @@ class Incidents:
 
     def _write(self) -> None:
         try:
-            tmp = self.dir / (FILE + ".tmp")
-            tmp.write_text(json.dumps(self.data))
-            os.replace(tmp, self.dir / FILE)
+            write_atomic(self.dir / FILE, json.dumps(self.data))
         except OSError as exc:
             log.warning("cannot record incidents in %s: %s", self.dir, exc)

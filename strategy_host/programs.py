@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from chillly.files import write_atomic
 from chillly.settings import load_settings
 from chillly.bus import Bus
 from chillly import topics
@@ -133,9 +133,7 @@ def write_programs(settings: HostSettings, instances: dict[str, Instance],
                 changed[program] = sorted(k for k in set(new) | set(old or {})
                                           if (old or {}).get(k) != new.get(k))
         if not path.exists() or path.read_text() != text:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+            write_atomic(path, text)
         now.add(program)
     for stale in before - now:
         (out / f"{stale}.conf").unlink(missing_ok=True)

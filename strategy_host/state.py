@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from chillly.files import write_atomic
+
 log = logging.getLogger("state")
 
 
@@ -41,20 +43,7 @@ class StateFile:
 
     def save(self, state: dict[str, Any]) -> None:
         """Blocking (fsync): call it from a worker thread."""
-        text = json.dumps(state, sort_keys=True, default=str)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, text.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        write_atomic(self.path, json.dumps(state, sort_keys=True, default=str), mode=0o600)
 
 
 class RunMarker:
@@ -92,8 +81,6 @@ class RunMarker:
 
     def _write(self, data: dict[str, Any]) -> None:
         try:
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(data))
         except OSError as exc:
             log.warning("cannot record the run in %s: %s", self.path, exc)
