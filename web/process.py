@@ -2,8 +2,8 @@
 
 It starts its HTTP server before anything else answers, so the page is up, and says what is
 missing, while the broker, the gateway or the database are not; it reads only the bus, the
-gateway's and the series cache's answers and the market database, and holds no venue
-credentials. Its heartbeat carries its own counters: pages open (`clients`), messages pushed
+gateway's and the series cache's answers and the market database, and never talks to the
+venue. Its heartbeat carries its own counters: pages open (`clients`), messages pushed
 and dropped (replaced by a newer one or cut at a stalled page's bound), actions taken and
 refused.
 """

@@ -141,7 +141,12 @@ function draw(dirty) {
   if (dirty.has("health")) drawHealth();
   if (dirty.has("reports")) drawReports();
   if (dirty.has("missing")) drawMissing();
-  if (dirty.has("contracts")) drawTabs();
+  if (dirty.has("contracts")) {   // symbols came: redraw what names contracts
+    drawTabs();
+    drawFills();
+    if (S.panels.positions) drawPositions();
+    if (S.panels.orders) drawOrders();
+  }
 }
 
 // ------------------------------------------------------------------ panels
