@@ -18,9 +18,9 @@ host, the gateway and the venue at once, in one process:
   an order sent at a bar's close acts from the next bar's open, one sent on a print acts from
   that point of the path. Every order passes the gate (`Gate`), and a refusal is recorded
   with its rule and comes back as a rejected `on_order`, as live.
-- **The referee** (trading/referee/judge.py) sees the account after every fill and at every
-  point of every path while a position is open (intraday MLL on open P&L), at the flat-by
-  deadline, and at every 17:00 CT roll.
+- **The referee** (trading/referee/judge.py, through backtest/judging.py) sees the account
+  after every fill, at the worst point of every path while a position is open (intraday MLL
+  on open P&L), at the flat-by deadline, and at every 17:00 CT roll.
 """
 
 from __future__ import annotations
@@ -29,25 +29,23 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from chillly.calendar import (flat_by_ms, is_trading_day, session_close_ms, session_open_ms,
-                              trading_date)
 from chillly.clock import MINUTE_MS
 from chillly.messages import Bar, FillEvent, Message, OrderEvent, PositionEvent, Quote, Trade
 from chillly.timeframes import BucketSpec
 from trading.aggregator import Aggregators
 from trading.matching.bar_path import FillRules, price_path
-from trading.referee.judge import Breach, Referee
-from trading.referee.rules import Program, lot_tenths
-from trading.referee.verdict import FAILING, Day
+from trading.referee.judge import Breach
+from trading.referee.rules import Program
+from trading.referee.verdict import Day
 from trading.strategy.engine import Engine
 from trading.strategy.instance import Instance
 
-from backtest.book import ACCOUNT, Book, Fill, Spec
+from backtest.book import Book, Fill, Spec
+from backtest.judging import Judge
 
 log = logging.getLogger("backtest")
 Row = tuple[int, float, float, float, float, int]     # t, o, h, l, c, volume
@@ -148,15 +146,9 @@ class Run:
         self.specs = {c: Spec.of(c) for c in inst.contracts}
         for c, spec in self.specs.items():
             self.engine.ticks[c] = spec.tick_size
-        self._one = inst.contracts[0] if len(self.specs) == 1 else None
         self.book = Book(self.specs, rules, program.start, lambda m: self.inbox.append(("msg", m)))
         self.gate = gate
-        self.referee = Referee({ACCOUNT: program}, {ACCOUNT: program.start}, 0, sessions=True)
         self.refusals: list[Refusal] = []
-        self.days: list[Day] = []
-        self.equity: list[tuple[int, float, float]] = []
-        self.curve_every = curve_every
-        self._curve_next = 0
         tfs = [tf for tf in inst.timeframes if tf != "1m"]
         self.aggs = Aggregators([BucketSpec.of(tf, session_tfs) for tf in tfs], self._agg_bar,
                                 self.clock) if tfs else None
@@ -165,13 +157,7 @@ class Run:
         self.warming = False
         self.start = 0.0               # where on the current path a new order acts from
         self.last: dict[str, float] = {}
-        self._day_end = -1
-        self._day: Any = None
-        self._day_start = program.start
-        self._day_low = program.start
-        self._day_fills = 0
-        self._flat_lo = self._flat_hi = 0
-        self._flat_done = False
+        self.judge = Judge(program, self.book, self.specs, self.last, curve_every)
         self.orders_sent = 0
 
     # ---------------------------------------------------------------- the strategy's side
@@ -197,7 +183,6 @@ class Run:
             if isinstance(msg, OrderEvent):
                 engine.on_order(msg)
             elif isinstance(msg, FillEvent):
-                self._day_fills += 1
                 engine.on_fill(msg)
             elif isinstance(msg, PositionEvent):
                 engine.on_position(msg)
@@ -274,8 +259,7 @@ class Run:
            progress: Callable[[int, int], None] | None = None) -> Outcome:
         """Run over `bars` ((contract, row), time order) from market time `start_ms`."""
         self.clock.set(start_ms)
-        self.referee = Referee({ACCOUNT: self.program}, {ACCOUNT: self.program.start}, start_ms,
-                               sessions=True)
+        self.judge.start(start_ms)
         self._roll(start_ms)
         self.engine.call("on_start")
         self._drain()
@@ -286,12 +270,13 @@ class Run:
             if progress is not None and i % every == 0:
                 progress(i, total)
         if bars:
-            self._close_day()
+            self.judge.close_day()
         self.engine.call("on_stop")
         if progress is not None:
             progress(total, total)
-        return Outcome(self.book.fills, self.refusals, list(self.referee.breaches), self.days,
-                       self.equity, self.orders_sent, total,
+        j = self.judge
+        return Outcome(self.book.fills, self.refusals, list(j.referee.breaches), j.days,
+                       j.equity, self.orders_sent, total,
                        hook_errors=self.engine.counters["hook_errors"])
 
     def _bar(self, contract: str, r: Row) -> None:
@@ -299,7 +284,7 @@ class Run:
         timers, then the final bar at its close. The hot loop of every run: locals, and
         nothing done for what is not there (bench/backtest.py)."""
         t = r[0]
-        if t >= self._day_end:
+        if t >= self.judge.day_end:
             self._roll(t)
         book = self.book
         clock = self.clock
@@ -330,54 +315,25 @@ class Run:
                 self._drain()
         if self.aggs is not None:
             self.aggs.handle_bar(bar)
+        judge = self.judge
         if self.gate is not None and (active or book.orders or book.positions[contract].size) \
-                and self.gate.due_needed(book, close, self._equity()):
+                and self.gate.due_needed(book, close, judge.equity_at()):
             self._gate_due(close)
-        if self._flat_lo <= close < self._flat_hi and not self._flat_done:
-            self._flat(close)
-        if close >= self._curve_next:
-            self._curve_next = close + self.curve_every * MINUTE_MS
-            self.equity.append((close, round(self._equity(), 2),
-                                round(self.referee.state[ACCOUNT].floor, 2)))
+        judge.flat_check(close)
+        judge.sample(close)
 
     def _path(self, contract: str, path: tuple[float, ...], t: int, until: float) -> None:
         """Fill what the path reaches up to `until`; the referee sees the account at every
         fill and at the worst point of the path between fills (the position held there)."""
         book = self.book
         before = len(book.fills)
-        span = self._span if (book.positions[contract].size or book.orders) else None
+        span = self.judge.span if (book.positions[contract].size or book.orders) else None
         book.match(contract, path, t, MINUTE_MS, until, self.start,
                    None if span is None else (lambda a, b: span(contract, path, t, a, b)))
         if len(book.fills) > before:
-            self._after_fills(contract, book.fills[before:])
+            self.judge.fills(contract, book.fills[before:])
         if self.inbox:
             self._drain()
-
-    def _span(self, contract: str, path: tuple[float, ...], t: int, a: float, b: float
-              ) -> None:
-        """The path's points in [a, b] (a's own only at the bar's open) marked with the
-        position held between them: only the adverse extreme can be the lowest equity."""
-        size = self.book.positions[contract].size
-        if not size:
-            return
-        if a == 0.0 and b >= 3.0:            # the whole bar: its adverse extreme
-            price = min(path) if size > 0 else max(path)
-            self._mark(contract, price, t + path.index(price) * _STEP)
-            return
-        worst = -1
-        for i in range(4):
-            if (a < i <= b) or (i == 0 and a == 0.0):
-                if worst < 0 or (path[i] < path[worst] if size > 0 else path[i] > path[worst]):
-                    worst = i
-        if worst >= 0:
-            self._mark(contract, path[worst], t + worst * _STEP)
-
-    def _after_fills(self, contract: str, fills: list[Fill]) -> None:
-        ref = self.referee
-        for f in fills:
-            lots = self._lots()
-            ref.check_lots(ACCOUNT, lots, contract, f.t)
-            self._mark(contract, f.price, f.t)
 
     def _print(self, contract: str, price: float, t: int) -> None:
         tick = self.specs[contract].tick_size
@@ -404,50 +360,6 @@ class Run:
                 self.timers.drop(name)
             self._drain()
 
-    # ---------------------------------------------------------------- the account and rules
-
-    def _lots(self) -> int:
-        return sum(lot_tenths(self.program, spec.symbol, abs(self.book.positions[c].size))
-                   for c, spec in self.specs.items())
-
-    def _equity(self, contract: str | None = None, price: float | None = None) -> float:
-        book = self.book
-        eq = book.balance
-        if self._one is not None and price is not None:     # one contract: no loop
-            return eq + book.open_pnl(self._one, price)
-        for c in self.specs:
-            if book.positions[c].size:
-                p = price if c == contract and price is not None else self.last.get(c)
-                if p is not None:
-                    eq += book.open_pnl(c, p)
-        return eq
-
-    def _mark(self, contract: str, price: float, t: int) -> None:
-        eq = self._equity(contract, price)
-        if eq < self._day_low:
-            self._day_low = eq
-        st = self.referee.state[ACCOUNT]
-        # Skip the referee when it would neither record nor clear anything: clearly on the
-        # same side of the floor as it already knows, and the daily limit (if any) clearly
-        # not hit or already recorded. Within a cent of a line, it decides (its rounding).
-        f = st.floor
-        if eq > f + 0.01 or eq < f - 0.01:
-            limit = self.program.daily_loss
-            if (eq < f) == ("mll" in st.violating) and (
-                    limit is None or "daily_loss" in st.violating
-                    or eq - st.day_start_balance > 0.01 - limit):
-                return
-        broken = self.referee.check_equity(ACCOUNT, self.book.balance, eq - self.book.balance,
-                                           t, self._lots(), contract)
-        if broken:
-            self.equity.append((t, round(eq, 2), round(st.floor, 2)))
-
-    def _flat(self, now: int) -> None:
-        self._flat_done = True
-        lots = self._lots()
-        held = [c for c in self.specs if self.book.positions[c].size]
-        self.referee.check_flat(ACCOUNT, lots, held, now)
-
     def _gate_due(self, now: int) -> None:
         assert self.gate is not None
         for action, arg in self.gate.due(self.book, self.owner, now, self.last):
@@ -459,27 +371,10 @@ class Run:
             self._drain()
 
     def _roll(self, t: int) -> None:
-        """A new trading day from `t` on: close the previous one (the referee's 17:00 CT)."""
-        if self._day is not None:
-            self._close_day()
-        day = trading_date(t)
-        self._day = day
-        self._day_end = session_open_ms(day + timedelta(days=1))
-        self.referee.roll(t, {ACCOUNT: self.book.balance})
+        """A new trading day from `t` on (the referee's 17:00 CT roll); the gate sees the
+        closing day's last close (its end-of-day balance) and the new day's start."""
+        if self.gate is not None and self.clock.now:
+            self._gate_due(self.clock.now)
+        self.judge.roll(t)
         if self.gate is not None:
-            if self.clock.now:
-                self._gate_due(self.clock.now)      # the closing day's last close, balance
-            self._gate_due(t)                        # and the new day's start
-        self._day_start = self._day_low = self.book.balance
-        self._day_fills = 0
-        self.book.day_realized = 0.0
-        self._flat_done = False
-        self._flat_lo, self._flat_hi = (flat_by_ms(day), session_close_ms(day)) \
-            if is_trading_day(day) else (0, 0)
-
-    def _close_day(self) -> None:
-        failed = any(b.rule in FAILING and trading_date(b.t) == self._day
-                     for b in self.referee.breaches)
-        end = self.book.balance
-        self.days.append(Day(self._day.isoformat(), round(self._day_start, 2), round(end, 2),
-                             round(min(self._day_low, end), 2), self._day_fills > 0, failed))
+            self._gate_due(t)
