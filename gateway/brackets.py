@@ -28,9 +28,9 @@ from gateway.publishing import Publisher
 from gateway.venue_events import Specs
 from topstepx.client import ProjectXClient
 from topstepx.errors import VenueError
-from gateway.blotter import Blotter
+from trading.blotter import Blotter
 from trading.orders.records import FILLED, IntentRecord, OrderRecord
-from gateway.requests import leg_prices
+from trading.orders.requests import leg_prices
 from trading.venue_codes import Side
 
 log = logging.getLogger("gateway")

@@ -26,7 +26,7 @@ from chillly.clock import Clock
 from chillly.tools_socket import ToolsError
 from trading.risk.types import SELL, Intent
 from gateway.gate_runner import GateRunner
-from gateway.order_views import Refusals, show_waiting_legs
+from trading.orders.views import Refusals, show_waiting_legs
 from gateway.placing import Closer, Placer
 from gateway.publishing import Publisher
 from gateway.reconcile import Reconciler
@@ -36,9 +36,9 @@ from gateway.venue_events import Specs
 from topstepx.client import ProjectXClient
 from topstepx.contracts import ContractNotFound, ContractResolver
 from topstepx.errors import ApiError, OutcomeUnknown
-from gateway.blotter import Blotter
+from trading.blotter import Blotter
 from trading.orders.records import OrderRecord
-from gateway.requests import TYPE_NAME, Invalid, build_intent, owner_of, parse_submit
+from trading.orders.requests import TYPE_NAME, Invalid, build_intent, owner_of, parse_submit
 
 log = logging.getLogger("gateway")
 

@@ -1,7 +1,7 @@
 """The risk gate's side of the gateway: the marks of held contracts (the bus's quotes, else the
 venue's forming 1m bar: trading/marks.py), and the gate's due actions (trading state, cancels,
 flatten) run after every quote, every venue mark and every second. The view the gate judges
-is the blotter's (gateway/blotter.py)."""
+is the blotter's (trading/blotter.py)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from gateway.settings import GatewaySettings
 from gateway.venue_events import Specs
 from topstepx.client import ProjectXClient
 from topstepx.errors import VenueError
-from gateway.blotter import Blotter
+from trading.blotter import Blotter
 
 log = logging.getLogger("gateway")
 

@@ -20,10 +20,10 @@ from gateway.publishing import Publisher
 from gateway.venue_events import VenueEvents
 from topstepx.client import ProjectXClient
 from topstepx.errors import ApiError, OutcomeUnknown, VenueError
-from gateway.blotter import Blotter
+from trading.blotter import Blotter
 from trading.orders.records import NOT_PLACED, PLACED, REJECTED, SENDING, IntentRecord, OrderRecord
 from trading.venue_codes import OrderStatus, Side
-from gateway.requests import VENUE_TYPE, venue_brackets
+from trading.orders.requests import VENUE_TYPE, venue_brackets
 
 log = logging.getLogger("gateway")
 

@@ -48,7 +48,7 @@ from topstepx.contracts import ContractResolver
 from topstepx.hub import HubAgent, user_hub_subscriber
 from topstepx.models import Account
 from topstepx.settings import parse_budget
-from gateway.blotter import Blotter
+from trading.blotter import Blotter
 
 log = logging.getLogger("gateway")
 

@@ -14,7 +14,7 @@ from chillly.bus import Bus
 from chillly.clock import Clock
 from chillly.messages import AccountEvent, Alarm, OrderEvent, PositionEvent, RiskEvent
 from trading.risk.rules import RiskGate
-from gateway.blotter import ACCOUNT, Blotter
+from trading.blotter import ACCOUNT, Blotter
 from trading.orders.records import OrderRecord
 
 log = logging.getLogger("gateway")

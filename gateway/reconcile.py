@@ -17,7 +17,7 @@ from topstepx.client import ProjectXClient
 from topstepx.errors import VenueError
 from topstepx.hub import HubAgent, OpenHandler
 from topstepx.models import Order
-from gateway.blotter import ACCOUNT, Blotter
+from trading.blotter import ACCOUNT, Blotter
 from trading.orders.records import FillRecord
 from trading.venue_codes import WORKING_STATUSES
 

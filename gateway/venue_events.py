@@ -22,7 +22,7 @@ from topstepx.contracts import ContractNotFound, ContractResolver, symbol_of
 from topstepx.errors import VenueError
 from topstepx.hub import user_events
 from topstepx.models import Account, Contract, HalfTrade, Order, Position
-from gateway.blotter import (
+from trading.blotter import (
     ACCOUNT,
     AccountReport,
     Blotter,
@@ -31,7 +31,7 @@ from gateway.blotter import (
     TradeReport,
 )
 from trading.orders.records import PLACED, OrderRecord
-from gateway.book import Spec
+from trading.positions import Spec
 
 log = logging.getLogger("gateway")
 

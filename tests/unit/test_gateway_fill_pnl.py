@@ -3,7 +3,7 @@ the account's, which mixes every owner's entries in the contract."""
 
 from __future__ import annotations
 
-from gateway.book import Book, Spec
+from trading.positions import Book, Spec
 from trading.risk.types import BUY, SELL
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from chillly.settings import load_settings
-from gateway.book import Book, Spec
-from gateway.risk_settings import RiskSettings
+from trading.positions import Book, Spec
+from gateway.settings import RiskSettings
 from gateway.tools import render
 from tests.unit.trading.risk.rig import ES, WED, gate, pos, view
 from trading import marks as M

@@ -9,8 +9,8 @@ import pytest
 
 from chillly.bus import CommandError
 from gateway.risk_runtime import RiskRuntime
-from gateway.risk_settings import RiskSettings
-from gateway.risk_strategies import LimitsError, read_limits
+from gateway.settings import RiskSettings
+from gateway.risk_runtime import LimitsError, read_limits
 from tests.unit.trading.risk.rig import ES, WED, ct, pos, view
 
 

@@ -7,7 +7,7 @@ from datetime import time
 import pytest
 
 from chillly.settings import load_settings
-from gateway.risk_settings import RiskSettings
+from gateway.settings import RiskSettings
 
 
 @pytest.fixture(autouse=True)

@@ -6,4 +6,6 @@ machine that decides which venue report may follow which.
 - `machine`: the venue's statuses mapped onto the gateway's states, the transitions allowed,
   and the fill ledger (a trade id counted once).
 - `requests`: a command's fields checked, and what reaches the gate (`build_intent`).
+- `views`: how the trader's tools show orders (a bracket's legs waiting for their entry, the
+  day's refusals).
 """

@@ -4,8 +4,8 @@ topstep-rules.md gives every number as a setting with a default, never a constan
 are Topstep's program table (trading/risk/programs.py) and the product table
 (trading/products.py); this module resolves them into `RiskConfig`, the frozen record the pure
 core reads on its hot path (no pydantic, no environment), and holds `StrategyLimits`, one
-strategy's own caps. `gateway/risk_settings.py` builds it from the `TOPSTEP_*` / `RISK_*`
-variables (and gateway/risk_strategies.py the limits from strategies.toml); tests build it
+strategy's own caps. `gateway/settings.py` builds it from the `TOPSTEP_*` / `RISK_*`
+variables (and gateway/risk_runtime.py the limits from strategies.toml); tests build it
 directly with `resolve(...)`.
 """
 

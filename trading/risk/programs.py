@@ -2,7 +2,7 @@
 daily limits and deadlines, each with its source (../shared/topstep-rules.md, "the rules page").
 
 One table for the risk gate (its defaults; every number is also a `RISK_*` setting,
-gateway/risk_settings.py) and for the sim's referee (sim/exchange/rules.py keeps its own
+gateway/settings.py) and for the sim's referee (sim/exchange/rules.py keeps its own
 formulas, an independent judge, over these numbers). Where the rules page marks a number
 unverified or third-party [3P], the stricter reading is taken, so the gate is never looser than
 the referee (tests/unit/trading/risk/test_facts.py holds them together).

@@ -5,7 +5,7 @@ position)."""
 from __future__ import annotations
 
 from chillly.clock import ManualClock
-from gateway.blotter import Blotter, OrderReport, PositionReport, TradeReport
+from trading.blotter import Blotter, OrderReport, PositionReport, TradeReport
 from trading.risk.types import BookView, Intent
 from trading.orders.records import (
     CANCELLED,

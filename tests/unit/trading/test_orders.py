@@ -14,7 +14,7 @@ from trading.orders.machine import (
     FillLedger,
     OrderBookMachine,
 )
-from gateway.requests import Invalid, build_intent, leg_prices, parse_submit, venue_brackets
+from trading.orders.requests import Invalid, build_intent, leg_prices, parse_submit, venue_brackets
 from trading.venue_codes import Side
 
 BUY, SELL = Side.BUY, Side.SELL

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trading.risk.types import QuoteView
-from gateway.book import Book, Spec
+from trading.positions import Book, Spec
 from trading.venue_codes import PositionType, Side
 
 BUY, SELL = Side.BUY, Side.SELL

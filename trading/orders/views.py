@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gateway.requests import leg_prices, owner_of
+from trading.orders.requests import leg_prices, owner_of
 from trading.orders.records import IntentRecord, OrderRecord
 from trading.venue_codes import OrderStatus
 

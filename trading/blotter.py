@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from trading.risk.types import ACTIVE, BookView, Intent, WorkingOrder
 from trading.orders.machine import FillLedger, OrderBookMachine
-from gateway.requests import TYPE_NAME, VENUE_TYPE
+from trading.orders.requests import TYPE_NAME, VENUE_TYPE
 from trading.orders.records import (
     EXTERNAL,
     NOT_PLACED,
@@ -29,7 +29,7 @@ from trading.orders.records import (
     IntentRecord,
     OrderRecord,
 )
-from gateway.book import ACCOUNT, Book
+from trading.positions import ACCOUNT, Book
 from trading.venue_codes import OrderStatus
 
 
