@@ -23,6 +23,7 @@ import pytest
 
 from chillly import topics
 from chillly.messages import Alarm
+from chillly.tools_socket import ask as ask_tools
 from tests.integration.test_gateway_support import Stack, Tap, dump, stack_fixture
 from tests.support import aeventually
 
@@ -36,10 +37,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def submit(tap: Tap, es: str, timeout: float = 10.0) -> tuple[bool, Any]:
-    reply = await tap.bus.request("gateway", "submit", {
+    """A manual order as the trader's tools send it (over the tools socket: the bus serves
+    manual orders to no one since gateway/commands.py's Authority)."""
+    ok, result, error = await ask_tools(tap.tools_path, "submit", {
         "client_id": tap.cid(), "contract": es, "side": "buy", "size": 1, "type": "market"},
-        timeout=timeout, attempts=1)
-    return reply.ok, reply.result if reply.ok else reply.error
+        timeout=timeout)
+    return ok, result if ok else error
 
 
 async def test_journal_that_cannot_be_written_faults_refuses_and_heals(stack: Stack) -> None:
