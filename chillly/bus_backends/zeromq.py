@@ -10,6 +10,7 @@ itself after a broker restart.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -55,15 +56,26 @@ class ZmqBackend(Backend):
 
         self.send = send_now  # type: ignore[method-assign]  # one call less per publish
         self._closed = False
+        self._drain: Callable[[], None] | None = None    # while receiving
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def send(self, topic: str, payload: bytes) -> None:  # replaced per instance in __init__
         self._pub.send_multipart((topic.encode(), payload), zmq.NOBLOCK)
 
     def subscribe(self, prefix: str) -> None:
         self._sub_sync.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        self._kick()
 
     def unsubscribe(self, prefix: str) -> None:
         self._sub_sync.setsockopt(zmq.UNSUBSCRIBE, prefix.encode())
+        self._kick()
+
+    def _kick(self) -> None:
+        """A setsockopt on the SUB socket may process its pending commands, taking the very
+        signal that would have made ZMQ_FD readable: drain once more so nothing waits for a
+        signal that already went (zmq.asyncio does the same after every operation)."""
+        if self._drain is not None and self._loop is not None:
+            self._loop.call_soon(self._drain)
 
     async def receive(self, deliver: Deliver) -> None:
         """Drains the SUB socket from a reader callback on its file descriptor: the event loop
@@ -105,15 +117,17 @@ class ZmqBackend(Backend):
                         loop.create_task(pending).add_done_callback(resume)  # type: ignore[arg-type]
                         return
                 loop.call_soon(drain)   # more may be queued; ZeroMQ would not signal it
-            except Exception as exc:    # a closed socket, or a bug below: the loop dies
-                if not ended.done():
+            except BaseException as exc:   # a closed socket, or a bug below: the loop dies
+                if not ended.done():       # (and the process lifecycle sees it die)
                     ended.set_exception(exc)
 
         loop.add_reader(fd, drain)
         loop.call_soon(drain)           # whatever arrived before the reader was registered
+        self._loop, self._drain = loop, drain
         try:
             await ended
         finally:
+            self._drain = None
             loop.remove_reader(fd)
 
     async def close(self) -> None:
