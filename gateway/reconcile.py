@@ -11,7 +11,7 @@ from collections.abc import Callable
 from chillly.clock import Clock
 from gateway.placing import SEARCH_MARGIN_MS, Placer
 from gateway.publishing import Publisher
-from gateway.risk_runtime import HISTORY_MS, RiskRuntime
+from gateway.risk_runtime import HISTORY_MS, RiskRuntime, net_history
 from gateway.venue_events import VenueEvents
 from topstepx.client import ProjectXClient
 from topstepx.errors import VenueError
@@ -54,10 +54,7 @@ class Reconciler:
         if not risk_known:
             trades = await self.client.search_trades(self.blotter.account_id,
                                                      self.clock.now_ms() - HISTORY_MS)
-            await self.risk.bootstrap(
-                [(t.creation_timestamp, float(t.profit_and_loss or 0.0) - float(t.fees or 0.0))
-                 for t in trades if t.creation_timestamp is not None and not t.voided],
-                self.blotter.book.balance)
+            await self.risk.bootstrap(net_history(trades), self.blotter.book.balance)
 
     async def on_hub_open(self, agent: HubAgent) -> None:
         await self._subscribe_hub(agent)

@@ -19,12 +19,13 @@ import asyncio
 import json
 import logging
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
 from chillly.bus import CommandError
 from gateway.settings import RiskSettings
+from topstepx.models import HalfTrade
 from trading.risk.calendar import AlwaysOpenCalendar, CmeCalendar
 from trading.risk.config import StrategyLimits
 from trading.risk.memory import RiskMemory, rebuild_eod
@@ -190,9 +191,21 @@ class RiskRuntime:
             _tools_only(sender, "risk --set-high-water")
             if isinstance(hw, bool) or not isinstance(hw, (int, float)):
                 raise CommandError("set_high_water: expected a number")
-            self.gate.set_high_water(float(hw))
+            try:
+                self.gate.set_high_water(float(hw))
+            except ValueError as exc:
+                raise CommandError(f"set_high_water: {exc}") from None
             await self.save()
         return self.gate.report(view, view.now_ms)
+
+
+def net_history(trades: Iterable[HalfTrade]) -> list[tuple[int, float]]:
+    """The venue's trades as the rebuild of past EOD balances reads them: (time, realized P&L
+    less the trade's cost), voided trades left out. The cost is `HalfTrade.cost`, fees and
+    commissions, as on the live path: a rebuild that left commissions out put every past
+    balance, the high-water mark and so the floor too high."""
+    return [(t.creation_timestamp, float(t.profit_and_loss or 0.0) - t.cost)
+            for t in trades if t.creation_timestamp is not None and not t.voided]
 
 
 def _tools_only(sender: str, what: str) -> None:

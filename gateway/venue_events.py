@@ -49,7 +49,7 @@ def trade_report(t: HalfTrade) -> TradeReport:
     return TradeReport(
         trade_id=t.id, order_id=t.order_id, account_id=t.account_id, contract=t.contract_id,
         side=t.side, size=t.size, price=t.price,
-        fees=float(t.fees or 0.0) + float(t.commissions or 0.0), pnl=t.profit_and_loss,
+        fees=t.cost, pnl=t.profit_and_loss,
         created_ms=t.creation_timestamp, voided=bool(t.voided))
 
 

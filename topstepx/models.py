@@ -137,3 +137,9 @@ class HalfTrade(VenueModel):
     @classmethod
     def _ts(cls, v: Any) -> Any:
         return _ms(v)
+
+    @property
+    def cost(self) -> float:
+        """What the trade cost: the venue's fees plus its commissions. The one definition, for
+        the live path (positions, P&L) and the rebuild of past balances alike."""
+        return float(self.fees or 0.0) + float(self.commissions or 0.0)

@@ -74,6 +74,10 @@ async def test_book_round_trips_through_the_store_and_commands(tmp_path: Path,
         await rt.halt({}, "strategy-ema")
     with pytest.raises(CommandError, match="strategy"):
         await rt.risk({"set_high_water": 1.0}, "strategy-ema", view())
+    with pytest.raises(CommandError, match="finite"):
+        await rt.risk({"set_high_water": float("nan")}, "cli-risk-1", view())
+    with pytest.raises(CommandError, match="only be raised"):
+        await rt.risk({"set_high_water": 50_000.0}, "cli-risk-1", view())   # EOD 50,800
     report = await rt.risk({"set_high_water": 51_000.0}, "cli-risk-1", view())
     assert report["floor"] == 49_000.0 and report["state"] == "HALTED"
     # A new runtime on the same store: the same floor and the latch.
@@ -93,3 +97,17 @@ async def test_save_soon_coalesces(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         rt.save_soon()
     await rt.flush()
     assert store.writes == 1 and not rt.gate.memory.dirty
+
+
+def test_the_rebuild_counts_a_trades_commissions_as_the_live_path_does() -> None:
+    """Fails on the old rebuild (P&L less fees only): a closing trade of +100 with 1.40 fees
+    and 0.50 commissions was +98.60 in the rebuilt history, +98.10 on the live path."""
+    from gateway.risk_runtime import net_history
+    from topstepx.models import HalfTrade
+    trades = [HalfTrade(id=1, creation_timestamp=WED, profit_and_loss=100.0, fees=1.40,
+                        commissions=0.50),
+              HalfTrade(id=2, creation_timestamp=WED + 1, fees=1.40, commissions=0.50),
+              HalfTrade(id=3, creation_timestamp=WED + 2, profit_and_loss=5.0, voided=True)]
+    history = net_history(trades)
+    assert history == [(WED, pytest.approx(98.10)), (WED + 1, pytest.approx(-1.90))]
+    assert [pnl for _, pnl in history] == [100.0 - t.cost for t in trades[:1]] + [-trades[1].cost]

@@ -16,6 +16,7 @@ HALTED; everything else passes every rule in turn, the first that fails names th
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from datetime import datetime
 from typing import Any
@@ -285,8 +286,19 @@ class RiskGate:
         return True, "manual halt lifted"
 
     def set_high_water(self, value: float) -> None:
-        """`chillly risk --set-high-water X`: the highest EOD balance, when history is unknown."""
-        self.memory.high_water = float(value)
+        """`chillly risk --set-high-water X`: the highest EOD balance, when history is unknown.
+        It may add history the gateway did not see, never contradict what it recorded: a value
+        that is not finite, or below a recorded EOD balance (which would lower the floor), is
+        refused with ValueError."""
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"the high-water mark must be a finite number, not {value}")
+        recorded = max(self.memory.eod.values(), default=None)
+        if recorded is not None and value < recorded:
+            day = max(d for d, b in self.memory.eod.items() if b == recorded)
+            raise ValueError(f"{value:,.2f} is below the EOD balance {recorded:,.2f} recorded "
+                             f"on {day}: the high-water mark can only be raised")
+        self.memory.high_water = value
         self.memory.dirty = True
 
     # ------------------------------------------------------------------ check
