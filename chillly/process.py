@@ -72,6 +72,12 @@ class Service:
         self.started_at = time.monotonic()
         self.stopping = asyncio.Event()
 
+    @classmethod
+    def make_bus(cls, settings: Settings, name: str, clock: Clock) -> Bus:
+        """This process's bus client, as configured. A strategy host's sandboxed side has no
+        bus socket and overrides it with a pipe to its trusted parent (strategy_host/pipe.py)."""
+        return Bus.from_settings(settings, name, clock=clock)
+
     @property
     def process_name(self) -> str:
         """The name this instance publishes under (overridable per instance, e.g. strategies)."""
@@ -267,8 +273,7 @@ async def _lifecycle(cls: type[Service], settings: Settings) -> int:
               "process; a program of its own needs zmq or redis", file=sys.stderr, flush=True)
         return 2
     try:
-        bus = Bus.from_settings(settings, getattr(settings, "process_name", None) or cls.name,
-                                clock=clock)
+        bus = cls.make_bus(settings, getattr(settings, "process_name", None) or cls.name, clock)
     except StartupError as exc:
         print(f"chillly {cls.name}: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -1,22 +1,20 @@
-"""`python -m strategy_host NAME`: the sandboxed host process's main, exec'd by the launcher
-(`chillly strategy-host NAME`, strategy_host/launcher.py) with a scrubbed environment.
+"""`python -m strategy_host NAME`: the sandboxed child's main, started by the host's trusted
+parent (strategy_host/parent.py) with the parent's scrubbed environment, no secret at all, and
+one end of a socketpair (its only way out: strategy_host/pipe.py).
 
-Order matters: read the few secrets the bus needs from the launcher's pipe (never from the
-environment or .env), check strategies.toml, open what the host keeps open (/proc/self/statm for
-its RSS), apply the sandbox while this is still the only thread, and only then import the
+Order matters: check strategies.toml, open what the host keeps open (/proc/self/statm for its
+RSS), apply the sandbox while this is still the only thread, and only then import the
 strategy's code and validate its parameters. A mistake in any of these is one line on stderr
-and exit code 2.
+and exit code 2 (which the parent passes on to supervisord).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 from chillly.logs import setup_logging
 from chillly.process import run_with_settings
@@ -29,27 +27,8 @@ from strategy_host.strategies_file import code_paths, read_instance
 from trading.strategy.config_file import LoadError, load_class, validate_params
 from trading.strategy.instance import Instance
 
-SECRET_FD = "CHILLLY_SECRET_FD"
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("host")
-
-
-def _read_secrets() -> dict[str, str]:
-    fd = os.environ.pop(SECRET_FD, None)
-    if fd is None:
-        return {}
-    with os.fdopen(int(fd), "rb") as f:
-        data = f.read()
-    return {k: v for k, v in json.loads(data or b"{}").items() if v}
-
-
-def _ports(*addrs: str) -> list[int]:
-    out = []
-    for a in addrs:
-        u = urlparse(a)
-        if u.scheme == "tcp" and u.port:
-            out.append(u.port)
-    return out
 
 
 def _read_paths(inst: Instance, base: Path) -> list[Path]:
@@ -102,9 +81,8 @@ def main(argv: list[str] | None = None) -> int:
               "NAME`)", file=sys.stderr)
         return 2
     name = argv[0]
-    secrets = _read_secrets()
     settings = load_settings(HostSettings, _env_file=None, strategy_name=name,
-                             process_name=f"strategy-{name}", **secrets)
+                             process_name=f"strategy-{name}")
     setup_logging(settings.process_name, settings.log_level)
     path = settings.strategies_file
     try:
@@ -121,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     _preload(inst, base)
     plan = sandbox.Plan(
         state_dir=settings.state_dir, read_paths=_read_paths(inst, base),
-        bus_ports=_ports(settings.bus_publish_addr, settings.bus_subscribe_addr),
+        bus_ports=[],   # no TCP at all: the bus is the parent's
         memory_mb=settings.strategy_memory_mb, max_files=settings.strategy_max_files,
         max_file_mb=settings.strategy_max_file_mb, user=settings.strategy_user,
         nice=settings.strategy_nice,

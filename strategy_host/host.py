@@ -1,5 +1,6 @@
-"""The host process of one strategy instance (`chillly strategy-host NAME`, program
-`strategy-NAME`): wires the engine to the bus.
+"""The sandboxed side of one strategy instance (`python -m strategy_host NAME`, started by its
+trusted parent, strategy_host/parent.py): wires the engine to the bus, which here is the
+socketpair to the parent (strategy_host/pipe.py): this process has no bus socket of its own.
 
 Start, in this order (ARCHITECTURE.md §9): resolve the contracts and subscribe (buffering),
 load the saved state (`on_load`), warm the bars up from the series cache, ask the gateway for
@@ -20,25 +21,26 @@ import asyncio
 import dataclasses
 import logging
 import os
+import socket
 import threading
 import time
 from typing import Any, ClassVar
 
-import zmq
-
 from chillly import topics
-from chillly.bus import RequestTimeout
+from chillly.bus import Bus, RequestTimeout
 from chillly.codec import Envelope, encode_payload
 from chillly.errors import StartupError
 from chillly.messages import Alarm, Bar, ContractInfo, FillEvent, OrderEvent, PositionEvent
 from chillly.messages import Heartbeat, Quote, Trade
+from chillly.clock import Clock
 from chillly.process import Service
-from chillly.security import curve_from_settings, secure_client
+from chillly.settings import Settings
 from chillly.timeframes import bar_problem
 from pydantic import BaseModel
 from trading.strategy.api import TERMINAL, Strategy
 from trading.strategy.engine import Engine, HostFatal
 from trading.strategy.instance import Instance
+from strategy_host.pipe import ALARM_FD_ENV, FD_ENV, PUB, PipeBackend, send_blocking
 from strategy_host.settings import HostSettings
 from strategy_host.incidents import Incidents, crash_loop
 from strategy_host.state import RunMarker, StateFile
@@ -50,31 +52,34 @@ _DATA = ("bar.", "quote.", "trade.", "order.", "fill.", "position.", "contract."
 
 
 class AlarmPublisher:
-    """The watchdog's own PUB socket: it must speak while the event loop is stuck. It publishes
-    as `strategy-NAME.watchdog` (`name` in the alarm is the host's), so its seq on the alarm
-    topic is a sequence of its own beside the event loop's."""
+    """The watchdog's own way out: it must speak while the event loop is stuck, so it writes
+    whole frames to its own socketpair to the trusted parent (blocking, from its thread). It
+    publishes as `strategy-NAME.watchdog` (`name` in the alarm is the host's), so its seq on
+    the alarm topic is a sequence of its own beside the event loop's."""
 
     def __init__(self, settings: HostSettings, name: str, clock: Any) -> None:
         self.name, self.clock = name, clock
-        self.ctx = zmq.Context(1)
-        self.sock = self.ctx.socket(zmq.PUB)
-        self.sock.setsockopt(zmq.LINGER, 200)
-        secure_client(self.sock, curve_from_settings(settings))
-        self.sock.connect(settings.bus_publish_addr)
+        fd = os.environ.get(ALARM_FD_ENV)
+        self.sock = socket.socket(fileno=int(fd)) if fd else None
         self.seq = 0
         self.lock = threading.Lock()
 
     def __call__(self, active: bool, text: str, code: str = "hook_budget") -> None:
+        if self.sock is None:
+            return
         with self.lock:
             self.seq += 1
-            msg = Alarm(name=self.name, code=code, active=active, text=text)
-            payload = encode_payload(msg.body(), f"{self.name}.watchdog", self.seq,
-                                     self.clock.now_ms())
-            self.sock.send_multipart((topics.alarm(self.name).encode(), payload), zmq.NOBLOCK)
+            seq = self.seq
+        msg = Alarm(name=self.name, code=code, active=active, text=text)
+        payload = encode_payload(msg.body(), f"{self.name}.watchdog", seq, self.clock.now_ms())
+        try:
+            send_blocking(self.sock, PUB, topics.alarm(self.name), payload, self.lock)
+        except OSError:
+            pass   # the parent is gone: this process is ending too
 
     def close(self) -> None:
-        self.sock.close(linger=200)
-        self.ctx.term()
+        if self.sock is not None:
+            self.sock.close()
 
 
 class Host(Service):
@@ -91,6 +96,14 @@ class Host(Service):
     @property
     def process_name(self) -> str:
         return self.settings.process_name
+
+    @classmethod
+    def make_bus(cls, settings: Settings, name: str, clock: Clock) -> Bus:
+        """No bus socket: the socketpair to the trusted parent (strategy_host/parent.py),
+        which alone is on the bus and decides what goes on."""
+        sock = socket.socket(fileno=int(os.environ[FD_ENV]))
+        return Bus.over(PipeBackend(sock), name, clock=clock, hwm=settings.bus_hwm,
+                        max_message_bytes=settings.bus_max_message_bytes)
 
     async def on_start(self) -> None:
         s = self.settings

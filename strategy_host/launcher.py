@@ -3,9 +3,11 @@
 This process reads the full configuration (environment and .env, credentials included), so it
 never imports strategy code. It decides whether the instance may trade where the system points
 (the sim, or a live account that the instance names explicitly), then replaces itself
-(`execve`, same pid, so supervisord still supervises it) with `python -m strategy_host NAME`
-whose environment holds only what a host needs. The bus's CURVE keys, when configured, travel
-through an inherited pipe instead of the environment: /proc/<pid>/environ shows no secret.
+(`execve`, same pid, so supervisord still supervises it) with the host's trusted parent,
+`python -m strategy_host.parent NAME` (which starts the sandboxed child), whose environment
+holds only what a host needs. The bus's CURVE keys, when configured, travel through an
+inherited pipe instead of the environment (/proc/<pid>/environ shows no secret), to the parent
+only: the child has no bus socket and gets no key.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from trading.strategy.instance import allowed
 _PASS = ("bus_publish_addr", "bus_subscribe_addr", "bus_hwm", "clock_speed", "heartbeat_interval",
          "log_level", "strategy_memory_mb", "strategy_max_files", "strategy_max_file_mb",
          "strategy_hook_budget_ms", "strategy_hook_kill_s", "strategy_max_errors",
-         "strategy_save_interval", "strategy_user", "strategy_nice")
+         "strategy_save_interval", "strategy_user", "strategy_nice", "strategy_max_procs",
+         "strategy_cpu_weight")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -83,11 +86,15 @@ def cli(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
         return 2
     env = host_env(settings, args.name)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if getattr(args, "check", False):
+        # The check needs no bus: the sandboxed child alone loads the class, validates the
+        # parameters and stops (no secret pipe: the strategy's module code runs there).
+        os.execve(sys.executable, [sys.executable, "-m", "strategy_host", "--check", args.name],
+                  env)
     fd = _secret_pipe(settings)
     if fd is not None:
         env["CHILLLY_SECRET_FD"] = str(fd)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    check = ["--check"] if getattr(args, "check", False) else []
-    os.execve(sys.executable, [sys.executable, "-m", "strategy_host", *check, args.name], env)
+    os.execve(sys.executable, [sys.executable, "-m", "strategy_host.parent", args.name], env)
     return 1  # not reached

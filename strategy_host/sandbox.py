@@ -13,14 +13,14 @@ Layers, each reported in one log line as applied or unavailable (and why):
   clears it. No orphan keeps trading.
 - `landlock`: read-only access to the code, the virtualenv and the system libraries; write
   access only to the instance's state directory; nothing else (not .env, not /proc).
-- `landlock_net`: TCP connect only to the bus ports, no TCP bind (Landlock ABI >= 4). Port
-  rules rather than a socket() ban, so ZeroMQ can still reconnect after a broker restart.
-- `seccomp`: no IPv6/raw/packet/UDP sockets, no ptrace, no process_vm_*, no bpf, no mounts,
-  namespaces or keyrings (libseccomp through `pyseccomp`, imported with a guard).
+- `landlock_net`: no TCP connect and no TCP bind at all (Landlock ABI >= 4): the child's bus is
+  the socketpair to its trusted parent (strategy_host/pipe.py).
+- `seccomp`: no new socket of any family, no new process (threads only), no exec, no ptrace,
+  no process_vm_*, no bpf, no mounts, namespaces or keyrings (libseccomp through `pyseccomp`,
+  imported with a guard).
 
 Landlock is called through ctypes: the `landlock` package on PyPI is a development release that
-knows only the ABI 1 file-system rules, and the TCP port rules are what keeps the bus reachable
-while every other port is refused.
+knows only the ABI 1 file-system rules, not the TCP rules that refuse every connect.
 """
 
 from __future__ import annotations
@@ -316,25 +316,30 @@ def _import_seccomp() -> object:
     return pyseccomp
 
 
+CLONE_THREAD = 0x00010000
+
+
 def _seccomp(mod: object, plan: Plan) -> str | None:
+    """No new socket of any family (the child's one way out is the socketpair it inherited),
+    no new process (threads only: clone without CLONE_THREAD, fork, vfork and exec refused;
+    clone3, whose flags a filter cannot read, answers ENOSYS so the C library falls back to
+    clone), no ptrace or reading another process's memory, no bpf, mounts, namespaces,
+    keyrings or kernel modules."""
     if isinstance(mod, str):
         return mod
-    import socket
-
     sc = mod
     eperm = sc.ERRNO(errno.EPERM)  # type: ignore[attr-defined]
     f = sc.SyscallFilter(defaction=sc.ALLOW)  # type: ignore[attr-defined]
-    for domain in (socket.AF_INET6, socket.AF_PACKET, getattr(socket, "AF_NETLINK", 16)):
-        f.add_rule(eperm, "socket", sc.Arg(0, sc.EQ, domain))  # type: ignore[attr-defined]
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_RAW):
-        f.add_rule(eperm, "socket", sc.Arg(0, sc.EQ, socket.AF_INET),  # type: ignore[attr-defined]
-                   sc.Arg(1, sc.MASKED_EQ, 0xF, kind))  # type: ignore[attr-defined]
-    for name in ("ptrace", "process_vm_readv", "process_vm_writev", "bpf", "perf_event_open",
+    f.add_rule(eperm, "socket")
+    f.add_rule(eperm, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0))  # type: ignore[attr-defined]
+    f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")  # type: ignore[attr-defined]
+    for name in ("fork", "vfork", "execve", "execveat",
+                 "ptrace", "process_vm_readv", "process_vm_writev", "bpf", "perf_event_open",
                  "mount", "umount2", "unshare", "setns", "add_key", "request_key", "keyctl",
                  "init_module", "finit_module", "kexec_load", "personality", "userfaultfd"):
         try:
             f.add_rule(eperm, name)
-        except Exception:  # a syscall this architecture lacks
+        except Exception:  # a syscall this architecture lacks (fork, vfork on aarch64)
             continue
     f.load()
     return None

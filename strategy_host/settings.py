@@ -31,6 +31,11 @@ class HostSettings(Settings):
     strategy_user: str = "nobody"
     # Scheduling priority: hosts yield the CPU to the broker, feeds and gateway under load.
     strategy_nice: int = Field(default=5, ge=0, le=19)
+    # Per host, where the kernel offers a cgroup (v2, or v1's pids and cpu controllers): tasks
+    # (processes and threads) at most, and a CPU weight against the system's default of 100
+    # (v1: cpu.shares scaled from 1024), so busy threads cannot starve the gateway.
+    strategy_max_procs: int = Field(default=64, ge=8)
+    strategy_cpu_weight: int = Field(default=25, ge=1, le=10000)
     strategy_sandbox_require: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Passed by the launcher (the TOPSTEP_* names are scrubbed from a host's environment).
     strategy_account: int | None = None

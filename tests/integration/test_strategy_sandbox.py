@@ -1,8 +1,11 @@
-"""A strategy that tries to reach the venue key or the network finds nothing and is refused.
+"""A strategy that tries to reach the venue key, the network or a new process finds nothing and
+is refused.
 
 The same probes run unsandboxed in the test process first (they succeed there: the unsafe case
 is real), then inside a host started as an operator would (`chillly strategy-host NAME`) with
-the venue key in its parent's environment and a key file beside its code.
+the venue key in its launcher's environment and a key file beside its code. The strategy runs
+in the host's sandboxed child, which has no socket but the one to its trusted parent: not even
+the bus ports answer it.
 """
 
 from __future__ import annotations
@@ -39,15 +42,13 @@ PROBE = textwrap.dedent('''
             except OSError as exc:
                 out[name] = f"refused {type(exc).__name__}"
         for name, port in (("tcp_forbidden", p.forbidden_port), ("tcp_bus", p.bus_port)):
-            s = socket.socket()
-            s.settimeout(2)
             try:
-                s.connect(("127.0.0.1", port))
+                with socket.socket() as s:
+                    s.settimeout(2)
+                    s.connect(("127.0.0.1", port))
                 out[name] = "connected"
             except OSError as exc:
                 out[name] = f"refused {type(exc).__name__}"
-            finally:
-                s.close()
         try:
             socket.socket(socket.AF_INET, socket.SOCK_DGRAM).close()
             out["udp"] = "opened"
@@ -58,6 +59,19 @@ PROBE = textwrap.dedent('''
             out["inet6"] = "opened"
         except OSError as exc:
             out["inet6"] = f"refused {type(exc).__name__}"
+        try:
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).close()
+            out["unix"] = "opened"
+        except OSError as exc:
+            out["unix"] = f"refused {type(exc).__name__}"
+        try:
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+            out["fork"] = "forked"
+        except OSError as exc:
+            out["fork"] = f"refused {type(exc).__name__}"
         out["uid"] = os.getuid()
         return out
 
@@ -102,6 +116,7 @@ async def test_sandbox_hides_the_key_and_refuses_the_network(procs: Procs, bus_e
         assert bare["proc_environ"].startswith("READ") and "sekrit" in bare["proc_environ"]
         assert bare["secret_file"].startswith("READ")
         assert bare["tcp_forbidden"] == "connected" and bare["udp"] == "opened"
+        assert bare["tcp_bus"] == "connected" and bare["fork"] == "forked"
         # The host: the venue key set in its launcher's environment (a live configuration
         # naming account 4242, which the instance lists).
         host_env = {**env, "TOPSTEP_API_KEY": "sekrit-in-parent", "TOPSTEP_USERNAME": "u",
@@ -111,14 +126,13 @@ async def test_sandbox_hides_the_key_and_refuses_the_network(procs: Procs, bus_e
         line = eventually(lambda: re.search(r"PROBE (\{.*\})", host.log()), 60,
                           what="the probe's report")
         got = json.loads(line.group(1))
-        environ = Path(f"/proc/{host.pid}/environ").read_bytes()
-        assert b"sekrit" not in environ and b"TOPSTEP_" not in environ
+        for pid in (host.pid, *children(host.pid)):    # the parent and its sandboxed child
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            assert b"sekrit" not in environ and b"TOPSTEP_" not in environ
         assert got["env_key"] is None
-        for name in ("proc_environ", "self_environ", "secret_file", "dotenv"):
+        for name in ("proc_environ", "self_environ", "secret_file", "dotenv", "tcp_forbidden",
+                     "tcp_bus", "udp", "inet6", "unix", "fork"):
             assert got[name].startswith("refused"), (name, got[name])
-        assert got["tcp_forbidden"].startswith("refused"), got
-        assert got["tcp_bus"] == "connected", got
-        assert got["udp"].startswith("refused") and got["inet6"].startswith("refused"), got
         assert got["uid"] != 0
         assert "unavailable: none" in host.log()
     finally:
@@ -217,6 +231,23 @@ async def test_curve_bus_keys_reach_the_host_by_pipe_not_environment(procs: Proc
     eventually(lambda: "no reply from series" in host.log() or "no reply from subscriptions"
                in host.log(), 60, what="the host talking through the CURVE bus")
     assert "no broker" not in host.log()
-    environ = Path(f"/proc/{host.pid}/environ").read_bytes()
-    assert b"BUS_CURVE" not in environ
-    assert curve["BUS_CURVE_CLIENT_SECRET"].encode() not in environ
+    pids = (host.pid, *children(host.pid))
+    assert len(pids) == 2, pids          # the parent (on the bus) and its child (no socket)
+    for pid in pids:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        assert b"BUS_CURVE" not in environ
+        assert curve["BUS_CURVE_CLIENT_SECRET"].encode() not in environ
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of `pid` (a host's parent has one: its sandboxed child)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rfind(")") + 2:].split()[1]) == pid:
+                out.append(int(p.name))
+    return out
