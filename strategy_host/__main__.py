@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chillly strategy-host: {exc}", file=sys.stderr, flush=True)
         return 2
     log.info(report.line())
+    sandbox.attempts.install()
     try:
         for spec, module in _PENDING:
             spec.loader.exec_module(module)  # type: ignore[attr-defined]

@@ -41,6 +41,7 @@ from trading.strategy.api import TERMINAL, Strategy
 from trading.strategy.engine import Engine, HostFatal
 from trading.strategy.instance import Instance
 from strategy_host.pipe import ALARM_FD_ENV, FD_ENV, PUB, PipeBackend, send_blocking
+from strategy_host.sandbox import attempts
 from strategy_host.settings import HostSettings
 from strategy_host.incidents import Incidents, crash_loop
 from strategy_host.state import RunMarker, StateFile
@@ -124,6 +125,7 @@ class Host(Service):
         self.save_now = asyncio.Event()
         self.first_live_ms: int | None = None
         self.watch_alarm = AlarmPublisher(s, self.process_name, self.clock)
+        attempts.armed = True     # from here on, a new socket or process is the strategy's
         self.watchdog = Watchdog(s.strategy_hook_budget_ms, s.strategy_hook_kill_s,
                                  self.watch_alarm)
         self.watchdog.start()
@@ -489,7 +491,9 @@ class Host(Service):
                     "rss_kb": self.rss_kb(), "position": engine.net_position(),
                     "day_pnl": engine.day_pnl(), "open_orders": len(engine.orders),
                     "errors_in_row": engine.errors_in_row,
-                    "first_live_ms": self.first_live_ms or 0}
+                    "first_live_ms": self.first_live_ms or 0,
+                    "socket_attempts": attempts.sockets,
+                    "process_attempts": attempts.processes}
         self.lag_max_ms = 0
         return dataclasses.replace(hb, counters=counters)
 

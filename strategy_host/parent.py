@@ -173,8 +173,7 @@ class Parent(Service):
                 return
             self.bus.publish(topic, dataclasses.replace(msg, args=args))
         elif isinstance(msg, Heartbeat) and topic == topics.heartbeat(self.process_name):
-            self.child_hb = env.payload
-            self.child_hb_at = time.monotonic()
+            self._child_beat(env.payload)
             return
         elif isinstance(msg, Alarm) and topic == topics.alarm(self.process_name):
             self.bus.publish(topic, dataclasses.replace(msg, name=self.process_name))
@@ -184,6 +183,17 @@ class Parent(Service):
             self._refuse("refused_publish", f"a {env.type!r} message on {topic!r}")
             return
         self.counters["relayed_out"] += 1
+
+    def _child_beat(self, payload: dict[str, Any]) -> None:
+        """Kept for the parent's heartbeat; new sockets or processes the strategy asked for
+        (refused by the child's seccomp, counted by its audit hook) raise the alarm here."""
+        before = self.child_hb.get("counters", {}) if self.child_hb else {}
+        self.child_hb = payload
+        now = payload.get("counters", {})
+        for key in ("socket_attempts", "process_attempts"):
+            if isinstance(now.get(key), int) and now[key] > before.get(key, 0):
+                self.alarm("refused", True, f"the strategy tried: {now[key]} new "
+                           f"{key.split('_')[0]}(s), refused by its sandbox")
 
     # ------------------------------------------------------------------ bus -> child
 

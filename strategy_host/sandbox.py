@@ -343,3 +343,34 @@ def _seccomp(mod: object, plan: Plan) -> str | None:
             continue
     f.load()
     return None
+
+
+# Python's audit events for what the seccomp layer refuses: counted, so that what a strategy
+# tried shows in its host's heartbeat (the kernel refuses without telling anyone).
+_SOCKET_EVENTS = frozenset({"socket.__new__"})
+_PROCESS_EVENTS = frozenset({"os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spawn",
+                             "os.system", "subprocess.Popen"})
+
+
+class Attempts:
+    """Counts new sockets and processes asked for once `arm`ed (after the host's own sockets
+    exist): an audit hook cannot be removed, and every such call is refused by seccomp."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.sockets = 0
+        self.processes = 0
+
+    def install(self) -> None:
+        sys.addaudithook(self._hook)
+
+    def _hook(self, event: str, args: tuple[object, ...]) -> None:
+        if not self.armed:
+            return
+        if event in _SOCKET_EVENTS:
+            self.sockets += 1
+        elif event in _PROCESS_EVENTS:
+            self.processes += 1
+
+
+attempts = Attempts()

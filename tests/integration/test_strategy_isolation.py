@@ -1,7 +1,8 @@
 """Under the real supervisord.conf: `chillly strategies sync` adds strategy programs to a
 running system; beside two healthy strategies, one busy-loops, one raises on every bar and one
 leaks memory until its limit. The healthy ones see every bar and quote (no seq gap), the gateway
-keeps answering, the bad ones are restarted, and nothing else restarts. Then
+keeps answering, the bad ones are restarted (the leaker by whichever of its memory limit and
+the hook watchdog ends it first), and nothing else restarts. Then
 `supervisorctl restart strategy-keeper` keeps its saved state and its resting order.
 
 Hook latency of the healthy hosts, with and without the bad ones, is printed (a figure, not an
@@ -148,7 +149,12 @@ async def test_bad_strategies_are_contained_and_restart_keeps_state(
         assert "raises on every bar" in logs["strategy-raiser"]
         # Holding the GIL, it is still ended by faulthandler's C watchdog.
         assert "Timeout (0:00:02" in logs["strategy-stuck"], logs["strategy-stuck"][-2000:]
-        assert "out of memory" in logs["strategy-leaker"], logs["strategy-leaker"][-2000:]
+        # The leaker is ended by whichever of its two limits comes first under the machine's
+        # load: the address-space limit (a MemoryError, "out of memory") or, while a 200 MB
+        # allocation is being filled, the hook watchdog (faulthandler's "Timeout"). Either way
+        # it was ended by a limit and restarted (above), and took no one with it (below).
+        assert "out of memory" in logs["strategy-leaker"] or "Timeout (0:00:02" in \
+            logs["strategy-leaker"], logs["strategy-leaker"][-2000:]
         assert any(a["name"] == "strategy-busy" and a["code"] == "hook_budget" and a["active"]
                    for a in alarms), alarms
         listing = procs.chillly("strategies", "--json", "--conf", str(conf), env=env,
