@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         memory_mb=settings.strategy_memory_mb, max_files=settings.strategy_max_files,
         max_file_mb=settings.strategy_max_file_mb, user=settings.strategy_user,
         nice=settings.strategy_nice,
-        parent_pid=settings.strategy_parent_pid,
+        parent_pid=settings.strategy_parent_pid, cgroup=settings.strategy_cgroup,
         require=set(settings.strategy_sandbox_require))
     try:
         report = sandbox.apply(plan)
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log.info(report.line())
     sandbox.attempts.install()
+    sandbox.attempts.armed = True       # the strategy's module code runs on import
     try:
         for spec, module in _PENDING:
             spec.loader.exec_module(module)  # type: ignore[attr-defined]
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chillly strategy-host: {path}: [strategies.{name}] class: importing failed: "
               f"{exc!r}", file=sys.stderr, flush=True)
         return 2
+    finally:
+        sandbox.attempts.armed = False  # until the host's own sockets exist (Host.on_start)
     if check:
         print(f"{path}: [strategies.{name}] {inst.class_}: class and params valid "
               f"({report.line()})", flush=True)

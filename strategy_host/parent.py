@@ -75,16 +75,17 @@ class Parent(Service):
         self.alarm_sock, child_alarm = socket.socketpair()
         self.writer = Writer(self.sock, self._count)
         env = {k: v for k, v in os.environ.items() if k != SECRET_FD}
+        self.cgroup = cgroups.prepare(self.process_name, s.strategy_max_procs,
+                                      s.strategy_cpu_weight)
         env.update({FD_ENV: str(child_end.fileno()), ALARM_FD_ENV: str(child_alarm.fileno()),
-                    "STRATEGY_PARENT_PID": str(os.getpid())})
+                    "STRATEGY_PARENT_PID": str(os.getpid()),
+                    "STRATEGY_CGROUP": cgroups.encode(self.cgroup)})
         self.child = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "strategy_host", self.inst.name, env=env,
             pass_fds=(child_end.fileno(), child_alarm.fileno()), start_new_session=True,
             stdin=asyncio.subprocess.DEVNULL)
         child_end.close()
         child_alarm.close()
-        self.cgroup = cgroups.place(self.child.pid, self.process_name, s.strategy_max_procs,
-                                    s.strategy_cpu_weight)
         log.info("child %d started (%s)", self.child.pid, self.cgroup.line())
         loop = asyncio.get_running_loop()
         self.tasks += [loop.create_task(receive_frames(self.sock, self._from_child)),

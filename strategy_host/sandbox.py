@@ -2,6 +2,8 @@
 starts its threads (Landlock binds the calling thread and the threads it creates later).
 
 Layers, each reported in one log line as applied or unavailable (and why):
+- `cgroup`: the host's own cgroup, prepared by its parent (strategy_host/cgroups.py): a task
+  limit and a CPU weight; joined first, before any other thread exists.
 - `env`: the host was exec'd with a scrubbed environment (strategy_host/launcher.py), so no
   venue credential or bus secret is in /proc/<pid>/environ. Checked here, done by the launcher.
 - `rlimits`: address space (STRATEGY_MEMORY_MB), open files, file size, no core files, and
@@ -35,6 +37,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from strategy_host import cgroups
 from strategy_host.settings import LAYER_NAMES as LAYERS  # noqa: F401  (re-exported)
 
 # Names that must never reach a strategy host's environment (prefix match, upper case).
@@ -70,6 +73,7 @@ class Plan:
     user: str = "nobody"
     nice: int = 5
     parent_pid: int | None = None
+    cgroup: str = ""          # STRATEGY_CGROUP, from the parent (strategy_host/cgroups.py)
     require: set[str] = field(default_factory=set)
 
 
@@ -117,6 +121,7 @@ def apply(plan: Plan) -> Report:
         else:
             rep.applied.append(name)
 
+    layer("cgroup", lambda: _cgroup(plan))
     layer("env", _check_env)
     layer("rlimits", lambda: _rlimits(plan))
     layer("no_new_privs", lambda: _prctl(PR_SET_NO_NEW_PRIVS, 1))
@@ -140,6 +145,14 @@ def apply(plan: Plan) -> Report:
         raise SandboxError("required sandbox layer(s) unavailable: "
                            + ", ".join(f"{m} ({rep.unavailable[m]})" for m in missing))
     return rep
+
+
+def _cgroup(plan: Plan) -> str | None:
+    placement = cgroups.decode(plan.cgroup)
+    if not placement.dirs:
+        return placement.why_not
+    cgroups.join(placement.dirs)
+    return None
 
 
 def _check_env() -> str | None:

@@ -14,8 +14,8 @@ from pydantic_settings import NoDecode
 
 from chillly.settings import Settings
 
-LAYER_NAMES = ("env", "rlimits", "no_new_privs", "user", "pdeathsig", "landlock", "landlock_net",
-               "seccomp")
+LAYER_NAMES = ("cgroup", "env", "rlimits", "no_new_privs", "user", "pdeathsig", "landlock",
+               "landlock_net", "seccomp")
 
 
 class HostSettings(Settings):
@@ -41,6 +41,8 @@ class HostSettings(Settings):
     strategy_account: int | None = None
     strategy_venue: str = "sim"
     strategy_parent_pid: int | None = None
+    # Set by the parent for its child: the cgroup directories to join, or "!" and why none.
+    strategy_cgroup: str = ""
     # The instance's state directory; the launcher sets it under the venue's own run
     # directory (RUN_DIR/<venue>/strategies/NAME), so sim state never meets a live account's.
     strategy_state_dir: Path | None = None

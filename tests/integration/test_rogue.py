@@ -6,12 +6,14 @@ Afterwards: every program is still the same process (no crash, no restart), each
 it rejected, the database holds no impossible row (and nothing of the rogue's contract), the
 subscription set is unchanged, no strategy saw an impossible bar, the venue has no order but
 the strategies' own, bars still flow and equal the venue's,
-and `chillly status` says all is well once the rogue's fake heartbeats have gone stale.
+and `chillly status` says all is well once the rogue's fake heartbeats have gone stale, but for
+the gateway's alarm about the trader's commands the rogue sent over the bus.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import subprocess
@@ -145,13 +147,23 @@ async def test_rogue_input_rejects_everything_and_breaks_nothing(
             venue = stack.venue_bars(c, ours[0][0], ours[-1][0] + MINUTE_MS)
             assert ours == venue, f"{c}: database differs from the venue"
 
-        # And the health view agrees once the rogue's fake heartbeats are stale.
+        # And the health view agrees once the rogue's fake heartbeats are stale, but for the
+        # gateway's alarm `refused_command` naming the rogue: it sent the trader's commands
+        # over the bus (cleared after a quiet minute; docs/architecture.md, "Trust").
         def healthy() -> bool:
-            out = subprocess.run([PYTHON, "-m", "chillly.cli", "status", "--conf", str(dep.conf)],
-                                 cwd=str(ROOT), env={**os.environ, **env}, capture_output=True,
-                                 text=True, timeout=60)
+            out = subprocess.run([PYTHON, "-m", "chillly.cli", "status", "--json", "--conf",
+                                  str(dep.conf)], cwd=str(ROOT), env={**os.environ, **env},
+                                 capture_output=True, text=True, timeout=60)
             healthy.last = out.stdout + out.stderr  # type: ignore[attr-defined]
-            return out.returncode == 0
+            try:
+                view = json.loads(out.stdout)
+            except ValueError:
+                return False
+            problems = {r["name"]: r["problems"] for r in view["programs"] if r["problems"]}
+            gateway = next((r for r in view["programs"] if r["name"] == "gateway"), {})
+            return bool(view["broker"]) and (not problems or (
+                list(problems) == ["gateway"] and problems["gateway"] == ["alarm: refused_command"]
+                and "'rogue'" in gateway["alarms"]["refused_command"]))
         try:
             await aeventually(healthy, 30, interval=0.5, what="chillly status exit 0")
         except AssertionError:
