@@ -35,7 +35,7 @@ import httpx
 import pytest
 
 from chillly.tools_socket import ask as ask_tools
-from sim.testing import login
+from tests.sim_client import login
 from tests.integration.test_strategy_support import Watcher, start_system, system_env
 from tests.support import ROOT, Procs, aeventually, tools_path
 
