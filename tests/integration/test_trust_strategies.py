@@ -36,7 +36,7 @@ import pytest
 
 from chillly.tools_socket import ask as ask_tools
 from tests.sim_client import login
-from tests.integration.test_strategy_support import Watcher, start_system, system_env
+from tests.integration.strategy_rig import Watcher, start_system, system_env
 from tests.support import ROOT, Procs, aeventually, tools_path
 
 STRATS = textwrap.dedent('''
