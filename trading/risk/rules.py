@@ -325,7 +325,9 @@ class RiskGate:
     def check(self, intent: Intent, view: BookView) -> Verdict:
         """Allow, or reject with the rule and a sentence with the figures."""
         if intent.protective:
-            return ALLOW            # the gateway's own stop / target legs only reduce risk
+            # A stop / target leg only reduces risk while it is no bigger than what it
+            # protects: moving it always passes, growing it is weighed.
+            return self._leg(intent, view) or ALLOW
         now_ms = view.now_ms
         dl = self._sync(view, now_ms)
         cid = intent.contract
@@ -359,6 +361,31 @@ class RiskGate:
             return verdict
         self._count(intent, now_ms)
         return ALLOW
+
+    def _leg(self, intent: Intent, view: BookView) -> Verdict | None:
+        """A modify that grows a bracket leg: at most the position it protects (the account's
+        net opposite the leg, plus its entry's unfilled part while the entry works), and the
+        account's exposure with it within the cap."""
+        if intent.kind != "modify":
+            return None
+        old = next((o for o in view.orders if o.order_id == intent.order_id), None)
+        if old is not None and intent.size <= old.size:
+            return None
+        net = self.net(view)
+        n = net.get(intent.contract, 0)
+        d = _dir(intent.side)
+        protects = abs(n) if n and (n > 0) != (d > 0) else 0
+        parent = old.parent_id if old is not None else None
+        for o in view.orders:
+            if parent is not None and o.order_id in (parent, -parent) and o.side != intent.side:
+                protects += o.remaining
+        if intent.size > protects:
+            return self._reject(RULE_MAX_POSITION, f"a stop or target leg of {intent.size} would "
+                                                   f"be larger than the {protects} lot(s) it "
+                                                   f"protects on {intent.symbol or intent.contract}",
+                                size=intent.size, protects=protects)
+        limits = self.cfg.strategies.get(intent.owner)
+        return self._position(intent, view, net, limits)
 
     def _count(self, intent: Intent, now_ms: int) -> None:
         b = self.memory
