@@ -18,6 +18,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from typing import Any
 
+import chillly
+from chillly.process import die_with_parent
+
 from backtest.cli import Job, code_version, execute, prepare
 from backtest.data import DataError
 from backtest.run import LookAhead
@@ -60,6 +63,16 @@ def command(ns: argparse.Namespace, params: dict[str, Any]) -> str:
     return shlex.join(args)
 
 
+def worker_start() -> None:
+    """A sweep worker runs in its own session: a scheduler that shares the CPU by session
+    (Linux autogroup, on by default) would otherwise give the whole pool one share of a busy
+    machine, as if it were one process. It dies with the sweep (a Ctrl-C stops the parent,
+    whose death sends the worker SIGTERM), as it no longer gets the terminal's signals."""
+    os.setsid()
+    chillly.PARENT_PID = os.getppid()   # the sweep, not the shell that started it
+    die_with_parent()
+
+
 def run_all(job: Job, grid: dict[str, list[Any]], jobs: int) -> list[tuple[dict[str, Any],
                                                                            dict[str, Any]]]:
     combos = combinations(grid)
@@ -68,7 +81,7 @@ def run_all(job: Job, grid: dict[str, list[Any]], jobs: int) -> list[tuple[dict[
     if jobs <= 1:
         results = [one(w) for w in work]
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=worker_start) as pool:
             results = list(pool.map(one, work))
     return list(zip(combos, results))
 
