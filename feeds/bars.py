@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from chillly.anchor import refuse_earlier
 from chillly.bus import CommandError
 from chillly import topics
 from chillly.calendar import is_market_open
@@ -93,6 +94,10 @@ class FeedBarsService(VenueService):
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         self.hwms: dict[str, int] = {k: int(v) for k, v in saved.items() if isinstance(v, int)}
+        # A mark names a minute whose final went out, so that minute had closed.
+        refuse_earlier(f"the feed marks in {self.hwm_state.path}",
+                       max(self.hwms.values()) + MINUTE_MS if self.hwms else None,
+                       self.clock.now_ms())
         self.trackers: dict[str, FinalTracker] = {}
         self.contracts: list[str] = []
         self.have_set = asyncio.Event()

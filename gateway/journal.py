@@ -372,6 +372,11 @@ class Journal:
         rows = await self.query("SELECT book FROM risk_state WHERE id = 1")
         return rows[0]["book"] if rows else None
 
+    async def risk_saved_ms(self) -> int | None:
+        """The market time the risk memory was last written at (None before the first)."""
+        rows = await self.query("SELECT updated_ms FROM risk_state WHERE id = 1")
+        return int(rows[0]["updated_ms"]) if rows else None
+
     # ------------------------------------------------------------------ reads (tests, tools)
 
     async def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

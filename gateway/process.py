@@ -27,6 +27,7 @@ import sqlite3
 from collections.abc import Coroutine
 from typing import Any
 
+from chillly.anchor import refuse_earlier
 from chillly.errors import StartupError
 from chillly.messages import Heartbeat
 from chillly.process import Service, State, run_service
@@ -90,6 +91,8 @@ class GatewayService(Service):
         self.journal = journal = Journal(s.gateway_database_path)
         journal.on_fault = self._journal_fault
         loaded = await journal.open()
+        refuse_earlier(f"the gateway's risk memory in {s.gateway_database_path}",
+                       await journal.risk_saved_ms(), self.clock.now_ms())
         # The risk gate and its book (floor, day, latches) from the journal (gateway/risk_runtime)
         self.risk = risk = RiskRuntime(s, journal, self.clock.now_ms)
         self._risk_known = await risk.load()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from chillly.anchor import refuse_earlier
 from chillly.files import write_atomic
 
 from sim.market.tape import Drift, Tape
@@ -48,6 +49,8 @@ def snapshot(engine: TradingEngine, tape: Tape) -> dict[str, Any]:
     ref = engine.referee
     return {
         "version": VERSION,
+        # The market time this state is from: a restart at an earlier one is refused.
+        "market_ms": engine.clock.now_ms(),
         "next_order": engine._next_order,
         "next_trade": engine.book.next_trade,
         "next_position": engine.book.next_position,
@@ -160,8 +163,14 @@ class StateFile:
             return False
         try:
             data = orjson.loads(self.path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise StateError(f"cannot restore {self.path}: {exc}") from None
+        saved_ms = data.get("market_ms") if isinstance(data, dict) else None
+        refuse_earlier(f"the sim's state {self.path}",
+                       saved_ms if isinstance(saved_ms, int) else None, self.engine.clock.now_ms())
+        try:
             restore(self.engine, self.tape, data)
-        except (OSError, ValueError, KeyError, TypeError, StateError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, StateError) as exc:
             raise StateError(f"cannot restore {self.path}: {exc}") from None
         return True
 
