@@ -38,7 +38,14 @@ from topstepx.contracts import ContractNotFound, ContractResolver
 from topstepx.errors import ApiError, OutcomeUnknown
 from trading.blotter import Blotter
 from trading.orders.records import OrderRecord
-from trading.orders.requests import TYPE_NAME, Invalid, build_intent, owner_of, parse_submit
+from trading.orders.requests import (
+    TYPE_NAME,
+    Invalid,
+    build_intent,
+    owner_of,
+    parse_modify,
+    parse_submit,
+)
 
 log = logging.getLogger("gateway")
 
@@ -229,19 +236,7 @@ class Commands:
             row = self.find(args)
             self._may_touch(row, sender)
             spec = self.specs.of(row.contract)
-            size = args.get("size", row.size)
-            if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-                raise Invalid(f"size must be a whole number > 0, got {size!r}")
-            prices = {}
-            for key in ("limit_price", "stop_price"):
-                v = args.get(key)
-                if v is not None:
-                    if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-                        raise Invalid(f"{key} must be a positive number")
-                    if spec.tick_size and abs(v / spec.tick_size - round(v / spec.tick_size)) \
-                            > 1e-6:
-                        raise Invalid(f"{key} {v} is not on the tick grid ({spec.tick_size})")
-                    prices[key] = float(v)
+            size, prices = parse_modify(args, row.size, spec.tick_size)
         except Invalid as exc:
             self.counters["rejected_invalid"] += 1
             return {"status": "rejected", "order_id": args.get("order_id"), "message": str(exc)}

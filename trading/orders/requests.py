@@ -127,6 +127,25 @@ def parse_submit(args: dict[str, Any], owner: str, *, max_client_id: int = 50,
                       limit, stop, trail, sl, tp)
 
 
+def parse_modify(args: dict[str, Any], size_now: int, tick_size: float
+                 ) -> tuple[int, dict[str, float]]:
+    """Check a modify's fields (docs/wire-format.md, `modify`): the size after it (the order's
+    own when not given) and the prices given, on the contract's tick grid; raise Invalid."""
+    size = args.get("size", size_now)
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise Invalid(f"size must be a whole number > 0, got {size!r}")
+    prices = {}
+    for key in ("limit_price", "stop_price"):
+        v = args.get(key)
+        if v is not None:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                raise Invalid(f"{key} must be a positive number")
+            if tick_size and abs(v / tick_size - round(v / tick_size)) > 1e-6:
+                raise Invalid(f"{key} {v} is not on the tick grid ({tick_size})")
+            prices[key] = float(v)
+    return size, prices
+
+
 def on_tick(price: float, tick: float) -> bool:
     steps = price / tick
     return abs(steps - round(steps)) < 1e-6

@@ -19,15 +19,14 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from trading.orders.requests import leg_prices, owner_of
+from trading.orders.requests import TYPE_NAME, leg_prices, owner_of
 from trading.orders.records import IntentRecord, OrderRecord
-from trading.venue_codes import OrderStatus
+from trading.venue_codes import OrderStatus, Side
 
 WAITING = "waiting"
 MAX = 500
-_SIDES = {"buy": 0, "sell": 1}
-_TYPES = {"limit": 1, "market": 2, "stop_limit": 3, "stop": 4, "trailing_stop": 5,
-          "join_bid": 6, "join_ask": 7}
+_SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+_TYPES = {name: code for code, name in TYPE_NAME.items() if code}   # command name -> venue code
 
 
 def show_waiting_legs(bodies: list[dict[str, Any]], orders: Mapping[int, OrderRecord],

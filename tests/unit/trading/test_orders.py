@@ -14,7 +14,14 @@ from trading.orders.machine import (
     FillLedger,
     OrderBookMachine,
 )
-from trading.orders.requests import Invalid, build_intent, leg_prices, parse_submit, venue_brackets
+from trading.orders.requests import (
+    Invalid,
+    build_intent,
+    leg_prices,
+    parse_modify,
+    parse_submit,
+    venue_brackets,
+)
 from trading.venue_codes import Side
 
 BUY, SELL = Side.BUY, Side.SELL
@@ -77,3 +84,12 @@ def test_brackets_signed_as_the_venue_wants() -> None:
     assert venue_brackets(SELL, 10, 20) == ({"ticks": 10, "type": 4}, {"ticks": -20, "type": 1})
     assert leg_prices(BUY, 100.0, 0.25, 4, 8) == (99.0, 102.0)
     assert leg_prices(SELL, 100.0, 0.25, 4, 8) == (101.0, 98.0)
+
+
+def test_modify_fields_are_checked_against_the_order_and_its_grid() -> None:
+    assert parse_modify({}, 3, 0.25) == (3, {})
+    assert parse_modify({"size": 2, "limit_price": 6000.25}, 3, 0.25) == (2, {"limit_price": 6000.25})
+    for bad, why in (({"size": 0}, "size"), ({"size": 1.5}, "size"),
+                     ({"stop_price": -1}, "positive"), ({"limit_price": 6000.1}, "tick grid")):
+        with pytest.raises(Invalid, match=why):
+            parse_modify(bad, 3, 0.25)
