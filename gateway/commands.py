@@ -227,7 +227,20 @@ class Commands:
         except Invalid as exc:
             self.counters["rejected_invalid"] += 1
             return {"status": "rejected", "order_id": args.get("order_id"), "message": str(exc)}
+        refused = self._rate_refusal(sender, row.client_id)
+        if refused is not None:
+            return {"status": "rejected", "order_id": row.order_id, **refused}
         return await self.closer.cancel(row)
+
+    def _rate_refusal(self, sender: str, client_id: str | None) -> dict[str, Any] | None:
+        """A cancel counts in the fair-use rate like any order action (the gate's own cancels
+        do not pass here); the refusal's rule and message when the minute's allowance is used."""
+        owner = owner_of(sender)
+        verdict = self.risk.gate.count_cancel(owner, self.clock.now_ms())
+        if verdict.allowed:
+            return None
+        self.publisher.risk_event("reject", verdict.reason, verdict.rule, owner, client_id)
+        return {"rule": verdict.rule, "message": verdict.reason}
 
     async def modify(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
         if not self.ready():
@@ -278,6 +291,9 @@ class Commands:
         except Invalid as exc:
             return {"status": "rejected", "cancelled": [], "message": str(exc)}
         owner = owner_of(sender) if sender.startswith("strategy-") else args.get("owner")
+        refused = self._rate_refusal(sender, None)
+        if refused is not None:
+            return {"status": "rejected", "cancelled": [], **refused}
         return await self.closer.cancel_many(self.blotter.working(contract, owner))
 
     async def flatten(self, args: dict[str, Any], sender: str) -> dict[str, Any]:

@@ -326,8 +326,11 @@ class RiskGate:
         """Allow, or reject with the rule and a sentence with the figures."""
         if intent.protective:
             # A stop / target leg only reduces risk while it is no bigger than what it
-            # protects: moving it always passes, growing it is weighed.
-            return self._leg(intent, view) or ALLOW
+            # protects: moving it passes, growing it is weighed; either counts in the rate.
+            verdict = self._leg(intent, view)
+            if verdict is None and intent.kind == "modify":
+                verdict = self._action(intent.owner, view.now_ms)
+            return verdict or ALLOW
         now_ms = view.now_ms
         dl = self._sync(view, now_ms)
         cid = intent.contract
@@ -339,9 +342,13 @@ class RiskGate:
         state, reason, rule = self.state(view, now_ms)
         owner = intent.owner
         net = self.net(view)
+        limits = self.cfg.strategies.get(owner)
         if self.reduces(intent, view, net):
             if state == HALTED and owner != MANUAL:
                 return self._reject(rule or RULE_HALT, f"HALTED: {reason}")
+            verdict = self._rates(owner, now_ms, limits)
+            if verdict is not None:
+                return verdict
             self._count(intent, now_ms)
             return ALLOW
         if state != ACTIVE:
@@ -349,12 +356,11 @@ class RiskGate:
         if owner in self.memory.owner_halts:
             return self._reject(RULE_STRATEGY, f"{owner} is halted for the day: "
                                                f"{self.memory.owner_halts[owner]}")
-        limits = self.cfg.strategies.get(owner)
         if limits is not None and limits.contracts is not None \
                 and not _allowed(cid, self._root(cid), limits):
             return self._reject(RULE_STRATEGY, f"{owner} may not trade {intent.symbol or cid} "
                                                f"(allowed: {', '.join(sorted(limits.contracts))})")
-        verdict = (self._rates(intent, now_ms, limits) or self._hedging(intent, view, net)
+        verdict = (self._rates(owner, now_ms, limits) or self._hedging(intent, view, net)
                    or self._position(intent, view, net, limits) or self._contracts(intent)
                    or self._blind(view, net) or self._losses(intent, view, net, limits))
         if verdict is not None:
@@ -387,17 +393,34 @@ class RiskGate:
         limits = self.cfg.strategies.get(intent.owner)
         return self._position(intent, view, net, limits)
 
+    def count_cancel(self, owner: str, now_ms: int) -> Verdict:
+        """A cancel asked by `owner` (the trader's tools or a strategy; never the gate's own
+        actions, which the gateway carries out directly): counted in the fair-use rate like any
+        order action, refused when the minute's allowance is used up."""
+        return self._action(owner, now_ms) or ALLOW
+
+    def _action(self, owner: str, now_ms: int) -> Verdict | None:
+        """An order action that adds no contracts (a cancel, a leg's modify): rate-checked and
+        recorded."""
+        verdict = self._rates(owner, now_ms, self.cfg.strategies.get(owner))
+        if verdict is None:
+            self._record(owner, now_ms)
+        return verdict
+
     def _count(self, intent: Intent, now_ms: int) -> None:
+        self.memory.contracts_today += intent.size
+        self._record(intent.owner, now_ms)
+
+    def _record(self, owner: str, now_ms: int) -> None:
         b = self.memory
-        b.contracts_today += intent.size
         b.account_orders.append(now_ms)
-        q = b.owner_orders.get(intent.owner)
+        q = b.owner_orders.get(owner)
         if q is None:
-            q = b.owner_orders[intent.owner] = deque()
+            q = b.owner_orders[owner] = deque()
         q.append(now_ms)
         b.dirty = True
 
-    def _rates(self, intent: Intent, now_ms: int, limits: StrategyLimits | None) -> Verdict | None:
+    def _rates(self, owner: str, now_ms: int, limits: StrategyLimits | None) -> Verdict | None:
         b = self.memory
         since = now_ms - MINUTE
         acct = b.account_orders
@@ -407,7 +430,7 @@ class RiskGate:
         if len(acct) >= cap:
             return self._reject(RULE_RATE, f"{len(acct)} orders in the last minute on the "
                                            f"account (limit {cap})", orders=len(acct), limit=cap)
-        q = b.owner_orders.get(intent.owner)
+        q = b.owner_orders.get(owner)
         if q is not None:
             while q and q[0] <= since:
                 q.popleft()
@@ -416,7 +439,7 @@ class RiskGate:
                 cap = limits.max_orders_per_minute
             if len(q) >= cap:
                 return self._reject(RULE_RATE, f"{len(q)} orders in the last minute from "
-                                               f"{intent.owner} (limit {cap})",
+                                               f"{owner} (limit {cap})",
                                     orders=len(q), limit=cap)
         return None
 
