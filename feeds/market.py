@@ -6,7 +6,9 @@ live. Hub payloads go through `ticks.TickNormaliser` to `quote.<id>.`, `trade.<i
 `depth.<id>.` (and with FEED_LIVE_BARS=true a partial 1m bar from prints, origin "trades").
 A stale feed (no market data for FEED_STALE_AFTER market seconds while the market is open and
 something is subscribed) raises `Alarm(code="stale_feed")` on `alarm.feed-market.` and forces a
-reconnect; the alarm clears (active=false) with the next message.
+reconnect; the alarm clears (active=false) with the next message. One contract silent while
+the others flow (feeds/market_silence.py) is resubscribed, then the hub reconnected, under
+`Alarm(code="stale_contract")`, cleared when that contract's data comes back.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from chillly import topics
 from chillly.process import run_service
 from feeds.venue_service import VenueService
 from topstepx.hub import HubAgent
+from feeds.market_silence import ContractSilence
 from feeds.settings import FeedSettings, market_hours
 from feeds.ticks import TickNormaliser, split_args
 
@@ -44,11 +47,14 @@ class FeedMarketService(VenueService):
             expects_data=lambda: bool(self.contracts), on_alarm=self._alarm,
             backoff_min_s=s.feed_hub_backoff_min, backoff_max_s=s.feed_hub_backoff_max,
             stale_min_real_s=s.feed_stale_min_real, market_open=market_hours(s))
+        self.silence = ContractSilence(int(s.feed_stale_after * 1000), s.feed_stale_min_real,
+                                       market_hours(s))
         self.agent.on("GatewayQuote", self._on_quote)
         self.agent.on("GatewayTrade", self._on_trade)
         self.agent.on("GatewayDepth", self._on_depth)
         self.counters.update({"quotes": 0, "trades": 0, "depth": 0, "live_bars": 0,
-                              "foreign": 0})
+                              "foreign": 0, "stale_contracts": 0, "contract_resubscribes": 0,
+                              "contract_reconnects": 0})
         self.bus.on(topics.subscription_set(), self._on_set)
 
     def venue_counters(self) -> dict[str, Any]:
@@ -77,6 +83,7 @@ class FeedMarketService(VenueService):
         if old == contracts:
             return
         log.info("following %s", ", ".join(contracts) or "nothing")
+        self.silence.follow(contracts, self.clock.now_ms())
         for cid in contracts:
             if cid not in old:
                 for method in STREAMS:
@@ -88,6 +95,7 @@ class FeedMarketService(VenueService):
                     await self.agent.send(method.replace("Subscribe", "Unsubscribe", 1), [cid])
 
     async def _subscribe_all(self, agent: HubAgent) -> None:
+        self.silence.restart(list(self.contracts), self.clock.now_ms())
         for cid in list(self.contracts):
             for method in STREAMS:
                 await agent.send(method, [cid])
@@ -107,6 +115,9 @@ class FeedMarketService(VenueService):
         if pair[0] not in self.contracts:
             self.counters["foreign"] += 1  # e.g. in flight after an unsubscribe
             return None
+        if self.silence.seen(pair[0], self.clock.now_ms()):
+            log.info("%s: data again", pair[0])
+            self._stale_alarm()
         return pair
 
     def _on_quote(self, args: Any) -> None:
@@ -144,10 +155,46 @@ class FeedMarketService(VenueService):
         log.warning("alarm %s %s: %s", code, "ON" if active else "off", text)
         self.alarm(code, active, text)
 
+    # ------------------------------------------------------------------ silent contracts
+
+    def _stale_alarm(self) -> None:
+        stale = sorted(self.silence.stale)
+        self.alarm("stale_contract", bool(stale),
+                   f"no market data for {', '.join(stale)} while the hub is connected"
+                   if stale else "every contract's data flows")
+
+    async def _watch_contracts(self) -> None:
+        s: FeedSettings = self.settings  # type: ignore[assignment]
+        step = max(0.05, s.feed_stale_after / 4)
+        while True:
+            await self.clock.sleep(step)
+            if not self.agent.connected.is_set():
+                continue
+            now = self.clock.now_ms()
+            before = set(self.silence.stale)
+            acts = self.silence.check(now, self.agent.quiet_ms(now))
+            if self.silence.stale != before:
+                self.counters["stale_contracts"] += len(self.silence.stale - before)
+                self._stale_alarm()
+            for cid in acts.resubscribe:
+                log.warning("%s: no data for %gs of market time: resubscribing", cid,
+                            s.feed_stale_after)
+                self.counters["contract_resubscribes"] += 1
+                for method in STREAMS:
+                    await self.agent.send(method.replace("Subscribe", "Unsubscribe", 1), [cid])
+                for method in STREAMS:
+                    await self.agent.send(method, [cid])
+            if acts.reconnect:
+                log.warning("%s: still no data after resubscribing: reconnecting",
+                            ", ".join(acts.reconnect))
+                self.counters["contract_reconnects"] += 1
+                self.agent.reconnect("silent contract")
+
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
-        await asyncio.gather(self._ask_set(), self.agent.run(), self.client.auth.keep_fresh())
+        await asyncio.gather(self._ask_set(), self.agent.run(), self.client.auth.keep_fresh(),
+                             self._watch_contracts())
 
 
 def cli(args: argparse.Namespace) -> int:

@@ -91,6 +91,10 @@ class Admin:
                 done[action] = 1
             elif action == "logout_now":
                 done[action] = await self.venue.logout_all()
+            elif action == "silence_hubs_now":
+                done[action] = sum(hub.silence(self.venue.faults.silence.get(hub.name, set()))
+                                   for hub in self.venue.hubs()
+                                   if hub.name in self.venue.faults.silence)
         return _json({"faults": self.venue.faults.snapshot(), "done": done})
 
     async def get_counters(self, request: web.Request) -> web.Response:

@@ -20,6 +20,11 @@ Settable fields (JSON keys of POST /admin/faults; null resets an optional one):
 One-shot actions (booleans in the same JSON): drop_hubs_now, expire_tokens_now (every token
 issued so far expires; hubs are closed too when SIM_HUB_CLOSE_ON_EXPIRY), logout_now (send
 GatewayLogout on every hub connection, revoke every token, close the connections).
+`silence_hubs_now` (an object, not a boolean): `{"market": [contract ids] | "*", "user": "*"}`
+makes the hub connections open now go silent: the market hub stops sending those contracts'
+quotes, trades and depth (all of them with "*"), the user hub every event; the connections stay
+open and keep answering pings, a resubscribe does not bring the data back, a new connection gets
+it (the "stream silent while connected" failure of the real venue).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 ACTIONS = ("drop_hubs_now", "expire_tokens_now", "logout_now")
+SILENCE = "silence_hubs_now"
 
 
 class FaultError(ValueError):
@@ -49,6 +55,23 @@ class Faults:
 
     def __post_init__(self) -> None:
         self._rng = random.Random(0xFA17)
+        self.silence: dict[str, set[str]] = {}     # the last silence_hubs_now asked for
+
+    @staticmethod
+    def _check_silence(value: Any) -> dict[str, set[str]]:
+        expected = (f'{SILENCE}: expected {{"market": [contract ids] or "*", "user": "*"}}')
+        if not isinstance(value, dict) or not value or not set(value) <= {"market", "user"}:
+            raise FaultError(expected)
+        out: dict[str, set[str]] = {}
+        for hub, keys in value.items():
+            if keys == "*":
+                out[hub] = {"*"}
+            elif hub == "market" and isinstance(keys, list) and keys and all(
+                    isinstance(k, str) and k for k in keys):
+                out[hub] = set(keys)
+            else:
+                raise FaultError(expected)
+        return out
 
     def snapshot(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +84,10 @@ class Faults:
         actions = []
         staged: dict[str, Any] = {}
         for key, value in changes.items():
+            if key == SILENCE:
+                self.silence = self._check_silence(value)
+                actions.append(key)
+                continue
             if key in ACTIONS:
                 if not isinstance(value, bool):
                     raise FaultError(f"{key}: expected true or false")
@@ -68,7 +95,8 @@ class Faults:
                     actions.append(key)
                 continue
             if key not in known:
-                raise FaultError(f"unknown field {key!r}; known: {sorted([*known, *ACTIONS])}")
+                raise FaultError(f"unknown field {key!r}; known: "
+                                 f"{sorted([*known, *ACTIONS, SILENCE])}")
             staged[key] = self._check(key, value)
         for key, value in staged.items():
             setattr(self, key, value)

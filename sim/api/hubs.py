@@ -66,7 +66,14 @@ class Connection:
         self.queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.closed = False
         self.sent = 0
+        # Keys (contract ids, "*" = all) whose events this connection no longer gets while it
+        # stays open and answers pings (POST /admin/faults silence_hubs_now).
+        self.silent: set[str] = set()
         self._writer: asyncio.Task[None] | None = None
+
+    def quiet(self, key: str) -> bool:
+        """Whether the silence fault withholds events for `key` from this connection."""
+        return bool(self.silent) and ("*" in self.silent or key in self.silent)
 
     def subscribed(self, kind: str, key: Any) -> bool:
         got = self.subs.get(kind)
@@ -155,7 +162,8 @@ class Hub:
         self.methods: dict[str, tuple[int, Method]] = {}
         self.counters: dict[str, int] = {"connections_total": 0, "events_sent": 0,
                                           "invocations": 0, "unknown_methods": 0,
-                                          "rejected_auth": 0, "slow_consumer_drops": 0}
+                                          "rejected_auth": 0, "slow_consumer_drops": 0,
+                                          "silenced": 0}
 
     # ---- HTTP side --------------------------------------------------------------------------
     def _token(self, request: web.Request) -> str | None:
@@ -321,6 +329,12 @@ class Hub:
         for conn in list(self.connections):
             conn.send(PING)
 
+    def silence(self, keys: set[str]) -> int:
+        """The silence fault: the connections open now stop getting events for `keys`."""
+        for conn in self.connections:
+            conn.silent |= keys
+        return len(self.connections)
+
     def send_all(self, text: str) -> None:
         for conn in list(self.connections):
             conn.send(text)
@@ -380,6 +394,8 @@ class MarketHub(Hub):
         def subscribe(conn: Connection, args: list[Any]) -> None:
             cid = _contract_arg(args)
             conn.subs.setdefault(kind, set()).add(cid)
+            if conn.quiet(cid):
+                return
             now = self.clock.now_ms()
             if kind == "quotes":
                 q = self.market.quote(cid, now)
@@ -411,6 +427,9 @@ class MarketHub(Hub):
                 texts: list[str] | None = None
                 for conn in self.connections:
                     if conn.subscribed(kind, cid):
+                        if conn.quiet(cid):
+                            self.counters["silenced"] += 1
+                            continue
                         if texts is None:
                             texts = self._encode(target, cid, data)
                         for text in texts:
@@ -446,6 +465,8 @@ class UserHub(Hub):
 
     def _sub_accounts(self, conn: Connection, args: list[Any]) -> None:
         conn.subs["accounts"] = {True}
+        if conn.quiet("*"):
+            return
         for acc in self.accounts():
             conn.send(event("GatewayUserAccount", [{"action": HubAction.UPDATE, "data": acc}]))
 
@@ -474,6 +495,9 @@ class UserHub(Hub):
         text: str | None = None
         for conn in self.connections:
             if conn.subscribed(kind, key):
+                if conn.quiet("*"):
+                    self.counters["silenced"] += 1
+                    continue
                 if text is None:
                     text = event(event_name, [envelope])
                 conn.send(text)
