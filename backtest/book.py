@@ -21,6 +21,7 @@ from typing import Any
 from chillly.messages import FillEvent, Message, OrderEvent, PositionEvent
 from trading import products
 from trading.matching.bar_path import BUY, SELL, FillRules, Resting, next_fill
+from trading.orders.requests import leg_prices
 from trading.venue_codes import OrderStatus, OrderType, PositionType, Side
 
 ACCOUNT = 1
@@ -217,11 +218,13 @@ class Book:
         tick = self.specs[w.contract].tick_size
         exit_side = "sell" if rest.side == BUY else "buy"
         rules = self.rules[w.contract]
-        for leg, ticks in (("sl", w.sl), ("tp", w.tp)):
-            if ticks is None:
+        # The gateway's own leg prices (trading/orders/requests.py), from the fill price.
+        sl_px, tp_px = leg_prices(Side.BUY if rest.side == BUY else Side.SELL, price, tick,
+                                  w.sl, w.tp)
+        for leg, ticks, px in (("sl", w.sl, sl_px), ("tp", w.tp, tp_px)):
+            if ticks is None or px is None:
                 continue
-            level = rules.to_tick(price - rest.side * ticks * tick if leg == "sl"
-                                  else price + rest.side * ticks * tick)
+            level = rules.to_tick(px)
             args = {"client_id": f"{w.client_id}-{leg}", "contract": w.contract,
                     "side": exit_side, "size": rest.size,
                     "type": "stop" if leg == "sl" else "limit",

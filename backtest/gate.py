@@ -14,11 +14,12 @@ from dataclasses import replace
 from typing import Any
 
 from trading.marks import QuoteView
+from trading.orders.requests import Invalid, build_intent, parse_submit
 from trading.risk.calendar import CmeCalendar
 from trading.risk.config import StrategyLimits, resolve
 from trading.risk.rules import RiskGate
 from trading.risk.types import (ACTIVE, BUY, LONG, SELL, SHORT, BookView, CancelEntries,
-                                CancelOrders, Flatten, Intent, PositionView, SetTradingState,
+                                CancelOrders, Flatten, PositionView, SetTradingState,
                                 WorkingOrder)
 from trading.strategy.instance import Limits
 from trading.venue_codes import OrderStatus
@@ -102,21 +103,17 @@ class BacktestGate:
 
     def check(self, args: dict[str, Any], owner: str, book: Book, now: int,
               last: dict[str, float]) -> tuple[str, str] | None:
-        contract = args["contract"]
-        spec = book.specs[contract]
-        side = BUY if args["side"] == "buy" else SELL
-        size = int(args["size"])
-        net = book.positions[contract].size
-        signed = size if side == BUY else -size
-        sl, tp = args.get("sl_ticks"), args.get("tp_ticks")
-        # As the gateway's request check: opposite the net, no bigger, no bracket.
-        reduces = net != 0 and (net > 0) != (signed > 0) and size <= abs(net) \
-            and sl is None and tp is None
-        intent = Intent(client_id=args["client_id"], owner=owner, contract=contract,
-                        symbol=spec.symbol, tick_size=spec.tick_size, tick_value=spec.tick_value,
-                        side=side, size=size, order_type=args["type"],
-                        limit_price=args.get("limit_price"), stop_price=args.get("stop_price"),
-                        sl_ticks=sl, tp_ticks=tp, reduces=reduces, ts=now)
+        """The gateway's way: the command's fields checked and the gate's `Intent` built by
+        trading/orders/requests.py (a malformed order is refused as `invalid`), then the gate."""
+        try:
+            req = parse_submit(args, owner)
+            spec = book.specs[req.contract]
+            intent = build_intent(req, owner, req.contract, spec.symbol, spec.tick_size,
+                                  spec.tick_value, book.positions[req.contract].size, now)
+        except Invalid as exc:
+            return "invalid", str(exc)
+        except KeyError:
+            return "invalid", f"{args.get('contract')!r} is not a contract of this instance"
         verdict = self.gate.check(intent, self.view(book, owner, now, last))
         if verdict.permits(intent):
             return None

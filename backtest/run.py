@@ -265,10 +265,15 @@ class Run:
         self._drain()
         total = len(bars)
         every = max(1, total // 200)
-        for i, (contract, r) in enumerate(bars):
-            self._bar(contract, r)
-            if progress is not None and i % every == 0:
-                progress(i, total)
+        step = self._bar
+        if progress is None:
+            for contract, r in bars:
+                step(contract, r)
+        else:
+            for i, (contract, r) in enumerate(bars):
+                step(contract, r)
+                if i % every == 0:
+                    progress(i, total)
         if bars:
             self.judge.close_day()
         self.engine.call("on_stop")
@@ -319,8 +324,10 @@ class Run:
         if self.gate is not None and (active or book.orders or book.positions[contract].size) \
                 and self.gate.due_needed(book, close, judge.equity_at()):
             self._gate_due(close)
-        judge.flat_check(close)
-        judge.sample(close)
+        if judge.flat_lo <= close < judge.flat_hi:
+            judge.flat_check(close)
+        if close >= judge.curve_next:
+            judge.sample(close)
 
     def _path(self, contract: str, path: tuple[float, ...], t: int, until: float) -> None:
         """Fill what the path reaches up to `until`; the referee sees the account at every
