@@ -9,6 +9,8 @@ resubscribe does not bring it back, a new connection does.
   FEED_STALE_AFTER market seconds, resubscribes, then reconnects, and the contract's quotes come
   back; the alarm clears. (Before feeds/market_silence.py the contract stayed silent for good:
   no alarm, no reconnect.)
+- The market hub silent while the gateway holds a position: the gate's marks fall back to the
+  venue's forming 1m bar (RISK_MARK_MAX_AGE) meanwhile, and the feed's quotes come back.
 - The user hub silent on a flat account: the gateway raises no alarm and does not reconnect
   (a silent user hub is what a flat account's looks like: project-x-py issue 129).
 """
@@ -16,14 +18,20 @@ resubscribe does not bring it back, a new connection does.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
+
+import httpx
+import pytest
 
 from chillly import topics
 from chillly.messages import Alarm, Heartbeat, Quote
 from tests.integration.test_feeds_helpers import Collect, Stack, stack_env
+from tests.integration.test_risk_blind import SPEED, Rig, _rig
+from tests.sim_client import set_faults
 from tests.support import aeventually
 
-STALE_AFTER = 30.0          # market seconds (half a real second at 60x)
+STALE_AFTER = 30.0          # market seconds; FEED_STALE_MIN_REAL (2 real s) rules at 60x
 
 
 def last_counters(col: Collect) -> dict[str, Any]:
@@ -38,7 +46,7 @@ def quotes_of(col: Collect, cid: str) -> int:
 async def test_one_silent_contract_is_noticed_resubscribed_reconnected_and_recovers(  # type: ignore[no-untyped-def]
         procs, bus) -> None:
     procs.env.update(stack_env(speed=60, DEFAULT_CONTRACTS="ES,NQ", HEARTBEAT_INTERVAL="0.2",
-                               FEED_STALE_AFTER=str(STALE_AFTER), FEED_STALE_MIN_REAL="0.5"))
+                               FEED_STALE_AFTER=str(STALE_AFTER), FEED_STALE_MIN_REAL="2"))
     stack = Stack(procs)
     quotes = Collect(bus, "quote.")
     alarms = Collect(bus, topics.alarm("feed-market"))
@@ -84,3 +92,59 @@ async def test_one_silent_contract_is_noticed_resubscribed_reconnected_and_recov
     # One silence, one escalation: no reconnect storm.
     await asyncio.sleep(1.0)
     assert last_counters(beats)["contract_reconnects"] == 1
+
+
+def silence(rig: Rig, spec: dict[str, Any]) -> int:
+    """The sim's silence fault; how many connections it silenced."""
+    return int(set_faults(rig.base, silence_hubs_now=spec)["done"]["silence_hubs_now"])
+
+
+def sim_counters(rig: Rig) -> dict[str, Any]:
+    return dict(httpx.get(f"{rig.base}/admin/counters", timeout=5).json()["counters"])
+
+
+@pytest.mark.serial
+async def test_the_gates_marks_fall_back_while_the_market_hub_is_silent(tmp_path: Path) -> None:
+    # The feed's reconnect waits at least FEED_STALE_MIN_REAL (5 real s), the gate's fallback
+    # RISK_MARK_MAX_AGE (15 market s, a quarter of a real second): the fallback comes first.
+    async for rig in _rig(tmp_path, feed=True, DEFAULT_CONTRACTS="ES",
+                          FEED_STALE_MIN_REAL="5"):
+        await aeventually(lambda: rig.quotes > 0, timeout=20, what="quotes from feed-market")
+        r = await rig.submit("buy", 2)
+        assert r["status"] == "accepted", r
+        await aeventually(lambda: rig.held() == 2, timeout=10, what="2 ES held")
+        got = rig.counters()["received"]
+        await aeventually(lambda: rig.counters()["received"] > got + 50, timeout=10,
+                          what="quotes reaching the gateway")
+        polled = rig.counters()["marks_venue"]
+        assert silence(rig, {"market": [rig.es]}) == 1
+        # The quotes stop (the feed stays connected): the gate marks from the venue's bar.
+        await aeventually(lambda: rig.counters().get("marks_venue", 0) > polled, timeout=15,
+                          what="venue marks while the quotes are silent")
+        silent_quotes = rig.quotes
+        # The feed notices (FEED_STALE_AFTER), reconnects, and the quotes come back.
+        await aeventually(lambda: rig.quotes > silent_quotes + 5, timeout=30,
+                          what="quotes after the feed's reconnect")
+        assert sim_counters(rig)["market_silenced"] > 0
+        assert rig.held() == 2 and rig.counters()["marks_blind_alarms"] == 0, rig.counters()
+
+
+@pytest.mark.serial
+async def test_a_quiet_user_hub_on_a_flat_account_raises_nothing(tmp_path: Path) -> None:
+    async for rig in _rig(tmp_path):
+        assert rig.held() == 0
+        await aeventually(lambda: rig.hb.get("n", 0) >= 2, timeout=10, what="heartbeats")
+        before, connects = sim_counters(rig), rig.counters()["hub_connects"]
+        assert before["user_connections"] == 1
+        assert silence(rig, {"user": "*"}) == 1
+        # Ten minutes of market time with nothing from the user hub (the account is flat).
+        start = rig.clock.now_ms()
+        await aeventually(lambda: rig.clock.now_ms() > start + 600_000,
+                          timeout=600 / SPEED + 10, interval=0.2)
+        beats = rig.hb["n"]
+        await aeventually(lambda: rig.hb.get("n", 0) >= beats + 2, timeout=10, what="heartbeats")
+        after = sim_counters(rig)
+        assert after["user_connections_total"] == before["user_connections_total"]
+        assert after["user_connections"] == 1
+        assert rig.counters()["hub_connects"] == connects
+        assert rig.alarms() == {}, rig.alarms()
