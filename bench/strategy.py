@@ -1,6 +1,8 @@
 """Strategy host benchmark: a sim print to the strategy's `on_trade`, beside a bare pysignalr
 client on the same market hub (the baseline), measured in the same run; the host's RSS; and
-the time from starting a host again (a restart) to its first live event.
+the time from starting a host again (a restart) to its first live event; and the submit latency
+through the host (a market order every 25th print, one at a time: `buy()` to the first answer
+in `on_order`).
 
     .venv/bin/python bench/strategy.py [--seconds 10] [--speed 60]
 
@@ -41,15 +43,28 @@ class Stamp(Strategy):
     def on_start(self):
         self.stamps = []
         self.first = None
+        self.sent = {}       # client id -> wall ms when buy/sell returned it
+        self.submits = []    # ms from buy/sell to the first answer in on_order
+        self.n = 0
 
     def on_trade(self, t):
         now = time.time() * 1000
         if self.first is None:
             self.first = now
         self.stamps.append([t.contract, t.t, t.price, t.size, t.aggressor, now])
+        self.n += 1
+        # Every 25th print, one market order at a time, flat and long 1 in turn.
+        if self.n % 25 == 0 and not self.sent:
+            side = self.sell if self.position().size > 0 else self.buy
+            self.sent[side(1)] = time.time() * 1000
+
+    def on_order(self, o):
+        t0 = self.sent.pop(o.client_id, None)
+        if t0 is not None and o.state != "pending":
+            self.submits.append(time.time() * 1000 - t0)
 
     def on_save(self):
-        return {"stamps": self.stamps, "first": self.first}
+        return {"stamps": self.stamps, "first": self.first, "submits": self.submits}
 '''
 
 TOML = '''
@@ -127,7 +142,8 @@ def main() -> int:
         raw_tr, bus_tr = got["raw"], got["bus"]
         host.send_signal(signal.SIGTERM)
         host.wait(10)
-        stamps = json.loads(state.read_text())["strategy"]["stamps"]
+        saved = json.loads(state.read_text())["strategy"]
+        stamps, submits = saved["stamps"], saved.get("submits", [])
         host_tr = {(c, t, float(p), int(s), int(ag)): now for c, t, p, s, ag, now in stamps}
         # Restart: from starting the host again to its first live print.
         t0 = time.time() * 1000
@@ -162,6 +178,10 @@ def main() -> int:
               f"p50 {pct(feed, 0.5):6.2f}  p99 {pct(feed, 0.99):6.2f}")
         print(f"    and the host (decode, dispatch, on_trade) beyond that subscriber: "
               f"p50 {pct(hosted, 0.5):6.2f}  p99 {pct(hosted, 0.99):6.2f}")
+    if submits:
+        print(f"  submit through the host (buy() -> the first answer in on_order: host, bus, "
+              f"gateway, journal, venue and back), {len(submits)} market orders, ms: "
+              f"p50 {pct(submits, 0.5):6.2f}  p99 {pct(submits, 0.99):6.2f}")
     print(f"  host RSS: {rss / 1024:.1f} MB (target <= 60)")
     if first:
         print(f"  restart to first live event: {(first - t0) / 1000:.2f} s from exec "
