@@ -339,17 +339,30 @@ class Commands:
         return out
 
     async def halt(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
+        """Latched at once (it only restricts); the gate acts on it (cancels, flatten) once
+        start-up reconciliation is done, never on a book not yet read from the venue."""
         out = await self.risk.halt(args, sender)
-        self.runner.run_gate()
+        if self.ready():
+            self.runner.run_gate()
+        else:
+            out["message"] = "latched; the gate acts once start-up reconciliation is done"
         return out
 
     async def resume(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
+        self._reconciled("resume")     # "the account is flat" is not known before
         out = await self.risk.resume(args, sender, self.runner.view())
         self.runner.run_gate()
         return out
 
     async def risk_report(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
+        self._reconciled("risk")       # its figures and settings judge the venue's book
         return await self.risk.risk(args, sender, self.runner.view())
+
+    def _reconciled(self, what: str) -> None:
+        if not self.ready():
+            self.counters["not_ready"] += 1
+            raise CommandError(f"{what}: the gateway is still reconciling with the venue at "
+                               "start-up; try again in a moment")
 
     def find(self, args: dict[str, Any]) -> OrderRecord:
         oid = args.get("order_id")

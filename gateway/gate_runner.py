@@ -15,6 +15,7 @@ from chillly.bus import Bus
 from chillly.clock import Clock
 from chillly.codec import Envelope
 from trading import marks as M
+from trading.backoff import Backoff
 from trading.risk.types import (
     BookView,
     CancelEntries,
@@ -61,6 +62,8 @@ class GateRunner:
         self._mark_polls: dict[str, asyncio.Task[None]] = {}
         self._mark_wake = asyncio.Event()
         self._flattening = False
+        #: the gate's closes the venue refused, tried again with backoff
+        self._retry = Backoff(first_ms=1_000, cap_ms=60_000)
 
     def view(self) -> BookView:
         return self.blotter.view(self.clock.now_ms())
@@ -253,15 +256,45 @@ class GateRunner:
             elif isinstance(action, Flatten):
                 if self._flattening:
                     continue        # one gate flatten at a time: never a second closing order
+                if not self._retry.ready((action.contract, action.owner), self.clock.now_ms()):
+                    self.counters["risk_flatten_backoff"] += 1
+                    continue        # the venue refused the last close: wait (trading/backoff)
                 self.publisher.risk_event("action", f"flatten: {action.reason}", action.rule,
                                           action.owner)
                 asyncio.ensure_future(self._gate_flatten(action))
+        if not self._flattening and self._retry.failing() and not self.blotter.book.held():
+            self._closed_after_refusal()
 
     async def _gate_flatten(self, action: Flatten) -> None:
         self._flattening = True
+        key = (action.contract, action.owner)
         try:
-            await self.closer.flatten(action.contract, action.owner)
+            out = await self.closer.flatten(action.contract, action.owner)
+            if out["problems"]:
+                wait = self._retry.refused(key, self.clock.now_ms())
+                self._refused_alarm(out["problems"], wait)
+            elif self._retry.accepted(key) and not self._retry.failing():
+                self._closed_after_refusal()
         except Exception:
             log.exception("gate flatten failed")
         finally:
             self._flattening = False
+
+    def _refused_alarm(self, problems: list[str], wait_ms: int) -> None:
+        """One alarm while the venue refuses the gate's close: what is open, why it cannot be
+        closed, and that its protective orders are kept (raised again only if that changes)."""
+        held = ", ".join(f"{'long' if n.qty > 0 else 'short'} {abs(n.qty)} {c}"
+                         for c, n in sorted(self.blotter.book.venue.items()) if n.qty)
+        kept = len([r for r in self.blotter.working() if r.parent_id is not None])
+        why = "; ".join(sorted({p.split(": ", 2)[-1] for p in problems}))
+        text = (f"cannot close {held or 'the position'}: the venue refused ({why}); "
+                f"{kept} protective orders kept; retried with backoff")
+        if self.alarms.get("flatten_refused") != text:
+            log.warning("alarm flatten_refused: %s (next try in %.0f s)", text, wait_ms / 1000)
+        self.alarm("flatten_refused", True, text)
+
+    def _closed_after_refusal(self) -> None:
+        for key in self._retry.failing():
+            self._retry.accepted(key)
+        if "flatten_refused" in self.alarms:
+            self.alarm("flatten_refused", False, "the position is closed")

@@ -361,6 +361,13 @@ class Journal:
                f"VALUES ({', '.join('?' for _ in cols)})")
         return lambda c: c.execute(sql, values).rowcount == 1
 
+    @staticmethod
+    def fill_owner_job(fill: FillRecord) -> Job:
+        """A fill taken before its order was known, now its order's owner's."""
+        values = (fill.owner, fill.client_id, fill.trade_id)
+        return lambda c: c.execute("UPDATE fills SET owner = ?, client_id = ? "
+                                   "WHERE trade_id = ?", values).rowcount == 1
+
     async def save_risk(self, book_json: str, at_ms: int) -> None:
         """Replace the risk gate's book (migration 2)."""
         await self._tx(lambda c: c.execute(

@@ -22,7 +22,7 @@ from topstepx.client import ProjectXClient
 from topstepx.errors import ApiError, OutcomeUnknown, VenueError
 from trading.blotter import Blotter
 from trading.orders.records import NOT_PLACED, PLACED, REJECTED, SENDING, IntentRecord, OrderRecord
-from trading.venue_codes import OrderStatus, Side
+from trading.venue_codes import CLOSE_IMPOSSIBLE, OrderStatus, Side
 from trading.orders.requests import VENUE_TYPE, venue_brackets
 
 log = logging.getLogger("gateway")
@@ -200,6 +200,7 @@ class Placer:
             if time.monotonic() >= deadline:
                 await self._resolve_as(rec, NOT_PLACED, None, None,
                                        "not found at the venue by customTag")
+                self.publisher.not_placed(rec)
                 self.counters["not_placed"] += 1
                 log.warning("%s: not placed (no order with tag %s after %.0fs)",
                             rec.client_id, tag, self.unknown_wait_s)
@@ -216,6 +217,7 @@ class Closer:
         self.client, self.blotter, self.placer, self.clock = client, blotter, placer, clock
         self.counters, self.reconcile = counters, reconcile
         self._flat_n = 0
+        self._flatten_lock = asyncio.Lock()
 
     async def cancel(self, row: OrderRecord) -> dict[str, Any]:
         oid = row.order_id
@@ -236,9 +238,12 @@ class Closer:
     async def cancel_many(self, rows: list[OrderRecord]) -> dict[str, Any]:
         done: list[int] = []
         failed: list[int] = []
+        unknown: list[int] = []
         # All at once: a flatten at the loss limit must not wait on each cancel in turn.
         for row, out in zip(rows, await asyncio.gather(*(self.cancel(r) for r in rows))):
             (done if out["status"] in ("cancelled", "unknown") else failed).append(row.order_id)
+            if out["status"] == "unknown":
+                unknown.append(row.order_id)
         # A bracket leg whose entry was cancelled in this batch goes with it at the venue, so
         # its own cancel may find it gone: cancelled, not failed.
         parent = {r.order_id: r.parent_id for r in rows}
@@ -246,20 +251,63 @@ class Closer:
         failed = [oid for oid in failed if oid not in with_entry]
         done += with_entry
         return {"status": "done" if not failed else "partial", "cancelled": done,
-                "failed": failed, "message": f"{len(done)} cancelled"
+                "failed": failed, "unknown": unknown, "message": f"{len(done)} cancelled"
                 + (f" ({len(with_entry)} with their entry)" if with_entry else "")
                 + (f", {len(failed)} failed" if failed else "")}
 
     async def flatten(self, contract: str | None, owner: str | None = None) -> dict[str, Any]:
-        """Cancel the working orders (legs included), then close the position(s) with the
-        gateway's own market orders, one per owner's share (so every fill stays attributed);
-        whatever the venue holds beyond the owners' shares is closed as "manual". With an
-        owner: only its orders and its share. Flattening reduces risk by construction, so these
-        orders do not pass the gate (the gate's own Flatten action uses this)."""
-        cancelled = await self.cancel_many(self.blotter.working(contract, owner))
-        targets = self.blotter.book.closing_shares(contract, owner)
-        placed: list[int] = []
-        problems: list[str] = []
+        """Close the position(s) with the gateway's own market orders, one per owner's share
+        (so every fill stays attributed); whatever the venue holds beyond the owners' shares is
+        closed as "manual". With an owner: only its orders and its share. Flattening reduces
+        risk by construction, so these orders do not pass the gate (the gate's own Flatten
+        action uses this).
+
+        One flatten at a time (the gate's, a strategy's and the trader's queue here), so a
+        second one sizes from what the first left: `Blotter.closing_shares` counts the closes
+        already on their way and never sends more than the net. In order: cancel the entries
+        (orders without a parent) and wait for the venue's answers; if any failed or had no
+        clear answer, read the venue back before sizing; send the closes; and only once every
+        close was accepted cancel the protective legs: a close the venue refuses because no
+        order can pass now (the market shut, the account locked: `CLOSE_IMPOSSIBLE`) leaves
+        the position with its stop and target, never naked. Refused for another reason (the
+        venue's maximum position counting the legs beside the close), the legs are cancelled
+        and the close sent once more, sized again."""
+        async with self._flatten_lock:
+            working = self.blotter.working(contract, owner)
+            cancelled = await self.cancel_many([r for r in working if r.parent_id is None])
+            if cancelled["failed"] or cancelled["unknown"]:
+                self.counters["flatten_rereads"] += 1
+                try:
+                    await self.reconcile()
+                except VenueError as exc:
+                    log.warning("flatten: the read after a failed cancel failed: %s", exc)
+            placed, problems, codes = await self._close(contract, owner)
+            legs: dict[str, Any] = {"cancelled": [], "failed": []}
+            protective = [r for r in self.blotter.working(contract, owner)
+                          if r.parent_id is not None]
+            if problems and protective and not codes & CLOSE_IMPOSSIBLE:
+                # Refused for another reason (the venue's maximum position counts the legs
+                # beside the close): the legs go first, then the close once more.
+                legs = await self.cancel_many(protective)
+                more, problems, codes = await self._close(contract, owner)
+                placed += more
+            elif not problems:
+                legs = await self.cancel_many(protective)
+            if problems:
+                self.counters["flatten_refused"] += 1
+            kept = protective if problems and not legs["cancelled"] else []
+            done = cancelled["cancelled"] + legs["cancelled"]
+            return {"status": "done" if not problems else "partial",
+                    "orders": placed, "cancelled": done, "problems": problems,
+                    "message": f"cancelled {len(done)}, {len(placed)} closing orders"
+                    + (f"; problems: {'; '.join(problems)}" if problems else "")
+                    + (f"; {len(kept)} protective orders kept" if kept else "")}
+
+    async def _close(self, contract: str | None, owner: str | None
+                     ) -> tuple[list[int], list[str], set[int]]:
+        """The closing market orders, sized now (`Blotter.closing_shares`): the order ids
+        placed, the problems, and the venue's error codes of the refusals."""
+        targets = self.blotter.closing_shares(contract, owner)
         recs = []
         for o, c, qty in targets:
             self._flat_n += 1
@@ -268,13 +316,14 @@ class Closer:
                 f"{o}-flat-{now}-{self._flat_n}", o, c, Side.SELL if qty > 0 else Side.BUY,
                 abs(qty), "market", now))
         replies = await asyncio.gather(*(self.placer.send(rec, None) for rec in recs))
-        for (o, c, qty), reply in zip(targets, replies):
+        placed: list[int] = []
+        problems: list[str] = []
+        codes: set[int] = set()
+        for (o, c, _qty), reply in zip(targets, replies):
             if reply["status"] == "accepted":
                 placed.append(reply["order_id"])
             else:
                 problems.append(f"{o} {c}: {reply['status']}: {reply['message']}")
-        return {"status": "done" if not problems else "partial",
-                "orders": placed, "cancelled": cancelled["cancelled"], "problems": problems,
-                "message": f"cancelled {len(cancelled['cancelled'])}, "
-                           f"{len(placed)} closing orders"
-                + (f"; problems: {'; '.join(problems)}" if problems else "")}
+                if isinstance(reply.get("code"), int):
+                    codes.add(reply["code"])
+        return placed, problems, codes

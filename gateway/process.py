@@ -62,7 +62,8 @@ COUNTERS = ("submits", "accepted", "rejected", "rejected_invalid", "rejected_dup
             "not_placed", "not_ready", "cancels", "modifies", "fills", "repeated_fills",
             "external_adopted", "reconciles", "reconcile_diffs", "hub_gap_reads",
             "managed_legs", "unprotected_alarms", "gate_actions", "marks_venue",
-            "marks_venue_failed", "marks_waits", "marks_blind_alarms", "marks_blind_contracts")
+            "marks_venue_failed", "marks_waits", "marks_blind_alarms", "marks_blind_contracts",
+            "flatten_rereads", "flatten_refused", "risk_flatten_backoff", "fills_reattributed")
 
 
 class GatewayService(Service):
@@ -221,6 +222,7 @@ class GatewayService(Service):
             self.counters.update({f"orders_{k}": v
                                   for k, v in self.blotter.machine.counters.items()})
             self.counters["repeated_fills"] = self.blotter.ledger.repeated
+            self.counters["stale_positions"] = self.blotter.stale_positions
         if self.hub is not None:
             self.counters.update({f"hub_{k}": v for k, v in self.hub.counters.items()})
         if self.journal is not None:

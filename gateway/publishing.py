@@ -15,7 +15,9 @@ from chillly.clock import Clock
 from chillly.messages import AccountEvent, Alarm, OrderEvent, PositionEvent, RiskEvent
 from trading.risk.rules import RiskGate
 from trading.blotter import ACCOUNT, Blotter
-from trading.orders.records import OrderRecord
+from trading.orders.records import IntentRecord, OrderRecord
+from trading.orders.requests import VENUE_TYPE
+from trading.venue_codes import OrderStatus
 
 log = logging.getLogger("gateway")
 
@@ -46,6 +48,18 @@ class Publisher:
 
     def order(self, r: OrderRecord) -> None:
         self.bus.publish(topics.order_event(self.account, r.owner), self.order_msg(r))
+
+    def not_placed(self, rec: IntentRecord) -> None:
+        """An intent recorded as not placed (no venue order): its owner is told, as a rejected
+        order without a venue id, so it keeps no phantom pending order."""
+        self.bus.publish(topics.order_event(self.account, rec.owner), OrderEvent(
+            account=self.account, order_id=0, contract=rec.contract,
+            status=OrderStatus.REJECTED, side=rec.side, size=rec.size,
+            order_type=VENUE_TYPE[rec.order_type], owner=rec.owner, state="rejected",
+            limit_price=rec.limit_price, stop_price=rec.stop_price, custom_tag=rec.custom_tag,
+            client_id=rec.client_id, parent_id=rec.parent_id,
+            reason=f"not placed: {rec.message or 'not found at the venue'}",
+            vt=rec.resolved_ms))
 
     def position_msg(self, contract: str, owner: str) -> PositionEvent:
         book = self.blotter.book

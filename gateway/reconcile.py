@@ -109,10 +109,10 @@ class Reconciler:
         mark = blotter.position_read_started()
         positions = await self.client.search_open_positions(acc)
         blotter.position_read_done(mark)   # fills known before this read are in its positions
-        for p in positions:
-            await venue.apply_position(p)
+        for p in positions:    # never over an event that came while the read was under way
+            await venue.apply_position(p, read_mark=mark)
         for contract in blotter.flat_unless({p.contract_id for p in positions
-                                             if p.contract_id}):
+                                             if p.contract_id}, read_mark=mark):
             venue.diff(f"position {contract} flat at the venue")
             self.publisher.due.add((ACCOUNT, contract))
         for a in await self.client.search_accounts(only_active=True):

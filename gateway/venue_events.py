@@ -30,7 +30,7 @@ from trading.blotter import (
     PositionReport,
     TradeReport,
 )
-from trading.orders.records import PLACED, OrderRecord
+from trading.orders.records import EXTERNAL, PLACED, OrderRecord
 from trading.positions import Spec
 
 log = logging.getLogger("gateway")
@@ -124,6 +124,16 @@ class VenueEvents:
                       "as not placed; adopted")
         if ch.refused:
             log.info("order %d: %s (%s report refused)", order.id, ch.refused, source)
+        for fill in ch.reattributed:     # its trades came first: now its owner's, told so
+            self.counters["fills_reattributed"] += 1
+            self.journal.write_soon(self.journal.fill_owner_job(fill))
+            self.bus.publish(topics.fill_event(fill.account, fill.owner), FillEvent(
+                account=fill.account, trade_id=fill.trade_id, order_id=fill.order_id,
+                contract=fill.contract, side=fill.side, size=fill.size, price=fill.price,
+                owner=fill.owner, client_id=fill.client_id, fees=fill.fees, pnl=None,
+                vt=fill.vt))
+            self.publisher.due.add((fill.owner, fill.contract))
+            self.publisher.due.add((EXTERNAL, fill.contract))
         if ch.changed:
             # Appended in arrival order by the writer thread; not awaited, so the hub is never
             # held up by a disk (a crash loses at most what the venue still has: the restart
@@ -150,11 +160,12 @@ class VenueEvents:
             vt=fill.vt))
         self.publisher.due.add((fill.owner, fill.contract))
 
-    async def apply_position(self, p: Position) -> None:
+    async def apply_position(self, p: Position, read_mark: int | None = None) -> None:
+        """A hub event, or (`read_mark`) a row of a REST read begun at that mark."""
         if p.account_id not in (None, self.blotter.account_id) or not p.contract_id:
             return
         await self.specs.ensure(p.contract_id)
-        if self.blotter.apply_position(position_report(p)):
+        if self.blotter.apply_position(position_report(p), read_mark):
             self.publisher.due.add((ACCOUNT, p.contract_id))
             self.on_position_changed()
 

@@ -10,14 +10,20 @@ The gate's view counts every order that may still fill, not only the venue's wor
   place call had no clear answer (status `sending`) while they are resolved by tag;
 - fills not yet in a position: the venue reports an order's fill before the Position event
   that includes it; such a fill is counted as a working order until a position report for
-  its contract arrives, for at most `unposted_ms` (a Position event normally follows in ms).
+  its contract arrives, or a read of every position begun after it answers (however late).
+
+A read of the venue's positions (REST) is a snapshot taken when the read began: it is never
+applied over a contract whose fill, trade or position event arrived after that (it is older
+than what is known). Realized P&L (the account's and each owner's) rolls at the trading
+day's start (17:00 CT, chillly/calendar.py), from the time given.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from chillly.calendar import session_start_ms
 from trading.risk.types import ACTIVE, BookView, Intent, WorkingOrder
 from trading.orders.machine import FillLedger, OrderBookMachine
 from trading.orders.requests import TYPE_NAME, VENUE_TYPE
@@ -30,7 +36,7 @@ from trading.orders.records import (
     OrderRecord,
 )
 from trading.positions import ACCOUNT, Book
-from trading.venue_codes import OrderStatus
+from trading.venue_codes import OrderStatus, OrderType, Side
 
 
 
@@ -113,6 +119,8 @@ class OrderChange:
     adopted: bool = False
     late: IntentRecord | None = None
     was: str | None = None
+    #: fills taken before this order was known (booked to "external"), now its owner's
+    reattributed: tuple[FillRecord, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,7 +152,7 @@ class Blotter:
 
     account_id: int
     account_name: str = ""
-    #: how long a fill without its position report is still counted by the gate (market ms)
+    #: kept for the callers' settings; a fill stays counted until its position is known
     unposted_ms: int = 500
     book: Book = field(init=False)
     machine: OrderBookMachine = field(default_factory=OrderBookMachine)
@@ -158,6 +166,12 @@ class Blotter:
     _inflight: dict[str, Intent] = field(default_factory=dict)
     _unposted: dict[str, dict[int, _Unposted]] = field(default_factory=dict)
     _unposted_seq: int = 0
+    #: contract -> sequence number of its newest fill, trade or position event
+    _touched: dict[str, int] = field(default_factory=dict)
+    #: order id -> fills taken before the order was known (booked to "external")
+    _orphans: dict[int, list[FillRecord]] = field(default_factory=dict)
+    #: position snapshots refused as older than an event already applied
+    stale_positions: int = 0
 
     def __post_init__(self) -> None:
         self.book = Book(self.account_id, self.account_name)
@@ -308,13 +322,21 @@ class Blotter:
         changed = tr.changed or known is None or prev_owner != owner or was != order.state
         grew = order.fill_volume - prev_fill
         if grew > 0 and order.contract:
-            self._unposted_seq += 1
+            seq = self._touch(order.contract)
             mine = self._unposted.setdefault(order.contract, {})
             before = mine.get(order.order_id)
             mine[order.order_id] = _Unposted(order.side, (before.qty if before else 0) + grew,
-                                             self._unposted_seq, now_ms)
+                                             seq, now_ms)
         self._store(order)
-        return OrderChange(order, changed, tr.why if tr.refused else "", adopted, late, was)
+        moved: tuple[FillRecord, ...] = ()
+        if owner != EXTERNAL and r.order_id in self._orphans:
+            orphans = self._orphans.pop(r.order_id)
+            for f in orphans:
+                self.book.reattribute(f.contract, f.owner, owner, f.side, f.size, f.price,
+                                      f.fees)
+            moved = tuple(replace(f, owner=owner, client_id=cid) for f in orphans)
+        return OrderChange(order, changed, tr.why if tr.refused else "", adopted, late, was,
+                           moved)
 
     def trade_is_new(self, t: TradeReport) -> bool:
         """A trade of this account not taken yet (the caller may fetch its contract first)."""
@@ -336,22 +358,40 @@ class Blotter:
             price=float(t.price or 0.0), fees=t.fees, pnl=t.pnl, vt=t.created_ms, at_ms=now_ms,
             voided=t.voided)
         own = None
+        if fill.contract:
+            self._touch(fill.contract)
+        self.book.roll(day_start_ms)
         if t.created_ms is None or t.created_ms >= day_start_ms:
             own = self.book.add_trade(fill.contract, fill.owner, fill.side, fill.size,
                                       fill.price, fill.fees, fill.pnl, fill.voided)
+            if order is None and not t.voided:
+                self._orphans.setdefault(t.order_id, []).append(fill)
         return TradeTaken(fill, own)
 
     def replay_fill(self, f: FillRecord, day_start_ms: int) -> None:
         """A journaled fill at start: today's go into P&L and the owner's share."""
+        self.book.roll(day_start_ms)
         if (f.vt or f.at_ms) >= day_start_ms:
             self.book.add_trade(f.contract, f.owner, f.side, f.size, f.price, f.fees, f.pnl)
 
-    def apply_position(self, p: PositionReport) -> bool:
+    def roll(self, now_ms: int) -> bool:
+        """The trading day of `now_ms` (17:00 CT): a new one resets every realized figure."""
+        return self.book.roll(session_start_ms(now_ms))
+
+    def apply_position(self, p: PositionReport, read_mark: int | None = None) -> bool:
         """The venue's position of a contract (which includes every fill reported before it).
-        True if it changed."""
+        True if it changed. `read_mark`: the report comes from a read of every position begun
+        at that mark (`position_read_started`); it is refused (counted in `stale_positions`)
+        when a fill, trade or position event of the contract arrived since: it is older."""
         if p.account_id not in (None, self.account_id) or not p.contract:
             return False
-        self._unposted.pop(p.contract, None)
+        if read_mark is not None:
+            if self._touched.get(p.contract, -1) > read_mark:
+                self.stale_positions += 1
+                return False
+        else:
+            self._unposted.pop(p.contract, None)
+            self._touch(p.contract)
         return self.book.set_venue_position(p.contract, p.side or 0, p.size or 0, p.avg_price,
                                             p.created_ms)
 
@@ -364,10 +404,13 @@ class Blotter:
         for c in list(self._unposted):
             self._unposted[c] = {o: u for o, u in self._unposted[c].items() if u.seq > mark}
 
-    def flat_unless(self, held: set[str]) -> list[str]:
+    def flat_unless(self, held: set[str], read_mark: int | None = None) -> list[str]:
         """A read of every position listed `held`: contracts the book holds that it does not
-        list are flat (returned, and set flat)."""
-        gone = [c for c in sorted(self.book.held()) if c not in held]
+        list are flat (returned, and set flat), unless an event of theirs arrived after the
+        read began (`read_mark`)."""
+        gone = [c for c in sorted(self.book.held()) if c not in held
+                and (read_mark is None or self._touched.get(c, -1) <= read_mark)]
+        self.stale_positions += sum(1 for c in self.book.held() if c not in held) - len(gone)
         for c in gone:
             self.book.set_venue_position(c, 0, 0, None)
         return gone
@@ -387,6 +430,7 @@ class Blotter:
         """The account as the gate judges it at `now_ms`: working orders, plus what may still
         fill that the venue does not list yet (intents in flight or unresolved, fills not yet
         in a position)."""
+        self.roll(now_ms)
         b = self.book
         working = [WorkingOrder(
             order_id=r.order_id, client_id=r.client_id, owner=r.owner, contract=r.contract,
@@ -405,20 +449,60 @@ class Blotter:
             size=size, remaining=size, order_type=otype, status=OrderStatus.PENDING)
             for n, (cid, owner, contract, side, size, otype) in enumerate(pending)
             if cid not in self._placed_cids]
-        fresh = now_ms - self.unposted_ms
         working += [WorkingOrder(
             order_id=-oid, client_id=None,
             owner=self.orders[oid].owner if oid in self.orders else "?", contract=contract,
             side=u.side, size=u.qty, remaining=u.qty, order_type="market",
             status=OrderStatus.FILLED) for contract, fills in self._unposted.items()
-            for oid, u in fills.items() if u.at_ms >= fresh]
+            for oid, u in fills.items()]
         return BookView(account_id=self.account_id, account_name=self.account_name,
                         now_ms=now_ms, balance=b.balance, realized_pnl=b.realized(),
                         open_pnl=b.open_pnl(), can_trade=b.can_trade,
                         trading_state=self.trading_state, positions=tuple(b.positions()),
                         orders=tuple(working), quotes=b.marks())
 
+    # ------------------------------------------------------------------ flatten
+
+    def closing_shares(self, contract: str | None, owner: str | None = None
+                       ) -> list[tuple[str, str, int]]:
+        """What a flatten sends now, as (owner, contract, signed qty to close): the book's
+        shares (`Book.closing_shares`), never more than the contract's net once what is
+        already on its way is counted (fills not yet in its position, closing market orders
+        working or unresolved). Two flattens, or a flatten whose fills have not reached the
+        position yet, can so never send a second close: a position is never reversed."""
+        out: list[tuple[str, str, int]] = []
+        targets = self.book.closing_shares(contract, owner)
+        for c in sorted({t[1] for t in targets}):
+            left = self.expected_net(c)
+            for o, cc, q in targets:
+                if cc != c or left == 0 or (q > 0) != (left > 0):
+                    continue
+                take = min(abs(q), abs(left)) * (1 if q > 0 else -1)
+                out.append((o, c, take))
+                left -= take
+        return out
+
+    def expected_net(self, contract: str) -> int:
+        """The contract's signed net once what is on its way lands: the venue's position, the
+        fills it does not include yet, and market orders (no parent) working or unresolved."""
+        net = self.book.venue.get(contract)
+        q = net.qty if net is not None else 0
+        q += sum(u.qty * Side(u.side).sign for u in self._unposted.get(contract, {}).values())
+        for r in self.working(contract):
+            if r.order_type == OrderType.MARKET and r.parent_id is None:
+                q += max(0, r.size - r.fill_volume) * Side(r.side).sign
+        for rec in self.intents.values():
+            if rec.contract == contract and rec.status == SENDING and rec.order_type == "market" \
+                    and rec.parent_id is None and rec.client_id not in self._placed_cids:
+                q += rec.size * Side(rec.side).sign
+        return q
+
     # ------------------------------------------------------------------ inside
+
+    def _touch(self, contract: str) -> int:
+        self._unposted_seq += 1
+        self._touched[contract] = self._unposted_seq
+        return self._unposted_seq
 
     def _store(self, order: OrderRecord) -> None:
         """The one place an order is stored, so the indexes stay right."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trading.risk.types import BUY, FLAT, LONG, SHORT, PositionView, QuoteView
+from trading.risk.types import BUY, FLAT, LONG, SELL, SHORT, PositionView, QuoteView
 from trading.marks import newest
 
 ACCOUNT = "_account"
@@ -72,6 +72,21 @@ class Book:
     quotes: dict[str, QuoteView] = field(default_factory=dict)
     #: marks from the venue's forming 1m bar, taken while a held contract's quotes are stale
     venue_marks: dict[str, QuoteView] = field(default_factory=dict)
+    #: start (ms) of the trading day the realized figures belong to (None: not known yet)
+    day_ms: int | None = None
+
+    def roll(self, day_start_ms: int) -> bool:
+        """A new trading day (17:00 CT): realized P&L, the account's and every owner's, starts
+        again from zero; positions and their averages carry over. True if it rolled."""
+        if self.day_ms is not None and day_start_ms <= self.day_ms:
+            return False
+        rolled = self.day_ms is not None
+        self.day_ms = day_start_ms
+        if rolled:
+            self.realized_by_contract.clear()
+            for share in self.owners.values():
+                share.realized = 0.0
+        return rolled
 
     # ------------------------------------------------------------------ venue input
 
@@ -95,9 +110,22 @@ class Book:
         mixes every owner's entries."""
         if voided:
             return None
-        own: float | None = None
         self.realized_by_contract[contract] = round(
             self.realized_by_contract.get(contract, 0.0) + (pnl or 0.0) - fees, 2)
+        return self.attribute(contract, owner, side, size, price, fees)
+
+    def reattribute(self, contract: str, was: str, owner: str, side: int, size: int,
+                    price: float, fees: float) -> float | None:
+        """A trade booked to `was` (its order was unknown then) moves to its real owner: the
+        account's figures do not change, the shares do."""
+        back = SELL if side == BUY else BUY
+        self.attribute(contract, was, back, size, price, -fees)
+        return self.attribute(contract, owner, side, size, price, fees)
+
+    def attribute(self, contract: str, owner: str, side: int, size: int, price: float,
+                  fees: float) -> float | None:
+        """One trade in an owner's share (see `add_trade`)."""
+        own: float | None = None
         spec = self.specs.get(contract)
         share = self.owners.setdefault((owner, contract), Net())
         signed = size if side == BUY else -size

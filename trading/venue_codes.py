@@ -102,3 +102,19 @@ class TradeLogType(IntEnum):
 
     BUY = 0
     SELL = 1
+
+
+class PlaceError(IntEnum):
+    """`errorCode` of a refused Order/place (docs/sim-trading.md, "Rejections")."""
+
+    ACCOUNT_NOT_FOUND = 1
+    ORDER_REJECTED = 2
+    ACCOUNT_VIOLATION = 4
+    OUTSIDE_TRADING_HOURS = 5
+    CONTRACT_NOT_FOUND = 8
+    CONTRACT_NOT_ACTIVE = 9
+
+
+#: Refusals that no order can pass now (the market shut, the account locked): a close refused
+#: so must leave the position's stop and target working, never cancel them.
+CLOSE_IMPOSSIBLE = frozenset({PlaceError.ACCOUNT_VIOLATION, PlaceError.OUTSIDE_TRADING_HOURS})

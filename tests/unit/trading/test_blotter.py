@@ -139,14 +139,17 @@ def test_a_fill_not_yet_in_a_position_counts_at_the_moment_of_a_submit() -> None
     assert view.orders == () and _exposure(view) == 2
 
 
-def test_a_fill_without_its_position_report_is_counted_for_a_bounded_time() -> None:
+def test_a_fill_without_its_position_report_stays_counted_however_late() -> None:
     clock = ManualClock(1_000_000)
     b = _blotter()
     b.apply_order(_order(51, OrderStatus.FILLED, fill=1, size=1), clock.now_ms())
-    clock.advance(500)
+    clock.advance(5_000)                       # (it dropped out after 0.5 s before)
     assert _exposure(b.view(clock.now_ms())) == 1
-    clock.advance(1)                           # the window is the time given, not a wall clock
-    assert _exposure(b.view(clock.now_ms())) == 0
+    mark = b.position_read_started()           # a read begun after it includes it
+    b.apply_position(PositionReport(ES, PositionType.LONG, 1, 6000.0, ACC), read_mark=mark)
+    b.position_read_done(mark)
+    view = b.view(clock.now_ms())
+    assert view.orders == () and _exposure(view) == 1
 
 
 def test_a_position_read_keeps_fills_that_came_after_it_began() -> None:

@@ -1,0 +1,167 @@
+"""The trading edges of issue 20 in the blotter (pure, time given): a flatten never sends a
+second close, a position snapshot older than an event already applied is refused, realized
+P&L rolls at 17:00 CT, and fills are kept and attributed whatever order their reports come in.
+Each test failed on the code before its fix (noted per test)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from trading.blotter import Blotter, OrderReport, PositionReport, TradeReport
+from trading.orders.records import EXTERNAL
+from trading.positions import Spec
+from trading.venue_codes import OrderStatus, OrderType, PositionType, Side
+
+ACC = 1001
+ES = "CON.F.US.EP.Z26"
+CT = ZoneInfo("America/Chicago")
+
+
+def _ms(y: int, mo: int, d: int, h: int, mi: int = 0) -> int:
+    return int(datetime(y, mo, d, h, mi, tzinfo=CT).timestamp() * 1000)
+
+
+MON_10 = _ms(2026, 12, 7, 10)          # Monday 10:00 CT (trading day Monday)
+
+
+def _blotter() -> Blotter:
+    b = Blotter(ACC, "TEST")
+    b.book.balance = 50_000.0
+    b.book.specs[ES] = Spec(0.25, 12.5, "ES")
+    return b
+
+
+def _order(oid: int, side: int, size: int, status: int, fill: int = 0,
+           tag: str | None = None, parent: int | None = None,
+           otype: int = OrderType.MARKET) -> OrderReport:
+    return OrderReport(order_id=oid, account_id=ACC, contract=ES, side=side, size=size,
+                       order_type=otype, status=status, fill_volume=fill,
+                       filled_price=6000.0 if fill else None, custom_tag=tag, parent_id=parent)
+
+
+def _trade(tid: int, oid: int, side: int, size: int, price: float, at: int,
+           pnl: float | None = None) -> TradeReport:
+    return TradeReport(trade_id=tid, order_id=oid, account_id=ACC, contract=ES, side=side,
+                       size=size, price=price, fees=1.0, pnl=pnl, created_ms=at)
+
+
+def _long5_of_alpha(b: Blotter) -> None:
+    rec = b.new_intent("alpha-1", "alpha", ES, Side.BUY, 5, "market", MON_10)
+    b.add_intent(rec)
+    b.apply_order(_order(1, Side.BUY, 5, OrderStatus.FILLED, 5, tag="alpha-1"), MON_10)
+    b.apply_trade(_trade(1, 1, Side.BUY, 5, 6000.0, MON_10), MON_10, MON_10 - 3_600_000)
+    b.apply_position(PositionReport(ES, PositionType.LONG, 5, 6000.0, ACC))
+
+
+# ------------------------------------------------------------------ 2: one close, never two
+
+def test_a_second_flatten_while_the_first_close_is_working_sends_nothing() -> None:
+    b = _blotter()
+    _long5_of_alpha(b)
+    assert b.closing_shares(ES) == [("alpha", ES, 5)]
+    # the first flatten's SELL 5 is working at the venue (not filled yet)
+    b.add_intent(b.new_intent("alpha-flat-1", "alpha", ES, Side.SELL, 5, "market", MON_10))
+    b.apply_order(_order(2, Side.SELL, 5, OrderStatus.OPEN, tag="alpha-flat-1"), MON_10)
+    # the book alone (what the old flatten sized from) would sell 5 again: short 5
+    assert b.book.closing_shares(ES) == [("alpha", ES, 5)]
+    assert b.closing_shares(ES) == [] and b.closing_shares(None) == []
+
+
+def test_a_flatten_whose_close_filled_before_the_position_came_sends_nothing() -> None:
+    b = _blotter()
+    _long5_of_alpha(b)
+    b.add_intent(b.new_intent("alpha-flat-1", "alpha", ES, Side.SELL, 5, "market", MON_10))
+    b.apply_order(_order(2, Side.SELL, 5, OrderStatus.FILLED, 5, tag="alpha-flat-1"), MON_10)
+    # order filled, the position still says long 5 (its event comes next)
+    assert b.closing_shares(ES) == []
+    # then the trade: the share is flat, the venue still long 5 (a "manual" residual of 5)
+    b.apply_trade(_trade(2, 2, Side.SELL, 5, 6000.0, MON_10), MON_10, MON_10 - 3_600_000)
+    assert b.book.closing_shares(ES) == [("manual", ES, 5)]
+    assert b.closing_shares(ES) == []
+    b.apply_position(PositionReport(ES, PositionType.FLAT, 0, None, ACC))
+    assert b.closing_shares(ES) == []
+
+
+def test_a_flatten_of_an_entry_filled_but_not_yet_posted_closes_it_once() -> None:
+    b = _blotter()
+    b.add_intent(b.new_intent("alpha-1", "alpha", ES, Side.BUY, 2, "market", MON_10))
+    b.apply_order(_order(1, Side.BUY, 2, OrderStatus.FILLED, 2, tag="alpha-1"), MON_10)
+    b.apply_trade(_trade(1, 1, Side.BUY, 2, 6000.0, MON_10), MON_10, MON_10 - 3_600_000)
+    # the venue's position is still flat: the share is long 2, the residual -2 "manual"
+    assert sorted(b.closing_shares(ES)) == [("alpha", ES, 2)]
+
+
+# ------------------------------------------------------------------ 3: no older snapshot
+
+def test_a_position_read_older_than_a_stop_fill_is_refused() -> None:
+    """Before the fix the read's long 2 was applied over the hub's flat: a phantom long."""
+    b = _blotter()
+    b.apply_position(PositionReport(ES, PositionType.LONG, 2, 6000.0, ACC))
+    mark = b.position_read_started()           # the REST read begins: long 2 at the venue
+    b.apply_order(_order(9, Side.SELL, 2, OrderStatus.FILLED, 2, parent=1,
+                         otype=OrderType.STOP), MON_10)
+    b.apply_position(PositionReport(ES, PositionType.FLAT, 0, None, ACC))   # hub: flat
+    # the read answers with what it saw when it began: long 2
+    assert not b.apply_position(PositionReport(ES, PositionType.LONG, 2, 6000.0, ACC),
+                                read_mark=mark)
+    b.position_read_done(mark)
+    assert b.book.held() == set() and b.stale_positions == 1
+    assert b.closing_shares(ES) == []          # nothing to sell: no naked short
+
+
+def test_a_read_that_missed_a_fill_does_not_record_the_contract_flat() -> None:
+    """Before the fix the read (begun flat) set the contract flat after a fill during it."""
+    b = _blotter()
+    mark = b.position_read_started()
+    b.apply_order(_order(1, Side.BUY, 1, OrderStatus.FILLED, 1), MON_10)
+    b.apply_position(PositionReport(ES, PositionType.LONG, 1, 6000.0, ACC))  # hub
+    assert b.flat_unless(set(), read_mark=mark) == []       # the read saw nothing held
+    assert b.book.held() == {ES}
+    # a read begun after the fill is authoritative again
+    mark = b.position_read_started()
+    assert b.flat_unless(set(), read_mark=mark) == [ES] and b.book.held() == set()
+
+
+def test_a_position_read_does_not_clear_a_fill_that_came_after_it_began() -> None:
+    b = _blotter()
+    mark = b.position_read_started()
+    b.apply_order(_order(1, Side.BUY, 1, OrderStatus.FILLED, 1), MON_10)
+    assert not b.apply_position(PositionReport(ES, PositionType.FLAT, 0, None, ACC),
+                                read_mark=mark)
+    b.position_read_done(mark)
+    assert [o.order_id for o in b.view(MON_10).orders] == [-1]   # still in the exposure
+
+
+# ------------------------------------------------------------------ 5: the day rolls
+
+def test_realized_pnl_rolls_at_17_ct() -> None:
+    """Before the fix Monday's loss stayed in Tuesday's figures for as long as it ran."""
+    b = _blotter()
+    _long5_of_alpha(b)
+    day = _ms(2026, 12, 6, 17)                 # Monday's trading day began Sunday 17:00
+    b.add_intent(b.new_intent("alpha-2", "alpha", ES, Side.SELL, 2, "market", MON_10))
+    b.apply_order(_order(3, Side.SELL, 2, OrderStatus.FILLED, 2, tag="alpha-2"), MON_10)
+    b.apply_trade(_trade(2, 3, Side.SELL, 2, 5990.0, MON_10 + 1, pnl=-1000.0),
+                  MON_10 + 1, day)
+    assert b.view(_ms(2026, 12, 7, 16, 59)).realized_pnl == -1002.0
+    assert b.book.view(ES, "alpha").realized_pnl == -1002.0 and b.book.view(ES, "alpha").size == 3
+    tue = b.view(_ms(2026, 12, 7, 17, 0))      # Tuesday's trading day
+    assert tue.realized_pnl == 0.0
+    assert all(p.realized_pnl == 0.0 for p in tue.positions)
+    assert b.book.view(ES, "alpha").size == 3  # positions carry over
+
+
+# ------------------------------------------------------------------ 8: attribution
+
+def test_a_trade_before_its_order_is_reattributed_when_the_order_comes() -> None:
+    """Before the fix the trade stayed with "external" and the owner's share was empty."""
+    b = _blotter()
+    b.add_intent(b.new_intent("alpha-1", "alpha", ES, Side.BUY, 2, "market", MON_10))
+    taken = b.apply_trade(_trade(1, 11, Side.BUY, 2, 6000.0, MON_10), MON_10, 0)
+    assert taken is not None and taken.fill.owner == EXTERNAL
+    ch = b.apply_order(_order(11, Side.BUY, 2, OrderStatus.FILLED, 2, tag="alpha-1"), MON_10)
+    assert ch is not None and [f.owner for f in ch.reattributed] == ["alpha"]
+    assert b.book.view(ES, "alpha").size == 2 and b.book.view(ES, "alpha").realized_pnl == -1.0
+    assert b.book.view(ES, EXTERNAL).size == 0
+    assert b.book.view(ES, EXTERNAL).realized_pnl == 0.0
