@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from chillly.bus import RequestTimeout
+from chillly.tools_socket import ask as ask_tools
 from tests.sim_client import counters
 from tests.integration.test_gateway_support import Stack, Tap, dump, stack_fixture
 from tests.support import aeventually, eventually
@@ -88,6 +89,10 @@ async def test_sigkill_while_place_is_in_flight_leaves_exactly_one_order(stack: 
                               what="the restarted gateway running, not ready yet")
             early = await tap.submit(contract="ES", side="buy", size=1)
             assert early["status"] == "not_ready", early
+            # nor a resume or the risk figures: the venue's book is not read yet
+            for name in ("resume", "risk"):
+                ok, result, error = await ask_tools(tap.tools_path, name, {})
+                assert not ok and "reconciling" in (error or ""), (name, result, error)
         finally:
             stack.venue.clear_faults()
         await tap.ready(timeout=40)
@@ -118,6 +123,11 @@ async def test_500_before_the_venue_acts_is_recorded_not_placed(stack: Stack) ->
         await aeventually(lambda: (_intent(stack, acc, cid) or {}).get("status") == "not_placed",
                           timeout=15, what="recorded as not placed after the bounded wait")
         assert stack.venue.tagged(acc, cid) == []
+        # its owner is told (it would otherwise keep a pending order that never comes)
+        told = await aeventually(lambda: [o for o in tap.of("order") if o["client_id"] == cid],
+                                 what="an order event for the intent not placed")
+        assert [(o["state"], o["order_id"]) for o in told] == [("rejected", 0)], told
+        assert "not placed" in told[0]["reason"], told
 
 
 async def test_500_after_the_venue_acted_adopts_the_one_order(stack: Stack) -> None:
