@@ -40,7 +40,8 @@ class Reconciler:
         """Start-up steps 4 to 6 (docs/gateway.md), before any order command is accepted:
         today's P&L and owners' shares from the journal's fills, every intent left `sending`
         resolved by its customTag, a full compare with the venue, and the risk book's history
-        from the venue's trades when the journal had none."""
+        from the venue's trades: all of it when the journal had none, else the days missed
+        while stopped."""
         day = self.venue.day_start()
         for f in journal_fills:  # today's P&L and owners' shares from our own record
             if (f.vt or f.at_ms) >= day:
@@ -55,6 +56,10 @@ class Reconciler:
             trades = await self.client.search_trades(self.blotter.account_id,
                                                      self.clock.now_ms() - HISTORY_MS)
             await self.risk.bootstrap(net_history(trades), self.blotter.book.balance)
+        elif (since := self.risk.missed_since_ms()) is not None:
+            # stopped across 17:00 CT: the days missed, from what the venue did meanwhile
+            trades = await self.client.search_trades(self.blotter.account_id, since)
+            await self.risk.catch_up(net_history(trades), self.blotter.book.balance)
 
     async def on_hub_open(self, agent: HubAgent) -> None:
         await self._subscribe_hub(agent)

@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import tomllib
+from datetime import date
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,7 +29,7 @@ from gateway.settings import RiskSettings
 from topstepx.models import HalfTrade
 from trading.risk.calendar import AlwaysOpenCalendar, CmeCalendar
 from trading.risk.config import StrategyLimits
-from trading.risk.memory import RiskMemory, rebuild_eod
+from trading.risk.memory import RiskMemory, missed_eod, rebuild_eod
 from trading.risk.rules import RiskGate
 from trading.risk.types import BookView
 
@@ -139,6 +140,26 @@ class RiskRuntime:
             b.sod_balance = eod[last]
         log.info("risk memory rebuilt from %d trades: %d EOD balances, high water %s", len(trades),
                  len(eod), b.high_water)
+        await self.save()
+
+    def missed_since_ms(self) -> int | None:
+        """The open of the day the memory stood on when the gateway stopped, if its close has
+        passed since (days to rebuild at start), else None."""
+        day = self.gate.memory.day
+        if day is None or self.gate.cal.trading_date(self.now_ms()).isoformat() <= day:
+            return None
+        return self.gate.cal.session_open_ms(date.fromisoformat(day))
+
+    async def catch_up(self, trades: list[tuple[int, float]], balance: float) -> None:
+        """Every start after a stop across 17:00 CT: the EOD balances of the days missed,
+        from the venue's trades (time, P&L net of the trade's cost), before any order."""
+        b = self.gate.memory
+        if b.day is None:
+            return
+        missed = missed_eod(b.day, balance, trades, self.now_ms(), self.gate.cal)
+        b.catch_up(missed)
+        log.info("risk memory caught up over %d missed days from %d trades: %s; high water %s",
+                 len(missed), len(trades), missed, b.high_water)
         await self.save()
 
     async def save(self) -> None:

@@ -5,7 +5,9 @@ them: EOD balances (and from them the high-water mark), the start-of-day balance
 equity minus it), the day's tier, the latches (a manual halt until resume; a rule halt until the
 next trading day; strategies halted alone), and the fair-use counters. `to_dict`/`from_dict`
 give the JSON the gateway journal stores (one row, rewritten whenever `dirty`).
-`rebuild_eod` recovers past EOD balances of an account with history from the venue's trades.
+`rebuild_eod` recovers past EOD balances of an account with history from the venue's trades;
+`missed_eod` the days a stopped gateway did not see close (the account may trade elsewhere
+meanwhile: the web platform, brackets closing, the venue's own liquidation).
 """
 
 from __future__ import annotations
@@ -75,6 +77,18 @@ class RiskMemory:
             dirty=False,
         )
 
+    def catch_up(self, missed: dict[str, float]) -> None:
+        """The days a stopped gateway did not see close (`missed_eod`): each EOD recorded, and
+        the memory stands on the last of them, so the gate's roll to today takes its EOD as
+        the start-of-day balance (and clears the day's latches) as if it had run."""
+        if not missed:
+            return
+        for day, balance in sorted(missed.items()):
+            self.record_eod(day, balance)
+        self.day = max(missed)
+        self.last_balance = missed[self.day]
+        self.dirty = True
+
     def record_eod(self, day: str, balance: float) -> None:
         self.eod[day] = balance
         if self.high_water is None or balance > self.high_water:
@@ -109,4 +123,25 @@ def rebuild_eod(balance_now: float, trades: Iterable[tuple[int, float]], now_ms:
         if prev < today:
             out[prev.isoformat()] = round(balance, 2)
         day = prev
+    return out
+
+
+def missed_eod(since_day: str, balance_now: float, trades: Iterable[tuple[int, float]],
+               now_ms: int, cal: RiskCalendar) -> dict[str, float]:
+    """EOD balances of every day from `since_day` (the day the memory was on when the gateway
+    stopped: its close was not seen) to the day before today, from the venue's trades since
+    that day's open (time ms, P&L net of the trade's cost). A day with no trade after it ends
+    at the balance of the next day that had one, or today's balance."""
+    today = cal.trading_date(now_ms)
+    start = date.fromisoformat(since_day)
+    if start >= today:
+        return {}
+    rebuilt = rebuild_eod(balance_now, trades, now_ms, cal)
+    out: dict[str, float] = {}
+    day = start
+    while day < today:
+        key = day.isoformat()
+        later = [k for k in rebuilt if k >= key]
+        out[key] = rebuilt[min(later)] if later else round(balance_now, 2)
+        day += timedelta(days=1)
     return out
