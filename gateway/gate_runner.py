@@ -17,6 +17,7 @@ from chillly.codec import Envelope
 from trading import marks as M
 from trading.backoff import Backoff
 from trading.risk.types import (
+    Action,
     BookView,
     CancelEntries,
     CancelOrders,
@@ -31,6 +32,7 @@ from gateway.risk_runtime import RiskRuntime
 from gateway.settings import GatewaySettings
 from gateway.venue_events import Specs
 from topstepx.client import ProjectXClient
+from topstepx.budget import priority
 from topstepx.errors import VenueError
 from trading.blotter import Blotter
 
@@ -234,6 +236,12 @@ class GateRunner:
             log.exception("gate.due failed")
             return
         self.risk.save_soon()
+        # The gate's own cancels and flattens may use the venue budget's reserved share
+        # (topstepx/budget.py): the tasks started here inherit it.
+        with priority():
+            self._carry_out(actions)
+
+    def _carry_out(self, actions: list[Action]) -> None:
         for action in actions:
             self.counters["gate_actions"] += 1
             log.info("risk gate: %s", action)

@@ -99,11 +99,13 @@ class GatewayService(Service):
         self.risk = risk = RiskRuntime(s, journal, self.clock.now_ms)
         self._risk_known = await risk.load()
         self.client = client = ProjectXClient.from_settings(s, self.clock)
-        # the gateway's own share of the venue budget (it never causes a 429)
+        # the gateway's own share of the venue budget (it never causes a 429); a quarter of the
+        # REST share is kept for the gate's cancels and flattens and the reconciliation
         for budget, text in (("rest", s.gateway_rest_budget), ("bars", s.gateway_bars_budget)):
             count, window = parse_budget(text)
             client.budgets[budget] = RateBudget(budget, count, window, clock=self.clock,
-                                                margin_s=window * 0.02 + 0.1 * self.clock.speed)
+                                                margin_s=window * 0.02 + 0.1 * self.clock.speed,
+                                                reserved=count // 4 if budget == "rest" else 0)
         resolver = ContractResolver(client, symbol_ttl_s=s.gateway_symbol_cache_s)
         account = await self._pick_account(client)
         self.blotter = blotter = Blotter(account.id, account.name,

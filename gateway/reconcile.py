@@ -14,6 +14,7 @@ from gateway.publishing import Publisher
 from gateway.risk_runtime import HISTORY_MS, RiskRuntime, net_history
 from gateway.venue_events import VenueEvents
 from topstepx.client import ProjectXClient
+from topstepx.budget import priority
 from topstepx.errors import VenueError
 from topstepx.hub import HubAgent, OpenHandler
 from topstepx.models import Order
@@ -71,7 +72,12 @@ class Reconciler:
 
     async def reconcile(self, start: bool = False) -> None:
         """Read the venue's orders (incl. suspended children), trades of the day, positions
-        and account, and apply them: the venue is authoritative."""
+        and account, and apply them: the venue is authoritative. Its calls may use the venue
+        budget's reserved share (topstepx/budget.py)."""
+        with priority():
+            await self._reconcile(start)
+
+    async def _reconcile(self, start: bool) -> None:
         self.counters["reconciles"] += 1
         venue, blotter = self.venue, self.blotter
         venue.diffs_now = 0

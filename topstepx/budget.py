@@ -6,29 +6,54 @@ window of length W, so it also respects a fixed-window limiter. A small `margin`
 window to absorb the delay between sending and the venue's receipt. Time is the process clock
 (market time), which is real time in production; in an accelerated test the sim counts in the
 same clock. After a 429, `block_until` pauses the whole class until the venue's Retry-After.
+
+A budget may keep `reserved` requests of its window for calls made under `priority()` (the
+gateway's own protective actions and its reconciliation): ordinary calls wait once the window
+holds `limit - reserved`, so no loop of ordinary calls can take what a flatten needs.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from chillly.clock import Clock
 
 
+_PRIORITY: ContextVar[bool] = ContextVar("budget_priority", default=False)
+
+
+@contextmanager
+def priority() -> Iterator[None]:
+    """Calls made in this context, and in the tasks it starts, may use a budget's reserved
+    share."""
+    token = _PRIORITY.set(True)
+    try:
+        yield
+    finally:
+        _PRIORITY.reset(token)
+
+
 class RateBudget:
     def __init__(self, name: str, limit: int, window_s: float, clock: Clock,
-                 margin_s: float | None = None) -> None:
+                 margin_s: float | None = None, reserved: int = 0) -> None:
         if limit <= 0 or window_s <= 0:
             raise ValueError("a budget needs a positive count and window")
+        if not 0 <= reserved < limit:
+            raise ValueError("a budget's reserved share must leave room for ordinary calls")
         self.name = name
         self.limit = limit
+        self.reserved = reserved
         self.window_ms = int(window_s * 1000)
         self.margin_ms = int((margin_s if margin_s is not None else window_s * 0.02) * 1000)
         self.clock = clock
         self._sent: deque[int] = deque()
         self._blocked_until = 0
         self._lock = asyncio.Lock()
+        self._priority_lock = asyncio.Lock()    # priority calls never queue behind ordinary ones
         self.waits = 0
 
     def _prune(self, now: int) -> None:
@@ -36,12 +61,14 @@ class RateBudget:
         while self._sent and self._sent[0] <= horizon:
             self._sent.popleft()
 
-    def delay_ms(self, now: int) -> int:
-        """How long (market ms) until one more request fits; 0 means now."""
+    def delay_ms(self, now: int, priority: bool = False) -> int:
+        """How long (market ms) until one more request fits; 0 means now. An ordinary request
+        fits in `limit - reserved`, a priority one in `limit`."""
         self._prune(now)
         wait = max(0, self._blocked_until - now)
-        if len(self._sent) >= self.limit:
-            oldest = self._sent[len(self._sent) - self.limit]
+        cap = self.limit if priority else self.limit - self.reserved
+        if len(self._sent) >= cap:
+            oldest = self._sent[len(self._sent) - cap]
             wait = max(wait, oldest + self.window_ms + self.margin_ms + 1 - now)
         return wait
 
@@ -56,11 +83,13 @@ class RateBudget:
         self._blocked_until = max(self._blocked_until, until_ms)
 
     async def acquire(self) -> None:
-        """Wait until a request fits the budget, then count it. FIFO among waiters."""
-        async with self._lock:
+        """Wait until a request fits the budget, then count it. FIFO among waiters of one
+        kind (ordinary, or under `priority()`)."""
+        urgent = _PRIORITY.get()
+        async with (self._priority_lock if urgent else self._lock):
             while True:
                 now = self.clock.now_ms()
-                wait = self.delay_ms(now)
+                wait = self.delay_ms(now, urgent)
                 if wait <= 0:
                     self.take(now)
                     return

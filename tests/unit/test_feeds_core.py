@@ -12,7 +12,7 @@ import pytest
 from chillly.clock import MINUTE_MS, ManualClock, iso_to_ms
 from topstepx.auth import TokenManager, jwt_exp_ms, refresh_due_ms
 from feeds.bars import closing_buckets
-from topstepx.budget import RateBudget
+from topstepx.budget import RateBudget, priority
 from topstepx.contracts import matches, pick, symbol_of
 from feeds.finals import FinalTracker
 from topstepx.hub import user_events, with_token
@@ -173,6 +173,27 @@ async def test_budget_acquire_waits_for_room_and_for_a_block() -> None:
     await asyncio.wait_for(third, 1)
     b.block_until(clock.now_ms() + 5_000)
     assert b.delay_ms(clock.now_ms()) >= 5_000
+
+
+async def test_a_reserved_share_is_left_for_priority_calls() -> None:
+    """Issue 20, section 2, item 6: a loop of ordinary calls (a strategy's cancels) may not
+    take what the gateway's flatten and reconciliation need. Fails on the old budget (no
+    reserved share: the fourth ordinary call took the last request of the window)."""
+    clock = ManualClock(0)
+    b = RateBudget("rest", 4, 10.0, clock, margin_s=0, reserved=1)
+    for _ in range(3):
+        await b.acquire()
+    ordinary = asyncio.ensure_future(b.acquire())
+    await asyncio.sleep(0)
+    assert not ordinary.done()                       # 3 of 4 used: ordinary calls wait
+    with priority():
+        urgent = asyncio.ensure_future(b.acquire())  # a task started here inherits it
+    await asyncio.wait_for(urgent, 1)                # the reserved request, at once
+    assert b.in_window(clock.now_ms()) == 4 and not ordinary.done()
+    clock.advance(10_001)
+    await asyncio.wait_for(ordinary, 1)
+    with pytest.raises(ValueError):
+        RateBudget("rest", 4, 10.0, clock, reserved=4)
 
 
 # ------------------------------------------------------------------ finals
