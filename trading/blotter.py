@@ -40,6 +40,10 @@ from trading.venue_codes import OrderStatus, OrderType, Side
 
 
 
+#: No trading day is shorter (a DST change makes one 23 h): within it no new day can begin.
+_SHORTEST_DAY_MS = 23 * 3_600_000
+
+
 # --------------------------------------------------------------------------- what goes in
 
 
@@ -376,6 +380,9 @@ class Blotter:
 
     def roll(self, now_ms: int) -> bool:
         """The trading day of `now_ms` (17:00 CT): a new one resets every realized figure."""
+        day = self.book.day_ms
+        if day is not None and day <= now_ms < day + _SHORTEST_DAY_MS:
+            return False        # (the calendar asked only when a new day may have begun)
         return self.book.roll(session_start_ms(now_ms))
 
     def apply_position(self, p: PositionReport, read_mark: int | None = None) -> bool:

@@ -23,6 +23,7 @@ def _ms(y: int, mo: int, d: int, h: int, mi: int = 0) -> int:
 
 
 MON_10 = _ms(2026, 12, 7, 10)          # Monday 10:00 CT (trading day Monday)
+DAY = _ms(2026, 12, 6, 17)             # Monday's trading day began Sunday 17:00 CT
 
 
 def _blotter() -> Blotter:
@@ -50,7 +51,7 @@ def _long5_of_alpha(b: Blotter) -> None:
     rec = b.new_intent("alpha-1", "alpha", ES, Side.BUY, 5, "market", MON_10)
     b.add_intent(rec)
     b.apply_order(_order(1, Side.BUY, 5, OrderStatus.FILLED, 5, tag="alpha-1"), MON_10)
-    b.apply_trade(_trade(1, 1, Side.BUY, 5, 6000.0, MON_10), MON_10, MON_10 - 3_600_000)
+    b.apply_trade(_trade(1, 1, Side.BUY, 5, 6000.0, MON_10), MON_10, DAY)
     b.apply_position(PositionReport(ES, PositionType.LONG, 5, 6000.0, ACC))
 
 
@@ -76,7 +77,7 @@ def test_a_flatten_whose_close_filled_before_the_position_came_sends_nothing() -
     # order filled, the position still says long 5 (its event comes next)
     assert b.closing_shares(ES) == []
     # then the trade: the share is flat, the venue still long 5 (a "manual" residual of 5)
-    b.apply_trade(_trade(2, 2, Side.SELL, 5, 6000.0, MON_10), MON_10, MON_10 - 3_600_000)
+    b.apply_trade(_trade(2, 2, Side.SELL, 5, 6000.0, MON_10), MON_10, DAY)
     assert b.book.closing_shares(ES) == [("manual", ES, 5)]
     assert b.closing_shares(ES) == []
     b.apply_position(PositionReport(ES, PositionType.FLAT, 0, None, ACC))
@@ -87,7 +88,7 @@ def test_a_flatten_of_an_entry_filled_but_not_yet_posted_closes_it_once() -> Non
     b = _blotter()
     b.add_intent(b.new_intent("alpha-1", "alpha", ES, Side.BUY, 2, "market", MON_10))
     b.apply_order(_order(1, Side.BUY, 2, OrderStatus.FILLED, 2, tag="alpha-1"), MON_10)
-    b.apply_trade(_trade(1, 1, Side.BUY, 2, 6000.0, MON_10), MON_10, MON_10 - 3_600_000)
+    b.apply_trade(_trade(1, 1, Side.BUY, 2, 6000.0, MON_10), MON_10, DAY)
     # the venue's position is still flat: the share is long 2, the residual -2 "manual"
     assert sorted(b.closing_shares(ES)) == [("alpha", ES, 2)]
 
@@ -139,11 +140,10 @@ def test_realized_pnl_rolls_at_17_ct() -> None:
     """Before the fix Monday's loss stayed in Tuesday's figures for as long as it ran."""
     b = _blotter()
     _long5_of_alpha(b)
-    day = _ms(2026, 12, 6, 17)                 # Monday's trading day began Sunday 17:00
     b.add_intent(b.new_intent("alpha-2", "alpha", ES, Side.SELL, 2, "market", MON_10))
     b.apply_order(_order(3, Side.SELL, 2, OrderStatus.FILLED, 2, tag="alpha-2"), MON_10)
     b.apply_trade(_trade(2, 3, Side.SELL, 2, 5990.0, MON_10 + 1, pnl=-1000.0),
-                  MON_10 + 1, day)
+                  MON_10 + 1, DAY)
     assert b.view(_ms(2026, 12, 7, 16, 59)).realized_pnl == -1002.0
     assert b.book.view(ES, "alpha").realized_pnl == -1002.0 and b.book.view(ES, "alpha").size == 3
     tue = b.view(_ms(2026, 12, 7, 17, 0))      # Tuesday's trading day
