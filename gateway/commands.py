@@ -191,6 +191,9 @@ class Commands:
                                       spec.tick_value, net.qty if net else 0, self.clock.now_ms())
             except Invalid as exc:
                 return placer.rejected(cid, exc.rule, str(exc), "rejected_invalid")
+            why = self.blotter.resting_refusal(intent.order_type, None)
+            if why is not None:
+                return placer.rejected(cid, "cannot_cancel", why, "rejected_invalid")
             await self.runner.await_marks(intent)     # a price for what is held, if one is coming
             verdict = self.risk.gate.check(intent, self.runner.view())
             self.risk.save_soon()
@@ -335,7 +338,8 @@ class Commands:
     async def account(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
         out = self.publisher.account_msg().body()
         out.update(account_id=self.blotter.account_id, ready=self.ready(),
-                   trading_state=self.blotter.trading_state)
+                   trading_state=self.blotter.trading_state,
+                   can_cancel=self.blotter.book.can_cancel)
         return out
 
     async def halt(self, args: dict[str, Any], sender: str) -> dict[str, Any]:

@@ -228,6 +228,8 @@ class Closer:
         try:
             await self.client.cancel_order(self.blotter.account_id, oid)
         except ApiError as exc:
+            if self.blotter.cancel_refused(exc.code):
+                self.placer.venue.cannot_cancel(f"Order/cancel: {exc.message or exc.code}")
             return {"status": "rejected", "order_id": oid, "code": exc.code,
                     "message": exc.message or f"errorCode {exc.code}"}
         except OutcomeUnknown as exc:

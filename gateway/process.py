@@ -63,7 +63,8 @@ COUNTERS = ("submits", "accepted", "rejected", "rejected_invalid", "rejected_dup
             "external_adopted", "reconciles", "reconcile_diffs", "hub_gap_reads",
             "managed_legs", "unprotected_alarms", "gate_actions", "marks_venue",
             "marks_venue_failed", "marks_waits", "marks_blind_alarms", "marks_blind_contracts",
-            "flatten_rereads", "flatten_refused", "risk_flatten_backoff", "fills_reattributed")
+            "flatten_rereads", "flatten_refused", "risk_flatten_backoff", "fills_reattributed",
+            "cancel_unsupported")
 
 
 class GatewayService(Service):

@@ -170,7 +170,18 @@ class VenueEvents:
             self.on_position_changed()
 
     def apply_account(self, a: Account) -> None:
-        self.blotter.apply_account(AccountReport(a.id, a.balance, a.can_trade))
+        was = self.blotter.book.can_cancel
+        self.blotter.apply_account(AccountReport(a.id, a.balance, a.can_trade, a.simulated))
+        if was and not self.blotter.book.can_cancel:
+            self.cannot_cancel("the venue lists it as a live account")
+
+    def cannot_cancel(self, why: str) -> None:
+        """One alarm when this account's orders turn out impossible to withdraw."""
+        self.counters["cancel_unsupported"] += 1
+        self.publisher.alarm("cancel_unsupported", True, (
+            f"account {self.blotter.account_id} cannot cancel orders at the venue ({why}): "
+            "resting entries are refused; a flatten closes the position but cannot withdraw "
+            "its stop and target, which stay working at the venue"))
 
     def subscribe(self, hub: Any) -> None:
         """The user hub's events, applied as they come."""

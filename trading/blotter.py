@@ -36,7 +36,7 @@ from trading.orders.records import (
     OrderRecord,
 )
 from trading.positions import ACCOUNT, Book
-from trading.venue_codes import OrderStatus, OrderType, Side
+from trading.venue_codes import CANCEL_UNSUPPORTED, OrderStatus, OrderType, Side
 
 
 
@@ -102,6 +102,7 @@ class AccountReport:
     account_id: int
     balance: float | None = None
     can_trade: bool | None = None
+    simulated: bool | None = None
 
 
 # --------------------------------------------------------------------------- what comes out
@@ -429,7 +430,28 @@ class Blotter:
             self.book.balance = float(a.balance)
         if a.can_trade is not None:
             self.book.can_trade = bool(a.can_trade)
+        if a.simulated is False:
+            self.book.can_cancel = False
         return True
+
+    def cancel_refused(self, code: int | None) -> bool:
+        """A cancel the venue refused: errorCode 6 ("Live accounts not supported", "Follower
+        accounts cannot cancel orders") says this account's orders can never be withdrawn.
+        True the first time it is learnt."""
+        if code != CANCEL_UNSUPPORTED or not self.book.can_cancel:
+            return False
+        self.book.can_cancel = False
+        return True
+
+    def resting_refusal(self, order_type: str, parent_id: int | None) -> str | None:
+        """Why an order may not be placed on this account, or None. Where the venue refuses
+        every cancel, an entry that rests (not market) could never be withdrawn: by a flatten,
+        a halt, the gate or the trader; it could open a position at any later time."""
+        if self.book.can_cancel or order_type == "market" or parent_id is not None:
+            return None
+        return ("this account cannot cancel orders at the venue (a live or follower account: "
+                "Order/cancel errorCode 6), so a resting entry could never be withdrawn; "
+                "only market entries are taken")
 
     # ------------------------------------------------------------------ the gate's view
 

@@ -65,6 +65,9 @@ class Book:
     account_name: str = ""
     balance: float = 0.0
     can_trade: bool = True
+    #: the venue withdraws this account's orders (Order/cancel): False on a live account
+    #: (`simulated` false) or a follower, which the venue refuses (errorCode 6)
+    can_cancel: bool = True
     specs: dict[str, Spec] = field(default_factory=dict)
     venue: dict[str, Net] = field(default_factory=dict)              # contract -> account net
     owners: dict[tuple[str, str], Net] = field(default_factory=dict)  # (owner, contract) -> share

@@ -118,3 +118,7 @@ class PlaceError(IntEnum):
 #: Refusals that no order can pass now (the market shut, the account locked): a close refused
 #: so must leave the position's stop and target working, never cancel them.
 CLOSE_IMPOSSIBLE = frozenset({PlaceError.ACCOUNT_VIOLATION, PlaceError.OUTSIDE_TRADING_HOURS})
+
+#: Order/cancel's errorCode on an account whose orders the venue will not withdraw ("Live
+#: accounts not supported", "Follower accounts cannot cancel orders").
+CANCEL_UNSUPPORTED = 6

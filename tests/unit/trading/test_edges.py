@@ -165,3 +165,24 @@ def test_a_trade_before_its_order_is_reattributed_when_the_order_comes() -> None
     assert b.book.view(ES, "alpha").size == 2 and b.book.view(ES, "alpha").realized_pnl == -1.0
     assert b.book.view(ES, EXTERNAL).size == 0
     assert b.book.view(ES, EXTERNAL).realized_pnl == 0.0
+
+
+# ------------------------------------------------------------------ 10: accounts that cannot cancel
+
+def test_an_account_that_cannot_cancel_takes_no_resting_entry() -> None:
+    """Before: a limit entry was placed on a live account; the venue then refused every cancel
+    (errorCode 6), so a flatten or halt left it resting, free to open a position."""
+    from trading.blotter import AccountReport
+    b = _blotter()
+    assert b.resting_refusal("limit", None) is None
+    b.apply_account(AccountReport(ACC, 50_000.0, True, simulated=False))
+    assert not b.book.can_cancel
+    assert "cannot cancel" in (b.resting_refusal("limit", None) or "")
+    assert "cannot cancel" in (b.resting_refusal("stop", None) or "")
+    assert b.resting_refusal("market", None) is None      # nothing rests
+    assert b.resting_refusal("stop", 41) is None           # a leg protects a position
+    # a follower (simulated) learns it from the venue's first refusal
+    f = _blotter()
+    assert not f.cancel_refused(3) and f.book.can_cancel   # "not working": nothing learnt
+    assert f.cancel_refused(6) and not f.book.can_cancel
+    assert not f.cancel_refused(6)                         # learnt once
