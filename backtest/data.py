@@ -105,6 +105,15 @@ def load(db: Path, wanted: list[str], timeframes: list[str], warmup: int, start:
          end: int) -> History:
     """Bars of every wanted contract in [start, end), plus the warm-up before `start`: enough
     1m bars for `warmup` bars of the largest timeframe (at most a year of minutes)."""
+    try:
+        return _load(db, wanted, timeframes, warmup, start, end)
+    except sqlite3.Error as exc:
+        raise DataError(f"{db}: not a market database ({exc}); --data takes the database "
+                        "that chillly import and the store write") from None
+
+
+def _load(db: Path, wanted: list[str], timeframes: list[str], warmup: int, start: int,
+          end: int) -> History:
     conn = open_db(db)
     try:
         ids = {w: resolve(conn, w, start, end) for w in wanted}

@@ -90,6 +90,7 @@ def test_a_sweep_ranks_every_combination_and_each_row_runs_alone(procs, es_db) -
     (["no.such.module:Thing"], "unknown class"),
     (["ema_es", "--from", "2025-01-01", "--to", "2025-01-31"],
      "the database holds CON.F.US.EP.H26 2026-01-05 .. 2026-01-"),
+    (["ema_es", "--data", "strategies.toml"], "not a market database"),
 ])
 def test_bad_input_is_one_line_and_exit_2(procs, es_db, args, says) -> None:
     rc, out = _backtest(procs, *args)
