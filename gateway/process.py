@@ -54,8 +54,6 @@ from trading.blotter import Blotter
 
 log = logging.getLogger("gateway")
 
-#: How long a fill without its Position event yet is counted by the risk gate (real seconds).
-UNPOSTED_S = 0.5
 
 COUNTERS = ("submits", "accepted", "rejected", "rejected_invalid", "rejected_duplicate",
             "rejected_gate", "rejected_venue", "unknown_outcomes", "adopted_unknown",
@@ -109,8 +107,7 @@ class GatewayService(Service):
                                                 reserved=count // 4 if budget == "rest" else 0)
         resolver = ContractResolver(client, symbol_ttl_s=s.gateway_symbol_cache_s)
         account = await self._pick_account(client)
-        self.blotter = blotter = Blotter(account.id, account.name,
-                                         unposted_ms=int(UNPOSTED_S * 1000 * self.clock.speed))
+        self.blotter = blotter = Blotter(account.id, account.name)
         blotter.book.balance = float(account.balance or 0.0)
         blotter.book.can_trade = bool(account.can_trade if account.can_trade is not None
                                       else True)

@@ -157,8 +157,6 @@ class Blotter:
 
     account_id: int
     account_name: str = ""
-    #: kept for the callers' settings; a fill stays counted until its position is known
-    unposted_ms: int = 500
     book: Book = field(init=False)
     machine: OrderBookMachine = field(default_factory=OrderBookMachine)
     ledger: FillLedger = field(default_factory=FillLedger)

@@ -23,7 +23,7 @@ ES = "CON.F.US.EP.Z26"
 
 
 def _blotter() -> Blotter:
-    b = Blotter(ACC, "TEST", unposted_ms=500)
+    b = Blotter(ACC, "TEST")
     b.book.balance = 50_000.0
     return b
 
