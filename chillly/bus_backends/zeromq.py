@@ -29,7 +29,11 @@ class ZmqBackend(Backend):
         for addr in (publish_addr, subscribe_addr):
             require_safe(addr, curve)
         self.publish_addr, self.subscribe_addr = publish_addr, subscribe_addr
-        self._ctx = zmq.asyncio.Context()
+        # The process's one context, never terminated by us: a context of our own would be
+        # terminated by its __del__ when a Bus is dropped unclosed, and in a cyclic collection
+        # that can run before its sockets close, so zmq_ctx_term waited for them for ever
+        # (it hung a test worker inside an unrelated import). Sockets close with linger 0.
+        self._ctx = zmq.asyncio.Context.instance()
         # Async sockets own the handles; sync shadows do the non-blocking sends and drains.
         self._pub_async = self._ctx.socket(zmq.PUB)
         self._pub: zmq.Socket[Any] = zmq.Socket.shadow(self._pub_async.underlying)
@@ -136,7 +140,6 @@ class ZmqBackend(Backend):
         self._closed = True
         self._pub_async.close(linger=0)
         self._sub.close(linger=0)
-        self._ctx.term()
 
     def describe(self) -> str:
         return f"zmq {self.publish_addr} / {self.subscribe_addr}"
