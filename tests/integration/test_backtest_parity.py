@@ -7,8 +7,9 @@ fills. Every difference is listed.
 The tolerance (docs/backtest.md): a backtest fills a market order at the next bar's open,
 `--slippage` ticks worse; live, the order reaches the venue some market seconds into that bar
 (more at 30x on a loaded machine) and fills at the price then. So a live fill must lie within
-the range of the bars from the backtest's fill bar to the live fill's bar, widened by the
-slippage, and the two fills must be in the same bar or the live one in the next (lag)."""
+the range of the bars from the backtest's fill bar to the live fill's bar (with the close of
+the bar it was sent at), widened by the sim's one-tick spread (a live market order fills at the
+opposite quote, not at a print) and the slippage, and the two fills must be in the same bar or the live one in the next (lag)."""
 
 from __future__ import annotations
 
@@ -135,8 +136,15 @@ async def test_a_backtest_of_a_live_run_sends_the_same_orders_at_the_same_bars(
                 differences.append(f"{cid}: live fill in bar {ms_to_iso(live_bar)}, backtest "
                                    f"in {ms_to_iso(bt_t)}")
             span = [rows[t] for t in range(bt_t, live_bar + 60_000, 60_000) if t in rows]
-            lo = min(r[3] for r in span) - TICK if span else float("-inf")
-            hi = max(r[2] for r in span) + TICK if span else float("inf")
+            # A live market order fills at the opposite quote, which the sim keeps one tick
+            # from the last print: a print of the span, or the close of the bar it was sent at
+            # (the quote standing when the order arrived). So the printed range, with that
+            # close, widened by the spread (one tick) and the slippage (one tick).
+            prices = [p for r in span for p in (r[2], r[3])]
+            if bar in rows:
+                prices.append(rows[bar][4])
+            lo = min(prices) - 2 * TICK if prices else float("-inf")
+            hi = max(prices) + 2 * TICK if prices else float("inf")
             if not lo <= lf["price"] <= hi:
                 differences.append(f"{cid}: live fill {lf['price']} outside {lo} .. {hi}, the "
                                    f"range of its bars (backtest {b['price']})")
