@@ -21,9 +21,11 @@ from tests.sim_client import login, set_faults, clear_faults, wait_ready
 from chillly.tools_socket import ask as ask_tools
 from tests.support import Proc, Procs, aeventually, eventually, free_port, tools_path
 
-ACCOUNTS = ",".join(f"{1000 + i}:PRAC-V2-T-{1000 + i}:50000" for i in range(1, 16)) + \
+# Accounts 1001..1098 of each stack's sim, handed out in turn by that stack (Stack.new_account):
+# a counter per worker process ran past the sim's accounts once enough gateway modules landed
+# on one xdist worker ("TOPSTEP_ACCOUNT_ID=1016 is not an active account").
+ACCOUNTS = ",".join(f"{1000 + i}:PRAC-V2-T-{1000 + i}:50000" for i in range(1, 99)) + \
     ",1099:PRAC-V2-T-1099:50000:position"
-_next_account = itertools.count(1001)
 
 
 class Venue:
@@ -89,9 +91,12 @@ class Stack:
         self.base = f"http://127.0.0.1:{env['SIM_PORT']}"
         self.venue = Venue(self.base)
         self.gateways: list[Proc] = []
+        self._accounts = itertools.count(1001)
 
     def new_account(self) -> int:
-        return next(_next_account)
+        acc = next(self._accounts)
+        assert acc < 1099, "the stack's sim has no fresh account left (ACCOUNTS)"
+        return acc
 
     def gateway_env(self, account: int, db: Path | None = None, **extra: str) -> dict[str, str]:
         return {"TOPSTEP_ACCOUNT_ID": str(account),
