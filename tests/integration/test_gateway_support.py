@@ -21,10 +21,11 @@ from tests.sim_client import login, set_faults, clear_faults, wait_ready
 from chillly.tools_socket import ask as ask_tools
 from tests.support import Proc, Procs, aeventually, eventually, free_port, tools_path
 
-# Accounts 1001..1098 of each stack's sim, handed out in turn by that stack (Stack.new_account):
+# Accounts 1001..1060 of each stack's sim (ids above are left to tests that add their own),
+# handed out in turn by that stack (Stack.new_account):
 # a counter per worker process ran past the sim's accounts once enough gateway modules landed
 # on one xdist worker ("TOPSTEP_ACCOUNT_ID=1016 is not an active account").
-ACCOUNTS = ",".join(f"{1000 + i}:PRAC-V2-T-{1000 + i}:50000" for i in range(1, 99)) + \
+ACCOUNTS = ",".join(f"{1000 + i}:PRAC-V2-T-{1000 + i}:50000" for i in range(1, 61)) + \
     ",1099:PRAC-V2-T-1099:50000:position"
 
 
@@ -95,7 +96,7 @@ class Stack:
 
     def new_account(self) -> int:
         acc = next(self._accounts)
-        assert acc < 1099, "the stack's sim has no fresh account left (ACCOUNTS)"
+        assert acc <= 1060, "the stack's sim has no fresh account left (ACCOUNTS)"
         return acc
 
     def gateway_env(self, account: int, db: Path | None = None, **extra: str) -> dict[str, str]:
