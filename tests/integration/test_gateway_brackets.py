@@ -248,7 +248,8 @@ async def test_a_leg_filling_in_parts_shrinks_its_sibling_and_a_cancelled_entry_
         out = await t.move(tp["id"], limit_price=round(t.last() - 8 * t.tick, 10))
         assert out["status"] == "modified", out
         await aeventually(lambda: {k: o["status"] for k, o in t.orders().items()}
-                          == {"E": 3, "SL": 3, "TP": 2}, what="TP filled, SL cancelled")
+                          == {"E": 3, "SL": 3, "TP": 2}, what="TP filled, SL cancelled",
+                          timeout=30)
         assert stack.venue.positions(acc) == [], "a position is left (reversed?)"
         trades = stack.venue.trades(acc)
         assert sum(x["size"] for x in trades if x["side"] == 0) == more
