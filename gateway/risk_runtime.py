@@ -7,9 +7,9 @@ start of an account, writes the memory back whenever it changed (coalesced, on t
 writer thread) and serves `halt`, `resume` and `risk` (docs/wire-format.md).
 
 Per-strategy limits come from strategies.toml (STRATEGIES_FILE), read by the gateway itself
-(`read_limits`): it must not import strategy_host/, so it parses only what it enforces, each
-instance's `[strategies.NAME.limits]` table (`contracts`, `max_lots`, `max_orders_per_minute`,
-`max_daily_loss`). A missing file means no per-strategy limits; a malformed one stops the
+(`read_limits`): it parses only what it enforces, each instance's `[strategies.NAME.limits]`
+table (`contracts`, `max_lots`, `max_orders_per_minute`, `max_daily_loss`), with the core's
+`Limits` model, the one the strategy host checks them with. A missing file means no per-strategy limits; a malformed one stops the
 gateway at start with one line naming the file and the field, like a bad setting.
 """
 
@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from chillly.bus import CommandError
 from gateway.settings import RiskSettings
 from topstepx.models import HalfTrade
@@ -32,9 +34,8 @@ from trading.risk.config import StrategyLimits
 from trading.risk.memory import RiskMemory, missed_eod, rebuild_eod
 from trading.risk.rules import RiskGate
 from trading.risk.types import BookView
-
-FIELDS = ("contracts", "max_lots", "max_orders_per_minute", "max_daily_loss")
-
+from trading.strategy.config_file import field_error
+from trading.strategy.instance import Limits
 
 class LimitsError(ValueError):
     pass
@@ -52,48 +53,27 @@ def read_limits(path: Path) -> dict[str, StrategyLimits]:
 
 
 def parse_limits(data: dict[str, Any], where: str = "strategies.toml") -> dict[str, StrategyLimits]:
+    """Each instance's limits table, checked by the same model the strategy host and
+    `chillly strategies sync` use (trading/strategy/instance.py `Limits`), so a limit means one
+    thing everywhere; the rest of an instance is the host's to check."""
     out: dict[str, StrategyLimits] = {}
     section = data.get("strategies", {})
     if not isinstance(section, dict):
         raise LimitsError(f"{where}: [strategies] must be a table")
     for name, inst in section.items():
-        if not isinstance(inst, dict) or not isinstance(inst.get("limits"), dict):
+        if not isinstance(inst, dict) or "limits" not in inst:
             continue
-        lim = inst["limits"]
-        at = f"{where}: strategies.{name}.limits"
-        unknown = set(lim) - set(FIELDS)
-        if unknown:
-            raise LimitsError(f"{at}: unknown field {sorted(unknown)[0]!r} "
-                              f"(expected {', '.join(FIELDS)})")
-        contracts = lim.get("contracts")
-        if contracts is not None and (not isinstance(contracts, list)
-                                      or not all(isinstance(c, str) for c in contracts)):
-            raise LimitsError(f"{at}.contracts: expected a list of symbols or contract ids")
+        try:
+            lim = Limits.model_validate(inst["limits"])
+        except ValidationError as exc:
+            raise LimitsError(str(field_error(where, name, exc, "limits."))) from None
         out[name] = StrategyLimits(
             contracts=frozenset(c.upper() if not c.startswith("CON.") else c
-                                for c in contracts) if contracts is not None else None,
-            max_lots=_number(lim, "max_lots", at),
-            max_orders_per_minute=_int(lim, "max_orders_per_minute", at),
-            max_daily_loss=_number(lim, "max_daily_loss", at))
+                                for c in lim.contracts) if lim.contracts is not None else None,
+            max_lots=float(lim.max_lots) if lim.max_lots is not None else None,
+            max_orders_per_minute=lim.max_orders_per_minute,
+            max_daily_loss=lim.max_daily_loss)
     return out
-
-
-def _number(lim: dict[str, Any], key: str, at: str) -> float | None:
-    v = lim.get(key)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-        raise LimitsError(f"{at}.{key}: expected a number > 0, got {v!r}")
-    return float(v)
-
-
-def _int(lim: dict[str, Any], key: str, at: str) -> int | None:
-    v = lim.get(key)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-        raise LimitsError(f"{at}.{key}: expected an integer > 0, got {v!r}")
-    return v
 
 
 log = logging.getLogger("gateway.risk")

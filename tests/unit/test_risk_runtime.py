@@ -42,7 +42,7 @@ def test_limits_from_strategies_toml(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("body, where", [
     ("max_lots = -1", "max_lots"), ("max_orders_per_minute = 1.5", "max_orders_per_minute"),
-    ("contracts = \"ES\"", "contracts"), ("lots = 2", "unknown field 'lots'"),
+    ("contracts = \"ES\"", "contracts"), ("lots = 2", "limits.lots: unknown field"),
 ])
 def test_bad_limits_name_the_field(tmp_path: Path, body: str, where: str) -> None:
     f = tmp_path / "strategies.toml"
