@@ -85,7 +85,7 @@ def set_faults(base_url: str, **changes: Any) -> dict[str, Any]:
 
 def clear_faults(base_url: str) -> None:
     set_faults(base_url, rest_fail_rate=0, rest_delay_ms=0, rest_fail_after_rate=0,
-               rest_fault_paths=None, force_429=False,
+               rest_stale_ms=0, release_stale_now=True, rest_fault_paths=None, force_429=False,
                drop_hubs_every_s=0, drop_mode="abrupt", token_lifetime_s=None)
 
 

@@ -91,6 +91,8 @@ class Admin:
                 done[action] = 1
             elif action == "logout_now":
                 done[action] = await self.venue.logout_all()
+            elif action == "release_stale_now":
+                done[action] = self.venue.faults.release_held()
             elif action == "silence_hubs_now":
                 done[action] = sum(hub.silence(self.venue.faults.silence.get(hub.name, set()))
                                    for hub in self.venue.hubs()

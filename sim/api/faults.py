@@ -10,7 +10,10 @@ Settable fields (JSON keys of POST /admin/faults; null resets an optional one):
   work, which is done even if the caller has gone meanwhile);
 - rest_fail_after_rate: fraction 0..1 of API requests that are carried out and then answered
   HTTP 500 (the work is done, the answer lost: a placed order whose reply never arrives);
-- rest_fault_paths: API paths (e.g. ["/api/Order/place"]) the three faults above apply to;
+- rest_stale_ms: a request is carried out the moment it arrives and its answer held this long
+  (or until `release_stale_now`): a read answers with the state as it was when it arrived,
+  after the hub events sent meanwhile (a stale snapshot, the venue's "REST older than the hub");
+- rest_fault_paths: API paths (e.g. ["/api/Order/place"]) the four faults above apply to;
   null or empty = every path;
 - force_429: every rate-limited API request gets 429 (Retry-After = force_429_retry_after_s);
 - drop_hubs_every_s: drop every hub connection every N seconds (0 = never);
@@ -19,7 +22,9 @@ Settable fields (JSON keys of POST /admin/faults; null resets an optional one):
 - token_lifetime_s: lifetime of tokens minted from now on (null = SIM_TOKEN_LIFETIME_S).
 One-shot actions (booleans in the same JSON): drop_hubs_now, expire_tokens_now (every token
 issued so far expires; hubs are closed too when SIM_HUB_CLOSE_ON_EXPIRY), logout_now (send
-GatewayLogout on every hub connection, revoke every token, close the connections).
+GatewayLogout on every hub connection, revoke every token, close the connections),
+release_stale_now (every answer `rest_stale_ms` holds now goes out: a test decides when a
+stale answer lands, rather than racing a timer).
 `silence_hubs_now` (an object, not a boolean): `{"market": [contract ids] | "*", "user": "*"}`
 makes the hub connections open now go silent: the market hub stops sending those contracts'
 quotes, trades and depth (all of them with "*"), the user hub every event; the connections stay
@@ -29,11 +34,12 @@ it (the "stream silent while connected" failure of the real venue).
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-ACTIONS = ("drop_hubs_now", "expire_tokens_now", "logout_now")
+ACTIONS = ("drop_hubs_now", "expire_tokens_now", "logout_now", "release_stale_now")
 SILENCE = "silence_hubs_now"
 
 
@@ -45,6 +51,7 @@ class FaultError(ValueError):
 class Faults:
     rest_fail_rate: float = 0.0
     rest_delay_ms: int = 0
+    rest_stale_ms: int = 0
     rest_fail_after_rate: float = 0.0
     rest_fault_paths: list[str] | None = None
     force_429: bool = False
@@ -56,6 +63,8 @@ class Faults:
     def __post_init__(self) -> None:
         self._rng = random.Random(0xFA17)
         self.silence: dict[str, set[str]] = {}     # the last silence_hubs_now asked for
+        self._release: asyncio.Event | None = None  # set by release_stale_now
+        self.held = 0                                # answers rest_stale_ms holds now
 
     @staticmethod
     def _check_silence(value: Any) -> dict[str, set[str]]:
@@ -128,7 +137,7 @@ class Faults:
             raise FaultError(f"{key}: expected a number >= 0")
         if key in ("rest_fail_rate", "rest_fail_after_rate") and value > 1:
             raise FaultError(f"{key}: expected a fraction between 0 and 1")
-        if key in ("rest_delay_ms", "force_429_retry_after_s"):
+        if key in ("rest_delay_ms", "rest_stale_ms", "force_429_retry_after_s"):
             return int(value)
         return float(value)
 
@@ -141,3 +150,23 @@ class Faults:
 
     def should_fail_after(self) -> bool:
         return self.rest_fail_after_rate > 0 and self._rng.random() < self.rest_fail_after_rate
+
+    async def hold_answer(self) -> None:
+        """Hold an answer already worked out for `rest_stale_ms`, or until `release_held`."""
+        if self._release is None:
+            self._release = asyncio.Event()
+        release = self._release
+        self.held += 1
+        try:
+            await asyncio.wait_for(release.wait(), self.rest_stale_ms / 1000.0)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self.held -= 1
+
+    def release_held(self) -> int:
+        """release_stale_now: every answer held now goes out; how many there were."""
+        n, release, self._release = self.held, self._release, None
+        if release is not None:
+            release.set()
+        return n

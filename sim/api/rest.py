@@ -187,6 +187,9 @@ class Api:
                 log.exception("saving the trading state failed")
                 self.counters["state_save_errors"] += 1
                 return web.Response(status=500, text="Internal Server Error (state not saved)")
+        if faulted and self.faults.rest_stale_ms:   # done now, answered late: a stale read
+            self.counters["faulted_stale"] += 1
+            await self.faults.hold_answer()
         if faulted and self.faults.should_fail_after():  # done, but the answer is lost
             self.counters["faulted_500_after"] += 1
             return web.Response(status=500, text="Internal Server Error (sim fault, after)")

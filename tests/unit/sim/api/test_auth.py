@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 
@@ -111,3 +112,19 @@ def test_faults_update_is_validated_and_all_or_nothing() -> None:
     assert f.token_lifetime_s == 30.0 and f.should_fail()
     f.update({"token_lifetime_s": None, "rest_fail_rate": 0})
     assert f.token_lifetime_s is None and not f.should_fail()
+
+
+async def test_a_stale_answer_is_held_until_released_or_its_time_is_up() -> None:
+    f = Faults()
+    assert f.update({"rest_stale_ms": 60_000}) == []
+    held = asyncio.ensure_future(f.hold_answer())
+    await asyncio.sleep(0)
+    assert f.held == 1 and not held.done()
+    assert f.update({"release_stale_now": True}) == ["release_stale_now"]
+    assert f.release_held() == 1
+    await asyncio.wait_for(held, 5)            # released, not timed out
+    assert f.held == 0 and f.release_held() == 0
+    f.update({"rest_stale_ms": 1})
+    await asyncio.wait_for(f.hold_answer(), 5)   # its time is up
+    with pytest.raises(FaultError):
+        f.update({"rest_stale_ms": -1})

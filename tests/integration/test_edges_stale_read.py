@@ -1,0 +1,131 @@
+"""A REST read never overwrites a newer hub event (issue 20, section 2, item 3), at the venue.
+
+The sim's `rest_stale_ms` fault carries a request out when it arrives and holds its answer until
+the test releases it: a `Position/searchOpen` begun while the account is long 2 answers "long 2"
+after the stop has filled and the user hub has said flat. Applied the way the old reconcile did
+(over whatever was known), that answer is a phantom long 2 and the next flatten sells 2 into a
+naked short; the gateway refuses it as older than the hub's event. The judges are the sim's own
+positions and order list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.test_gateway_support import Stack, Tap, dump, stack_fixture
+from tests.sim_client import counters, set_faults
+from tests.support import aeventually, eventually
+from trading.blotter import Blotter, PositionReport
+from trading.venue_codes import OrderStatus, OrderType, PositionType, Side
+
+stack = stack_fixture()
+pytestmark = pytest.mark.timeout(120)
+
+POSITIONS = "/api/Position/searchOpen"
+
+
+def _stale_count(stack: Stack) -> int:
+    return int(counters(stack.base)["counters"].get("faulted_stale", 0))
+
+
+def _read_positions(stack: Stack, acc: int) -> list[dict[str, Any]]:
+    """Position/searchOpen on a client of its own (called from a thread while held)."""
+    r = httpx.post(f"{stack.base}{POSITIONS}", json={"accountId": acc}, timeout=30.0,
+                   headers={"Authorization": f"Bearer {stack.venue.token}"})
+    r.raise_for_status()
+    return list(r.json()["positions"])
+
+
+def _report(p: dict[str, Any], acc: int) -> PositionReport:
+    return PositionReport(p["contractId"], p["type"], p["size"], p.get("averagePrice"), acc)
+
+
+async def test_a_position_read_older_than_the_stop_fill_never_sells_into_a_short(
+        stack: Stack) -> None:
+    acc = stack.new_account()
+    stack.gateway(acc)
+    async with Tap(stack.env) as tap:
+        await tap.ready()
+        res = await tap.submit(contract="MES", side="buy", size=2, sl_ticks=40, tp_ticks=40)
+        assert res["status"] == "accepted", res
+        stop = eventually(lambda: next((o for o in stack.venue.orders(acc)
+                                        if o["type"] == OrderType.STOP
+                                        and o["status"] == OrderStatus.OPEN), None),
+                          what="the long 2's stop working at the venue")
+        contract = stop["contractId"]
+        eventually(lambda: [p["size"] for p in stack.venue.positions(acc)] == [2],
+                   what="long 2 at the venue")
+        await aeventually(lambda: any(p["contract"] == contract and p["size"] == 2
+                                      for p in tap.of("position")),
+                          what="the gateway sees the long 2")
+
+        # Every position read from now on is answered only when the test says so.
+        stack.venue.faults(rest_stale_ms=60_000, rest_fault_paths=[POSITIONS])
+        try:
+            await aeventually(lambda: _stale_count(stack) >= 1, timeout=30,
+                              what="the gateway's reconcile reading positions (held)")
+            mine = asyncio.ensure_future(asyncio.to_thread(_read_positions, stack, acc))
+            await aeventually(lambda: _stale_count(stack) >= 2, what="the test's read, held")
+            # Both reads saw long 2. Now the stop fills: the trader drags it through the
+            # market on the platform, and the venue fills it at once.
+            last = stack.venue.quote(contract)[0]
+            moved = stack.venue.post("/api/Order/modify", {
+                "accountId": acc, "orderId": stop["id"], "stopPrice": last + 5.0})
+            assert moved["success"], moved
+            eventually(lambda: next(o for o in stack.venue.orders(acc) if o["id"] == stop["id"]
+                                    )["status"] == OrderStatus.FILLED, what="the stop filled")
+            n = len(tap.of("position"))
+            await aeventually(lambda: any(p["contract"] == contract and p["size"] == 0
+                                          for p in tap.of("position")[n - 1:]),
+                              what="the hub's flat reached the gateway")
+            # The held answers land after the hub's flat. The gateway's next position read
+            # is held in turn: once it arrives, the stale answer has been applied (or not),
+            # and nothing newer has corrected it yet. The flatten is judged in that window.
+            set_faults(stack.base, release_stale_now=True)
+            stale = await mine
+            await aeventually(lambda: _stale_count(stack) >= 3, timeout=30,
+                              what="the gateway done with the stale answer (next read held)")
+            orders = len(stack.venue.orders(acc))
+            flat = await tap.ask("flatten", {"contract": contract}, timeout=30)
+            held = [p for p in (await tap.ask("positions"))["positions"]
+                    if p["contract"] == contract and p["size"]]
+        finally:
+            stack.venue.clear_faults()
+        assert [(p["contractId"], p["type"], p["size"]) for p in stale] == \
+            [(contract, PositionType.LONG, 2)], dump(stale)       # the stale answer ...
+        trades = stack.venue.trades(acc)
+        # With the protection, judged at the venue: the flatten sent nothing, the venue is
+        # flat, and the gateway holds nothing.
+        assert stack.venue.positions(acc) == [], dump([flat, trades])
+        assert flat["orders"] == [] and len(stack.venue.orders(acc)) == orders, dump(flat)
+        assert held == [], dump(held)
+        assert tap.counter("stale_positions") >= 1        # refused as older than the hub's
+
+        # Without the protection: the core fed what the gateway saw, in order (long 2, the
+        # read begun, the hub's flat, the read's answer), the answer applied as the old
+        # reconcile did (no read mark): a phantom long 2, and its flatten sells 2.
+        def core_flatten(read_mark: bool) -> list[tuple[str, str, int]]:
+            b = Blotter(acc)
+            b.apply_position(PositionReport(contract, PositionType.LONG, 2, None, acc))
+            mark = b.position_read_started()
+            b.apply_position(PositionReport(contract, PositionType.FLAT, 0, None, acc))
+            b.apply_position(_report(stale[0], acc), read_mark=mark if read_mark else None)
+            return b.closing_shares(contract)
+        naive = core_flatten(read_mark=False)
+        assert [q for _, _, q in naive] == [2], naive
+        assert core_flatten(read_mark=True) == []
+
+    stack.gateways[-1].terminate()
+
+    # The old flatten's order, sent as it would have been: the venue goes naked short 2.
+    sell = stack.venue.place(acc, contractId=contract, type=OrderType.MARKET, side=Side.SELL,
+                             size=naive[0][2])
+    assert sell["success"], sell
+    short = eventually(lambda: stack.venue.positions(acc), what="the naive close filled")
+    assert [(p["type"], p["size"]) for p in short] == [(PositionType.SHORT, 2)], dump(short)
+    assert not [o for o in stack.venue.orders(acc) if o["status"] == OrderStatus.OPEN], \
+        "the short has no stop: naked"
