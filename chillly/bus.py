@@ -47,6 +47,8 @@ Handler = Callable[[Envelope], Any]
 CommandHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 GapCallback = Callable[[str, str, int, int], Any]
 RestartCallback = Callable[[str, str], Any]
+#: A topic's handlers: the sync ones to run at once, then (from the first async one) the rest.
+Route = tuple[tuple[Handler, ...], "list[tuple[Handler, bool]] | None"]
 
 #: BUS_MAX_MESSAGE_BYTES default: 1 MiB, some 40 times a 500-bar history batch.
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
@@ -106,7 +108,7 @@ class Bus:
         self._last_seen: dict[tuple[str, str], int] = {}   # (inst or src, topic) -> seq
         self._names_seen: set[tuple[str, str]] = set()       # (src, topic) heard with an inst
         self._handlers: list[tuple[str, Handler, bool]] = []
-        self._routes: dict[str, list[tuple[Handler, bool]]] = {}
+        self._routes: dict[str, Route] = {}
         self._subscribed: set[str] = set()
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._reply_cache: OrderedDict[str, Reply] = OrderedDict()
@@ -187,15 +189,20 @@ class Bus:
     async def _recv_loop(self) -> None:
         await self.backend.receive(self._dispatch)
 
-    def _route(self, topic: str) -> list[tuple[Handler, bool]]:
-        """Handlers for a topic, cached: topics repeat, prefix scans need not."""
-        routes = self._routes.get(topic)
-        if routes is None:
-            routes = [(h, a) for prefix, h, a in self._handlers if topic.startswith(prefix)]
+    def _route(self, topic: str) -> Route:
+        """Handlers for a topic, cached: topics repeat, prefix scans need not. A route is the
+        sync handlers before the first async one (run at once) and, from that async one on,
+        the rest (run in order by `_dispatch_async`), or None when all are sync."""
+        route = self._routes.get(topic)
+        if route is None:
+            matched = [(h, a) for prefix, h, a in self._handlers if topic.startswith(prefix)]
+            first_async = next((i for i, (_, a) in enumerate(matched) if a), len(matched))
+            route = (tuple(h for h, _ in matched[:first_async]),
+                     matched[first_async:] or None)
             if len(self._routes) > 50_000:
                 self._routes.clear()
-            self._routes[topic] = routes
-        return routes
+            self._routes[topic] = route
+        return route
 
     def _dispatch(self, frames: Sequence[bytes], sender: str | None = None
                   ) -> Awaitable[None] | None:
@@ -220,17 +227,15 @@ class Bus:
             self._new_stream(key, payload["src"], seq)
         elif seq != last + 1:
             self._seq_break(key, payload["src"], last, seq)
-        routes = self._routes.get(topic)
-        if routes is None:
-            routes = self._route(topic)
-        for i, (handler, is_async) in enumerate(routes):
-            if is_async:
-                return self._dispatch_async(env, routes[i:])
+        now, later = self._routes.get(topic) or self._route(topic)
+        for handler in now:
             try:
                 handler(env)
             except Exception:
                 counters["handler_errors"] += 1
                 log.exception("handler failed on %s", topic)
+        if later is not None:
+            return self._dispatch_async(env, later)
         return None
 
     def _malformed(self, exc: DecodeError) -> None:

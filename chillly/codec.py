@@ -14,6 +14,7 @@ import msgpack
 
 _unpackb = msgpack.unpackb
 
+from chillly.messages import CHECKERS as _checkers
 from chillly.messages import Message, SchemaError, validate
 
 
@@ -91,15 +92,20 @@ def decode(frames: Sequence[bytes], sender: str | None = None) -> Envelope:
         raise DecodeError(f"expected 2 frames, got {len(frames)}")
     topic_b, data = frames
     try:
-        topic = topic_b.decode("utf-8")
+        topic = topic_b.decode()
     except UnicodeDecodeError:
         raise DecodeError("topic is not UTF-8") from None
     try:
-        payload = _unpackb(data, raw=False, strict_map_key=False)
+        payload = _unpackb(data, strict_map_key=False)   # raw=False is msgpack's default
     except Exception as exc:  # msgpack raises several unrelated types
         raise DecodeError(f"payload is not msgpack: {exc.__class__.__name__}") from None
     try:
-        cls = validate(payload)
+        try:
+            # The common case in one lookup: a map whose `type` names a registered message.
+            cls = _checkers[payload["type"]](payload)
+        except (KeyError, TypeError):
+            # Not a map, no or an unhashable `type`, an unknown one: `validate` says which.
+            cls = validate(payload)
     except SchemaError as exc:
         raise DecodeError(str(exc)) from None
     return _new_tuple(Envelope, (topic, payload, cls, sender))   # Envelope(...) minus a call

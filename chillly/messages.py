@@ -22,6 +22,9 @@ from typing import Any, ClassVar
 ENVELOPE = ("type", "v", "src", "seq", "ts", "inst")
 
 _REGISTRY: dict[str, type["Message"]] = {}
+#: type -> its class's schema check (returns the class or raises SchemaError): the codec's
+#: hot path looks a payload's checker up in one step; `validate` is the full path.
+CHECKERS: dict[str, Any] = {}
 
 
 class SchemaError(ValueError):
@@ -77,6 +80,7 @@ class Message:
         cls._fields = tuple(names)
         cls._spec = tuple(spec)
         cls._check = staticmethod(_compile_checker(cls))
+        CHECKERS[cls.TYPE] = cls._check
         cls.body, cls.from_payload = _compile_codec(cls)  # type: ignore[method-assign]
         if cls.TYPE in _REGISTRY:
             raise RuntimeError(f"message type {cls.TYPE!r} registered twice")
