@@ -27,7 +27,8 @@ from chillly.tools_socket import ToolsError
 from trading.risk.types import SELL, Intent
 from gateway.gate_runner import GateRunner
 from trading.orders.views import Refusals, show_waiting_legs
-from gateway.placing import Closer, Placer
+from gateway.closing import Closer
+from gateway.placing import Placer
 from gateway.publishing import Publisher
 from gateway.reconcile import Reconciler
 from gateway.risk_runtime import RiskRuntime
@@ -191,7 +192,11 @@ class Commands:
                                       spec.tick_value, net.qty if net else 0, self.clock.now_ms())
             except Invalid as exc:
                 return placer.rejected(cid, exc.rule, str(exc), "rejected_invalid")
-            why = self.blotter.resting_refusal(intent.order_type, None)
+            b = self.blotter
+            why = b.resting_refusal(intent.order_type, None) \
+                or b.bracket_refusal(bool(intent.sl_ticks or intent.tp_ticks),
+                                     placer.position_brackets) \
+                or b.reduce_refusal(contract.id, intent.side, intent.size, None)
             if why is not None:
                 return placer.rejected(cid, "cannot_cancel", why, "rejected_invalid")
             await self.runner.await_marks(intent)     # a price for what is held, if one is coming
@@ -360,7 +365,9 @@ class Commands:
 
     async def risk_report(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
         self._reconciled("risk")       # its figures and settings judge the venue's book
-        return await self.risk.risk(args, sender, self.runner.view())
+        out = await self.risk.risk(args, sender, self.runner.view())
+        out["can_cancel"] = self.blotter.book.can_cancel
+        return out
 
     def _reconciled(self, what: str) -> None:
         if not self.ready():

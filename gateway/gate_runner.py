@@ -26,7 +26,7 @@ from trading.risk.types import (
     QuoteView,
     SetTradingState,
 )
-from gateway.placing import Closer
+from gateway.closing import Closer
 from gateway.publishing import Publisher
 from gateway.risk_runtime import RiskRuntime
 from gateway.settings import GatewaySettings

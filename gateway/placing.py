@@ -1,9 +1,7 @@
 """The orders the gateway sends. Placing one exactly once (docs/gateway.md, "Exactly once"):
 journal the intent, send it once, record the venue's clear answer, and resolve an unclear one
 by its customTag (adopt the order found, or record it not placed after GATEWAY_UNKNOWN_WAIT);
-nothing here ever resends (`Placer`). And the orders that reduce risk (`Closer`): cancel one,
-cancel many at once, and flatten (the gateway's own market orders, one per owner's share),
-used by the commands and by the risk gate's actions."""
+nothing here ever resends. The orders that reduce risk (cancel, flatten) are gateway/closing.py."""
 
 from __future__ import annotations
 
@@ -11,7 +9,6 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 from chillly.clock import Clock
@@ -21,8 +18,8 @@ from gateway.venue_events import VenueEvents
 from topstepx.client import ProjectXClient
 from topstepx.errors import ApiError, OutcomeUnknown, VenueError
 from trading.blotter import Blotter
-from trading.orders.records import NOT_PLACED, PLACED, REJECTED, SENDING, IntentRecord, OrderRecord
-from trading.venue_codes import CLOSE_IMPOSSIBLE, OrderStatus, Side
+from trading.orders.records import NOT_PLACED, PLACED, REJECTED, SENDING, IntentRecord
+from trading.venue_codes import OrderStatus, Side
 from trading.orders.requests import VENUE_TYPE, venue_brackets
 
 log = logging.getLogger("gateway")
@@ -88,7 +85,12 @@ class Placer:
             msg = exc.message or f"errorCode {exc.code}"
             if (exc.code == 2 and POSITION_BRACKETS in msg.lower() and not managed
                     and rec.parent_id is None):
-                return await self._retry_managed(rec, trail_price, msg)
+                why = self.blotter.bracket_refusal(True, True)
+                if why is None:
+                    return await self._retry_managed(rec, trail_price, msg)
+                self._resolve_soon(rec, REJECTED, None, exc.code, msg)
+                return self.rejected(cid, "cannot_cancel", f"{msg} ({why})", "rejected_invalid",
+                                     code=exc.code)
             self._resolve_soon(rec, REJECTED, None, exc.code, msg)
             return self.rejected(cid, "venue", msg, "rejected_venue", code=exc.code,
                                  order_id=vid if isinstance(vid, int) else None)
@@ -206,126 +208,3 @@ class Placer:
                             rec.client_id, tag, self.unknown_wait_s)
                 return
             await asyncio.sleep(0.5)
-
-
-class Closer:
-    """Cancels and flattens. `reconcile` is run when a cancel's outcome is unknown."""
-
-    def __init__(self, client: ProjectXClient, blotter: Blotter, placer: Placer, clock: Clock,
-                 counters: dict[str, int],
-                 reconcile: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        self.client, self.blotter, self.placer, self.clock = client, blotter, placer, clock
-        self.counters, self.reconcile = counters, reconcile
-        self._flat_n = 0
-        self._flatten_lock = asyncio.Lock()
-
-    async def cancel(self, row: OrderRecord) -> dict[str, Any]:
-        oid = row.order_id
-        self.counters["cancels"] += 1
-        if row.terminal:
-            return {"status": "rejected", "order_id": oid,
-                    "message": f"order {oid} is already {row.state}"}
-        try:
-            await self.client.cancel_order(self.blotter.account_id, oid)
-        except ApiError as exc:
-            if self.blotter.cancel_refused(exc.code):
-                self.placer.venue.cannot_cancel(f"Order/cancel: {exc.message or exc.code}")
-            return {"status": "rejected", "order_id": oid, "code": exc.code,
-                    "message": exc.message or f"errorCode {exc.code}"}
-        except OutcomeUnknown as exc:
-            asyncio.ensure_future(self.reconcile())
-            return {"status": "unknown", "order_id": oid, "message": str(exc)}
-        return {"status": "cancelled", "order_id": oid, "message": f"order {oid} cancelled"}
-
-    async def cancel_many(self, rows: list[OrderRecord]) -> dict[str, Any]:
-        done: list[int] = []
-        failed: list[int] = []
-        unknown: list[int] = []
-        # All at once: a flatten at the loss limit must not wait on each cancel in turn.
-        for row, out in zip(rows, await asyncio.gather(*(self.cancel(r) for r in rows))):
-            (done if out["status"] in ("cancelled", "unknown") else failed).append(row.order_id)
-            if out["status"] == "unknown":
-                unknown.append(row.order_id)
-        # A bracket leg whose entry was cancelled in this batch goes with it at the venue, so
-        # its own cancel may find it gone: cancelled, not failed.
-        parent = {r.order_id: r.parent_id for r in rows}
-        with_entry = [oid for oid in failed if parent.get(oid) in done]
-        failed = [oid for oid in failed if oid not in with_entry]
-        done += with_entry
-        return {"status": "done" if not failed else "partial", "cancelled": done,
-                "failed": failed, "unknown": unknown, "message": f"{len(done)} cancelled"
-                + (f" ({len(with_entry)} with their entry)" if with_entry else "")
-                + (f", {len(failed)} failed" if failed else "")}
-
-    async def flatten(self, contract: str | None, owner: str | None = None) -> dict[str, Any]:
-        """Close the position(s) with the gateway's own market orders, one per owner's share
-        (so every fill stays attributed); whatever the venue holds beyond the owners' shares is
-        closed as "manual". With an owner: only its orders and its share. Flattening reduces
-        risk by construction, so these orders do not pass the gate (the gate's own Flatten
-        action uses this).
-
-        One flatten at a time (the gate's, a strategy's and the trader's queue here), so a
-        second one sizes from what the first left: `Blotter.closing_shares` counts the closes
-        already on their way and never sends more than the net. In order: cancel the entries
-        (orders without a parent) and wait for the venue's answers; if any failed or had no
-        clear answer, read the venue back before sizing; send the closes; and only once every
-        close was accepted cancel the protective legs: a close the venue refuses because no
-        order can pass now (the market shut, the account locked: `CLOSE_IMPOSSIBLE`) leaves
-        the position with its stop and target, never naked. Refused for another reason (the
-        venue's maximum position counting the legs beside the close), the legs are cancelled
-        and the close sent once more, sized again."""
-        async with self._flatten_lock:
-            working = self.blotter.working(contract, owner)
-            cancelled = await self.cancel_many([r for r in working if r.parent_id is None])
-            if cancelled["failed"] or cancelled["unknown"]:
-                self.counters["flatten_rereads"] += 1
-                try:
-                    await self.reconcile()
-                except VenueError as exc:
-                    log.warning("flatten: the read after a failed cancel failed: %s", exc)
-            placed, problems, codes = await self._close(contract, owner)
-            legs: dict[str, Any] = {"cancelled": [], "failed": []}
-            protective = [r for r in self.blotter.working(contract, owner)
-                          if r.parent_id is not None]
-            if problems and protective and not codes & CLOSE_IMPOSSIBLE:
-                # Refused for another reason (the venue's maximum position counts the legs
-                # beside the close): the legs go first, then the close once more.
-                legs = await self.cancel_many(protective)
-                more, problems, codes = await self._close(contract, owner)
-                placed += more
-            elif not problems:
-                legs = await self.cancel_many(protective)
-            if problems:
-                self.counters["flatten_refused"] += 1
-            kept = protective if problems and not legs["cancelled"] else []
-            done = cancelled["cancelled"] + legs["cancelled"]
-            return {"status": "done" if not problems else "partial",
-                    "orders": placed, "cancelled": done, "problems": problems,
-                    "message": f"cancelled {len(done)}, {len(placed)} closing orders"
-                    + (f"; problems: {'; '.join(problems)}" if problems else "")
-                    + (f"; {len(kept)} protective orders kept" if kept else "")}
-
-    async def _close(self, contract: str | None, owner: str | None
-                     ) -> tuple[list[int], list[str], set[int]]:
-        """The closing market orders, sized now (`Blotter.closing_shares`): the order ids
-        placed, the problems, and the venue's error codes of the refusals."""
-        targets = self.blotter.closing_shares(contract, owner)
-        recs = []
-        for o, c, qty in targets:
-            self._flat_n += 1
-            now = self.clock.now_ms()
-            recs.append(self.blotter.new_intent(
-                f"{o}-flat-{now}-{self._flat_n}", o, c, Side.SELL if qty > 0 else Side.BUY,
-                abs(qty), "market", now))
-        replies = await asyncio.gather(*(self.placer.send(rec, None) for rec in recs))
-        placed: list[int] = []
-        problems: list[str] = []
-        codes: set[int] = set()
-        for (o, c, _qty), reply in zip(targets, replies):
-            if reply["status"] == "accepted":
-                placed.append(reply["order_id"])
-            else:
-                problems.append(f"{o} {c}: {reply['status']}: {reply['message']}")
-                if isinstance(reply.get("code"), int):
-                    codes.add(reply["code"])
-        return placed, problems, codes

@@ -13,8 +13,8 @@ GATEWAY_RECONCILE_INTERVAL, and positions/account published on change and every 
 This module is the service: it builds the parts, each handed what it works with, and runs
 them. What the account is (orders, intents, fills, positions, the gate's view) is the blotter's
 (trading/blotter.py); the parts here are the venue I/O around it: venue_events.py (reports
-applied), placing.py (placing exactly once; cancel, flatten), brackets.py (managed OCO),
-reconcile.py (catch-up, compare, gap reads), gate_runner.py (marks, the gate's actions),
+applied), placing.py (placing exactly once), closing.py (cancel, flatten), brackets.py
+(managed OCO), reconcile.py (catch-up, compare, gap reads), gate_runner.py (marks, the gate's actions),
 publishing.py (events), commands.py (who may ask what, the commands), journal.py (the order
 journal), risk_runtime.py (the gate's memory and its commands).
 """
@@ -38,7 +38,8 @@ from gateway.brackets import Brackets
 from gateway.commands import Authority, Commands
 from gateway.gate_runner import GateRunner
 from gateway.journal import Journal
-from gateway.placing import Closer, Placer
+from gateway.closing import Closer
+from gateway.placing import Placer
 from gateway.publishing import Publisher
 from gateway.reconcile import Reconciler
 from gateway.risk_runtime import RiskRuntime
@@ -62,7 +63,7 @@ COUNTERS = ("submits", "accepted", "rejected", "rejected_invalid", "rejected_dup
             "managed_legs", "unprotected_alarms", "gate_actions", "marks_venue",
             "marks_venue_failed", "marks_waits", "marks_blind_alarms", "marks_blind_contracts",
             "flatten_rereads", "flatten_refused", "risk_flatten_backoff", "fills_reattributed",
-            "cancel_unsupported")
+            "cancel_unsupported", "flatten_fired", "orders_stranded")
 
 
 class GatewayService(Service):
@@ -127,12 +128,14 @@ class GatewayService(Service):
         self.reconciler = reconciler = Reconciler(
             client, blotter, venue, placer, risk, publisher, clock, c,
             s.gateway_reconcile_interval, user_hub_subscriber(lambda: [account.id]), ready)
-        closer = Closer(client, blotter, placer, clock, c, reconciler.safe_reconcile)
+        self.closer = closer = Closer(client, blotter, placer, clock, c,
+                                      reconciler.safe_reconcile)
         self.brackets = brackets = Brackets(client, blotter, placer, specs, publisher, clock, c,
                                             self._spawn)
         self.runner = runner = GateRunner(s, self.bus, client, blotter, risk, closer, publisher,
                                           specs, clock, c, self.alarms, self.alarm, ready,
                                           self._tasks)
+        closer.last_price = runner.last_price
         venue.on_order_changed = brackets.on_order_changed
         venue.on_position_changed = runner.watch_quotes
         commands = Commands(s, client, resolver, blotter, risk, runner, placer, closer,
@@ -190,6 +193,7 @@ class GatewayService(Service):
             self.publisher.positions_and_account()
             self.runner.run_gate()
             self.brackets.check_protection()
+            self.closer.check_stranded()
             await self.clock.sleep(self.s.gateway_publish_interval)
 
     async def on_stop(self) -> None:

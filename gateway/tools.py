@@ -304,6 +304,9 @@ def render(r: dict[str, Any]) -> str:
         f"{r['daily_contracts']}",
         f"next       {nd['name']} at {nd['ct']} CT (in {_span(nd['in_s'])})",
     ]
+    if r.get("can_cancel") is False:
+        lines.append("CANCELS    not possible on this account (a live or follower account): "
+                     "only market entries and venue OCO brackets; flatten fires the brackets")
     if r.get("blind"):
         lines.append(f"BLIND      no price for {', '.join(r['blind'])}: equity unknown, "
                      "entries refused")

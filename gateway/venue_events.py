@@ -180,8 +180,8 @@ class VenueEvents:
         self.counters["cancel_unsupported"] += 1
         self.publisher.alarm("cancel_unsupported", True, (
             f"account {self.blotter.account_id} cannot cancel orders at the venue ({why}): "
-            "resting entries are refused; a flatten closes the position but cannot withdraw "
-            "its stop and target, which stay working at the venue"))
+            "resting entries and managed brackets are refused; a flatten closes a bracketed "
+            "position by firing its stop through the market, the venue's OCO drops the target"))
 
     def subscribe(self, hub: Any) -> None:
         """The user hub's events, applied as they come."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 
 from chillly.calendar import session_start_ms
 from trading.risk.types import ACTIVE, BookView, Intent, WorkingOrder
+from trading.orders.leg_close import cover as leg_cover
 from trading.orders.machine import FillLedger, OrderBookMachine
 from trading.orders.requests import TYPE_NAME, VENUE_TYPE
 from trading.orders.records import (
@@ -450,6 +451,38 @@ class Blotter:
         return ("this account cannot cancel orders at the venue (a live or follower account: "
                 "Order/cancel errorCode 6), so a resting entry could never be withdrawn; "
                 "only market entries are taken")
+
+    def bracket_refusal(self, bracketed: bool, managed: bool) -> str | None:
+        """Why a bracketed entry may not be placed, or None. Where the venue refuses every
+        cancel, only its own OCO bracket (Auto OCO Brackets) removes a leg when its sibling
+        fills or is fired by a flatten (trading/orders/leg_close.py); the gateway's managed
+        pair, two separate orders, would leave the sibling working on a flat position."""
+        if self.book.can_cancel or not bracketed or not managed:
+            return None
+        return ("this account cannot cancel orders at the venue (Order/cancel errorCode 6), so "
+                "a bracket must be the venue's own OCO: set the account's bracket mode to Auto "
+                "OCO Brackets (and GATEWAY_BRACKET_MODE=auto); the gateway's managed legs "
+                "could not be withdrawn")
+
+    def reduce_refusal(self, contract: str, side: int, size: int,
+                       parent_id: int | None) -> str | None:
+        """Why a reducing order may not be placed, or None. Where no order can be cancelled,
+        an order that closes lots the position's legs protect would leave those legs working
+        beyond the position (free to open one later): such a close goes through `flatten`,
+        which closes through the legs themselves."""
+        if self.book.can_cancel or parent_id is not None:
+            return None
+        net = self.expected_net(contract)
+        sign = Side(side).sign
+        if net == 0 or (net > 0) == (sign > 0):
+            return None
+        after = max(0, abs(net) - size)
+        covered = leg_cover(self.working(contract), contract, side)
+        if covered <= after:
+            return None
+        return (f"this account cannot cancel orders at the venue, and this order would leave "
+                f"{covered} lots of stop-loss/take-profit working against a position of "
+                f"{after}: close it with flatten, which closes through those legs")
 
     # ------------------------------------------------------------------ the gate's view
 
