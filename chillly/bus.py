@@ -301,6 +301,30 @@ class Bus:
             except Exception:
                 log.exception("gap callback failed")
 
+    # ------------------------------------------------------------------ catch-up
+
+    def keeps_history(self, family: str) -> bool:
+        """Whether the backend keeps a history of a topic family (`bar`, `fill`, ...) that
+        `replay` reads: Redis with streams on does, ZeroMQ and the memory hub keep nothing."""
+        return self.backend.keeps(family)
+
+    async def replay(self, family: str, after: str = "-", count: int = 1000
+                     ) -> tuple[list[Envelope], str]:
+        """What the backend kept of a topic family after the entry id `after` ("-": from the
+        oldest kept), oldest first, decoded and checked by the codec (a malformed entry is
+        counted and skipped), with the sender as the backend vouches for it; and the entry id
+        to ask from next (`after` itself when nothing is left). Nothing is dispatched and no
+        `seq` is booked: history is not the live stream, whose loss detection it would fool;
+        a consumer de-duplicates what it also received live by the message's own key."""
+        entries = await self.backend.replay(family, after, count)
+        out: list[Envelope] = []
+        for _, topic, payload, sender in entries:
+            try:
+                out.append(decode((topic, payload), sender))
+            except DecodeError as exc:
+                self._malformed(exc)
+        return out, entries[-1][0] if entries else after
+
     # ------------------------------------------------------------------ readiness
 
     async def ready(self, timeout: float = 10.0) -> None:

@@ -34,7 +34,7 @@ from chillly.codec import Envelope
 from chillly import topics
 from chillly.clock import DAY_MS, MINUTE_MS
 from chillly.periodic import every
-from chillly.messages import Alarm
+from chillly.messages import Alarm, Bar
 from chillly.process import Service, State, StartupError, run_service
 from chillly.singleton import acquire
 from chillly.timeframes import TimeframeSettings, bar_problem, is_tf, row_problem, tf_ms
@@ -101,6 +101,11 @@ class Store(Service):
         # recovery pending owes it after its restart too, not just from its newest row.
         self._owed: dict[str, tuple[int | None, int]] = {}
         self._wake = asyncio.Event()
+        # Keys of bars stored live from our subscription until the start-up catch-up is done
+        # (None otherwise): a bar both received live and found in the bus's history is
+        # stored once.
+        self._seen: set[tuple[str, str, int]] | None = (
+            set() if s.store_recover and self.bus.keeps_history("bar") else None)
         self.bus.on(topics.bars(), self._on_bar)
         self.bus.on(topics.HISTORY, self._on_history)
         self.bus.on(topics.CONTRACTS, self._on_contract)
@@ -111,13 +116,54 @@ class Store(Service):
         self.bus.on_restart = self._on_restart
         await self.bus.ready(timeout=10)   # our subscriptions reached the broker
         if s.store_recover:
+            stored_1m = dict(self._last1m)   # the backfill starts where the database ends,
+            await self._catch_up(newest)      # whatever the (capped) history held after it
             for contract, (since, reconcile_since) in owed.items():
                 self._mark(contract, since, reconcile_since)
-            for contract, t in self._last1m.items():
+            for contract, t in stored_1m.items():
                 # Higher-timeframe finals trail their 1m bars and may sit in a later batch than
                 # the newest stored 1m bar: reconcile from the oldest "newest row" of any tf.
                 agg = [v for (c, tf), v in newest.items() if c == contract and tf != "1m"]
                 self._mark(contract, t, min(agg + [t]) if agg else t - DAY_MS)
+
+    async def _catch_up(self, newest: dict[tuple[str, str], int]) -> None:
+        """Store the final bars published while we were down, from the history the bus
+        backend keeps (Redis: the capped `bar` stream): every final bar newer than its series'
+        newest stored row, de-duplicated by its key (contract, tf, t) against what arrives
+        live meanwhile and within the history. The feed's backfill below still covers what
+        the history no longer holds (it is capped) and every backend that keeps none."""
+        seen = self._seen
+        if seen is None:
+            log.info("no bar history to catch up from on BUS_BACKEND=%s (only redis with "
+                     "REDIS_STREAM_MAXLEN > 0 keeps one): bars missed while down come from the "
+                     "feed's backfill", self.bus.backend.kind)
+            return
+        prefix = topics.bars()
+        caught, after = 0, "-"
+        try:
+            while True:
+                envs, next_after = await self.bus.replay("bar", after)
+                if next_after == after:
+                    break
+                after = next_after
+                for env in envs:
+                    p = env.payload
+                    if env.cls is not Bar or not env.topic.startswith(prefix) or not p["final"]:
+                        continue
+                    key = (p["contract"], p["tf"], p["t"])
+                    stored = newest.get((key[0], key[1]))
+                    if (stored is not None and key[2] <= stored) or key in seen:
+                        continue
+                    before = self.counters["bars_in"]
+                    self._on_bar(env)   # checked and written as if it arrived live
+                    caught += self.counters["bars_in"] - before
+        except Exception as exc:   # a link down, an ACL without XRANGE: the backfill remains
+            log.warning("catch-up from the bus's bar history stopped (%s: %s) after %d bar(s); "
+                        "the feed's backfill still runs", exc.__class__.__name__, exc, caught)
+        finally:
+            self._seen = None
+        self.counters["caught_up"] = caught
+        log.info("caught up %d final bar(s) from the bus's history", caught)
 
     def _read_owed(self) -> dict[str, tuple[int | None, int]]:
         conn = open_reader(self.settings.database_path)
@@ -204,6 +250,8 @@ class Store(Service):
             self._refuse(p["contract"], p["tf"], p["t"], 1)
             return
         self.counters["bars_in"] += 1
+        if self._seen is not None:
+            self._seen.add((p["contract"], p["tf"], p["t"]))
         if p["tf"] == "1m":
             # Where a recovery starts if the next message reveals a gap (on_gap runs first).
             self._last1m[p["contract"]] = p["t"]

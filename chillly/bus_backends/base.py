@@ -53,6 +53,18 @@ class Backend(ABC):
     async def receive(self, deliver: Deliver) -> None:
         """Hand every received frame set to `deliver`, in arrival order, until `close`."""
 
+    def keeps(self, family: str) -> bool:
+        """Whether this backend keeps a history of a topic family (the first segment of its
+        topics) that `replay` reads: only Redis, with streams on, does."""
+        return False
+
+    async def replay(self, family: str, after: str = "-", count: int = 1000
+                     ) -> list[tuple[str, bytes, bytes, str | None]]:
+        """Up to `count` kept entries of `family` after the entry id `after` ("-": from the
+        oldest kept), oldest first: (entry id, topic, payload, sender vouched for or None).
+        A backend that keeps nothing has nothing to replay."""
+        return []
+
     @abstractmethod
     async def close(self) -> None:
         """Let go of every connection at once (no linger)."""

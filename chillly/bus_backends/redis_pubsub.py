@@ -256,19 +256,27 @@ class RedisBackend(Backend):
 
     # ------------------------------------------------------------------ catch-up
 
+    def keeps(self, family: str) -> bool:
+        return self.stream_maxlen > 0 and family in STREAMED
+
     async def replay(self, family: str, after: str = "-", count: int = 1000
-                     ) -> list[tuple[str, bytes, bytes]]:
+                     ) -> list[tuple[str, bytes, bytes, str | None]]:
         """Up to `count` entries of a family's stream after the entry id `after` ("-": from
-        the oldest kept): (entry id, topic, payload), oldest first. Decode them with the bus's
-        codec; a consumer remembers the last id it handled and asks again from there."""
+        the oldest kept): (entry id, topic, payload, sender), oldest first; the sender is the
+        channel's `@<user>` suffix when the server vouches for it (as for live messages).
+        `Bus.replay` decodes them with the codec; a consumer remembers the last id it handled
+        and asks again from there."""
         client = aioredis.Redis(connection_pool=self._pool)
         start = after if after == "-" else "(" + after
         rows: Any = await client.xrange(stream_key(family), start, "+", count=count)
-        out: list[tuple[str, bytes, bytes]] = []
+        out: list[tuple[str, bytes, bytes, str | None]] = []
         for entry_id, fields in rows or ():
             channel = bytes(fields.get(b"c", b""))
-            topic = channel.rpartition(b"@")[0] or channel
-            out.append((entry_id.decode(), topic, bytes(fields.get(b"p", b""))))
+            topic, at, who = channel.rpartition(b"@")
+            if not at:
+                topic, who = channel, b""
+            out.append((entry_id.decode(), topic, bytes(fields.get(b"p", b"")),
+                        who.decode() if self.vouched and who else None))
         return out
 
     # ------------------------------------------------------------------ shutdown

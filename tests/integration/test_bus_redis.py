@@ -145,10 +145,22 @@ async def test_a_restarted_consumer_catches_up_from_the_family_stream(
         rest = await backend.replay("bar", after=first[-1][0], count=1000)
         entries = first + rest
         assert len(entries) == 50
-        envs = [decode([topic, payload]) for _, topic, payload in entries]
+        envs = [decode([topic, payload]) for _, topic, payload, _ in entries]
         assert {e.topic for e in envs} == {topics.bar("1m", EP)}
         assert [e.payload["t"] for e in envs] == [i * 60_000 for i in range(1, 51)]
         assert await backend.replay("quote") == []
+        # Through the bus: decoded by the codec, a malformed entry counted and skipped.
+        raw = aioredis.Redis.from_url(url)
+        try:
+            await raw.xadd("chillly:stream:bar", {"c": topics.bar("1m", EP) + "@x",
+                                                  "p": b"\xc1 not msgpack"})
+        finally:
+            await raw.aclose()
+        envs, last = await pub.replay("bar", after=first[-1][0])
+        assert [e.payload["t"] for e in envs] == [i * 60_000 for i in range(21, 51)]
+        assert pub.counters["malformed"] == 1 and last != first[-1][0]
+        assert await pub.replay("bar", after=last) == ([], last)
+        assert pub.keeps_history("bar") and not pub.keeps_history("quote")
     finally:
         await pub.close()
 
