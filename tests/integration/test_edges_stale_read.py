@@ -4,8 +4,9 @@ The sim's `rest_stale_ms` fault carries a request out when it arrives and holds 
 the test releases it: a `Position/searchOpen` begun while the account is long 2 answers "long 2"
 after the stop has filled and the user hub has said flat. Applied the way the old reconcile did
 (over whatever was known), that answer is a phantom long 2 and the next flatten sells 2 into a
-naked short; the gateway refuses it as older than the hub's event. The judges are the sim's own
-positions and order list.
+naked short; the gateway refuses it as older than the hub's event. The other way round, a read
+begun flat and answered after a fill hid the position from the flatten. The judges are the
+sim's own positions and order list.
 """
 
 from __future__ import annotations
@@ -129,3 +130,53 @@ async def test_a_position_read_older_than_the_stop_fill_never_sells_into_a_short
     assert [(p["type"], p["size"]) for p in short] == [(PositionType.SHORT, 2)], dump(short)
     assert not [o for o in stack.venue.orders(acc) if o["status"] == OrderStatus.OPEN], \
         "the short has no stop: naked"
+
+
+async def test_a_position_read_older_than_a_fill_never_hides_the_position(stack: Stack) -> None:
+    """The other way round: the read begins flat, the trader buys 2 on the platform meanwhile,
+    the answer (flat) lands after the hub's long 2. Applied, it hid the long from the gate and
+    from the flatten until the next read (15 s by default): the trader's flatten sent nothing
+    and the venue stayed long 2."""
+    acc = stack.new_account()
+    stack.gateway(acc)
+    mes = stack.venue.contract("MES")["id"]
+    async with Tap(stack.env) as tap:
+        await tap.ready()
+        held = _stale_count(stack)
+        stack.venue.faults(rest_stale_ms=60_000, rest_fault_paths=[POSITIONS])
+        try:
+            await aeventually(lambda: _stale_count(stack) > held, timeout=30,
+                              what="the gateway's reconcile reading positions (held)")
+            mine = asyncio.ensure_future(asyncio.to_thread(_read_positions, stack, acc))
+            await aeventually(lambda: _stale_count(stack) > held + 1, what="the test's read")
+            bought = stack.venue.place(acc, contractId=mes, type=OrderType.MARKET,
+                                       side=Side.BUY, size=2)
+            assert bought["success"], bought
+            await aeventually(lambda: any(p["contract"] == mes and p["size"] == 2
+                                          for p in tap.of("position")),
+                              what="the hub's long 2 reached the gateway")
+            set_faults(stack.base, release_stale_now=True)
+            stale = await mine
+            await aeventually(lambda: _stale_count(stack) > held + 2, timeout=30,
+                              what="the gateway done with the stale answer (next read held)")
+            flat = await tap.ask("flatten", {"contract": mes}, timeout=30)
+        finally:
+            stack.venue.clear_faults()
+        assert stale == [], dump(stale)                           # the stale answer: flat
+        # With the protection, judged at the venue: the flatten closed the long 2.
+        eventually(lambda: stack.venue.positions(acc) == [],
+                   what=f"flat at the venue after the flatten {dump(flat)}")
+        assert len(flat["orders"]) == 1, dump(flat)
+        assert tap.counter("stale_positions") >= 1
+
+    # Without it: the core fed the same (the read begun flat, the hub's long 2, the answer
+    # listing nothing) marks the contract flat, and its flatten has nothing to send.
+    def core_flatten(read_mark: bool) -> list[tuple[str, str, int]]:
+        b = Blotter(acc)
+        mark = b.position_read_started()
+        b.apply_position(PositionReport(mes, PositionType.LONG, 2, None, acc))
+        b.flat_unless({_report(p, acc).contract or "" for p in stale},
+                      read_mark=mark if read_mark else None)
+        return b.closing_shares(mes)
+    assert core_flatten(read_mark=False) == []
+    assert [q for _, _, q in core_flatten(read_mark=True)] == [2]
