@@ -13,7 +13,9 @@ Same payload everywhere (a 1m Bar):
   (the like-for-like figure, target at least 0.8) and on (what catch-up costs); the same
   round trip; and beside our zmq figures (what a trader chooses by);
 - memory: messages/s through a bus on the memory backend (publish, codec, queue, dispatch) in
-  one process, and the cost of one dispatch beside a plain list of callbacks.
+  one process, and the cost of one dispatch beside a plain list of callbacks;
+- aggregator: bench/store.py's aggregator core beside the plain batch aggregate() (target at
+  least 0.8), so every speed figure of the bus issue comes out of one run.
 Every zmq and redis role runs in its own process.
 """
 
@@ -44,6 +46,8 @@ CONTRACT = "CON.F.US.EP.Z26"
 TOPIC = topics.bar("1m", CONTRACT)
 END = "bench.end."
 HWM = 2_000_000
+#: CPU seconds per round trip the pinger (this process) spent, one entry per latency() run.
+PINGER_CPU: list[float] = []
 
 
 def bar(i: int) -> Bar:
@@ -116,14 +120,14 @@ def raw_async_sub(sub_addr: str, q: mp.Queue, ready: mp.Event) -> None:  # type:
                 return
             unpackb(payload)
             if state["n"] == 0:
-                state["first"] = perf()
+                state["first"], state["cpu"] = perf(), time.process_time()
             state["n"] += 1
             state["last"] = perf()
 
         drain_on_fd(s, on_frames)
         ready.set()
         await done
-        q.put((state["n"], state["last"] - state["first"]))
+        q.put((state["n"], state["last"] - state["first"], time.process_time() - state["cpu"]))
 
     asyncio.run(run())
 
@@ -146,10 +150,10 @@ def raw_sub(sub_addr: str, q: mp.Queue, ready: mp.Event) -> None:  # type: ignor
             break
         msgpack.unpackb(payload)
         if n == 0:
-            first = time.perf_counter()
+            first, cpu = time.perf_counter(), time.process_time()
         n += 1
         last = time.perf_counter()
-    q.put((n, last - first))
+    q.put((n, last - first, time.process_time() - cpu))
 
 
 def raw_pub(pub_addr: str, count: int, go: mp.Event, per_frame: bool = False) -> None:  # type: ignore[valid-type]
@@ -233,6 +237,7 @@ def raw_async_rtt(pub_addr: str, sub_addr: str, rounds: int) -> list[float]:
         while not got.empty():
             got.get_nowait()
         out = []
+        cpu0 = time.process_time()
         for i in range(rounds):
             t0 = time.perf_counter()
             pub.send(b"ping.", zmq.SNDMORE | zmq.NOBLOCK)
@@ -244,6 +249,7 @@ def raw_async_rtt(pub_addr: str, sub_addr: str, rounds: int) -> list[float]:
         stop()
         sub.close(0)
         pub.close(0)
+        PINGER_CPU.append((time.process_time() - cpu0) / rounds)
         return out
 
     return asyncio.run(run())
@@ -279,6 +285,7 @@ def raw_rtt(pub_addr: str, sub_addr: str, rounds: int) -> list[float]:
     while sub.poll(100):
         sub.recv_multipart()
     out = []
+    cpu0 = time.process_time()
     for i in range(rounds):
         t0 = time.perf_counter()
         pub.send_multipart((b"ping.", msgpack.packb(bar(i).body())))
@@ -288,6 +295,7 @@ def raw_rtt(pub_addr: str, sub_addr: str, rounds: int) -> list[float]:
     time.sleep(0.1)
     sub.close(0)
     pub.close(0)
+    PINGER_CPU.append((time.process_time() - cpu0) / rounds)
     return out
 
 
@@ -335,7 +343,7 @@ def our_sub(pub_addr: str, sub_addr: str, q: mp.Queue, ready: mp.Event) -> None:
 
         def on_bar(env) -> None:  # type: ignore[no-untyped-def]
             if state["n"] == 0:
-                state["first"] = time.perf_counter()
+                state["first"], state["cpu"] = time.perf_counter(), time.process_time()
             state["n"] += 1
             state["last"] = time.perf_counter()
 
@@ -344,7 +352,7 @@ def our_sub(pub_addr: str, sub_addr: str, q: mp.Queue, ready: mp.Event) -> None:
         await bus.ready()
         ready.set()
         await done.wait()
-        q.put((state["n"], state["last"] - state["first"]))
+        q.put((state["n"], state["last"] - state["first"], time.process_time() - state["cpu"]))
         await bus.close()
 
     asyncio.run(run())
@@ -418,6 +426,7 @@ def our_rtt(pub_addr: str, sub_addr: str, rounds: int) -> list[float]:
         while not got.empty():
             got.get_nowait()
         out = []
+        cpu0 = time.process_time()
         for i in range(rounds):
             t0 = time.perf_counter()
             bus.publish("ping.", bar(i))
@@ -426,6 +435,7 @@ def our_rtt(pub_addr: str, sub_addr: str, rounds: int) -> list[float]:
         bus.publish("ping.", bar(-1))
         await asyncio.sleep(0.1)
         await bus.close()
+        PINGER_CPU.append((time.process_time() - cpu0) / rounds)
         return out
 
     return asyncio.run(run())
@@ -452,10 +462,10 @@ def redis_raw_sub(url: str, q: mp.Queue, ready: mp.Event) -> None:  # type: igno
                 break
             msgpack.unpackb(msg["data"])
             if n == 0:
-                first = time.perf_counter()
+                first, cpu = time.perf_counter(), time.process_time()
             n += 1
             last = time.perf_counter()
-        q.put((n, last - first))
+        q.put((n, last - first, time.process_time() - cpu))
         await r.aclose()
 
     asyncio.run(run())
@@ -520,6 +530,7 @@ def redis_raw_rtt(url: str, rounds: int) -> list[float]:
         while await ps.get_message(ignore_subscribe_messages=True, timeout=0.1):
             pass
         out = []
+        cpu0 = time.process_time()
         for i in range(rounds):
             t0 = time.perf_counter()
             await r.publish("ping.@raw", msgpack.packb(bar(i).body()))
@@ -528,6 +539,7 @@ def redis_raw_rtt(url: str, rounds: int) -> list[float]:
             out.append(time.perf_counter() - t0)
         await r.publish("ping.@raw", b"stop")
         await r.aclose()
+        PINGER_CPU.append((time.process_time() - cpu0) / rounds)
         return out
 
     return asyncio.run(run())
@@ -591,7 +603,10 @@ def roles(kind: str, url: str) -> tuple[list[Any], str, str]:
     return [start_broker(ctx, kind, pub_addr, sub_addr)], pub_addr, sub_addr
 
 
-def throughput(kind: str, subs: int, count: int, url: str = "") -> tuple[float, int]:
+def throughput_cpu(kind: str, subs: int, count: int, url: str = "") -> tuple[float, int, float]:
+    """(messages/s each subscriber received, fewest any received, CPU seconds a subscriber
+    process spent per message: the per-message work itself, which the machine's load does not
+    stretch the way it stretches the wall clock)."""
     ctx = mp.get_context("spawn")
     procs, pub_addr, sub_addr = roles(kind, url)
     q = ctx.Queue()
@@ -634,9 +649,16 @@ def throughput(kind: str, subs: int, count: int, url: str = "") -> tuple[float, 
     for p in procs + [pub]:
         p.terminate()
         p.join(5)
-    rates = [n / dt if dt > 0 else 0.0 for n, dt in results]
-    received = min(n for n, _ in results)
-    return statistics.mean(rates), received
+    rates = [n / dt if dt > 0 else 0.0 for n, dt, _ in results]
+    received = min(n for n, _, _ in results)
+    cpu_each = statistics.mean(cpu / n for n, _, cpu in results if n)
+    return statistics.mean(rates), received, cpu_each
+
+
+def throughput(kind: str, subs: int, count: int, url: str = "") -> tuple[float, int]:
+    """(messages/s each subscriber received, fewest any of them received)."""
+    rate, received, _ = throughput_cpu(kind, subs, count, url)
+    return rate, received
 
 
 def latency(kind: str, rounds: int, url: str = "") -> tuple[float, float]:
@@ -734,26 +756,37 @@ def run_zmq(args: argparse.Namespace) -> dict[str, float]:
     out: dict[str, float] = {}
     kinds = ("raw", "raw-async", "ours")
     for subs in (1, 4):
-        runs: dict[str, list[tuple[float, int]]] = {k: [] for k in kinds}
+        runs: dict[str, list[tuple[float, int, float]]] = {k: [] for k in kinds}
         for _ in range(args.repeat):  # interleaved so all see the same machine load
             for kind in kinds:
-                runs[kind].append(throughput(kind, subs, args.messages))
-        rate = {k: statistics.median(r for r, _ in runs[k]) for k in kinds}
-        got = {k: min(n for _, n in runs[k]) for k in kinds}
+                runs[kind].append(throughput_cpu(kind, subs, args.messages))
+        rate = {k: statistics.median(r for r, _, _ in runs[k]) for k in kinds}
+        cpu = {k: statistics.median(c for _, _, c in runs[k]) * 1e6 for k in kinds}
+        got = {k: min(n for _, n, _ in runs[k]) for k in kinds}
         out[f"zmq{subs}"] = rate["ours"]
-        spread = "/".join(f"{r / a:.2f}" for (r, _), (a, _) in zip(runs["ours"], runs["raw-async"]))
+        spread = "/".join(f"{r / a:.2f}" for (r, _, _), (a, _, _)
+                          in zip(runs["ours"], runs["raw-async"]))
         print(f"zmq throughput {subs} sub: raw asyncio {rate['raw-async']:>9,.0f} msg/s   ours "
               f"{rate['ours']:>9,.0f} msg/s   ratio {rate['ours'] / rate['raw-async']:.2f} "
               f"(runs {spread}; target >= 0.9)   raw blocking {rate['raw']:>9,.0f} msg/s "
               f"(ours/it {rate['ours'] / rate['raw']:.2f})   received min "
               f"{min(got.values())}/{args.messages}")
-    lat = {k: latency(k, args.rounds) for k in kinds}
+        print(f"    subscriber CPU a message: raw asyncio {cpu['raw-async']:.1f} us   ours "
+              f"{cpu['ours']:.1f} us   raw/ours {cpu['raw-async'] / cpu['ours']:.2f}   raw "
+              f"blocking {cpu['raw']:.1f} us")
+    lat, cpu = {}, {}
+    for k in kinds:
+        lat[k] = latency(k, args.rounds)
+        cpu[k] = PINGER_CPU[-1] * 1e6
     out["zmq_p50"], out["zmq_p99"] = lat["ours"]
     for i, q in enumerate(("p50", "p99")):
         raw_a, ours, raw = lat["raw-async"][i], lat["ours"][i], lat["raw"][i]
         print(f"zmq round trip {q}: raw asyncio {raw_a:,.0f} us   ours {ours:,.0f} us   ratio "
               f"{ours / raw_a:.2f} (target <= 1.3)   raw blocking {raw:,.0f} us "
               f"(ours/it {ours / raw:.2f})")
+    print(f"    pinger CPU a round trip: raw asyncio {cpu['raw-async']:.1f} us   ours "
+          f"{cpu['ours']:.1f} us   ours/raw {cpu['ours'] / cpu['raw-async']:.2f}   raw blocking "
+          f"{cpu['raw']:.1f} us")
     return out
 
 
@@ -796,8 +829,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3_000)
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per figure; the median is printed (2 cores are noisy)")
-    ap.add_argument("--backends", default="zmq,redis,memory",
-                    help="comma list of zmq, redis, memory")
+    ap.add_argument("--backends", default="zmq,redis,memory,aggregator",
+                    help="comma list of zmq, redis, memory, aggregator (bench/store.py's "
+                         "aggregator core against batch aggregate())")
+    ap.add_argument("--aggregator-bars", type=int, default=100_000)
     args = ap.parse_args()
     backends = args.backends.split(",")
     print(f"bus benchmark: {args.messages} bars per zmq run, {args.redis_messages} per redis "
@@ -809,6 +844,12 @@ def main() -> None:
         run_redis(args, zmq_figures)
     if "memory" in backends:
         run_memory(args)
+    if "aggregator" in backends:
+        # The issue's last figure, in the same run: the aggregator core beside the plain batch
+        # aggregate() (bench/store.py --aggregator-only prints the same line).
+        from bench.store import print_aggregator
+
+        print_aggregator(args.aggregator_bars)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 

@@ -153,14 +153,16 @@ def _compile_checker(cls: type["Message"]) -> Any:
                           "V": cls.V, "ENV_ERR": f"{cls.TYPE}: bad envelope (src, seq, ts)",
                           "INST_ERR": f"{cls.TYPE}: bad envelope (inst is not a string)"}
     # Fast path: the shape every CHILLLY publisher sends (every field and the whole envelope
-    # present): one C-level key-set comparison, then one expression of exact type tests. Any
-    # other shape, or a failed test, takes the field-by-field path below, which names the fault.
-    full = frozenset(("type", "v", "src", "seq", "ts", "inst", *cls._fields))
-    ns["FULL"] = full
-    tests = ["type(p['v']) is int", "p['v'] == V", "type(p['src']) is str",
+    # present): as many keys as that shape has and one expression of exact type tests that
+    # reads every one of them (a missing key raises KeyError, so the key set is exactly the
+    # shape's: cheaper than comparing key sets, a third of the check). Any other shape, or a
+    # failed test, takes the field-by-field path below, which names the fault.
+    ns["NKEYS"] = len({"type", "v", "src", "seq", "ts", "inst", *cls._fields})
+    tests = ["'type' in p", "type(p['v']) is int", "p['v'] == V", "type(p['src']) is str",
              "type(p['seq']) is int", "type(p['ts']) is int", "type(p['inst']) is str"]
     for i, (name, accepted, nullable, _required) in enumerate(cls._spec):
         if object in accepted:
+            tests.append(f"{name!r} in p")
             continue
         alts = [f"t is F{i}_{j}" for j in range(len(accepted))]
         for j, t in enumerate(accepted):
@@ -172,8 +174,11 @@ def _compile_checker(cls: type["Message"]) -> Any:
     ns["NoneType"] = type(None)
     lines = [
         "def check(p):",
-        "    if p.keys() == FULL and " + " and ".join(tests) + ":",
-        "        return cls",
+        "    try:",
+        "        if len(p) == NKEYS and " + " and ".join(tests) + ":",
+        "            return cls",
+        "    except KeyError:",
+        "        pass",
         "    v = p.get('v')",
         "    if v != V or type(v) is not int:",
         f"        raise SchemaError({cls.TYPE!r} + ': schema version ' + repr(v) + "

@@ -59,6 +59,26 @@ def test_schema_violations_raise_decode_error_naming_the_problem(mutate, reason)
         decode([frames[0], msgpack.packb(payload)])
 
 
+@pytest.mark.parametrize("mutate, reason", [
+    (lambda p: None, None),
+    (lambda p: p.update(x=p.pop("c")), "missing field 'c'"),      # as many keys, one wrong
+    (lambda p: p.update(x=p.pop("src")), "bad envelope"),
+    (lambda p: p.update(volume="many"), "field 'volume' has type str"),
+    (lambda p: p.update(inst=7), "inst is not a string"),
+    (lambda p: p.update(v=True), "schema version True"),
+])
+def test_the_full_shape_fast_path_refuses_what_the_field_by_field_check_does(mutate, reason) -> None:  # type: ignore[no-untyped-def]
+    # Every field and the whole envelope, `inst` included: the shape every publisher sends.
+    frames = encode("bar.1m.X.", BAR, "s", 1, 1, "s-1-abc")
+    payload = msgpack.unpackb(frames[1])
+    mutate(payload)
+    if reason is None:
+        assert decode([frames[0], msgpack.packb(payload)]).message() == BAR
+        return
+    with pytest.raises(DecodeError, match=reason):
+        decode([frames[0], msgpack.packb(payload)])
+
+
 def test_wrong_schema_version_is_rejected() -> None:
     frames = encode("bar.1m.X.", BAR, "s", 1, 1)
     payload = msgpack.unpackb(frames[1])
