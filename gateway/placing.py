@@ -180,6 +180,7 @@ class Placer:
         deadline = time.monotonic() + self.unknown_wait_s
         tag = rec.custom_tag
         while rec.status == SENDING:
+            mark = self.blotter.read_started()
             try:
                 found = [o for o in await self.client.search_orders(
                     rec.account, rec.created_ms - SEARCH_MARGIN_MS) if o.custom_tag == tag]
@@ -197,7 +198,7 @@ class Placer:
                 self.counters["adopted_unknown"] += 1
                 log.info("%s: found at the venue as order %d (status %s)", rec.client_id,
                          order.id, order.status)
-                await self.venue.apply_order(order, "rest")
+                await self.venue.apply_order(order, "rest", read_mark=mark)
                 return
             if time.monotonic() >= deadline:
                 await self._resolve_as(rec, NOT_PLACED, None, None,

@@ -84,6 +84,7 @@ class Reconciler:
         acc = blotter.account_id
         day = venue.day_start()
         since = min([day] + [r.created_ms for r in blotter.working() if r.created_ms])
+        mark = blotter.read_started()   # never over a report that comes while the read is out
         orders = await self.client.search_orders(acc, since - SEARCH_MARGIN_MS)
         suspended: list[Order] = []
         while True:  # the venue caps a page at 100 rows
@@ -100,7 +101,7 @@ class Reconciler:
                         key=lambda o: (o.creation_timestamp or 0, o.id)):
             known = blotter.orders.get(o.id)
             before = known.state if known is not None else None
-            await venue.apply_order(o, "rest")
+            await venue.apply_order(o, "rest", read_mark=mark)
             known = blotter.orders.get(o.id)
             after = known.state if known is not None else None
             if not start and before is not None and before != after:
@@ -109,7 +110,9 @@ class Reconciler:
         for oid, row in list(blotter.orders.items()):
             if not row.terminal and oid not in venue_open and oid not in seen:
                 try:
-                    await venue.apply_order(await self.client.order_by_id(acc, oid), "rest")
+                    mark = blotter.read_started()
+                    await venue.apply_order(await self.client.order_by_id(acc, oid), "rest",
+                                            read_mark=mark)
                 except VenueError:
                     pass
         trades = await self.client.search_trades(acc, day)
@@ -117,7 +120,7 @@ class Reconciler:
             if t.id not in blotter.ledger.seen and not start:
                 venue.diff(f"trade {t.id} found by REST")
             await venue.apply_trade(t, "rest")
-        mark = blotter.position_read_started()
+        mark = blotter.read_started()
         positions = await self.client.search_open_positions(acc)
         blotter.position_read_done(mark)   # fills known before this read are in its positions
         for p in positions:    # never over an event that came while the read was under way

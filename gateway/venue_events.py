@@ -110,8 +110,9 @@ class VenueEvents:
         self.diff_alarm = True
         self.publisher.alarm("reconcile_diff", True, f"the venue differed: {text} (corrected)")
 
-    async def apply_order(self, order: Order, source: str) -> None:
-        ch = self.blotter.apply_order(order_report(order), self.clock.now_ms())
+    async def apply_order(self, order: Order, source: str, read_mark: int | None = None) -> None:
+        """A hub event, or a REST row read since `read_mark` (`Blotter.read_started`)."""
+        ch = self.blotter.apply_order(order_report(order), self.clock.now_ms(), read_mark)
         if ch is None:
             return
         if ch.adopted:

@@ -12,9 +12,10 @@ The gate's view counts every order that may still fill, not only the venue's wor
   that includes it; such a fill is counted as a working order until a position report for
   its contract arrives, or a read of every position begun after it answers (however late).
 
-A read of the venue's positions (REST) is a snapshot taken when the read began: it is never
-applied over a contract whose fill, trade or position event arrived after that (it is older
-than what is known). Realized P&L (the account's and each owner's) rolls at the trading
+A read of the venue's positions or orders (REST) is a snapshot taken when the read began: it
+is never applied over a contract whose fill, trade or position event, or over an order whose
+report, arrived after that (it is older than what is known: a phantom position, or a working
+order taken back to an earlier size or price). Realized P&L (the account's and each owner's) rolls at the trading
 day's start (17:00 CT, chillly/calendar.py), from the time given.
 """
 
@@ -174,8 +175,12 @@ class Blotter:
     _touched: dict[str, int] = field(default_factory=dict)
     #: order id -> fills taken before the order was known (booked to "external")
     _orphans: dict[int, list[FillRecord]] = field(default_factory=dict)
+    #: order id -> sequence number of its newest report from outside a read (the hub)
+    _order_touched: dict[int, int] = field(default_factory=dict)
     #: position snapshots refused as older than an event already applied
     stale_positions: int = 0
+    #: order snapshots refused as older than a report already applied
+    stale_orders: int = 0
 
     def __post_init__(self) -> None:
         self.book = Book(self.account_id, self.account_name)
@@ -282,12 +287,22 @@ class Blotter:
 
     # ------------------------------------------------------------------ venue reports
 
-    def apply_order(self, r: OrderReport, now_ms: int) -> OrderChange | None:
+    def apply_order(self, r: OrderReport, now_ms: int,
+                    read_mark: int | None = None) -> OrderChange | None:
         """One order report through the state machine. None: not this account's, or an
-        unknown status on an order never seen."""
+        unknown status on an order never seen. `read_mark`: the report comes from a read begun
+        at that mark (`read_started`); it is refused (counted in `stale_orders`) when a report
+        of the order arrived since: the state machine keeps a state from going back, this keeps
+        a working order's size and prices from going back (a modify the read began before)."""
         if r.account_id not in (None, self.account_id):
             return None
         known = self.orders.get(r.order_id)
+        if read_mark is None:
+            self._order_touched[r.order_id] = self._next_seq()
+        elif known is not None and self._order_touched.get(r.order_id, -1) > read_mark:
+            self.stale_orders += 1
+            return OrderChange(known, False, "older than a report already applied",
+                               was=known.state)
         was = known.state if known is not None else None
         prev_owner = known.owner if known is not None else None
         prev_fill = known.fill_volume if known is not None else 0
@@ -388,7 +403,7 @@ class Blotter:
     def apply_position(self, p: PositionReport, read_mark: int | None = None) -> bool:
         """The venue's position of a contract (which includes every fill reported before it).
         True if it changed. `read_mark`: the report comes from a read of every position begun
-        at that mark (`position_read_started`); it is refused (counted in `stale_positions`)
+        at that mark (`read_started`); it is refused (counted in `stale_positions`)
         when a fill, trade or position event of the contract arrived since: it is older."""
         if p.account_id not in (None, self.account_id) or not p.contract:
             return False
@@ -402,8 +417,9 @@ class Blotter:
         return self.book.set_venue_position(p.contract, p.side or 0, p.size or 0, p.avg_price,
                                             p.created_ms)
 
-    def position_read_started(self) -> int:
-        """Before a REST read of every position: a mark for `position_read_done`."""
+    def read_started(self) -> int:
+        """Before a REST read (of every position, or of orders): the mark its answer is applied
+        with (`read_mark`), and for `position_read_done`."""
         return self._unposted_seq
 
     def position_read_done(self, mark: int) -> None:
@@ -559,10 +575,14 @@ class Blotter:
 
     # ------------------------------------------------------------------ inside
 
-    def _touch(self, contract: str) -> int:
+    def _next_seq(self) -> int:
+        """The next number of the one sequence every venue event and read mark is ordered by."""
         self._unposted_seq += 1
-        self._touched[contract] = self._unposted_seq
         return self._unposted_seq
+
+    def _touch(self, contract: str) -> int:
+        self._touched[contract] = seq = self._next_seq()
+        return seq
 
     def _store(self, order: OrderRecord) -> None:
         """The one place an order is stored, so the indexes stay right."""

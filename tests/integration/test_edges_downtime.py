@@ -38,8 +38,7 @@ MOVE_TICKS = 32          # each day's lift: 5 ES x 32 ticks x 12.50 = 2,000
 pytestmark = pytest.mark.timeout(180)
 
 # The gateway's intervals are market seconds: a reconcile a real second, not hundreds.
-GATEWAY = {"GATEWAY_RECONCILE_INTERVAL": str(SPEED), "GATEWAY_PUBLISH_INTERVAL": str(SPEED / 10),
-           "GATEWAY_UNKNOWN_WAIT": str(4 * SPEED)}
+GATEWAY = {"GATEWAY_RECONCILE_INTERVAL": str(SPEED), "GATEWAY_PUBLISH_INTERVAL": str(SPEED / 10)}
 
 
 @pytest.fixture(scope="module", name="stack")

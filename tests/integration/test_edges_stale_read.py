@@ -27,6 +27,7 @@ stack = stack_fixture()
 pytestmark = pytest.mark.timeout(120)
 
 POSITIONS = "/api/Position/searchOpen"
+ORDERS = "/api/Order/search"
 
 
 def _stale_count(stack: Stack) -> int:
@@ -112,7 +113,7 @@ async def test_a_position_read_older_than_the_stop_fill_never_sells_into_a_short
         def core_flatten(read_mark: bool) -> list[tuple[str, str, int]]:
             b = Blotter(acc)
             b.apply_position(PositionReport(contract, PositionType.LONG, 2, None, acc))
-            mark = b.position_read_started()
+            mark = b.read_started()
             b.apply_position(PositionReport(contract, PositionType.FLAT, 0, None, acc))
             b.apply_position(_report(stale[0], acc), read_mark=mark if read_mark else None)
             return b.closing_shares(contract)
@@ -173,10 +174,56 @@ async def test_a_position_read_older_than_a_fill_never_hides_the_position(stack:
     # listing nothing) marks the contract flat, and its flatten has nothing to send.
     def core_flatten(read_mark: bool) -> list[tuple[str, str, int]]:
         b = Blotter(acc)
-        mark = b.position_read_started()
+        mark = b.read_started()
         b.apply_position(PositionReport(mes, PositionType.LONG, 2, None, acc))
         b.flat_unless({_report(p, acc).contract or "" for p in stale},
                       read_mark=mark if read_mark else None)
         return b.closing_shares(mes)
     assert core_flatten(read_mark=False) == []
     assert [q for _, _, q in core_flatten(read_mark=True)] == [2]
+
+
+async def test_an_order_read_older_than_a_modify_never_shrinks_the_exposure(stack: Stack) -> None:
+    """A working entry grown from 2 to 4 lots while an Order/search begun before the modify is
+    under way: applied, the answer's 2 lots took the entry back to 2 in the gate's exposure, and
+    a 3-lot entry passed the 5-lot cap (4 + 3 working at the venue). The venue runs lax here
+    (its own place-time check off, as the referee's `exposure_lots` still judges): the gate is
+    the only guard being tested, and its loss allowance is wide so that only the cap judges."""
+    acc = stack.new_account()
+    stack.gateway(acc, RISK_MLL_ALLOWANCE="20000")
+    es = stack.venue.contract("EP")["id"]
+    far = round(stack.venue.quote(es)[0] - 100.0)           # a buy limit that rests
+    rules = f"{stack.base}/admin/rules"
+    httpx.post(rules, json={"enforce": "none"}, timeout=10).raise_for_status()
+    try:
+        async with Tap(stack.env) as tap:
+            await tap.ready()
+            first = await tap.submit(contract="ES", side="buy", size=2, type="limit",
+                                     limit_price=far)
+            assert first["status"] == "accepted", first
+            await aeventually(lambda: any(o["size"] == 2 and o["state"] == "working"
+                                          for o in tap.of("order")), what="the entry working")
+            held = _stale_count(stack)
+            stack.venue.faults(rest_stale_ms=60_000, rest_fault_paths=[ORDERS])
+            try:
+                await aeventually(lambda: _stale_count(stack) > held, timeout=30,
+                                  what="the gateway's reconcile reading orders (held)")
+                grown = await tap.ask("modify", {"order_id": first["order_id"], "size": 4})
+                assert grown["status"] == "modified", grown
+                await aeventually(lambda: any(o["size"] == 4 for o in tap.of("order")),
+                                  what="the hub's 4 lots reached the gateway")
+                set_faults(stack.base, release_stale_now=True)
+                await aeventually(lambda: _stale_count(stack) > held + 1, timeout=30,
+                                  what="the gateway done with the stale answer (next read held)")
+                second = await tap.submit(contract="ES", side="buy", size=3, type="limit",
+                                          limit_price=far)
+            finally:
+                stack.venue.clear_faults()
+            # Judged by the venue's referee: what the account could hold if every working
+            # entry filled never passes its cap.
+            ref = httpx.get(f"{stack.base}/admin/accounts/{acc}/risk", timeout=10).json()
+            assert ref["exposure_lots"] <= ref["max_lots"], dump([second, ref])
+            assert second["status"] == "rejected", dump(second)
+            assert tap.counter("stale_orders") >= 1
+    finally:
+        httpx.post(rules, json={"enforce": "all"}, timeout=10).raise_for_status()

@@ -145,7 +145,7 @@ def test_a_fill_without_its_position_report_stays_counted_however_late() -> None
     b.apply_order(_order(51, OrderStatus.FILLED, fill=1, size=1), clock.now_ms())
     clock.advance(5_000)                       # (it dropped out after 0.5 s before)
     assert _exposure(b.view(clock.now_ms())) == 1
-    mark = b.position_read_started()           # a read begun after it includes it
+    mark = b.read_started()           # a read begun after it includes it
     b.apply_position(PositionReport(ES, PositionType.LONG, 1, 6000.0, ACC), read_mark=mark)
     b.position_read_done(mark)
     view = b.view(clock.now_ms())
@@ -156,7 +156,7 @@ def test_a_position_read_keeps_fills_that_came_after_it_began() -> None:
     clock = ManualClock(1_000_000)
     b = _blotter()
     b.apply_order(_order(61, OrderStatus.FILLED, fill=1, size=1), clock.now_ms())
-    mark = b.position_read_started()
+    mark = b.read_started()
     b.apply_order(_order(62, OrderStatus.FILLED, fill=1, size=1), clock.now_ms())
     b.position_read_done(mark)                 # the read includes 61, not 62
     assert [o.order_id for o in b.view(clock.now_ms()).orders] == [-62]

@@ -99,7 +99,7 @@ def test_a_position_read_older_than_a_stop_fill_is_refused() -> None:
     """Before the fix the read's long 2 was applied over the hub's flat: a phantom long."""
     b = _blotter()
     b.apply_position(PositionReport(ES, PositionType.LONG, 2, 6000.0, ACC))
-    mark = b.position_read_started()           # the REST read begins: long 2 at the venue
+    mark = b.read_started()           # the REST read begins: long 2 at the venue
     b.apply_order(_order(9, Side.SELL, 2, OrderStatus.FILLED, 2, parent=1,
                          otype=OrderType.STOP), MON_10)
     b.apply_position(PositionReport(ES, PositionType.FLAT, 0, None, ACC))   # hub: flat
@@ -114,24 +114,47 @@ def test_a_position_read_older_than_a_stop_fill_is_refused() -> None:
 def test_a_read_that_missed_a_fill_does_not_record_the_contract_flat() -> None:
     """Before the fix the read (begun flat) set the contract flat after a fill during it."""
     b = _blotter()
-    mark = b.position_read_started()
+    mark = b.read_started()
     b.apply_order(_order(1, Side.BUY, 1, OrderStatus.FILLED, 1), MON_10)
     b.apply_position(PositionReport(ES, PositionType.LONG, 1, 6000.0, ACC))  # hub
     assert b.flat_unless(set(), read_mark=mark) == []       # the read saw nothing held
     assert b.book.held() == {ES}
     # a read begun after the fill is authoritative again
-    mark = b.position_read_started()
+    mark = b.read_started()
     assert b.flat_unless(set(), read_mark=mark) == [ES] and b.book.held() == set()
 
 
 def test_a_position_read_does_not_clear_a_fill_that_came_after_it_began() -> None:
     b = _blotter()
-    mark = b.position_read_started()
+    mark = b.read_started()
     b.apply_order(_order(1, Side.BUY, 1, OrderStatus.FILLED, 1), MON_10)
     assert not b.apply_position(PositionReport(ES, PositionType.FLAT, 0, None, ACC),
                                 read_mark=mark)
     b.position_read_done(mark)
     assert [o.order_id for o in b.view(MON_10).orders] == [-1]   # still in the exposure
+
+
+def test_an_order_read_older_than_a_modify_is_refused() -> None:
+    """Before the fix the read's 2 lots took a working entry grown to 4 back to 2 in the gate's
+    view (the state machine keeps a state from going back, not a size or a price)."""
+    b = _blotter()
+    entry = b.new_intent("alpha-1", "alpha", ES, Side.BUY, 2, "limit", MON_10)
+    b.add_intent(entry)
+
+    def report(size: int, price: float) -> OrderReport:
+        return OrderReport(order_id=1, account_id=ACC, contract=ES, side=Side.BUY, size=size,
+                           order_type=OrderType.LIMIT, status=OrderStatus.OPEN, fill_volume=0,
+                           limit_price=price, custom_tag="alpha-1")
+    b.apply_order(report(2, 5900.0), MON_10)                  # hub: working 2
+    mark = b.read_started()                                   # Order/search begins
+    b.apply_order(report(4, 5901.0), MON_10)                  # hub: modified to 4
+    stale = b.apply_order(report(2, 5900.0), MON_10, read_mark=mark)
+    assert stale is not None and stale.refused and not stale.changed
+    assert (b.orders[1].size, b.orders[1].limit_price, b.stale_orders) == (4, 5901.0, 1)
+    assert [o.remaining for o in b.view(MON_10).orders] == [4]
+    # a read begun after the modify is authoritative again
+    b.apply_order(report(3, 5901.0), MON_10, read_mark=b.read_started())
+    assert b.orders[1].size == 3
 
 
 # ------------------------------------------------------------------ 5: the day rolls
