@@ -46,7 +46,8 @@ def stack_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     yield from _stack(tmp_path_factory, CLOCK_SPEED=str(SPEED),
                       CLOCK_ANCHOR=anchor_for(START, SPEED), SIM_ROOTS="EP",
                       SIM_ACCOUNTS=f"{ACC}:50KTC-V2-000001-{ACC}:50000",
-                      SIM_TOKEN_LIFETIME_S="1000000000", RISK_MARKET_HOURS="always")
+                      SIM_TOKEN_LIFETIME_S="1000000000",       # market s: outlives the test
+                      RISK_MARKET_HOURS="always")
 
 
 def referee(stack: Stack) -> dict[str, Any]:

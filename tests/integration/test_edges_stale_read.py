@@ -66,12 +66,13 @@ async def test_a_position_read_older_than_the_stop_fill_never_sells_into_a_short
                           what="the gateway sees the long 2")
 
         # Every position read from now on is answered only when the test says so.
+        held = _stale_count(stack)
         stack.venue.faults(rest_stale_ms=60_000, rest_fault_paths=[POSITIONS])
         try:
-            await aeventually(lambda: _stale_count(stack) >= 1, timeout=30,
+            await aeventually(lambda: _stale_count(stack) > held, timeout=30,
                               what="the gateway's reconcile reading positions (held)")
             mine = asyncio.ensure_future(asyncio.to_thread(_read_positions, stack, acc))
-            await aeventually(lambda: _stale_count(stack) >= 2, what="the test's read, held")
+            await aeventually(lambda: _stale_count(stack) > held + 1, what="the test's read")
             # Both reads saw long 2. Now the stop fills: the trader drags it through the
             # market on the platform, and the venue fills it at once.
             last = stack.venue.quote(contract)[0]
@@ -89,7 +90,7 @@ async def test_a_position_read_older_than_the_stop_fill_never_sells_into_a_short
             # and nothing newer has corrected it yet. The flatten is judged in that window.
             set_faults(stack.base, release_stale_now=True)
             stale = await mine
-            await aeventually(lambda: _stale_count(stack) >= 3, timeout=30,
+            await aeventually(lambda: _stale_count(stack) > held + 2, timeout=30,
                               what="the gateway done with the stale answer (next read held)")
             orders = len(stack.venue.orders(acc))
             flat = await tap.ask("flatten", {"contract": contract}, timeout=30)
