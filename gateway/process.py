@@ -228,6 +228,7 @@ class GatewayService(Service):
             self.counters["repeated_fills"] = self.blotter.ledger.repeated
             self.counters["stale_positions"] = self.blotter.stale_positions
             self.counters["stale_orders"] = self.blotter.stale_orders
+            self.counters["stale_accounts"] = self.blotter.stale_accounts
         if self.hub is not None:
             self.counters.update({f"hub_{k}": v for k, v in self.hub.counters.items()})
         if self.journal is not None:

@@ -129,8 +129,9 @@ class Reconciler:
                                              if p.contract_id}, read_mark=mark):
             venue.diff(f"position {contract} flat at the venue")
             self.publisher.due.add((ACCOUNT, contract))
+        mark = blotter.read_started()
         for a in await self.client.search_accounts(only_active=True):
-            venue.apply_account(a)
+            venue.apply_account(a, read_mark=mark)
         if venue.diffs_now == 0 and venue.diff_alarm:
             venue.diff_alarm = False
             self.publisher.alarm("reconcile_diff", False, "the venue and the gateway agree again")

@@ -170,9 +170,11 @@ class VenueEvents:
             self.publisher.due.add((ACCOUNT, p.contract_id))
             self.on_position_changed()
 
-    def apply_account(self, a: Account) -> None:
+    def apply_account(self, a: Account, read_mark: int | None = None) -> None:
+        """A hub event, or a REST row read since `read_mark` (`Blotter.read_started`)."""
         was = self.blotter.book.can_cancel
-        self.blotter.apply_account(AccountReport(a.id, a.balance, a.can_trade, a.simulated))
+        self.blotter.apply_account(AccountReport(a.id, a.balance, a.can_trade, a.simulated),
+                                   read_mark)
         if was and not self.blotter.book.can_cancel:
             self.cannot_cancel("the venue lists it as a live account")
 

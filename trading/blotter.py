@@ -12,10 +12,11 @@ The gate's view counts every order that may still fill, not only the venue's wor
   that includes it; such a fill is counted as a working order until a position report for
   its contract arrives, or a read of every position begun after it answers (however late).
 
-A read of the venue's positions or orders (REST) is a snapshot taken when the read began: it
-is never applied over a contract whose fill, trade or position event, or over an order whose
-report, arrived after that (it is older than what is known: a phantom position, or a working
-order taken back to an earlier size or price). Realized P&L (the account's and each owner's) rolls at the trading
+A read of the venue's positions, orders or account (REST) is a snapshot taken when the read
+began: it is never applied over a contract whose fill, trade or position event, an order whose
+report, or an account whose event arrived after that (it is older than what is known: a
+phantom position, a working order taken back to an earlier size or price, a balance from
+before a loss). Realized P&L (the account's and each owner's) rolls at the trading
 day's start (17:00 CT, chillly/calendar.py), from the time given.
 """
 
@@ -179,8 +180,12 @@ class Blotter:
     _order_touched: dict[int, int] = field(default_factory=dict)
     #: position snapshots refused as older than an event already applied
     stale_positions: int = 0
+    #: sequence number of the newest account event from outside a read (the hub)
+    _account_touched: int = -1
     #: order snapshots refused as older than a report already applied
     stale_orders: int = 0
+    #: account snapshots refused as older than an account event already applied
+    stale_accounts: int = 0
 
     def __post_init__(self) -> None:
         self.book = Book(self.account_id, self.account_name)
@@ -438,8 +443,16 @@ class Blotter:
             self.book.set_venue_position(c, 0, 0, None)
         return gone
 
-    def apply_account(self, a: AccountReport) -> bool:
+    def apply_account(self, a: AccountReport, read_mark: int | None = None) -> bool:
+        """The venue's account. `read_mark`: from a read begun at that mark (`read_started`),
+        refused (counted in `stale_accounts`) when an account event arrived since: a balance
+        from before a fill's P&L would lift the gate's equity by that loss."""
         if a.account_id != self.account_id:
+            return False
+        if read_mark is None:
+            self._account_touched = self._next_seq()
+        elif self._account_touched > read_mark:
+            self.stale_accounts += 1
             return False
         if a.balance is not None:
             self.book.balance = float(a.balance)

@@ -12,6 +12,7 @@ sim's own positions and order list.
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import httpx
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.timeout(120)
 
 POSITIONS = "/api/Position/searchOpen"
 ORDERS = "/api/Order/search"
+ACCOUNTS = "/api/Account/search"
 
 
 def _stale_count(stack: Stack) -> int:
@@ -228,3 +230,50 @@ async def test_an_order_read_older_than_a_modify_never_shrinks_the_exposure(stac
             assert tap.counter("stale_orders") >= 1
     finally:
         httpx.post(rules, json={"enforce": "all"}, timeout=10).raise_for_status()
+
+
+async def test_an_account_read_older_than_a_loss_never_lifts_the_equity(stack: Stack) -> None:
+    """An Account/search begun before a losing round turn, answered after the hub's new
+    balance: applied, it gave the gate back the balance before the loss, and an entry whose
+    worst case ends below the floor from the balance the venue holds passed. The gateway runs
+    with a fixed floor (as for a live account) and explicit fees, so the entry is sized from the
+    venue's own balances to fall between the two."""
+    acc = stack.new_account()
+    floor, buffer, fee, tick_value = 49_000.0, 200.0, 1.40, 12.5
+    stack.gateway(acc, RISK_FLOOR=str(floor), RISK_MLL_BUFFER=str(buffer), RISK_FEES=f"ES:{fee}")
+    es = stack.venue.contract("EP")["id"]
+    async with Tap(stack.env) as tap:
+        await tap.ready()
+        before = stack.venue.balance(acc)
+        held = _stale_count(stack)
+        stack.venue.faults(rest_stale_ms=60_000, rest_fault_paths=[ACCOUNTS])
+        try:
+            await aeventually(lambda: _stale_count(stack) > held, timeout=30,
+                              what="the gateway's reconcile reading the account (held)")
+            for side in (Side.BUY, Side.SELL):     # the spread and the fees: a sure loss
+                done = stack.venue.place(acc, contractId=es, type=OrderType.MARKET, side=side,
+                                         size=5)
+                assert done["success"], done
+            eventually(lambda: len(stack.venue.trades(acc)) == 2, what="the round turn")
+            after = before + sum(float(t["profitAndLoss"] or 0) - float(t["fees"] or 0)
+                                 for t in stack.venue.trades(acc))
+            assert after < before
+            await aeventually(lambda: any(a["balance"] == after for a in tap.of("account")),
+                              what="the hub's balance reached the gateway")
+            set_faults(stack.base, release_stale_now=True)
+            await aeventually(lambda: _stale_count(stack) > held + 1, timeout=30,
+                              what="the gateway done with the stale answer (next read held)")
+            # An entry ending at the floor and buffer from the balance the venue holds, inside
+            # them from the balance before the loss.
+            sl_ticks = math.ceil((after - floor - buffer - 2 * fee) / tick_value) - 1
+            worst = (sl_ticks + 1) * tick_value + 2 * fee
+            assert after - worst <= floor + buffer < before - worst
+            placed = len(stack.venue.orders(acc))
+            entry = await tap.submit(contract="ES", side="buy", size=1, sl_ticks=sl_ticks,
+                                     tp_ticks=sl_ticks)
+        finally:
+            stack.venue.clear_faults()
+        assert len(stack.venue.orders(acc)) == placed, dump(entry)   # never reached the venue
+        assert stack.venue.balance(acc) == after
+        assert entry["status"] == "rejected" and entry["rule"] == "mll", dump(entry)
+        assert tap.counter("stale_accounts") >= 1

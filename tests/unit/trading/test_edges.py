@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from trading.blotter import Blotter, OrderReport, PositionReport, TradeReport
+from trading.blotter import AccountReport, Blotter, OrderReport, PositionReport, TradeReport
 from trading.orders.records import EXTERNAL
 from trading.positions import Spec
 from trading.venue_codes import OrderStatus, OrderType, PositionType, Side
@@ -155,6 +155,17 @@ def test_an_order_read_older_than_a_modify_is_refused() -> None:
     # a read begun after the modify is authoritative again
     b.apply_order(report(3, 5901.0), MON_10, read_mark=b.read_started())
     assert b.orders[1].size == 3
+
+
+def test_an_account_read_older_than_a_balance_event_is_refused() -> None:
+    """Before the fix the read's balance (from before a loss) lifted the gate's equity."""
+    b = _blotter()
+    mark = b.read_started()                                  # Account/search begins: 50,000
+    assert b.apply_account(AccountReport(ACC, 49_900.0))     # hub: a loss of 100 realized
+    assert not b.apply_account(AccountReport(ACC, 50_000.0), read_mark=mark)
+    assert (b.book.balance, b.stale_accounts) == (49_900.0, 1)
+    assert b.apply_account(AccountReport(ACC, 49_890.0), read_mark=b.read_started())
+    assert b.book.balance == 49_890.0
 
 
 # ------------------------------------------------------------------ 5: the day rolls
