@@ -35,6 +35,7 @@ from topstepx.client import ProjectXClient
 from topstepx.budget import priority
 from topstepx.errors import VenueError
 from trading.blotter import Blotter
+from trading.orders.records import OrderRecord
 
 log = logging.getLogger("gateway")
 
@@ -254,13 +255,13 @@ class GateRunner:
                         if r.parent_id is None]
                 self.publisher.risk_event("action", f"cancel entries: {action.reason}",
                                           action.rule)
-                asyncio.ensure_future(self.closer.cancel_many(rows))
+                self._cancel(rows)
             elif isinstance(action, CancelOrders):
                 ids = set(action.order_ids)
                 rows = [r for r in self.blotter.working() if r.order_id in ids]
                 self.publisher.risk_event("action", f"cancel {sorted(ids)}: {action.reason}",
                                           action.rule)
-                asyncio.ensure_future(self.closer.cancel_many(rows))
+                self._cancel(rows)
             elif isinstance(action, Flatten):
                 if self._flattening:
                     continue        # one gate flatten at a time: never a second closing order
@@ -272,6 +273,17 @@ class GateRunner:
                 asyncio.ensure_future(self._gate_flatten(action))
         if not self._flattening and self._retry.failing() and not self.blotter.book.held():
             self._closed_after_refusal()
+
+    def _cancel(self, rows: list[OrderRecord]) -> None:
+        """The gate's cancels. Where the venue refuses every cancel they are not sent (each
+        pass would spend a request on a certain refusal): the orders are named as stranded
+        (alarm `orders_stranded`) for the trader to cancel on the venue's platform."""
+        if not rows:
+            return
+        if not self.blotter.book.can_cancel:
+            self.closer.strand([r.order_id for r in rows])
+            return
+        asyncio.ensure_future(self.closer.cancel_many(rows))
 
     async def _gate_flatten(self, action: Flatten) -> None:
         self._flattening = True

@@ -13,8 +13,9 @@ that would strand the legs is refused; `chillly flatten` fires the stop through 
 position, which the same fall leaves flat; `chillly halt` does the same on a second bracket.
 
 Accounts 1097 (the gateway's) and 1096 (the old path, REST only), both live (simulated false)
-in Auto OCO bracket mode: unique in the suite (1001..1060 are the shared rig's, 1098
-test_edges_live_account's, 1099 the rig's position-bracket account)."""
+in Auto OCO bracket mode, and 1095 live in Position Brackets mode (a bracket refused): unique
+in the suite (1001..1060 are the shared rig's, 1098 test_edges_live_account's, 1099 the rig's
+position-bracket account)."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ import pytest
 from tests.integration.test_gateway_support import ACCOUNTS, Stack, Tap, _stack, dump
 from tests.support import PYTHON, ROOT, aeventually, eventually
 
-LIVE, OLD = 1097, 1096
-SL, TP = 40, 40            # bracket ticks (ES: 10 points each way)
+LIVE, OLD, POSITION = 1097, 1096, 1095
+SL, TP = 120, 120          # bracket ticks (ES: 30 points each way: no fill by chance)
 WORKING = {1, 6, 8}        # Open, Pending, Suspended
 
 pytestmark = pytest.mark.timeout(240)
@@ -45,7 +46,8 @@ def stack_fixture(tmp_path_factory: pytest.TempPathFactory) -> Any:
         CLOCK_ANCHOR=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         SIM_RATE_BARS="100000",
         SIM_ACCOUNTS=f"{ACCOUNTS},{LIVE}:LIVE-{LIVE}:50000:live+auto_oco,"
-                     f"{OLD}:LIVE-{OLD}:50000:live+auto_oco")
+                     f"{OLD}:LIVE-{OLD}:50000:live+auto_oco,"
+                     f"{POSITION}:LIVE-{POSITION}:50000:live+position")
 
 
 def _net(stack: Stack, acc: int, contract: str) -> int:
@@ -124,8 +126,12 @@ async def _bracketed_long(stack: Stack, es: dict[str, Any]) -> dict[str, dict[st
                               "--json")
     res = json.loads(out)
     assert rc == 0 and res["status"] == "accepted", (out, err)
-    legs = await aeventually(lambda: _priced(stack, LIVE, res["order_id"]), timeout=20,
-                             what="the venue's bracket working with its prices")
+    try:
+        legs = await aeventually(lambda: _priced(stack, LIVE, res["order_id"]), timeout=20,
+                                 what="the venue's bracket working with its prices")
+    except AssertionError:
+        raise AssertionError(dump(stack.venue.orders(LIVE)[-4:])
+                             + dump(stack.venue.quote(es["id"]))) from None
     assert _net(stack, LIVE, es["id"]) == 1
     return legs
 
@@ -190,3 +196,34 @@ async def test_the_gateway_tells_first_and_flattens_through_the_bracket(stack: S
         assert tap.counter("flatten_fired") >= 2
         rc, out, err = await _cli(stack, "resume")
         assert rc == 0, (out, err)
+
+        # Closed elsewhere (the venue's platform: a market sell straight to the venue), the
+        # legs are left with nothing to close: the gate sends no cancel it knows is refused,
+        # and names them in alarm orders_stranded for the trader to cancel on the platform.
+        legs = await _bracketed_long(stack, es)
+        cancels = tap.counter("cancels")
+        assert stack.venue.place(LIVE, contractId=es["id"], type=2, side=1, size=1)["success"]
+        ids = sorted(o["id"] for o in legs.values())
+
+        def stranded() -> str:
+            alarms = (tap.heartbeats[-1].get("alarms") or {}) if tap.heartbeats else {}
+            return str(alarms.get("orders_stranded") or "")
+        text = await aeventually(stranded, timeout=30, what="alarm orders_stranded")
+        assert all(str(i) in text for i in ids), text
+        assert tap.counter("cancels") == cancels
+        assert sorted(o["id"] for o in _working(stack, LIVE)) == ids
+
+
+async def test_a_bracket_the_venue_cannot_resolve_is_refused(stack: Stack) -> None:
+    """In Position Brackets mode the venue refuses brackets; on an account that can cancel
+    the gateway then manages the pair itself, which here could never be withdrawn."""
+    es = stack.venue.contract("EP")
+    stack.gateway(POSITION)
+    async with Tap(stack.env) as tap:
+        await tap.ready()
+        rc, out, err = await _cli(stack, "buy", "ES", "1", "--sl", str(SL), "--tp", str(TP),
+                                  "--json")
+        res = json.loads(out)
+        assert res["status"] == "rejected" and res["rule"] == "cannot_cancel", out
+        assert "Auto OCO" in res["message"], out
+        assert _net(stack, POSITION, es["id"]) == 0 and _working(stack, POSITION) == []
