@@ -12,10 +12,10 @@ that would strand the legs is refused; `chillly flatten` fires the stop through 
 (`Order/modify`; the venue's OCO drops the target) and leaves no working order and a flat
 position, which the same fall leaves flat; `chillly halt` does the same on a second bracket.
 
-Accounts 1097 (the gateway's) and 1096 (the old path, REST only), both live (simulated false)
-in Auto OCO bracket mode, and 1095 live in Position Brackets mode (a bracket refused): unique
-in the suite (1001..1060 are the shared rig's, 1098 test_edges_live_account's, 1099 the rig's
-position-bracket account)."""
+Accounts, all live (simulated false): 1097 (the gateway's), 1096 (the old path, REST only) and
+1094 (legs left by a close elsewhere) in Auto OCO bracket mode, 1095 in Position Brackets mode
+(a bracket refused). Unique in the suite: 1001..1060 are the shared rig's, 1098
+test_edges_live_account's, 1099 the rig's position-bracket account."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import pytest
 from tests.integration.test_gateway_support import ACCOUNTS, Stack, Tap, _stack, dump
 from tests.support import PYTHON, ROOT, aeventually, eventually
 
-LIVE, OLD, POSITION = 1097, 1096, 1095
+LIVE, OLD, POSITION, STRANDED = 1097, 1096, 1095, 1094
 SL, TP = 120, 120          # bracket ticks (ES: 30 points each way: no fill by chance)
 WORKING = {1, 6, 8}        # Open, Pending, Suspended
 
@@ -47,7 +47,8 @@ def stack_fixture(tmp_path_factory: pytest.TempPathFactory) -> Any:
         SIM_RATE_BARS="100000",
         SIM_ACCOUNTS=f"{ACCOUNTS},{LIVE}:LIVE-{LIVE}:50000:live+auto_oco,"
                      f"{OLD}:LIVE-{OLD}:50000:live+auto_oco,"
-                     f"{POSITION}:LIVE-{POSITION}:50000:live+position")
+                     f"{POSITION}:LIVE-{POSITION}:50000:live+position,"
+                     f"{STRANDED}:LIVE-{STRANDED}:50000:live+auto_oco")
 
 
 def _net(stack: Stack, acc: int, contract: str) -> int:
@@ -72,11 +73,17 @@ def _priced(stack: Stack, acc: int, entry: int) -> dict[str, dict[str, Any]] | N
     return legs if ok else None
 
 
-def _drift(stack: Stack, contract: str, ticks: int) -> None:
-    """Move the contract's price by `ticks` at the next market minute (the sim's control)."""
+def _drift(stack: Stack, contract: str, ticks: int) -> int:
+    """Move the contract's price by `ticks` at the next market minute (the sim's control; the
+    prints of the minute before walk toward it). Returns the market ms when it is all in."""
     r = httpx.post(f"{stack.base}/admin/market", json={
         "contractId": contract, "ticks": ticks, "over_seconds": 0}, timeout=5)
     assert r.status_code == 200, r.text
+    return int(r.json()["drift"]["start"]) + 5_000
+
+
+def _market_past(stack: Stack, ms: int) -> bool:
+    return int(httpx.get(f"{stack.base}/admin/state", timeout=5).json()["now"]) >= ms
 
 
 def _status(stack: Stack) -> str:
@@ -114,25 +121,23 @@ async def test_the_old_flatten_leaves_a_stop_that_later_opens_a_naked_short(
     eventually(lambda: _net(stack, OLD, es["id"]) == 0, what="flat after the close")
     assert {o["id"] for o in _working(stack, OLD)} == {legs["SL"]["id"], legs["TP"]["id"]}
     # The market falls through the stop left behind: it fills, on a flat account.
-    _drift(stack, es["id"], -3 * SL)
+    done = _drift(stack, es["id"], -3 * SL)
     eventually(lambda: _net(stack, OLD, es["id"]) == -1, timeout=90,
                what="the left stop filled: a naked short 1 at the venue")
+    eventually(lambda: _market_past(stack, done), timeout=90, what="the fall over")
     sl = next(o for o in stack.venue.orders(OLD) if o["id"] == legs["SL"]["id"])
     assert sl["status"] == 2, dump(sl)
 
 
-async def _bracketed_long(stack: Stack, es: dict[str, Any]) -> dict[str, dict[str, Any]]:
+async def _bracketed_long(stack: Stack, es: dict[str, Any],
+                          acc: int = LIVE) -> dict[str, dict[str, Any]]:
     rc, out, err = await _cli(stack, "buy", "ES", "1", "--sl", str(SL), "--tp", str(TP),
                               "--json")
     res = json.loads(out)
     assert rc == 0 and res["status"] == "accepted", (out, err)
-    try:
-        legs = await aeventually(lambda: _priced(stack, LIVE, res["order_id"]), timeout=20,
-                                 what="the venue's bracket working with its prices")
-    except AssertionError:
-        raise AssertionError(dump(stack.venue.orders(LIVE)[-4:])
-                             + dump(stack.venue.quote(es["id"]))) from None
-    assert _net(stack, LIVE, es["id"]) == 1
+    legs = await aeventually(lambda: _priced(stack, acc, res["order_id"]), timeout=20,
+                             what="the venue's bracket working with its prices")
+    assert _net(stack, acc, es["id"]) == 1
     return legs
 
 
@@ -179,30 +184,41 @@ async def test_the_gateway_tells_first_and_flattens_through_the_bracket(stack: S
                           what="flat after halt with no working order: "
                           + dump(_working(stack, LIVE)))
         trades = len(stack.venue.trades(LIVE))
+        await aeventually(lambda: tap.counter("flatten_fired") >= 2,
+                          what="a leg fired by each flatten")
 
         # The market falls through where both stops were, then rises through both targets:
-        # nothing is left to fill.
+        # nothing is left to fill. (Waited out, and last in the test: the gateway, which has
+        # no quote feed here, marks from venue bars a moment old, so a position taken while
+        # the market still walks 180 points would be judged at a price well off.)
         low = min(stack.venue.quote(es["id"])[0], float(legs["SL"]["stopPrice"]))
-        _drift(stack, es["id"], -3 * SL)
+        done = _drift(stack, es["id"], -3 * SL)
         await aeventually(lambda: stack.venue.quote(es["id"])[0] < low - 10 * 0.25,
                           timeout=90, what="the market below the old stop")
+        await aeventually(lambda: _market_past(stack, done), timeout=90, what="the fall over")
         high = float(legs["TP"]["limitPrice"])
-        _drift(stack, es["id"], 6 * SL)
+        done = _drift(stack, es["id"], 6 * SL)
         await aeventually(lambda: stack.venue.quote(es["id"])[0] > high + 10 * 0.25,
                           timeout=90, what="the market above the old target")
+        await aeventually(lambda: _market_past(stack, done), timeout=90, what="the rise over")
         await asyncio.sleep(1.0)      # a fill of the market's step would be booked by now
         assert _net(stack, LIVE, es["id"]) == 0 and _working(stack, LIVE) == []
         assert len(stack.venue.trades(LIVE)) == trades, dump(stack.venue.trades(LIVE))
-        assert tap.counter("flatten_fired") >= 2
         rc, out, err = await _cli(stack, "resume")
         assert rc == 0, (out, err)
 
-        # Closed elsewhere (the venue's platform: a market sell straight to the venue), the
-        # legs are left with nothing to close: the gate sends no cancel it knows is refused,
-        # and names them in alarm orders_stranded for the trader to cancel on the platform.
-        legs = await _bracketed_long(stack, es)
-        cancels = tap.counter("cancels")
-        assert stack.venue.place(LIVE, contractId=es["id"], type=2, side=1, size=1)["success"]
+
+async def test_legs_left_by_a_close_elsewhere_are_named_never_cancelled(stack: Stack) -> None:
+    """Closed on the venue's platform (a market sell straight to the venue), the position's
+    legs are left with nothing to close: the gate sends no cancel it knows is refused, and
+    names them in alarm orders_stranded for the trader to cancel on the platform."""
+    es = stack.venue.contract("EP")
+    stack.gateway(STRANDED)
+    async with Tap(stack.env) as tap:
+        await tap.ready()
+        legs = await _bracketed_long(stack, es, STRANDED)
+        assert stack.venue.place(STRANDED, contractId=es["id"], type=2, side=1,
+                                 size=1)["success"]
         ids = sorted(o["id"] for o in legs.values())
 
         def stranded() -> str:
@@ -210,8 +226,9 @@ async def test_the_gateway_tells_first_and_flattens_through_the_bracket(stack: S
             return str(alarms.get("orders_stranded") or "")
         text = await aeventually(stranded, timeout=30, what="alarm orders_stranded")
         assert all(str(i) in text for i in ids), text
-        assert tap.counter("cancels") == cancels
-        assert sorted(o["id"] for o in _working(stack, LIVE)) == ids
+        assert tap.counter("cancels") == 0
+        assert _net(stack, STRANDED, es["id"]) == 0
+        assert sorted(o["id"] for o in _working(stack, STRANDED)) == ids
 
 
 async def test_a_bracket_the_venue_cannot_resolve_is_refused(stack: Stack) -> None:
