@@ -449,6 +449,8 @@ class Blotter:
         from before a fill's P&L would lift the gate's equity by that loss."""
         if a.account_id != self.account_id:
             return False
+        if a.simulated is False:        # what the account is never goes stale
+            self.book.can_cancel = False
         if read_mark is None:
             self._account_touched = self._next_seq()
         elif self._account_touched > read_mark:
@@ -458,8 +460,6 @@ class Blotter:
             self.book.balance = float(a.balance)
         if a.can_trade is not None:
             self.book.can_trade = bool(a.can_trade)
-        if a.simulated is False:
-            self.book.can_cancel = False
         return True
 
     def cancel_refused(self, code: int | None) -> bool:

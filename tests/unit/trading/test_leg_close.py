@@ -148,3 +148,13 @@ def test_an_account_that_cannot_cancel_refuses_a_managed_bracket_and_a_close_pas
     can.book.can_cancel = True
     assert can.reduce_refusal(ES, Side.SELL, 1, None) is None
     assert can.bracket_refusal(True, managed=True) is None
+
+
+def test_a_stale_account_read_still_tells_a_live_account() -> None:
+    """A REST account read older than an account event is refused (its balance is stale), but
+    what the account is (live: simulated false) does not go stale."""
+    b = Blotter(1097, "LIVE")
+    mark = b.read_started()
+    b.apply_account(AccountReport(1097, 50_000.0, True))           # a hub event since
+    assert not b.apply_account(AccountReport(1097, 49_000.0, True, simulated=False), mark)
+    assert b.book.balance == 50_000.0 and not b.book.can_cancel
