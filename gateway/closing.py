@@ -34,6 +34,8 @@ class Closer:
         self._flatten_lock = asyncio.Lock()
         #: orders a flatten of an account that cannot cancel had to leave working
         self._stranded: set[int] = set()
+        #: legs the venue refused to move through the market (their sibling is fired instead)
+        self._unmovable: set[int] = set()
         #: the last trade price of a contract (GateRunner.last_price), to fire legs through
         self.last_price: Callable[[str], Coroutine[Any, Any, float | None]] | None = None
 
@@ -145,7 +147,8 @@ class Closer:
             px = await self.last_price(c) if self.last_price is not None else None
             if px is not None:
                 quotes[c] = QuoteView(c, None, None, px, self.clock.now_ms())
-        plan = plan_close(b.closing_shares(contract, owner), legs, native, quotes, ticks)
+        plan = plan_close(b.closing_shares(contract, owner), legs, native, quotes, ticks,
+                          self._unmovable)
         fired = await asyncio.gather(*(self._fire(f) for f in plan.fires))
         placed, refused, _codes = await self._close(list(plan.market))
         problems = [*plan.problems, *(p for p in fired if p), *refused]
@@ -173,6 +176,13 @@ class Closer:
         except OutcomeUnknown as exc:
             asyncio.ensure_future(self.reconcile())
             return f"{f.owner} {f.contract}: order {f.order_id}: no clear answer ({exc.why})"
+        except ApiError as exc:
+            # A clear refusal (the venue may not take a stop beyond the market): the next
+            # flatten, on fresh reports, fires the bracket's other leg instead. Never at once:
+            # a stop that has just filled is refused too, and its target is then cancelled.
+            self._unmovable.add(f.order_id)
+            return (f"{f.owner} {f.contract}: order {f.order_id} not moved through the market: "
+                    f"{exc}")
         except VenueError as exc:
             return (f"{f.owner} {f.contract}: order {f.order_id} not moved through the market: "
                     f"{exc}")
