@@ -5,6 +5,9 @@ a payload that is not msgpack is printed as `UNDECODABLE` with its bytes, one th
 breaks its schema is printed with `INVALID` and the reason. It proves its own path through the
 bus (a loopback probe) before it says "listening" on stderr, so scripts know when it is live.
 It reads through the configured backend (`BUS_BACKEND`), so it works on ZeroMQ and Redis alike.
+With `--replay N` it first prints the newest N messages the backend kept of the watched topics
+(Redis streams), so a trader sees what happened while nothing was watching; a backend that keeps
+no history says so on stderr.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import secrets
 import signal
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -41,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stats", action="store_true", help="print message rates per topic each second")
     p.add_argument("--timeout", type=float, default=0.0,
                    help="exit (code 1) if nothing arrives for this many seconds (0: wait forever)")
+    p.add_argument("--replay", type=int, default=0, metavar="N",
+                   help="first print the newest N messages the bus kept of the watched topics "
+                        "(BUS_BACKEND=redis with streams on), then go live")
 
 
 def _fmt_time(ms: Any) -> str:
@@ -91,6 +97,7 @@ class Tap:
         self.rates: Counter[str] = Counter()
         self.frames: asyncio.Queue[Sequence[bytes]] = asyncio.Queue()
         self.receiver: asyncio.Task[None] | None = None
+        self.replayed: set[bytes] = set()
 
     def _received(self, frames: Sequence[bytes], sender: str | None) -> None:
         self.frames.put_nowait(frames)
@@ -122,6 +129,31 @@ class Tap:
                 self.pending = frames  # a real message arrived first: keep it
             return True
         return False
+
+    async def history(self, n: int) -> list[tuple[bytes, bytes]] | None:
+        """The newest `n` kept messages of the watched topics, oldest first, as frames; None
+        when the backend keeps no history of any family they touch. Remembered, so the same
+        message received live meanwhile is not printed twice."""
+        kept = self.backend.kept_families()
+        families = sorted(kept if "" in self.prefixes else
+                          {p.split(".", 1)[0] for p in self.prefixes} & kept)
+        if not families:
+            return None
+        prefixes = tuple(p.encode() for p in self.prefixes)
+        picked: list[tuple[tuple[int, int], bytes, bytes]] = []
+        for family in families:
+            last: deque[tuple[tuple[int, int], bytes, bytes]] = deque(maxlen=n)
+            after = "-"
+            while entries := await self.backend.replay(family, after, 1000):
+                after = entries[-1][0]
+                for entry_id, topic, payload, _ in entries:
+                    if topic.startswith(prefixes):
+                        ms, _, seq = entry_id.partition("-")
+                        last.append(((int(ms), int(seq or 0)), topic, payload))
+            picked.extend(last)
+        newest = sorted(picked)[-n:]   # families interleave by entry id (server time)
+        self.replayed = {payload for _, _, payload in newest}
+        return [(topic, payload) for _, topic, payload in newest]
 
     def render(self, frames: Sequence[bytes], as_json: bool) -> str | None:
         topic = bytes(frames[0]).decode("utf-8", errors="replace") if frames else ""
@@ -155,6 +187,10 @@ class Tap:
             else:
                 frames = await self._next(0.2 if (stats or timeout) else None)
             now = time.monotonic()
+            if frames is not None and self.replayed and len(frames) == 2 \
+                    and bytes(frames[1]) in self.replayed:
+                self.replayed.discard(bytes(frames[1]))   # printed from the history already
+                continue
             if frames is not None:
                 if stats:
                     topic = bytes(frames[0]).decode("utf-8", errors="replace")
@@ -207,13 +243,37 @@ async def _main(args: argparse.Namespace) -> int:
     if note:   # no bars or quotes will come: say why and until when (before "listening")
         print(f"chillly tap: {note}", file=sys.stderr, flush=True)
     try:
-        if not await tap.wait_ready():
+        ready = await tap.wait_ready()
+        shown = 0
+        if args.replay > 0:
+            try:
+                kept = await tap.history(args.replay)
+            except Exception as exc:   # a link down, an ACL without XRANGE: say it, go live
+                print(f"chillly tap: --replay: could not read the history ({exc}); going live",
+                      file=sys.stderr, flush=True)
+                kept = []
+            if kept is None:
+                print(f"chillly tap: --replay: {tap.backend.describe()} keeps no history of "
+                      "these topics (only BUS_BACKEND=redis with REDIS_STREAM_MAXLEN > 0 keeps "
+                      "bars, orders, fills, positions, account, risk, alarms, ...)",
+                      file=sys.stderr, flush=True)
+            for frames in kept or ():
+                line = tap.render(frames, args.json)
+                if line is not None:
+                    sys.stdout.write(line + "\n")
+                    shown += 1
+            sys.stdout.flush()
+            if args.count and shown >= args.count:
+                return 0
+        # After the history: "listening" means live from here on.
+        if not ready:
             print(f"chillly tap: no answer from the bus ({tap.backend.describe()}); "
                   "still waiting", file=sys.stderr, flush=True)
         else:
             print(f"chillly tap: listening on {tap.backend.describe()} for "
                   f"{' '.join(repr(p) for p in args.prefixes)}", file=sys.stderr, flush=True)
-        return await tap.run(args.json, args.count, args.stats, args.timeout)
+        return await tap.run(args.json, args.count - shown if args.count else 0, args.stats,
+                             args.timeout)
     except asyncio.CancelledError:
         return 0
     finally:

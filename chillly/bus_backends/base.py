@@ -53,10 +53,13 @@ class Backend(ABC):
     async def receive(self, deliver: Deliver) -> None:
         """Hand every received frame set to `deliver`, in arrival order, until `close`."""
 
+    def kept_families(self) -> frozenset[str]:
+        """The topic families (first segment of their topics) whose history this backend keeps
+        for `replay`: only Redis, with streams on, keeps any."""
+        return frozenset()
+
     def keeps(self, family: str) -> bool:
-        """Whether this backend keeps a history of a topic family (the first segment of its
-        topics) that `replay` reads: only Redis, with streams on, does."""
-        return False
+        return family in self.kept_families()
 
     async def replay(self, family: str, after: str = "-", count: int = 1000
                      ) -> list[tuple[str, bytes, bytes, str | None]]:

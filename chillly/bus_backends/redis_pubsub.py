@@ -256,8 +256,8 @@ class RedisBackend(Backend):
 
     # ------------------------------------------------------------------ catch-up
 
-    def keeps(self, family: str) -> bool:
-        return self.stream_maxlen > 0 and family in STREAMED
+    def kept_families(self) -> frozenset[str]:
+        return STREAMED if self.stream_maxlen > 0 else frozenset()
 
     async def replay(self, family: str, after: str = "-", count: int = 1000
                      ) -> list[tuple[str, bytes, bytes, str | None]]:

@@ -165,5 +165,37 @@ async def test_a_restarted_consumer_catches_up_from_the_family_stream(
         await pub.close()
 
 
-async def _count(backend: RedisBackend) -> bool:
-    return len(await backend.replay("bar", count=1000)) >= 50
+async def test_tap_replays_the_newest_kept_messages_then_goes_live(
+        procs: Procs, bus_env: dict[str, str], tmp_path: Path) -> None:
+    _, url = start_redis(procs, tmp_path)
+    bus_env.update({"BUS_BACKEND": "redis", "REDIS_URL": url})
+    pub = Bus.over(RedisBackend(url, "feed-bars"), "feed-bars")
+    try:
+        await pub.ready(timeout=20)
+        for i in range(1, 31):            # before any tap runs
+            pub.publish(topics.bar("1m", EP), bar(i))
+        pub.publish(topics.bar("1m", "CON.F.US.ENQ.Z26"), bar(99))   # another contract, newest
+        await aeventually(lambda: _count(pub.backend, 31), 10,          # type: ignore[arg-type]
+                          what="the stream written")
+        tap = procs.chillly("tap", topics.bar("1m", EP), "--json", "--replay", "5", "--count",
+                            "6", stdout_pipe=True)
+        await aeventually(lambda: "listening" in tap.log(), 30, what="tap listening")
+        # One more, live: the tap prints it after the five kept ones, and exits at six.
+        async def sixth_printed() -> bool:
+            pub.publish(topics.bar("1m", EP), bar(31))
+            return tap.popen.poll() is not None
+        await aeventually(sixth_printed, 30, interval=0.5, what="tap done after 6")
+        rows = [json.loads(x) for x in tap.popen.stdout.read().decode().splitlines()]  # type: ignore[union-attr]
+        assert tap.popen.returncode == 0
+        assert [r["payload"]["t"] for r in rows] == [i * 60_000 for i in range(26, 32)]
+        # Without streams there is nothing to replay, and the tap says so.
+        blind = procs.chillly("tap", "bar.", "--replay", "5", "--timeout", "1", name="tap-blind",
+                              env={"REDIS_STREAM_MAXLEN": "0"})
+        assert blind.wait(30) == 1
+        assert "keeps no history of these topics" in blind.log()
+    finally:
+        await pub.close()
+
+
+async def _count(backend: RedisBackend, n: int = 50) -> bool:
+    return len(await backend.replay("bar", count=1000)) >= n
