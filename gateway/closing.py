@@ -34,8 +34,9 @@ class Closer:
         self._flatten_lock = asyncio.Lock()
         #: orders a flatten of an account that cannot cancel had to leave working
         self._stranded: set[int] = set()
-        #: legs the venue refused to move through the market (their sibling is fired instead)
-        self._unmovable: set[int] = set()
+        #: leg -> how often the venue refused to move it through the market (the bracket's
+        #: other leg is fired next: trading/orders/leg_close.py `_pick`)
+        self._unmovable: dict[int, int] = {}
         #: the last trade price of a contract (GateRunner.last_price), to fire legs through
         self.last_price: Callable[[str], Coroutine[Any, Any, float | None]] | None = None
 
@@ -180,7 +181,7 @@ class Closer:
             # A clear refusal (the venue may not take a stop beyond the market): the next
             # flatten, on fresh reports, fires the bracket's other leg instead. Never at once:
             # a stop that has just filled is refused too, and its target is then cancelled.
-            self._unmovable.add(f.order_id)
+            self._unmovable[f.order_id] = self._unmovable.get(f.order_id, 0) + 1
             return (f"{f.owner} {f.contract}: order {f.order_id} not moved through the market: "
                     f"{exc}")
         except VenueError as exc:

@@ -20,7 +20,7 @@ an account only as the venue's native OCO (`Blotter.bracket_refusal`).
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from trading.marks import QuoteView
@@ -92,25 +92,26 @@ def fire_price(leg: OrderRecord, quote: QuoteView | None, tick: float) -> tuple[
     return field, round(max(n, 1) * tick, 10)
 
 
-def _pick(unit: list[OrderRecord], refused: Collection[int]) -> OrderRecord | None:
-    """The leg of a unit to fire: the stop (a market fill), else the take-profit (also when
-    the venue refused to move the stop before: a limit through the quote is an order every
-    venue takes)."""
-    for t in (OrderType.STOP, OrderType.LIMIT):
-        for r in unit:
-            if r.order_type == t and r.order_id not in refused:
-                return r
-    return None
+def _pick(unit: list[OrderRecord], refused: Mapping[int, int]) -> OrderRecord | None:
+    """The leg of a unit to fire: the one the venue refused to move the fewest times, the stop
+    (a market fill) before the take-profit (a limit through the quote, an order every venue
+    takes) among equals; so a refused stop gives way to its target, and a refusal that passes
+    (the market shut for a while) never leaves a bracket that can no longer be fired."""
+    legs = [r for r in unit if r.order_type in (OrderType.STOP, OrderType.LIMIT)]
+    if not legs:
+        return None
+    return min(legs, key=lambda r: (refused.get(r.order_id, 0), r.order_type != OrderType.STOP))
 
 
 def plan_close(targets: Iterable[tuple[str, str, int]], legs: Iterable[OrderRecord],
                native: Mapping[int, bool], quotes: Mapping[str, QuoteView],
-               ticks: Mapping[str, float], refused: Collection[int] = ()) -> LegClosePlan:
+               ticks: Mapping[str, float],
+               refused: Mapping[int, int] | None = None) -> LegClosePlan:
     """How to close `targets` ((owner, contract, signed qty), `Blotter.closing_shares`) when
     no order can be cancelled. `legs`: the working protective orders in the flatten's scope;
     `native[entry id]`: that entry's legs are the venue's OCO bracket (False: the gateway's
-    own managed pair); `quotes`/`ticks` by contract; `refused`: legs the venue refused to
-    move before (their sibling is fired instead).
+    own managed pair); `quotes`/`ticks` by contract; `refused`: how often the venue refused
+    to move a leg (`_pick`).
 
     Each owner's brackets close its share, oldest first; one larger than what is left is fired
     for what is left (it fills whole, and the venue cancels its sibling). Lots covered by a
@@ -137,13 +138,13 @@ def plan_close(targets: Iterable[tuple[str, str, int]], legs: Iterable[OrderReco
             if left == 0:
                 break
             cover = max(r.remaining for r in unit)
-            leg = _pick(unit, refused)
+            leg = _pick(unit, refused or {})
             how = fire_price(leg, quotes.get(contract), ticks.get(contract, 0.0)) \
                 if leg is not None else None
             if len(unit) > 1 and not native.get(unit[0].parent_id or 0, False):
                 why = "a managed pair has no OCO at the venue: firing one leaves the other"
             elif leg is None:
-                why = "no stop or limit leg the venue lets move through the market"
+                why = "no stop or limit leg to move through the market"
             elif how is None:
                 why = "no price to move it through the market"
             else:
