@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from trading.marks import QuoteView
 from trading.orders.records import OrderRecord
-from trading.venue_codes import OrderType, Side
+from trading.venue_codes import OrderStatus, OrderType, Side
 
 #: How far through the market a leg is moved, in ticks: enough that a price a little stale
 #: (a venue mark is up to a bar old) still fires it; a stop's fill is a market fill whatever
@@ -143,6 +143,8 @@ def plan_close(targets: Iterable[tuple[str, str, int]], legs: Iterable[OrderReco
                 if leg is not None else None
             if len(unit) > 1 and not native.get(unit[0].parent_id or 0, False):
                 why = "a managed pair has no OCO at the venue: firing one leaves the other"
+            elif any(r.status == OrderStatus.SUSPENDED for r in unit):
+                why = "its entry has not filled yet (the venue moves no suspended leg)"
             elif leg is None:
                 why = "no stop or limit leg to move through the market"
             elif how is None:

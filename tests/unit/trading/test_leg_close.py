@@ -9,6 +9,7 @@ refused (errorCode 6), leaving the stop and the target working on a flat positio
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 from trading.blotter import AccountReport, Blotter, OrderReport, PositionReport
 from trading.marks import QuoteView
@@ -172,3 +173,11 @@ def test_a_stop_the_venue_refused_to_move_gives_way_to_its_target() -> None:
     again = plan_close([("alpha", ES, 2)], _bracket(10, 2), {10: True}, QUOTE, TICKS,
                        refused={11: 1, 12: 1})
     assert [f.order_id for f in again.fires] == [11] and again.market == ()
+
+
+def test_a_bracket_whose_entry_has_not_filled_waits() -> None:
+    """Its legs are suspended (status 8) and the venue moves none: the lots it will cover are
+    neither fired nor sent to market (that would leave the bracket working once it wakes)."""
+    legs = [replace(r, status=OrderStatus.SUSPENDED) for r in _bracket(10, 1)]
+    plan = plan_close([("alpha", ES, 1)], legs, {10: True}, QUOTE, TICKS)
+    assert plan.fires == () and plan.market == () and "not filled yet" in plan.problems[0]
