@@ -133,7 +133,8 @@ class Host(Service):
         self.engine = Engine(self.inst, self.strategy_cls, self.config, self.clock, self._send,
                              log=logging.getLogger(f"strategy.{self.inst.name}"),
                              max_errors=s.strategy_max_errors, watch=self.watchdog,
-                             on_schedule=self._schedule, on_unschedule=self._unschedule)
+                             on_schedule=self._schedule, on_unschedule=self._unschedule,
+                             max_bar_age_ms=s.bar_allowance_ms)
         self.store = StateFile(s.state_dir)
         self.bus.on_gap = self._on_gap
         self.bus.on(topics.reply(self.bus.instance), self._note_reply)

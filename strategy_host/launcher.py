@@ -28,8 +28,8 @@ from trading.strategy.instance import allowed
 _PASS = ("bus_publish_addr", "bus_subscribe_addr", "bus_hwm", "clock_speed", "heartbeat_interval",
          "log_level", "strategy_memory_mb", "strategy_max_files", "strategy_max_file_mb",
          "strategy_hook_budget_ms", "strategy_hook_kill_s", "strategy_max_errors",
-         "strategy_save_interval", "strategy_user", "strategy_nice", "strategy_max_procs",
-         "strategy_cpu_weight")
+         "strategy_save_interval", "strategy_max_bar_age", "strategy_user", "strategy_nice",
+         "strategy_max_procs", "strategy_cpu_weight")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -256,6 +256,7 @@ def listing(settings: HostSettings, conf: str, wait: float = 0.0) -> list[dict[s
             "position": c.get("position"), "day_pnl": c.get("day_pnl"),
             "open_orders": c.get("open_orders"), "hook_errors": c.get("hook_errors"),
             "rss_kb": c.get("rss_kb"), "pid": hb.get("pid"),
+            "catchup_bars": c.get("catchup_bars"), "catchup_refused": c.get("catchup_refused"),
             "restarts": int(seen.get("restarts", 0)), "last_error": seen.get("last_error"),
             "refusals": seen.get("refusals", []),
             "crash_loop": incidents.crash_loop(seen, now),
@@ -291,6 +292,9 @@ def cli(args: argparse.Namespace) -> int:
             print(f"  ! {r['crash_loop']}")
         elif r["last_error"]:
             print(f"  last error: {r['last_error']}")
+        if r["catchup_bars"]:
+            print(f"  catch-up: {r['catchup_bars']} late bar(s), {r['catchup_refused'] or 0} "
+                  "order(s) refused (STRATEGY_MAX_BAR_AGE)")
         for ref in r["refusals"][-3:]:
             print(f"  refused {ref.get('client_id')}: "
                   + (f"{ref['rule']}: " if ref.get("rule") else "") + f"{ref.get('message')}")

@@ -14,6 +14,9 @@ from pydantic_settings import NoDecode
 
 from chillly.settings import Settings
 
+#: Wall seconds a final may be late without counting as a catch-up bar, whatever the setting.
+MIN_BAR_ALLOWANCE_S = 10.0
+
 LAYER_NAMES = ("cgroup", "env", "rlimits", "no_new_privs", "user", "pdeathsig", "landlock",
                "landlock_net", "seccomp")
 
@@ -28,6 +31,9 @@ class HostSettings(Settings):
     strategy_hook_kill_s: float = Field(default=5.0, gt=0)
     strategy_max_errors: int = Field(default=5, ge=1)     # hook errors in a row before exit 1
     strategy_save_interval: float = Field(default=30.0, gt=0)  # real seconds
+    # Market seconds after its close beyond which a final bar is a catch-up bar (its on_bar
+    # runs, its orders are refused; trading/strategy/catchup.py); 0: off.
+    strategy_max_bar_age: float = Field(default=120.0, ge=0)
     strategy_user: str = "nobody"
     # Scheduling priority: hosts yield the CPU to the broker, feeds and gateway under load.
     strategy_nice: int = Field(default=5, ge=0, le=19)
@@ -58,6 +64,15 @@ class HostSettings(Settings):
                 raise ValueError(f"unknown layer {bad[0]!r}: expected any of "
                                  + ", ".join(LAYER_NAMES))
         return value
+
+    @property
+    def bar_allowance_ms(self) -> int:
+        """STRATEGY_MAX_BAR_AGE in market ms, never less than MIN_BAR_ALLOWANCE_S wall seconds
+        of market time at this clock speed: on an accelerated clock only a real outage counts,
+        and a loaded machine delivering a final a few seconds late is never catching up."""
+        if self.strategy_max_bar_age <= 0:
+            return 0
+        return int(max(self.strategy_max_bar_age, MIN_BAR_ALLOWANCE_S * self.clock_speed) * 1000)
 
     @property
     def state_dir(self) -> Path:

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from chillly.clock import Clock
 from chillly.messages import Bar, FillEvent, OrderEvent, PositionEvent, Quote, Trade
 from trading.strategy.api import TERMINAL, Position, Strategy
+from trading.strategy.catchup import CatchUp
 from trading.strategy.instance import Instance
 from trading.venue_codes import OrderStatus, OrderType, PositionType, Side
 
@@ -34,6 +35,10 @@ _ORDER_TYPE = {"limit": OrderType.LIMIT, "market": OrderType.MARKET, "stop": Ord
 _SIDE = {"buy": Side.BUY, "sell": Side.SELL}
 
 Send = Callable[[str, dict[str, Any]], None]
+
+#: Refused orders answered with `on_order` per catch-up bar at most: a strategy that resubmits
+#: on every rejection must not keep the engine in a loop (beyond, they are dropped unanswered).
+MAX_CATCHUP_ANSWERS = 100
 
 
 class HostFatal(Exception):
@@ -56,7 +61,8 @@ class Engine:
                  clock: Clock, send: Send, *, log: logging.Logger | None = None,
                  max_errors: int = 5, watch: Watch | None = None,
                  on_schedule: Callable[[str, float, bool], None] | None = None,
-                 on_unschedule: Callable[[str], None] | None = None) -> None:
+                 on_unschedule: Callable[[str], None] | None = None,
+                 max_bar_age_ms: int = 0) -> None:
         self.name = inst.name
         self.inst = inst
         self.contracts: list[str] = list(inst.contracts)   # ids once the host resolved them
@@ -84,7 +90,13 @@ class Engine:
         self.counters: dict[str, Any] = {
             "bars": 0, "quotes": 0, "trades": 0, "orders_sent": 0, "order_rejects": 0,
             "order_events": 0, "fills": 0, "hook_errors": 0, "hook_calls": 0,
+            "catchup_bars": 0, "catchup_refused": 0,
         }
+        # Catch-up bars (trading/strategy/catchup.py): while one's on_bar runs, `_catchup` is
+        # that bar; the orders it makes wait in `_refused` for their rejection.
+        self.catchup = CatchUp(max_bar_age_ms, self.log)
+        self._catchup: Bar | None = None
+        self._refused: deque[str] = deque()
         self.strategy = strategy_cls(self, config)
 
     # ---------------------------------------------------------------- hooks
@@ -143,9 +155,33 @@ class Engine:
     def on_bar(self, bar: Bar) -> None:
         if not bar.final or bar.origin == "trades":
             return
-        if self._append(bar):
-            self.counters["bars"] += 1
+        if not self._append(bar):
+            return
+        self.counters["bars"] += 1
+        reason = self.catchup.judge(bar, self.clock.now_ms())
+        if reason is None:
             self.call("on_bar", bar)
+            return
+        self.counters["catchup_bars"] += 1
+        self._catchup = bar
+        try:
+            self.call("on_bar", bar)
+            # Answered after the hook, never from inside it (hooks do not nest); what the
+            # strategy sends from those on_order calls is still this bar's, refused alike.
+            answered = 0
+            while self._refused:
+                cid = self._refused.popleft()
+                answered += 1
+                if answered > MAX_CATCHUP_ANSWERS:
+                    self.catchup.refused(bar)
+                    self.counters["catchup_refused"] += 1
+                    self.orders.pop(cid, None)
+                    continue
+                self._reject(cid, self.orders.get(cid), reason, "catchup",
+                             note=self.catchup.refused(bar))
+        finally:
+            self._catchup = None
+            self._refused.clear()
 
     def on_quote(self, quote: Quote) -> None:
         self.counters["quotes"] += 1
@@ -229,12 +265,18 @@ class Engine:
         self._reject(cid, current, str(reason or error or "rejected"), rule)
 
     def _reject(self, cid: str, current: OrderEvent | None, reason: str,
-                rule: str | None = None) -> None:
-        # In the strategy's own log, not only the gateway's: why its order did not go out.
-        self.log.warning("order %s refused: %s%s", cid, f"{rule}: " if rule else "", reason)
-        self.refusals.append({"client_id": cid, "rule": rule, "message": reason,
-                              "at_ms": self.clock.now_ms()})
-        self.counters["order_rejects"] += 1
+                rule: str | None = None, note: bool = True) -> None:
+        """`note`: log and keep it among the last refusals (a catch-up run notes its first
+        only: its run is logged once, and 100 of them must not hide the gateway's)."""
+        if note:
+            # In the strategy's own log, not only the gateway's: why its order did not go out.
+            self.log.warning("order %s refused: %s%s", cid, f"{rule}: " if rule else "", reason)
+            self.refusals.append({"client_id": cid, "rule": rule, "message": reason,
+                                  "at_ms": self.clock.now_ms()})
+        if rule == "catchup":
+            self.counters["catchup_refused"] += 1
+        else:
+            self.counters["order_rejects"] += 1
         self.orders.pop(cid, None)
         if current is not None:
             self.call("on_order", _replace(current, state="rejected", reason=reason))
@@ -283,6 +325,11 @@ class Engine:
             side=_SIDE[side], size=size, order_type=_ORDER_TYPE[kind],
             owner=self.name, state="pending", limit_price=args.get("limit_price"),
             stop_price=args.get("stop_price"), client_id=cid)
+        if self._catchup is not None:
+            # A catch-up bar's order: pending until its on_bar returns, then rejected; never
+            # sent. Cancels and flattens still go: they only take risk off.
+            self._refused.append(cid)
+            return cid
         self.counters["orders_sent"] += 1
         self.send("submit", args)
         return cid
