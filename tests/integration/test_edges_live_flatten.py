@@ -229,6 +229,18 @@ async def test_legs_left_by_a_close_elsewhere_are_named_never_cancelled(stack: S
         assert tap.counter("cancels") == 0
         assert _net(stack, STRANDED, es["id"]) == 0
         assert sorted(o["id"] for o in _working(stack, STRANDED)) == ids
+        # The trader's cancel-all is sent (asked for by hand), and the venue refuses each.
+        rc, out, _ = await _cli(stack, "cancel-all", "--json")
+        res = json.loads(out)
+        assert rc != 0 and res["status"] == "partial" and sorted(res["failed"]) == ids, out
+        assert sorted(o["id"] for o in _working(stack, STRANDED)) == ids
+        # A flatten of the flat account fires nothing (that would open a position) and names
+        # what it cannot withdraw.
+        rc, out, _ = await _cli(stack, "flatten", "ES", "--json")
+        res = json.loads(out)
+        assert res["fired"] == [] and res["orders"] == [] and sorted(res["stranded"]) == ids, out
+        assert _net(stack, STRANDED, es["id"]) == 0
+        assert sorted(o["id"] for o in _working(stack, STRANDED)) == ids
 
 
 async def test_a_bracket_the_venue_cannot_resolve_is_refused(stack: Stack) -> None:
