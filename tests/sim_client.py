@@ -7,6 +7,7 @@ environment the test wants (SIM_PORT, CLOCK_SPEED, SIM_ALWAYS_OPEN, SIM_RATE_*, 
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import time
@@ -16,6 +17,21 @@ import httpx
 
 
 _BELOW_EPHEMERAL = (20_000, 32_768)  # Linux hands out 32768-60999 for outgoing connections
+_next_port: list[int] = []          # this process's next candidate (sequential in its slice)
+
+
+def _port_slice() -> tuple[int, int]:
+    """The ports this process picks from: under pytest-xdist each worker has its own slice of
+    the range, so two workers never hand out the same port (a random pick checked by a bind is
+    free only until the child binds it: another worker's test could take it meanwhile)."""
+    lo, hi = _BELOW_EPHEMERAL
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    if not worker.startswith("gw") or count < 2:
+        return lo, hi
+    size = (hi - lo) // count
+    k = int(worker[2:]) % count
+    return lo + k * size, lo + (k + 1) * size
 
 
 def free_port() -> int:
@@ -23,15 +39,22 @@ def free_port() -> int:
 
     Chosen below the kernel's ephemeral range: a port the kernel picked with bind(0) is an
     ephemeral one, and any outgoing connection made before the child binds (an httpx client,
-    a ZeroMQ connect) may take it meanwhile ("Address already in use")."""
-    while True:
-        port = random.randrange(*_BELOW_EPHEMERAL)
+    a ZeroMQ connect) may take it meanwhile ("Address already in use"). Ports are handed out in
+    turn from a random start within this process's slice (see _port_slice), so one test never
+    gets the same port twice and a port comes round again only after thousands of others."""
+    lo, hi = _port_slice()
+    if not _next_port or not lo <= _next_port[0] < hi:
+        _next_port[:] = [random.randrange(lo, hi)]
+    for _ in range(hi - lo):
+        port = _next_port[0]
+        _next_port[0] = lo + (port + 1 - lo) % (hi - lo)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
+    raise RuntimeError(f"no free port in {lo}..{hi}")
 
 
 def sim_env(run_dir: object, **extra: str) -> dict[str, str]:

@@ -28,6 +28,8 @@ from tests.integration.strategy_rig import Watcher, sleep_market, start_system, 
 from tests.support import Procs, aeventually
 
 SPEED = 30
+# fast 1, slow 2: the close crossing its 2-bar EMA reverses every few bars, so six orders fill
+# within about 20 bars of this market (40 s at 30x); 3/8 took about 75 bars.
 STRATEGY = Path(__file__).with_name("backtest_parity_strategy.py")
 TOML = f"""
 [strategies.par]
@@ -35,8 +37,8 @@ class = "{STRATEGY}:Reversal"
 contracts = ["ES"]
 timeframes = ["1m"]
 [strategies.par.params]
-fast = 3
-slow = 8
+fast = 1
+slow = 2
 [strategies.par.limits]
 max_lots = 2
 """
@@ -91,11 +93,15 @@ async def test_a_backtest_of_a_live_run_sends_the_same_orders_at_the_same_bars(
     sends = [x.split() for x in _host_lines(log, "send")]
     assert bars_seen and sends, log[-3000:]
     first, last = bars_seen[0], bars_seen[-1]
+    # An order sent at the last bar the host saw fills at the next bar's open: the backtest's
+    # range takes that bar too (the bar's own decision, which live never made, fills nowhere).
+    await aeventually(lambda: _stored(bus_env["DATABASE_PATH"], last + 60_000), timeout=60,
+                      interval=0.2, what="the bar after the host's last, stored")
 
     # The backtest of the same instance over the bars the store recorded in that run.
     report = tmp_path / "report"
     bt = procs.chillly("backtest", "par", "--from", ms_to_iso(first), "--to",
-                       ms_to_iso(last + 60_000), "--report", str(report), "--size", "150k",
+                       ms_to_iso(last + 120_000), "--report", str(report), "--size", "150k",
                        name="backtest", env=env)
     assert bt.wait(180) == 0, bt.log()
     with (report / "trades.csv").open() as f:
@@ -153,6 +159,15 @@ async def test_a_backtest_of_a_live_run_sends_the_same_orders_at_the_same_bars(
         differences.append(f"{cid}: sent by the backtest ({bt_fills[cid]['time']}), not live")
     assert compared >= 5, (compared, live_sent, live_by_cid)
     assert not differences, "\n".join(differences)
+
+
+def _stored(path: str, t: int) -> bool:
+    """Whether the store holds the final 1m bar at `t` of the traded contract."""
+    conn = open_reader(path)
+    try:
+        return bool(bar_rows(conn, _contract(conn), "1m", t, t + 60_000))
+    finally:
+        conn.close()
 
 
 def _contract(conn: Any) -> str:
