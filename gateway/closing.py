@@ -100,6 +100,10 @@ class Closer:
                 return await self._flatten_through_legs(contract, owner)
             working = self.blotter.working(contract, owner)
             cancelled = await self.cancel_many([r for r in working if r.parent_id is None])
+            if not self.blotter.book.can_cancel:
+                # learnt just now from the venue's refusal (a follower account): the legs
+                # cannot be cancelled after the close either
+                return await self._flatten_through_legs(contract, owner)
             if cancelled["failed"] or cancelled["unknown"]:
                 self.counters["flatten_rereads"] += 1
                 try:
@@ -122,6 +126,8 @@ class Closer:
                 legs = await self.cancel_many(protective)
             if problems:
                 self.counters["flatten_refused"] += 1
+            if legs["failed"] and not self.blotter.book.can_cancel:
+                self.strand(legs["failed"])     # a follower, learnt from these refusals
             kept = protective if problems and not legs["cancelled"] else []
             done = cancelled["cancelled"] + legs["cancelled"]
             return {"status": "done" if not problems else "partial",

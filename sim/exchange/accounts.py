@@ -10,7 +10,8 @@ from typing import Any
 from sim.exchange.rules import PROGRAMS, SIZE_SPECS, SIZES, Program, resolve
 
 _NAME_SIZE = re.compile(r"^(50|100|150)K", re.IGNORECASE)
-_BARE_FLAGS = {"notrade", "live", "hidden", "inactive", "position", "auto_oco", "payout"}
+_BARE_FLAGS = {"notrade", "live", "follower", "hidden", "inactive", "position", "auto_oco",
+               "payout"}
 _VALUE_FLAGS = {"program", "size", "mll", "maxlots", "dll", "start"}
 
 
@@ -28,6 +29,8 @@ class AccountConfig:
     active: bool = True
     bracket_mode: str | None = None
     program: Program | None = None
+    #: follows another account (copy trading): simulated, yet Order/cancel is refused
+    follower: bool = False
 
     def rules(self) -> Program:
         return self.program or resolve("combine", infer_size(self.name, self.balance),
@@ -59,7 +62,8 @@ def parse_accounts(text: str) -> list[AccountConfig]:
     """Accounts from `id:name[:balance[:flags]]` items separated by commas or semicolons.
 
     Flags (any order, joined with '+'): `notrade` (canTrade false), `live` (simulated false),
-    `hidden` (isVisible false), `inactive`, `position` / `auto_oco` (bracket mode); the Topstep
+    `follower` (follows another account: cancels refused, simulated true), `hidden` (isVisible
+    false), `inactive`, `position` / `auto_oco` (bracket mode); the Topstep
     program: `combine` / `xfa` (or `program=combine|xfa|live`), `50k` / `100k` / `150k` (or
     `size=...`), and overrides `start=S` (starting balance, default the balance), `mll=D`
     (allowance), `maxlots=N`, `dll=X` (personal daily loss limit), `payout` (xfa floor locked).
@@ -117,7 +121,7 @@ def parse_accounts(text: str) -> list[AccountConfig]:
         out.append(AccountConfig(acc_id, parts[1], balance, can_trade="notrade" not in flags,
                                  simulated="live" not in flags, is_visible="hidden" not in flags,
                                  active="inactive" not in flags, bracket_mode=mode,
-                                 program=rules))
+                                 program=rules, follower="follower" in flags))
     ids = [a.id for a in out]
     if len(set(ids)) != len(ids):
         raise ValueError("account ids must be unique")
@@ -136,6 +140,7 @@ class Account:
     simulated: bool
     active: bool
     bracket_mode: str
+    follower: bool = False
 
     def to_api(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "balance": round(self.balance, 2),

@@ -83,7 +83,8 @@ class TradingEngine(Orders, Closing, Fills, Enforcement, Exposure, Resets, Emiss
             if mode not in BRACKET_MODES:
                 raise ValueError(f"account {c.id}: bad bracket mode {mode!r}")
             self._accounts[c.id] = Account(c.id, c.name, float(c.balance), c.can_trade,
-                                           c.is_visible, c.simulated, c.active, mode)
+                                           c.is_visible, c.simulated, c.active, mode,
+                                           c.follower)
         # Order ids grow from a clock-derived base so a restarted sim does not reuse recent ids.
         now = max(0, clock.now_ms())
         self._next_order = now + 1

@@ -178,6 +178,8 @@ class Orders(EngineState):
         account = self._accounts[account_id]
         if not account.simulated:
             raise TradingError(6, "Live accounts not supported")
+        if account.follower:
+            raise TradingError(6, "Follower accounts cannot cancel orders")
         if order.status not in WORKING:
             raise TradingError(3, f"Order {order_id} is not working.")
         now = self.clock.now_ms()

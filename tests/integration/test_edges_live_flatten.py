@@ -14,7 +14,7 @@ position, which the same fall leaves flat; `chillly halt` does the same on a sec
 
 Accounts, all live (simulated false): 1097 (the gateway's), 1096 (the old path, REST only) and
 1094 (legs left by a close elsewhere) in Auto OCO bracket mode, 1095 in Position Brackets mode
-(a bracket refused). Unique in the suite: 1001..1060 are the shared rig's, 1098
+(a bracket refused); 1093 a follower (simulated, cancels refused). Unique in the suite: 1001..1060 are the shared rig's, 1098
 test_edges_live_account's, 1099 the rig's position-bracket account."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import pytest
 from tests.integration.test_gateway_support import ACCOUNTS, Stack, Tap, _stack, dump
 from tests.support import PYTHON, ROOT, aeventually, eventually
 
-LIVE, OLD, POSITION, STRANDED = 1097, 1096, 1095, 1094
+LIVE, OLD, POSITION, STRANDED, FOLLOWER = 1097, 1096, 1095, 1094, 1093
 SL, TP = 120, 120          # bracket ticks (ES: 30 points each way: no fill by chance)
 WORKING = {1, 6, 8}        # Open, Pending, Suspended
 
@@ -48,7 +48,8 @@ def stack_fixture(tmp_path_factory: pytest.TempPathFactory) -> Any:
         SIM_ACCOUNTS=f"{ACCOUNTS},{LIVE}:LIVE-{LIVE}:50000:live+auto_oco,"
                      f"{OLD}:LIVE-{OLD}:50000:live+auto_oco,"
                      f"{POSITION}:LIVE-{POSITION}:50000:live+position,"
-                     f"{STRANDED}:LIVE-{STRANDED}:50000:live+auto_oco")
+                     f"{STRANDED}:LIVE-{STRANDED}:50000:live+auto_oco,"
+                     f"{FOLLOWER}:PRAC-V2-F-{FOLLOWER}:50000:follower+auto_oco")
 
 
 def _net(stack: Stack, acc: int, contract: str) -> int:
@@ -256,3 +257,37 @@ async def test_a_bracket_the_venue_cannot_resolve_is_refused(stack: Stack) -> No
         assert res["status"] == "rejected" and res["rule"] == "cannot_cancel", out
         assert "Auto OCO" in res["message"], out
         assert _net(stack, POSITION, es["id"]) == 0 and _working(stack, POSITION) == []
+
+
+async def test_a_follower_learnt_at_the_flatten_is_closed_through_its_bracket(
+        stack: Stack) -> None:
+    """A follower (copy trading) reports `simulated: true`: the gateway learns that it cannot
+    cancel only from the venue's first refusal. Here that comes at the flatten, from the cancel
+    of a resting entry placed before: the flatten then closes through the bracket instead of
+    sending a close whose legs it could not cancel. Only the entry it could never withdraw is
+    left, named in alarm orders_stranded."""
+    es = stack.venue.contract("EP")
+    stack.gateway(FOLLOWER)
+    async with Tap(stack.env) as tap:
+        await tap.ready()
+        assert (await tap.ask("account"))["can_cancel"] is True    # not known yet
+        legs = await _bracketed_long(stack, es, FOLLOWER)
+        px, _ = stack.venue.quote(es["id"])
+        far = round(round(px / 0.25) * 0.25 - 400 * 0.25, 2)
+        rc, out, err = await _cli(stack, "buy", "ES", "1", "--limit", str(far), "--json")
+        entry = json.loads(out)
+        assert entry["status"] == "accepted", (out, err)
+        rc, out, err = await _cli(stack, "flatten", "ES", "--json")
+        await aeventually(lambda: _net(stack, FOLLOWER, es["id"]) == 0 and [
+            o["id"] for o in _working(stack, FOLLOWER)] == [entry["order_id"]], timeout=30,
+            what="flat, only the resting entry working")
+        res = json.loads(out)
+        assert res["stranded"] == [entry["order_id"]] and len(res["fired"]) == 1, out
+        by_id = {o["id"]: o for o in stack.venue.orders(FOLLOWER)}
+        assert by_id[legs["SL"]["id"]]["status"] == 2 and by_id[legs["TP"]["id"]]["status"] == 3
+        assert (await tap.ask("account"))["can_cancel"] is False
+        rc, out, _ = await _cli(stack, "risk")
+        assert "CANCELS    not possible" in out, out
+        await aeventually(lambda: str(entry["order_id"]) in str(
+            (tap.heartbeats[-1].get("alarms") or {}).get("orders_stranded", "")
+            if tap.heartbeats else ""), what="alarm orders_stranded naming the entry")

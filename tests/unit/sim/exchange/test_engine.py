@@ -471,6 +471,17 @@ def test_cancel_on_a_live_account_is_rejected() -> None:
     assert (r["errorCode"], r["errorMessage"]) == (6, "Live accounts not supported")
 
 
+def test_cancel_on_a_follower_account_is_rejected_though_it_is_simulated() -> None:
+    rig = Rig(accounts=[AccountConfig(6, "FOLLOWER", follower=True)])
+    rig.market_at(6000.0)
+    acc = rig.call("/api/Account/search", {"onlyActiveAccounts": True})["accounts"][0]
+    assert acc["simulated"] is True
+    oid = rig.place(account=6, type=1, side=0, limitPrice=5990.0)["orderId"]
+    r = rig.call("/api/Order/cancel", {"accountId": 6, "orderId": oid})
+    assert (r["errorCode"], r["errorMessage"]) == (6, "Follower accounts cannot cancel orders")
+    assert parse_accounts("7:F-7:50000:follower")[0].follower
+
+
 def test_partial_close_reduces_and_rejects_bad_sizes(rig: Rig) -> None:
     rig.place(type=2, side=0, size=3)
     api = rig.call
