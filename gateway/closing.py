@@ -146,8 +146,10 @@ class Closer:
         b = self.blotter
         scope = b.working(contract, owner)
         legs = [r for r in scope if r.parent_id is not None]
-        native = {r.parent_id: not getattr(b.orders.get(r.parent_id), "managed", False)
-                  for r in legs if r.parent_id is not None}
+        # a venue child of an entry the gateway does not manage is the venue's OCO bracket
+        parents = {r.parent_id: b.orders.get(r.parent_id) for r in legs
+                   if r.parent_id is not None}
+        native = {pid: p is None or not p.managed for pid, p in parents.items()}
         ticks = {c: spec.tick_size for c, spec in b.book.specs.items()}
         quotes = b.book.marks()
         for c in {r.contract for r in legs}:      # a fresh price to fire them through
