@@ -356,7 +356,8 @@ class Host(Service):
         if bar_problem(env.payload, self.clock.now_ms(), int(tolerance * 1000)):
             self.counters["rejected_bars"] = self.counters.get("rejected_bars", 0) + 1
             return
-        self._deliver(env, self.engine.on_bar)
+        published = env.payload["ts"]
+        self._deliver(env, lambda bar: self.engine.on_bar(bar, published))
 
     def _on_quote(self, env: Envelope) -> None:
         self._deliver(env, self.engine.on_quote)

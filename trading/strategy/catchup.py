@@ -5,8 +5,11 @@ minute as a final, in time order, within a second; a host that starts before the
 caught up sees the same. Each of those bars still goes to `on_bar` (a strategy's indicators,
 computed bar by bar, must stay right), but an order sent from one would be sent now, at today's
 price, for a signal of an hour ago: a burst of entries and reversals. So a bar whose close
-(`t` + its timeframe) is older than the allowance, in market time, is a catch-up bar, and the
-engine refuses the new orders made while its `on_bar` runs (trading/strategy/engine.py).
+(`t` + its timeframe) was older than the allowance, in market time, when its publisher sent it
+(the envelope's `ts`; the feed replays a backlog long after the bars closed), is a catch-up
+bar, and the engine refuses the new orders made while its `on_bar` runs
+(trading/strategy/engine.py). Judging by the publish time, not the delivery time, keeps a bar
+the feed sent on time current while a host is still starting or a loaded machine is slow.
 
 The allowance is the driver's: the host derives it from `STRATEGY_MAX_BAR_AGE` and the clock
 speed (strategy_host/settings.py); a backtest passes 0 (off: its bars are never late). Time is
@@ -48,7 +51,7 @@ class CatchUp:
         return now_ms - (bar.t + tf_ms(bar.tf))
 
     def judge(self, bar: Bar, now_ms: int) -> str | None:
-        """None for a current bar; for a catch-up bar, why orders are refused while its
+        """`now_ms`: when the bar was sent (its publish time). None for a current bar; for a catch-up bar, why orders are refused while its
         `on_bar` runs (the reason the strategy sees in its `on_order` rejection)."""
         if self.max_age_ms <= 0:
             return None
@@ -64,13 +67,13 @@ class CatchUp:
         run = self.runs.get(key)
         if run is None:
             run = self.runs[key] = Run(first_t=bar.t)
-            self.log.warning("catch-up on %s %s: bar %s closed %.0f s ago in market time "
+            self.log.warning("catch-up on %s %s: bar %s was sent %.0f s after its close (market time) "
                              "(allowance %.0f s): on_bar runs, its new orders are refused "
                              "until a current bar", bar.contract, bar.tf, ms_to_iso(bar.t),
                              age / 1000, self.max_age_ms / 1000)
         run.bars += 1
-        return (f"catch-up bar {bar.contract} {bar.tf} {ms_to_iso(bar.t)} closed "
-                f"{age / 1000:.0f} s ago in market time (allowance "
+        return (f"catch-up bar {bar.contract} {bar.tf} {ms_to_iso(bar.t)} sent "
+                f"{age / 1000:.0f} s after its close in market time (allowance "
                 f"{self.max_age_ms / 1000:.0f} s, STRATEGY_MAX_BAR_AGE): no order is sent for "
                 f"a missed bar")
 

@@ -152,13 +152,18 @@ class Engine:
         series.append(bar)
         return 1
 
-    def on_bar(self, bar: Bar) -> None:
+    def on_bar(self, bar: Bar, published_ms: int | None = None) -> None:
+        """A bar in. `published_ms`: the market time its publisher sent it (the envelope's
+        `ts`), by which a catch-up bar is judged: a bar the feed sent on time is current
+        however long this process took to deliver it (a host still starting, a busy machine);
+        without it, now."""
         if not bar.final or bar.origin == "trades":
             return
         if not self._append(bar):
             return
         self.counters["bars"] += 1
-        reason = self.catchup.judge(bar, self.clock.now_ms())
+        judged_at = published_ms if published_ms is not None else self.clock.now_ms()
+        reason = self.catchup.judge(bar, judged_at)
         if reason is None:
             self.call("on_bar", bar)
             return
