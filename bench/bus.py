@@ -55,6 +55,16 @@ def bar(i: int) -> Bar:
                c=6000.5, volume=i, final=True, rev=0)
 
 
+#: The raw clients send the same map ours does: the Bar's fields and the whole envelope.
+RAW_INST = "raw-12345-abcdef"
+
+
+def raw_body(i: int) -> dict[str, Any]:
+    body = bar(i).body()
+    body.update(src="raw", seq=i + 1, ts=int(time.time() * 1000), inst=RAW_INST)
+    return body
+
+
 # ------------------------------------------------------------------ raw baseline roles
 
 def raw_broker(pub_addr: str, sub_addr: str, ready: mp.Event) -> None:  # type: ignore[valid-type]
@@ -169,7 +179,7 @@ def raw_pub(pub_addr: str, count: int, go: mp.Event, per_frame: bool = False) ->
     send, more = s.send, zmq.SNDMORE
     for i in range(count):
         body = bar(i).body()
-        body.update(src="raw", seq=i + 1, ts=int(time.time() * 1000))
+        body.update(src="raw", seq=i + 1, ts=int(time.time() * 1000), inst=RAW_INST)
         if per_frame:
             send(topic, more)
             send(msgpack.packb(body))
@@ -241,7 +251,7 @@ def raw_async_rtt(pub_addr: str, sub_addr: str, rounds: int) -> list[float]:
         for i in range(rounds):
             t0 = time.perf_counter()
             pub.send(b"ping.", zmq.SNDMORE | zmq.NOBLOCK)
-            pub.send(msgpack.packb(bar(i).body()), zmq.NOBLOCK)
+            pub.send(msgpack.packb(raw_body(i)), zmq.NOBLOCK)
             await got.get()
             out.append(time.perf_counter() - t0)
         pub.send_multipart((b"ping.", b"stop"))
@@ -288,7 +298,7 @@ def raw_rtt(pub_addr: str, sub_addr: str, rounds: int) -> list[float]:
     cpu0 = time.process_time()
     for i in range(rounds):
         t0 = time.perf_counter()
-        pub.send_multipart((b"ping.", msgpack.packb(bar(i).body())))
+        pub.send_multipart((b"ping.", msgpack.packb(raw_body(i))))
         sub.recv_multipart()
         out.append(time.perf_counter() - t0)
     pub.send_multipart((b"ping.", b"stop"))
@@ -481,7 +491,7 @@ def redis_raw_pub(url: str, count: int, go: mp.Event) -> None:  # type: ignore[v
         pipe = r.pipeline(transaction=False)
         for i in range(count):
             body = bar(i).body()
-            body.update(src="raw", seq=i + 1, ts=int(time.time() * 1000))
+            body.update(src="raw", seq=i + 1, ts=int(time.time() * 1000), inst=RAW_INST)
             pipe.publish(channel, msgpack.packb(body))
             if len(pipe) >= 1000:
                 await pipe.execute()
@@ -533,7 +543,7 @@ def redis_raw_rtt(url: str, rounds: int) -> list[float]:
         cpu0 = time.process_time()
         for i in range(rounds):
             t0 = time.perf_counter()
-            await r.publish("ping.@raw", msgpack.packb(bar(i).body()))
+            await r.publish("ping.@raw", msgpack.packb(raw_body(i)))
             while await ps.get_message(ignore_subscribe_messages=True, timeout=None) is None:
                 pass
             out.append(time.perf_counter() - t0)
