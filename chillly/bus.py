@@ -105,7 +105,9 @@ class Bus:
         self._send = backend.send
         self.max_message_bytes = max_message_bytes
         self._seq: dict[str, int] = {}
-        self._last_seen: dict[tuple[str, str], int] = {}   # (inst or src, topic) -> seq
+        # topic -> {inst or src: last seq}: a dict per topic, so the hot path hashes no tuple
+        self._last_seen: dict[str, dict[str, int]] = {}
+        self._streams = 0                                     # entries in _last_seen
         self._names_seen: set[tuple[str, str]] = set()       # (src, topic) heard with an inst
         self._handlers: list[tuple[str, Handler, bool]] = []
         self._routes: dict[str, Route] = {}
@@ -217,16 +219,18 @@ class Bus:
             return None
         counters = self.counters
         counters["received"] += 1
-        topic, payload = env.topic, env.payload
-        key = (payload.get("inst") or payload["src"], topic)
+        topic, payload, _, _ = env
+        inst = payload.get("inst") or payload["src"]
         seq = payload["seq"]
-        last_seen = self._last_seen
-        last = last_seen.get(key)
-        last_seen[key] = seq
+        streams = self._last_seen.get(topic)
+        if streams is None:
+            streams = self._last_seen[topic] = {}
+        last = streams.get(inst)
+        streams[inst] = seq
         if last is None:
-            self._new_stream(key, payload["src"], seq)
+            self._new_stream(inst, topic, payload["src"], seq)
         elif seq != last + 1:
-            self._seq_break(key, payload["src"], last, seq)
+            self._seq_break(topic, payload["src"], last, seq)
         now, later = self._routes.get(topic) or self._route(topic)
         for handler in now:
             try:
@@ -255,16 +259,17 @@ class Bus:
                 self.counters["handler_errors"] += 1
                 log.exception("handler failed on %s", env.topic)
 
-    def _new_stream(self, key: tuple[str, str], src: str, seq: int) -> None:
+    def _new_stream(self, inst: str, topic: str, src: str, seq: int) -> None:
         """The first message of a (publisher instance, topic): a restart if another instance of
         the same name was heard on that topic before."""
-        inst, topic = key
-        if len(self._last_seen) > 200_000:
+        self._streams += 1
+        if self._streams > 200_000:
             # Bounded: every run of a CLI tool is a new instance. Forgetting costs at most one
             # undetected gap per stream, once.
             self._last_seen.clear()
             self._names_seen.clear()
-            self._last_seen[key] = seq
+            self._last_seen[topic] = {inst: seq}
+            self._streams = 1
         if inst == src:
             return  # a publisher without `inst`: restarts show as a seq going backwards
         name_key = (src, topic)
@@ -283,9 +288,8 @@ class Bus:
             except Exception:
                 log.exception("restart callback failed")
 
-    def _seq_break(self, key: tuple[str, str], src: str, last: int, seq: int) -> None:
+    def _seq_break(self, topic: str, src: str, last: int, seq: int) -> None:
         """A seq that is not last+1: a publisher restart (backwards) or lost messages (jump)."""
-        topic = key[1]
         if seq <= last:
             self._restarted(src, topic, f"seq {seq} after {last}")
             return
