@@ -5,6 +5,8 @@ request for rate in normal work (we stay under its budget: counted at the sim), 
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from typing import Any
@@ -44,10 +46,11 @@ async def test_bars_survive_token_expiry_429_storms_and_500s_within_budget(procs
     base = stack.counters()
     for cid in contracts:
         await wait_finals(col, cid, 1, after=t0 + 3 * MINUTE_MS)
-    t1 = stack.market_now()
-    now = stack.counters()
+    now = stack.counters()          # read before t1 (and base after t0): every request
+    t1 = stack.market_now()         # counted was made within [t0, t1]
     bars_requests = now.get("requests_bars", 0) - base.get("requests_bars", 0)
-    assert now.get("rate_limited", 0) == 0, now  # never refused for rate in normal work
+    # never refused for rate in normal work
+    assert now.get("rate_limited", 0) == 0, {k: v for k, v in now.items() if "rate" in k}
     assert bars_requests <= 10 * ((t1 - t0) / 30_000 + 1) + 1
     assert last_hb(hbs, "feed-bars").get("budget_waits_bars", 0) > 0  # the budget did pace it
 
@@ -61,17 +64,24 @@ async def test_bars_survive_token_expiry_429_storms_and_500s_within_budget(procs
     assert hb.get("venue_logins", 0) >= 2 and hb.get("venue_refreshes", 0) >= 1, hb
     stack.faults(token_lifetime_s=None)
 
-    # A 429 storm: every API request refused with Retry-After: 1 for two real seconds.
+    # A 429 storm: every API request refused with Retry-After: 1 for about two real seconds.
+    # Judged by the bars requests the sim refused (each one in the storm is refused: counted
+    # at the sim, however late the test reads the counters) against the storm's measured
+    # length: one request per contract per Retry-After second, plus the one of each at either
+    # end (12 for 2 s). A loaded test may end the storm late; the bound follows its length.
     before = stack.counters()
-    stack.faults(force_429=True)
     t3 = stack.market_now()
+    stack.faults(force_429=True)
     await aeventually(lambda: stack.market_now() >= t3 + 2 * SPEED * 1000, timeout=10,
                       what="two real seconds of 429s")
     stack.faults(force_429=False)
+    t3_end = stack.market_now()
     during = stack.counters()
-    storm = during.get("requests_bars", 0) - before.get("requests_bars", 0)
-    assert during.get("rate_limited", 0) > 0  # the storm happened
-    assert storm <= 3 * 4, f"{storm} bars requests in a 2 s storm: Retry-After not honoured"
+    storm = during.get("rate_limited_bars", 0) - before.get("rate_limited_bars", 0)
+    seconds = math.ceil((t3_end - t3) / 1000 / SPEED)
+    assert during.get("rate_limited", 0) > before.get("rate_limited", 0)  # the storm happened
+    assert storm <= 3 * (seconds + 2), \
+        f"{storm} bars requests in a {seconds} s storm: Retry-After not honoured"
 
     # Random 500s on half of the requests.
     stack.faults(rest_fail_rate=0.5)
