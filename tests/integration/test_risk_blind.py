@@ -166,7 +166,7 @@ async def _long_two(rig: Rig) -> None:
     await aeventually(lambda: rig.held() == 2, timeout=10, what="2 ES held")
 
 
-@pytest.mark.serial
+# Not serial: the unsafe case (a breach with no marks) happens however loaded the machine is.
 async def test_without_venue_marks_the_referee_records_an_mll_breach(unprotected: Rig) -> None:
     rig = unprotected
     await _long_two(rig)

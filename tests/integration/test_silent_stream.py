@@ -129,7 +129,7 @@ async def test_the_gates_marks_fall_back_while_the_market_hub_is_silent(tmp_path
         assert rig.held() == 2 and rig.counters()["marks_blind_alarms"] == 0, rig.counters()
 
 
-@pytest.mark.serial
+# Not serial: judged by what did not happen (no reconnect, no alarm) over ten market minutes.
 async def test_a_quiet_user_hub_on_a_flat_account_raises_nothing(tmp_path: Path) -> None:
     async for rig in _rig(tmp_path):
         assert rig.held() == 0

@@ -1,28 +1,30 @@
 """The trader's page on the real stack (sim at 60x, the EMA example trading ES, the gateway,
-`chillly web`) in headless chromium: what it shows equals what the tools answer, a venue fill
-shows within 1 s, the chart is `chillly bars`, a stopped gateway is said at once and recovers,
-and the buttons halt and flatten (the sim's own positions judge) while a request without the
-anti-forgery token changes nothing. A screenshot of each test is kept (paths printed)."""
+`chillly web`) in headless chromium: what it shows equals what the tools answer, the chart is
+`chillly bars`, a backtest report is listed, and the buttons halt and flatten (the sim's own
+positions judge) while a request without the anti-forgery token changes nothing. A screenshot
+of each test is kept (paths printed). The deadlines are test_web_deadlines.py."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.integration.web_rig import (
-    WebStack, browser, field, money, need_chromium, num, rows, screenshot, web_stack,
+    HEARTBEAT, WebStack, browser, money, need_chromium, num, open_page, page_risk, rows,
+    screenshot, shows_what_the_tool_says, tool_risk, web_stack,
 )
 from tests.support import aeventually
 
-# serial: two tests wait with a deadline (a fill within 1 s, a stopped gateway within one
-# heartbeat), so scripts/test runs this module alone, before the parallel rest.
-pytestmark = [pytest.mark.timeout(420), pytest.mark.serial]
+# Judged by what the page shows and what the venue holds, not by how fast: the parallel phase
+# runs it (its tests share one stack: --dist loadfile keeps them on one worker). The two
+# deadline tests (a fill within 1 s, a stopped gateway within one heartbeat) are
+# test_web_deadlines.py, run alone.
+pytestmark = pytest.mark.timeout(420)
 
-HEARTBEAT = 1.0
 POS_SIDES = {0: "flat", 1: "long", 2: "short"}
 SIDES = {0: "buy", 1: "sell"}
 TYPES = {1: "limit", 2: "market", 3: "stop_limit", 4: "stop", 5: "trailing", 6: "join_bid",
@@ -36,16 +38,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
 
 
 # ---------------------------------------------------------------------- the tools' answers, drawn
-
-def risk_fields(r: dict[str, Any], all_fields: bool) -> dict[str, str]:
-    out = {"floor": money(r["floor"]),
-           "state": r["state"] + (" (manual)" if r.get("manual_halt") else "")}
-    if all_fields:
-        out.update(balance=money(r["balance"]), equity=money(r["equity"]),
-                   distance_to_floor=money(r["distance_to_floor"]), day_pnl=money(r["day_pnl"]),
-                   lots=f"{num(r['lots_used'])} / {num(r['lots_allowed'])}")
-    return out
-
 
 def position_rows(res: dict[str, Any], all_fields: bool) -> list[list[str]]:
     out = []
@@ -76,10 +68,6 @@ def strategy_rows(res: list[dict[str, Any]], all_fields: bool) -> list[list[str]
     return out
 
 
-async def page_risk(page: Any, names: list[str]) -> dict[str, str]:
-    return {n: await field(page, n) for n in names}
-
-
 async def page_positions(page: Any, all_fields: bool) -> list[list[str]]:
     return [r[:7] if all_fields else r[:5] for r in await rows(page, "positions")]
 
@@ -91,37 +79,6 @@ async def page_orders(page: Any) -> list[list[str]]:
 async def page_strategies(page: Any, all_fields: bool) -> list[list[str]]:
     return [[r[0], r[1], r[2], r[3], r[5]] + ([r[6]] if all_fields else [])
             for r in await rows(page, "strategies")]
-
-
-async def shows_what_the_tool_says(what: str, tool: Callable[[], Any],
-                                   on_page: Callable[[], Any], tries: int = 15) -> None:
-    """Ask the tool; the page must show that same answer within a few refreshes. The system
-    trades meanwhile, so an answer overtaken by a newer one is asked again."""
-    seen: Any = None
-    for _ in range(tries):
-        want = await tool()
-
-        async def same() -> bool:
-            nonlocal seen
-            seen = await on_page()
-            return bool(seen == want)
-        try:
-            await aeventually(same, 4 * HEARTBEAT, interval=0.1, what=what)
-            return
-        except AssertionError:
-            continue
-    raise AssertionError(f"{what}: the page never showed the tool's answer\n tool: {want}\n"
-                         f" page: {seen}")
-
-
-async def open_page(ctx: Any, stack: WebStack) -> Any:
-    page = await ctx.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    await page.goto(stack.url)
-    await page.wait_for_function("() => window.chillly && window.chillly.panels.risk")
-    page.errors = errors    # checked by each test: the page's script never failed
-    return page
 
 
 # ---------------------------------------------------------------------- tests
@@ -136,7 +93,7 @@ async def test_the_page_shows_what_the_tools_answer(stack: WebStack, tmp_path: P
     async with browser() as ctx:
         page = await open_page(ctx, stack)
         await shows_what_the_tool_says(
-            "risk", lambda: _risk(stack, False), lambda: page_risk(page, ["floor", "state"]))
+            "risk", lambda: tool_risk(stack, False), lambda: page_risk(page, ["floor", "state"]))
         await shows_what_the_tool_says(
             "positions", lambda: _positions(stack, False), lambda: page_positions(page, False))
         await shows_what_the_tool_says("orders", lambda: _orders(stack), lambda: page_orders(page))
@@ -157,10 +114,6 @@ async def _verdict(stack: WebStack) -> str:
         f"UNHEALTHY: {', '.join(bad)}" if bad else "all healthy"
 
 
-async def _risk(stack: WebStack, all_fields: bool) -> dict[str, str]:
-    return risk_fields(await stack.cli("risk"), all_fields)
-
-
 async def _positions(stack: WebStack, all_fields: bool) -> list[list[str]]:
     return position_rows(await stack.cli("positions"), all_fields)
 
@@ -171,29 +124,6 @@ async def _orders(stack: WebStack) -> list[list[str]]:
 
 async def _strategies(stack: WebStack, all_fields: bool) -> list[list[str]]:
     return strategy_rows(await stack.cli("strategies"), all_fields)
-
-
-def _nq(stack: WebStack) -> str:
-    cs = stack.venue("/api/Contract/available", {"live": False})["contracts"]
-    return str(next(c["id"] for c in cs if c["id"].startswith("CON.F.US.ENQ.")
-                    and c["activeContract"]))
-
-
-async def test_a_fill_at_the_venue_shows_within_a_second(stack: WebStack, tmp_path: Path) -> None:
-    await stack.page_up()
-    account = (await stack.cli("account"))["account_id"]
-    async with browser() as ctx:
-        page = await open_page(ctx, stack)
-        # An order placed at the venue itself (the web platform, say): the gateway hears of it
-        # on its user hub and books it to `external`.
-        placed = stack.venue("/api/Order/place", {"accountId": account, "contractId": _nq(stack),
-                                                  "type": 2, "side": 0, "size": 1})
-        assert placed["success"], placed
-        # A deadline, not a speed figure (bench/web.py measures that).
-        await page.wait_for_selector(f'#fills tr[data-order="{placed["orderId"]}"]',
-                                     timeout=1000)
-        await screenshot(page, tmp_path, "fill")
-        assert page.errors == []
 
 
 async def test_the_chart_is_chillly_bars_and_moves(stack: WebStack, tmp_path: Path) -> None:
@@ -242,33 +172,6 @@ async def test_a_backtest_report_is_listed_and_opens(stack: WebStack, tmp_path: 
         assert page.errors == []
 
 
-async def test_a_stopped_gateway_is_said_at_once_and_the_page_recovers(
-        stack: WebStack, tmp_path: Path) -> None:
-    await stack.page_up()
-    async with browser() as ctx:
-        page = await open_page(ctx, stack)
-        await page.wait_for_function("() => !('gateway' in window.chillly.missing)",
-                                     timeout=30_000)
-        stack.started["gateway"].terminate()
-        # Its last heartbeat (STOPPED) is the news: within one heartbeat interval.
-        await page.wait_for_function("() => 'gateway' in window.chillly.missing",
-                                     timeout=HEARTBEAT * 1000)
-        banner = await page.text_content("#missing")
-        assert banner and "gateway" in banner and await page.is_visible("#missing")
-        await screenshot(page, tmp_path, "gateway-down")
-        stack.started["gateway"] = stack.procs.chillly("gateway", env=stack.env)
-        started = time.monotonic()
-        await page.wait_for_function(
-            "() => !('gateway' in window.chillly.missing) && "
-            "window.chillly.panels.health.programs.some(p => p.name === 'gateway' && p.healthy)",
-            timeout=90_000)
-        print(f"recovered {time.monotonic() - started:.1f}s after the gateway was started again")
-        await shows_what_the_tool_says("risk after the restart", lambda: _risk(stack, False),
-                                       lambda: page_risk(page, ["floor", "state"]))
-        await screenshot(page, tmp_path, "gateway-back")
-        assert page.errors == []
-
-
 async def _post_from_page(page: Any, path: str, body: dict[str, Any],
                           csrf: bool) -> dict[str, Any]:
     """A request made by the page's own script (same origin), with or without its token."""
@@ -291,7 +194,7 @@ async def test_the_buttons_flatten_and_halt_and_no_token_changes_nothing(
         stack: WebStack, tmp_path: Path) -> None:
     await stack.page_up()
     account = (await stack.cli("account"))["account_id"]
-    nq = _nq(stack)
+    nq = stack.nq()
 
     def nq_size() -> int:
         return sum(p["size"] for p in stack.positions(account) if p["contractId"] == nq)
@@ -327,7 +230,7 @@ async def test_the_buttons_flatten_and_halt_and_no_token_changes_nothing(
         await page.wait_for_function("() => document.querySelector('#state').textContent === "
                                      "'HALTED'", timeout=30_000)
         # Flat and halted nothing moves: every figure equals the tools' at the same moment.
-        await shows_what_the_tool_says("risk, halted", lambda: _risk(stack, True),
+        await shows_what_the_tool_says("risk, halted", lambda: tool_risk(stack, True),
                                        lambda: page_risk(page, ["floor", "state", "balance",
                                                                 "equity", "distance_to_floor",
                                                                 "day_pnl", "lots"]))

@@ -14,7 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,8 @@ from tests.sim_client import login
 from tests.integration.strategy_rig import EMA, start_system, system_env
 from tests.support import ROOT, Proc, Procs, aeventually, free_port
 
+#: HEARTBEAT_INTERVAL of the page tests' stacks (s): the page's figures refresh on each
+HEARTBEAT = 1.0
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
@@ -117,6 +119,12 @@ class WebStack:
         r.raise_for_status()
         return dict(r.json())
 
+    def nq(self) -> str:
+        """The venue's active NQ contract id."""
+        cs = self.venue("/api/Contract/available", {"live": False})["contracts"]
+        return str(next(c["id"] for c in cs if c["id"].startswith("CON.F.US.ENQ.")
+                        and c["activeContract"]))
+
     def positions(self, account: int) -> list[dict[str, Any]]:
         """The venue's own open positions: the judge of halt and flatten."""
         return list(self.venue("/api/Position/searchOpen", {"accountId": account})["positions"])
@@ -183,3 +191,56 @@ def num(x: Any) -> str:
     if isinstance(x, float) and x.is_integer():
         return str(int(x))
     return str(x)
+
+
+# ---------------------------------------------------------------------- the page against the tools
+
+def risk_fields(r: dict[str, Any], all_fields: bool) -> dict[str, str]:
+    """`chillly risk --json`'s answer as the page words it."""
+    out = {"floor": money(r["floor"]),
+           "state": r["state"] + (" (manual)" if r.get("manual_halt") else "")}
+    if all_fields:
+        out.update(balance=money(r["balance"]), equity=money(r["equity"]),
+                   distance_to_floor=money(r["distance_to_floor"]), day_pnl=money(r["day_pnl"]),
+                   lots=f"{num(r['lots_used'])} / {num(r['lots_allowed'])}")
+    return out
+
+
+async def tool_risk(stack: WebStack, all_fields: bool) -> dict[str, str]:
+    return risk_fields(await stack.cli("risk"), all_fields)
+
+
+async def page_risk(page: Any, names: list[str]) -> dict[str, str]:
+    return {n: await field(page, n) for n in names}
+
+
+async def shows_what_the_tool_says(what: str, tool: Callable[[], Any],
+                                   on_page: Callable[[], Any], tries: int = 15) -> None:
+    """Ask the tool; the page must show that same answer within a few refreshes. The system
+    trades meanwhile, so an answer overtaken by a newer one is asked again."""
+    seen: Any = None
+    for _ in range(tries):
+        want = await tool()
+
+        async def same() -> bool:
+            nonlocal seen
+            seen = await on_page()
+            return bool(seen == want)
+        try:
+            await aeventually(same, 4 * HEARTBEAT, interval=0.1, what=what)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"{what}: the page never showed the tool's answer\n tool: {want}\n"
+                         f" page: {seen}")
+
+
+async def open_page(ctx: Any, stack: WebStack) -> Any:
+    """The page in a new tab, its script running; `page.errors` collects its script errors."""
+    page = await ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await page.goto(stack.url)
+    await page.wait_for_function("() => window.chillly && window.chillly.panels.risk")
+    page.errors = errors    # checked by each test: the page's script never failed
+    return page
