@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from chillly import topics
 from chillly.messages import Alarm, Heartbeat, Quote
@@ -103,7 +102,8 @@ def sim_counters(rig: Rig) -> dict[str, Any]:
     return dict(httpx.get(f"{rig.base}/admin/counters", timeout=5).json()["counters"])
 
 
-@pytest.mark.serial
+# Not serial: the gate's fallback (a quarter of a real second, then a venue poll) comes 20
+# times sooner than the feed's reconnect (FEED_STALE_MIN_REAL, 5 real s).
 async def test_the_gates_marks_fall_back_while_the_market_hub_is_silent(tmp_path: Path) -> None:
     # The feed's reconnect waits at least FEED_STALE_MIN_REAL (5 real s), the gate's fallback
     # RISK_MARK_MAX_AGE (15 market s, a quarter of a real second): the fallback comes first.
