@@ -2,7 +2,8 @@
 
 It is a real CHILLLY process (same lifecycle, settings, bus client) so the tests exercise the
 code every process uses. Configured by environment: PEER_MODE=pub|sub, PEER_NAME, and
-    pub: PEER_CONTRACTS (comma list), PEER_COUNT (0 = until stopped), PEER_INTERVAL (seconds)
+    pub: PEER_CONTRACTS (comma list), PEER_COUNT (0 = until stopped), PEER_INTERVAL (seconds),
+         PEER_BURST_PAUSE (seconds slept after every 500 of a burst)
     sub: PEER_PREFIXES (comma list), PEER_OUT (JSON-lines file, one line per message)
     serve: PEER_SERVICE; command "add" increments a counter after PEER_DELAY seconds.
 """
@@ -32,6 +33,7 @@ class PeerSettings(Settings):
     peer_service: str = "peer"
     peer_delay: float = 0.0
     peer_then_interval: float = 0.0  # after PEER_COUNT, keep publishing at this pace (0: stop)
+    peer_burst_pause: float = 0.0  # with PEER_INTERVAL 0: seconds slept after every 500 messages
     peer_alarm: str = ""  # raise this alarm code once started (Service.alarm)
 
     @property
@@ -94,7 +96,8 @@ class Peer(Service):
             if interval:
                 await asyncio.sleep(interval)
             elif i % 500 == 0:
-                await asyncio.sleep(0)  # let heartbeats and signals in during a burst
+                # let heartbeats and signals in during a burst (and, paced, a reader keep up)
+                await asyncio.sleep(s.peer_burst_pause)  # type: ignore[attr-defined]
         print(f"SENT {self.counters['sent']}", flush=True)
         while s.peer_then_interval and not self.stopping.is_set():  # type: ignore[attr-defined]
             for c in contracts:
