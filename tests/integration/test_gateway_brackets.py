@@ -240,6 +240,8 @@ async def test_a_leg_filling_in_parts_shrinks_its_sibling_and_a_cancelled_entry_
             await aeventually(lambda: t.orders()["E"]["status"] == 3, what="entry cancelled")
         entry = t.orders()["E"]
         assert entry["fillVolume"] == more, dump(entry)
+        # Filled whole before it could be held still (a loaded machine): nothing to cancel.
+        entry_end = 3 if more < SIZE else 2
         await t.protected("entry cancelled", open_, float(entry["filledPrice"]),
                           tp_filled=tp_fill)
         # The take-profit fills the rest (moved under the bid it fills at once): the stop goes,
@@ -247,9 +249,12 @@ async def test_a_leg_filling_in_parts_shrinks_its_sibling_and_a_cancelled_entry_
         tp = t.orders()["TP"]
         out = await t.move(tp["id"], limit_price=round(t.last() - 8 * t.tick, 10))
         assert out["status"] == "modified", out
-        await aeventually(lambda: {k: o["status"] for k, o in t.orders().items()}
-                          == {"E": 3, "SL": 3, "TP": 2}, what="TP filled, SL cancelled",
-                          timeout=30)
+        try:
+            await aeventually(lambda: {k: o["status"] for k, o in t.orders().items()}
+                              == {"E": entry_end, "SL": 3, "TP": 2},
+                              what="TP filled, SL cancelled", timeout=30)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {dump(t.orders())}") from None
         assert stack.venue.positions(acc) == [], "a position is left (reversed?)"
         trades = stack.venue.trades(acc)
         assert sum(x["size"] for x in trades if x["side"] == 0) == more
