@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from chillly.calendar import trading_date
-from strategy_host.api import Bar, Config, FillEvent, OrderType, Strategy
+from strategy_host.api import Bar, Config, FillEvent, OrderEvent, OrderType, Strategy
 
 
 class Params(Config):
@@ -41,6 +41,13 @@ class OpeningRange(Strategy):
         self.sell(p.size, stop=low - tick, sl=p.sl_ticks, tp=p.tp_ticks)
         self.placed = True
         self.log.info("range %s..%s: stops placed", low, high)
+
+    def on_order(self, order: OrderEvent) -> None:
+        # Stops made from a catch-up bar (the feed replaying missed minutes) are refused by the
+        # host, not sent: once neither breakout stop is left, place them on the next bar.
+        if order.state == "rejected" and (order.reason or "").startswith("catch-up") \
+                and not any(o.parent_id is None for o in self.open_orders()):
+            self.placed = False
 
     def on_fill(self, fill: FillEvent) -> None:
         for order in self.open_orders():          # the other breakout side

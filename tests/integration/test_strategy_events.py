@@ -35,6 +35,8 @@ class Probe(Strategy):
             self.buy(1)
     def on_order(self, order):
         self.log.info("PROBE order %s side=%r type=%r", order.state, order.side, order.order_type)
+        if order.state == "rejected" and (order.reason or "").startswith("catch-up"):
+            self.sent = False          # sent from a catch-up bar: buy on the next one
     def on_fill(self, fill):
         self.log.info("PROBE fill side=%r price=%r pnl=%r", fill.side, fill.price, fill.pnl)
 '''

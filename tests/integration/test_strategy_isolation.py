@@ -64,6 +64,9 @@ class Keeper(Strategy):
         if not self.open_orders() and not self.position().size and not getattr(self, "sent", 0):
             self.sent = 1
             self.buy(1, limit=round(bar.c * 0.9 / 0.25) * 0.25)   # rests far below the market
+    def on_order(self, order):
+        if order.state == "rejected":   # e.g. sent from a catch-up bar: try on the next bar
+            self.sent = 0
     def on_save(self):
         return {"starts": self.starts}
 '''
