@@ -42,9 +42,13 @@ async def test_realized_pnl_starts_from_zero_at_17_ct(stack: Stack) -> None:
             res = await tap.submit(contract="MES", side=side, size=1)
             assert res["status"] == "accepted", res
         eventually(lambda: len(stack.venue.trades(acc)) == 2, what="two trades at the venue")
+        # The account event that includes both trades (the venue's balance after them): an
+        # earlier one may carry only the first trade's fees.
+        balance = stack.venue.balance(acc)
         before = await aeventually(
-            lambda: next((a for a in reversed(tap.of("account")) if a["realized_pnl"]), None),
-            what="the day's realized P&L in account.")
+            lambda: next((a for a in reversed(tap.of("account"))
+                          if a["realized_pnl"] and a["balance"] == balance), None),
+            what=f"the day's realized P&L in account. at the venue's balance {balance}")
         assert before["realized_pnl"] != 0.0
         eventually(lambda: _now(stack) >= ROLL + 5_000, timeout=60, interval=0.5,
                    what="17:00 CT passed")
