@@ -308,7 +308,21 @@ class Chaos:
         # The newest minute may be closing right now: leave it to the next look.
         return rows[:-1]
 
-    async def compare(self) -> Verdict:
+    async def compare(self, within: float = 20.0) -> Verdict:
+        """The comparison, taken again until it finds nothing or `within` seconds pass.
+
+        The strategies keep trading while it looks, so one snapshot can catch an order between
+        the venue and the journal (its intent still `sending`, its fill at the venue and not yet
+        journaled): that is in flight, not lost. A real loss or doubling stays in every look."""
+        deadline = time.monotonic() + within
+        while True:
+            v = await self.snapshot()
+            if not v.problems() or time.monotonic() >= deadline:
+                return v
+            await asyncio.sleep(0.5)
+
+    async def snapshot(self) -> Verdict:
+        """One look: the journal, the venue, the gateway and the database side by side."""
         assert self.venue is not None
         v = Verdict()
         self.bar_problems(v)
