@@ -15,8 +15,9 @@ as an empty one: it closes the moment it would have opened, so every function be
 
 Hot path: `is_market_open` remembers the last [start, end) stretch it answered for (open or
 closed) and per trading date its session bounds, so a call inside a known stretch is two integer
-comparisons; the library is imported only when a year's table is first needed (about 0.15 s,
-once per process).
+comparisons. The library's table for the years a process is likely to ask is written out in
+chillly/cme_table.py (a unit test holds it equal to the library's), so a process does not import
+the library (about 0.2 s of CPU) to start; another year asks the library, once per process.
 """
 
 from __future__ import annotations
@@ -81,15 +82,35 @@ def _parse_pause(label: str) -> time:
     return time(hour + (12 if half == "pm" else 0), minute)
 
 
-@lru_cache(maxsize=64)
-def _year_table(year: int) -> tuple[frozenset[date], dict[date, time]]:
-    """(full holidays, early closes with their CT halt time) of one calendar year."""
-    from holidays.financial.chicago_mercantile_exchange import XCME  # lazy: ~0.15 s import
+def library_year_table(year: int) -> tuple[frozenset[date], dict[date, time]]:
+    """(full holidays, early closes with their CT halt time) of one year, asked of the library.
+
+    The source of truth; chillly/cme_table.py is its answer for the years a process is likely to
+    ask, written out so that a process need not import the library (~0.2 s) to start.
+    """
+    from holidays.financial.chicago_mercantile_exchange import XCME  # lazy: ~0.2 s import
 
     closed = frozenset(XCME(years=year, language="en_US").keys())
     early = {d: _parse_pause(str(label))
              for d, label in XCME(years=year, categories=("half_day",), language="en_US").items()
              if d not in closed}
+    return closed, early
+
+
+@lru_cache(maxsize=64)
+def _year_table(year: int) -> tuple[frozenset[date], dict[date, time]]:
+    """(full holidays, early closes with their CT halt time) of one calendar year: the written
+    out table (chillly/cme_table.py, equal to the library's: tests/unit/test_calendar.py) or,
+    for a year it does not hold, the library itself."""
+    from chillly.cme_table import YEARS
+
+    written = YEARS.get(year)
+    if written is None:
+        return library_year_table(year)
+    closed_days, early_days = written
+    closed = frozenset(date(year, int(md[:2]), int(md[2:])) for md in closed_days.split())
+    early = {date(year, int(entry[:2]), int(entry[2:4])): time(int(entry[5:7]), int(entry[7:]))
+             for entry in early_days.split()}
     return closed, early
 
 

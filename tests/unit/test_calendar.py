@@ -121,3 +121,24 @@ def test_the_cached_answer_equals_the_uncached_one_in_any_order() -> None:
     for _ in range(20_000):
         t = rng.randrange(lo, hi) if rng.random() < 0.5 else t + rng.randrange(-7200_000, 7200_000)
         assert is_market_open(t) == _stretch(t)[2], t
+
+
+def test_the_written_out_table_is_the_librarys_for_every_year_it_holds() -> None:
+    """chillly/cme_table.py spares each process the library's import; it must say what the
+    installed library says (after an upgrade that changes a day: `python -m chillly.cme_table`)."""
+    from chillly.calendar import _year_table, library_year_table
+    from chillly.cme_table import FIRST_YEAR, LAST_YEAR, YEARS, render
+    assert sorted(YEARS) == list(range(FIRST_YEAR, LAST_YEAR + 1))
+    for year in YEARS:
+        assert _year_table(year) == library_year_table(year), year
+    import chillly.cme_table as table
+    from pathlib import Path
+    assert render() == Path(table.__file__).read_text()             # as the generator writes it
+
+
+def test_a_year_outside_the_written_table_asks_the_library() -> None:
+    from chillly.calendar import _year_table, library_year_table
+    from chillly.cme_table import LAST_YEAR
+    year = LAST_YEAR + 3
+    closed, early = _year_table(year)
+    assert closed and (closed, early) == library_year_table(year)
