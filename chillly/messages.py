@@ -67,24 +67,41 @@ class Message:
 
     @classmethod
     def _register(cls) -> None:
-        hints = typing.get_type_hints(cls)
-        spec = []
+        """Enter the class in the type table. Its checker and codec are generated on first use
+        (`_compile`): a process uses a few of the message types, and generating them all cost
+        every process ~40 ms at start."""
         names = []
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
             if f.name in ENVELOPE:
                 raise RuntimeError(f"{cls.__name__}.{f.name} clashes with the envelope")
-            accepted, nullable = _accepts(hints[f.name])
-            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            spec.append((f.name, accepted, nullable, required))
             names.append(f.name)
         cls._fields = tuple(names)
-        cls._spec = tuple(spec)
-        cls._check = staticmethod(_compile_checker(cls))
-        CHECKERS[cls.TYPE] = cls._check
-        cls.body, cls.from_payload = _compile_codec(cls)  # type: ignore[method-assign]
         if cls.TYPE in _REGISTRY:
             raise RuntimeError(f"message type {cls.TYPE!r} registered twice")
         _REGISTRY[cls.TYPE] = cls
+        first = _first_check(cls)
+        cls._check = staticmethod(first)
+        CHECKERS[cls.TYPE] = first
+        cls.body = _first_body  # type: ignore[method-assign]
+        cls.from_payload = classmethod(_first_from_payload)  # type: ignore[method-assign,assignment]
+
+    @classmethod
+    def _compile(cls) -> None:
+        """Generate the class's schema check, `body` and `from_payload` and put them in place of
+        the first-use stubs (idempotent: two threads racing here install equal functions)."""
+        if "_spec" in cls.__dict__:
+            return
+        hints = typing.get_type_hints(cls)
+        spec = []
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            accepted, nullable = _accepts(hints[f.name])
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            spec.append((f.name, accepted, nullable, required))
+        cls._spec = tuple(spec)
+        check = _compile_checker(cls)
+        cls.body, cls.from_payload = _compile_codec(cls)  # type: ignore[method-assign]
+        cls._check = staticmethod(check)
+        CHECKERS[cls.TYPE] = check
 
     def body(self) -> dict[str, Any]:
         """The message's fields as a plain dict (without the envelope)."""
@@ -112,6 +129,24 @@ def message(cls: _M) -> _M:
 
 def registry() -> dict[str, type[Message]]:
     return dict(_REGISTRY)
+
+
+def _first_check(cls: type[Message]) -> Any:
+    """The check a class has until its first payload: compile, then check with the real one."""
+    def check(payload: dict[str, Any]) -> type[Message]:
+        cls._compile()
+        return cls._check(payload)  # type: ignore[no-any-return]
+    return check
+
+
+def _first_body(self: Message) -> dict[str, Any]:
+    type(self)._compile()
+    return self.body()
+
+
+def _first_from_payload(cls: type[Message], payload: dict[str, Any]) -> Message:
+    cls._compile()
+    return cls.from_payload(payload)
 
 
 def _compile_codec(cls: type["Message"]) -> tuple[Any, Any]:

@@ -122,6 +122,42 @@ def test_registry_knows_every_documented_type() -> None:
             "probe", "cmd", "reply", "order", "fill", "position", "account"} <= set(registry())
 
 
+def test_every_message_class_compiles_its_checker_and_codec() -> None:
+    """The checker and codec are generated on a class's first use: every class generates them
+    (its annotations resolve), and afterwards the type table holds the generated check itself."""
+    from chillly.messages import CHECKERS
+    for mtype, cls in registry().items():
+        cls._compile()
+        assert CHECKERS[mtype] is cls._check, mtype
+        assert len(cls._spec) == len(cls._fields), mtype
+
+
+FIRST_USE = """
+from chillly.codec import decode, encode
+from chillly.messages import CHECKERS, Quote, Trade, SchemaError
+stub = CHECKERS["quote"]
+q = Quote(contract="X", bid=1.0)
+frames = encode("quote.X.", q, "s", 1, 2)                 # Quote.body: first use
+assert CHECKERS["quote"] is not stub                       # compiled in place
+env = decode(frames)
+assert env.message() == q
+t = decode(encode("trade.X.", Trade(contract="X", price=1.0, size=1, aggressor=0, t=5), "s", 1, 2))
+assert Trade.from_payload(t.payload).price == 1.0          # Trade.from_payload after the check
+try:
+    CHECKERS["bar"]({"type": "bar", "v": 1, "src": "s", "seq": 1, "ts": 2})  # a stub refuses too
+except SchemaError as e:
+    print(e)
+"""
+
+
+def test_a_fresh_process_compiles_each_class_on_its_first_use() -> None:
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", FIRST_USE], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "bar: missing field 'contract'"
+
+
 def test_messages_are_immutable() -> None:
     with pytest.raises(AttributeError):
         BAR.c = 1.0  # type: ignore[misc]
