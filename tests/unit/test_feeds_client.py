@@ -223,3 +223,18 @@ async def test_an_unreadable_bar_is_left_out_and_counted() -> None:
         bars = await cl.retrieve_bars("CON.F.US.EP.Z26", T0 - 3_600_000, T0)
         assert len(bars) == 1
         assert cl.counters["rejected_items"] == 1 and cl.counters["rejected_bars"] == 1
+
+
+def test_an_https_venue_is_verified_as_httpx_does_and_a_plain_http_one_loads_no_cas() -> None:
+    """TopstepX (https) keeps httpx's verifying context: certificate and host name checked
+    against certifi's CAs. The sim (http on loopback) has no TLS, so no CA bundle is loaded."""
+    import ssl
+    clock = ManualClock(T0)
+    default = httpx.create_ssl_context()
+    for url in ("https://api.topstepx.com", "HTTPS://api.topstepx.com/"):
+        ctx = ProjectXClient(url, "u", "k", clock).http._transport._pool._ssl_context  # type: ignore[attr-defined]
+        assert ctx.verify_mode is ssl.CERT_REQUIRED and ctx.check_hostname, url
+        assert ctx.cert_store_stats()["x509_ca"] == default.cert_store_stats()["x509_ca"] > 0
+    for url in ("http://127.0.0.1:7110", "HTTP://localhost:1"):
+        ctx = ProjectXClient(url, "u", "k", clock).http._transport._pool._ssl_context  # type: ignore[attr-defined]
+        assert ctx.cert_store_stats()["x509_ca"] == 0, url
