@@ -238,3 +238,15 @@ def test_an_https_venue_is_verified_as_httpx_does_and_a_plain_http_one_loads_no_
     for url in ("http://127.0.0.1:7110", "HTTP://localhost:1"):
         ctx = ProjectXClient(url, "u", "k", clock).http._transport._pool._ssl_context  # type: ignore[attr-defined]
         assert ctx.cert_store_stats()["x509_ca"] == 0, url
+
+
+def test_the_client_does_not_import_the_httpx_command_line() -> None:
+    """httpx's command line (click, rich, pygments) costs a process ~75 ms at start."""
+    import subprocess
+    import sys
+    probe = ("import sys, topstepx.client, httpx; "
+             "print(sorted(m for m in ('click', 'rich', 'pygments') if m in sys.modules)); "
+             "print(httpx.AsyncClient is not None)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    assert out[:2] == ["[]", "True"]
