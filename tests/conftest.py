@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from tests import schedule
 from tests.support import Procs, free_port
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    schedule.configure(config)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    items[:] = schedule.longest_first(items, schedule.known_durations())
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

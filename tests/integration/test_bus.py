@@ -55,7 +55,7 @@ def test_delivery_in_order_and_contract_isolation(procs: Procs, transport_env, t
     _, ep_out = start_sub(procs, tmp_path, "sub-ep", f"bar.1m.{EP}.")
     _, all_out = start_sub(procs, tmp_path, "sub-all", "bar.")
     pub = start_pub(procs, "pub", f"{EP},{EP_LOOKALIKE},{NQ}", count=2000)
-    assert pub.wait(30) == 0
+    assert pub.wait(60) == 0
     eventually(lambda: len(read_lines(all_out)) >= 6000, 20, what="all 6000 messages")
     ep = read_lines(ep_out)
     assert {m["topic"] for m in ep} == {f"bar.1m.{EP}."}
@@ -168,7 +168,7 @@ def test_second_broker_on_same_address_exits_2(procs: Procs, transport_env) -> N
     first = procs.spawn(["-m", "broker"], name="broker")
     eventually(lambda: "relaying" in first.log(), 20, what="first broker")
     second = procs.spawn(["-m", "broker"], name="broker-2")
-    assert second.wait(10) == 2
+    assert second.wait(60) == 2
     assert "address in use" in second.log().lower() or "Address already in use" in second.log()
     assert first.alive()
 

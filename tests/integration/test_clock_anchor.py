@@ -81,7 +81,7 @@ def test_sim_restart_keeps_market_time_moving_forward(tmp_path: Path) -> None:
         assert market_now(old, 60) + 1_800_000 < saved_ms
         sim = procs.chillly("sim", name="sim-old-anchor", env={"CLOCK_ANCHOR": old,
                                                                "CLOCK_SPEED": "60"})
-        assert sim.wait(30) == 2
+        assert sim.wait(60) == 2
         lines = refused(sim.log())
         assert len(lines) == 1 and "sim-state.json" in lines[0], sim.log()[-2000:]
 
@@ -128,7 +128,7 @@ def test_gateway_refuses_market_time_before_its_risk_memory(tmp_path: Path) -> N
                              "TOPSTEP_ACCOUNT_ID": "4101"})
     try:
         gw = procs.chillly("gateway", name="gateway")
-        assert gw.wait(30) == 2
+        assert gw.wait(60) == 2
         lines = refused(gw.log())
         assert len(lines) == 1 and "risk memory" in lines[0], gw.log()[-2000:]
     finally:
@@ -143,7 +143,7 @@ def test_feed_bars_refuses_market_time_before_its_marks(tmp_path: Path) -> None:
     procs = Procs(tmp_path, _process_env(tmp_path))
     try:
         bars = procs.chillly("feed-bars", name="feed-bars")
-        assert bars.wait(30) == 2
+        assert bars.wait(60) == 2
         lines = refused(bars.log())
         assert len(lines) == 1 and "feed marks" in lines[0], bars.log()[-2000:]
     finally:

@@ -51,7 +51,7 @@ async def test_a_bar_the_venue_revises_after_its_final_is_corrected_by_a_backfil
     assert [r for r in stored if r not in venue], "the sim switch revised nothing"
 
     out = procs.chillly("backfill", "ES", "--days", "0.1", stdout_pipe=True)
-    assert out.wait(30) == 0
+    assert out.wait(60) == 0
     await assert_corrected(db, cid, first, last, venue)
 
 

@@ -14,14 +14,14 @@ TUESDAY = 1
 
 def test_bars_refuses_a_timeframe_no_process_builds(procs: Procs) -> None:
     tool = procs.chillly("bars", "ES", "--tf", "7m", "--db")
-    assert tool.wait(20) == 2
+    assert tool.wait(60) == 2
     lines = tool.log().strip().splitlines()
     assert lines == ["chillly bars: no process builds 7m bars; the timeframes are "
                      "1m, 5m, 15m, 30m, 1h, 4h, 1d (AGGREGATOR_TIMEFRAMES)"], lines
     # What the aggregator is configured to build is what the tool accepts.
     tool = procs.chillly("bars", "ES", "--tf", "7m", "--db",
                          env={"AGGREGATOR_TIMEFRAMES": "7m"}, name="bars-7m")
-    assert tool.wait(20) == 2 and "no market database" in tool.log(), tool.log()
+    assert tool.wait(60) == 2 and "no market database" in tool.log(), tool.log()
 
 
 async def test_tap_and_status_say_the_market_is_closed_and_when_it_opens(procs, broker) -> None:
@@ -33,19 +33,19 @@ async def test_tap_and_status_say_the_market_is_closed_and_when_it_opens(procs, 
 
     status = procs.chillly("status", "--wait", "1", "--json", env=closed, stdout_pipe=True,
                            name="status-closed")
-    status.wait(30)
+    status.wait(60)
     doc = json.loads(status.popen.stdout.read().decode())  # type: ignore[union-attr]
     assert doc["broker"] and "it opens Sun " in doc["market_closed"]
     status = procs.chillly("status", "--wait", "1", env=closed, stdout_pipe=True,
                            name="status-closed-text")
-    status.wait(30)
+    status.wait(60)
     assert "the market is closed; it opens Sun " in status.popen.stdout.read().decode()  # type: ignore[union-attr]
 
     opened = market_at(next_weekday_at(TUESDAY, 15, open_market=True))
     tap = procs.chillly("tap", "bar.1m.", env=opened, name="tap-open")
     status = procs.chillly("status", "--wait", "1", "--json", env=opened, stdout_pipe=True,
                            name="status-open")
-    status.wait(30)
+    status.wait(60)
     assert json.loads(status.popen.stdout.read().decode())["market_closed"] is None  # type: ignore[union-attr]
     await aeventually(lambda: "listening" in tap.log(), 20, what="tap listening")
     assert "closed" not in tap.log()

@@ -140,7 +140,7 @@ def test_one_gateway_per_journal_and_the_account_choice(stack: Stack) -> None:
     eventually(lambda: "ready" in first.log(), timeout=30, what="first gateway ready")
     second = stack.procs.chillly("gateway", name="gateway-second",
                                  env=stack.gateway_env(acc))
-    assert second.wait(20) == 2
+    assert second.wait(60) == 2
     assert "in use by" in second.log(), second.log()
     assert first.alive()
     first.terminate()
@@ -148,7 +148,7 @@ def test_one_gateway_per_journal_and_the_account_choice(stack: Stack) -> None:
     env = stack.gateway_env(acc)
     del env["TOPSTEP_ACCOUNT_ID"]
     amb = stack.procs.chillly("gateway", name="gateway-ambiguous", env=env)
-    assert amb.wait(20) == 2
+    assert amb.wait(60) == 2
     assert "PRAC-V2-T-1001" in amb.log() and "TOPSTEP_ACCOUNT_ID" in amb.log(), dump(amb.log())
     by_name = stack.procs.chillly("gateway", name="gateway-by-name", env={
         **env, "TOPSTEP_ACCOUNT_NAME": f"PRAC-V2-T-{acc}"})

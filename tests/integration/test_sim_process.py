@@ -39,13 +39,13 @@ def test_port_in_use_is_an_operator_error(procs: Procs, bus_env: dict[str, str])
     procs.chillly("sim", name="first", env=env)
     wait_ready(f"http://127.0.0.1:{bus_env['SIM_PORT']}")
     second = procs.chillly("sim", name="second", env=env)
-    assert second.wait(15) == 2
+    assert second.wait(60) == 2
 
 
 def test_bad_setting_is_refused_with_exit_code_2(procs: Procs) -> None:
-    assert procs.chillly("sim", name="bad", env={"SIM_RATE_SCOPE": "planet"}).wait(15) == 2
-    assert procs.chillly("sim", "--port", "0", name="badport").wait(15) == 2
-    assert procs.chillly("sim", "--accounts", "x", name="badaccounts").wait(15) == 2
+    assert procs.chillly("sim", name="bad", env={"SIM_RATE_SCOPE": "planet"}).wait(60) == 2
+    assert procs.chillly("sim", "--port", "0", name="badport").wait(60) == 2
+    assert procs.chillly("sim", "--accounts", "x", name="badaccounts").wait(60) == 2
 
 
 def test_cli_options_override_the_environment(procs: Procs) -> None:

@@ -13,7 +13,7 @@ async def test_second_store_on_one_database_exits_2_naming_the_holder(procs, bus
     first = procs.chillly("store", env={"STORE_RECOVER": "false"}, name="store-1")
     await aeventually(lambda: hb.running("store"), timeout=20, what="store running")
     second = procs.chillly("store", env={"STORE_RECOVER": "false"}, name="store-2")
-    assert second.wait(15) == 2
+    assert second.wait(60) == 2
     assert f"pid {first.pid}" in second.log()
     assert first.alive()
     first.kill()

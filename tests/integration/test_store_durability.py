@@ -28,7 +28,7 @@ async def test_sigterm_commits_everything_received(procs, bus, bus_env) -> None:
     assert db_rows(bus_env["DATABASE_PATH"], "1m") == [key(b) for b in bars]
     # No series process here: `chillly bars` falls back to the database by itself.
     out = procs.chillly("bars", "EP", "--last", "3", "--timeout", "0.5", stdout_pipe=True)
-    assert out.wait(15) == 0
+    assert out.wait(60) == 0
     text = out.popen.stdout.read().decode()  # type: ignore[union-attr]
     assert "3 bars from the database" in text and C in text
 

@@ -58,18 +58,18 @@ async def test_final_1m_bars_become_stored_bars_at_every_timeframe(procs, bus, b
     assert not bad.ok and "timeframe" in (bad.error or "")
 
     out = procs.chillly("bars", C, "--tf", "1h", "--last", "2", stdout_pipe=True)
-    assert out.wait(15) == 0
+    assert out.wait(60) == 0
     text = out.popen.stdout.read().decode()  # type: ignore[union-attr]
     assert "series process" in text and "2026-01-15 00:00" in text and "final" in text
     out = procs.chillly("bars", C, "--tf", "1d", "--last", "5", "--db", stdout_pipe=True)
-    assert out.wait(15) == 0
+    assert out.wait(60) == 0
     text = out.popen.stdout.read().decode()  # type: ignore[union-attr]
     assert "2 bars from the database" in text
     # --json: one document (issue 21 item 7); on a weekend, a note on stderr (item 12).
     out = procs.chillly("bars", C, "--tf", "1d", "--last", "5", "--db", "--json",
                         stdout_pipe=True, name="bars-json",
                         env=market_at(next_weekday_at(5, 12, open_market=False)))
-    assert out.wait(15) == 0
+    assert out.wait(60) == 0
     doc = json.loads(out.popen.stdout.read().decode())  # type: ignore[union-attr]
     assert doc["contract"] == C and doc["tf"] == "1d" and doc["source"] == "database"
     assert [(b["t"], b["o"], b["h"], b["l"], b["c"], b["v"]) for b in doc["bars"]] == \

@@ -150,7 +150,7 @@ def test_live_credentials_without_explicit_account_refuse_to_start(procs: Procs,
     env = {"STRATEGIES_FILE": str(ROOT / "strategies.toml"), "TOPSTEP_API_KEY": "k",
            "TOPSTEP_USERNAME": "u", "TOPSTEP_ACCOUNT_ID": "777", "RUN_DIR": str(tmp_path / "run")}
     host = procs.chillly("strategy-host", "ema_es", env=env)
-    assert host.wait(30) == 2
+    assert host.wait(60) == 2
     assert "run_on: not enabled for live account 777" in host.log()
     conf = tmp_path / "none.conf"
     sync = procs.chillly("strategies", "sync", "--conf", str(conf), env=env)
@@ -174,7 +174,7 @@ def test_bad_parameter_stops_the_host_with_one_line(procs: Procs, tmp_path: Path
     '''))
     env = {"STRATEGIES_FILE": str(tmp_path / "strategies.toml"), "RUN_DIR": str(tmp_path / "run")}
     host = procs.chillly("strategy-host", "ema", env=env)
-    assert host.wait(30) == 2
+    assert host.wait(60) == 2
     lines = [ln for ln in host.log().splitlines() if "chillly strategy-host:" in ln]
     assert len(lines) == 1 and "[strategies.ema] params.fast" in lines[0], host.log()
     # The same check happens after the sandbox is up: the class was imported under it.
@@ -190,7 +190,7 @@ def test_a_required_layer_that_cannot_apply_is_fatal(procs: Procs, tmp_path: Pat
     env = {"STRATEGIES_FILE": str(tmp_path / "strategies.toml"), "RUN_DIR": str(tmp_path / "run"),
            "STRATEGY_USER": "no-such-user-here", "STRATEGY_SANDBOX_REQUIRE": "user,landlock"}
     host = procs.chillly("strategy-host", "ema", env=env)
-    assert host.wait(30) == 2
+    assert host.wait(60) == 2
     assert "required sandbox layer(s) unavailable: user (no user 'no-such-user-here'" \
         in host.log(), host.log()
     env.pop("STRATEGY_SANDBOX_REQUIRE")

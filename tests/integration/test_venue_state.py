@@ -29,16 +29,16 @@ async def test_a_sim_database_is_refused_by_a_live_configuration(procs, bus) -> 
     assert sim.terminate() == 0
     assert venue_of(db) == "sim"
     live = procs.chillly("store", env=LIVE, name="store-live")
-    assert live.wait(15) == 2
+    assert live.wait(60) == 2
     err = [ln for ln in live.log().splitlines() if ln.startswith("chillly store:")]
     assert len(err) == 1 and "holds bars from venue 'sim'" in err[0], live.log()
     assert "'topstepx'" in err[0]
     for reader in ("series", "aggregator"):       # readers refuse it as well
         proc = procs.chillly(reader, env=LIVE, name=f"{reader}-live")
-        assert proc.wait(15) == 2
+        assert proc.wait(60) == 2
         assert "holds bars from venue 'sim'" in proc.log(), proc.log()
     tool = procs.chillly("bars", "ES", "--db", env=LIVE, name="bars-live")
-    assert tool.wait(15) == 2
+    assert tool.wait(60) == 2
     assert "holds bars from venue 'sim'" in tool.log()
     assert venue_of(db) == "sim"        # nothing was written by the refused side
 
