@@ -124,6 +124,7 @@ class Tape:
         self._prints: OrderedDict[tuple[str, int], list[Print]] = OrderedDict()
         self._open: dict[int, bool] = {}
         self._knots: dict[tuple[int, int, int], float] = {}
+        self._family_levels: dict[tuple[int, float, float, int], float] = {}
         self._levels: dict[tuple[str, int], int] = {}
         self._ct_offset: dict[int, int] = {}
         self._ctx: dict[str, tuple[RootSpec, int, int, int, int]] = {}
@@ -156,6 +157,20 @@ class Tape:
 
     # ---- layer 1: the path -------------------------------------------------------------------
     def family_level(self, family: int, base: float, vol: float, minute: int) -> float:
+        """The family's path at a minute boundary: shared by every contract of the family (ES
+        and MES, front and next months), so it is computed once per family and minute (the
+        sim's start aggregates the session so far for every contract: ~40% less CPU)."""
+        memo = self._family_levels
+        key = (family, base, vol, minute)
+        got = memo.get(key)
+        if got is not None:
+            return got
+        if len(memo) > 100_000:
+            memo.clear()
+        level = memo[key] = self._family_level(family, base, vol, minute)
+        return level
+
+    def _family_level(self, family: int, base: float, vol: float, minute: int) -> float:
         knots = self._knots
         if len(knots) > 2_000_000:
             knots.clear()
