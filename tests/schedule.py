@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import os
 import resource
-from collections import defaultdict
+import sys
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -68,19 +69,36 @@ class Recorder:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.cpu: dict[str, float] = defaultdict(float)
+        self.spawns: dict[str, Counter[str]] = defaultdict(Counter)
         self._mark = _cpu_s()
+        self._spawned: Counter[str] = Counter()
+        sys.addaudithook(self._audit)
+
+    def _audit(self, event: str, args: tuple[Any, ...]) -> None:
+        """Counts the child processes a test starts (each costs a Python start-up's CPU)."""
+        if event == "subprocess.Popen":
+            argv = [str(a) for a in (args[1] or [])]
+            what = " ".join(a for a in argv[1:4] if not a.startswith("/")) or str(args[0])
+            self._spawned[what] += 1
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Any:
         outcome = yield
         now = _cpu_s()
-        outcome.get_result().user_properties.append(("cpu_s", now - self._mark))
+        report = outcome.get_result()
+        report.user_properties.append(("cpu_s", now - self._mark))
+        report.user_properties += [("spawn", k, n) for k, n in self._spawned.items()]
+        self._spawned.clear()
         self._mark = now
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         self.seconds[_module(report.nodeid)] += float(report.duration)
-        self.cpu[_module(report.nodeid)] += sum(v for k, v in report.user_properties
-                                                if k == "cpu_s")
+        module = _module(report.nodeid)
+        for prop in report.user_properties:
+            if prop[0] == "cpu_s":
+                self.cpu[module] += prop[1]
+            elif prop[0] == "spawn":
+                self.spawns[module][prop[1]] += prop[2]
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if getattr(session.config, "workerinput", None) is not None or not self.seconds:
@@ -90,7 +108,9 @@ class Recorder:
         top = sorted(self.cpu.items(), key=lambda kv: -kv[1])[:40]
         print(f"\ncpu seconds by module (total {sum(self.cpu.values()):.0f} s):")
         for m, cpu in top:
-            print(f"  {cpu:7.1f} cpu  {self.seconds[m]:7.1f} wall  {m}")
+            spawns = self.spawns.get(m, Counter())
+            print(f"  {cpu:7.1f} cpu  {self.seconds[m]:7.1f} wall  {sum(spawns.values()):4d} "
+                  f"spawns  {m}  {dict(spawns.most_common(3))}")
 
 
 def configure(config: pytest.Config) -> None:
