@@ -8,7 +8,7 @@ Two doors (docs/architecture.md, "Trust"):
   as the trader's own user, so everything is served there, for any owner ("manual" orders);
 - the bus: a command's sender is the envelope's `src`, which only our own processes can set
   (strategy code has no bus socket: its trusted parent stamps `strategy-NAME`). Served there:
-  the reads (`orders`, `positions`, `account`, `risk` without a setting), and a strategy's own
+  the reads (`orders`, `positions`, `account`, `fills`, `risk` without a setting), and a strategy's own
   order commands (`submit`, `cancel`, `modify`, `cancel_all`, `flatten`) about its own orders.
   Everything else is the trader's (halt, resume, risk settings, manual orders, another owner's
   order): refused, counted and alarmed, and the gateway goes on.
@@ -22,14 +22,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from chillly.bus import CommandError
+from chillly.calendar import session_start_ms, trading_date
 from chillly.clock import Clock
 from chillly.tools_socket import ToolsError
 from trading.risk.types import SELL, Intent
 from gateway.gate_runner import GateRunner
 from trading.orders.views import Refusals, show_waiting_legs
 from gateway.closing import Closer
+from gateway.journal import Journal
 from gateway.placing import Placer
-from gateway.publishing import Publisher
+from gateway.publishing import Publisher, fill_msg
 from gateway.reconcile import Reconciler
 from gateway.risk_runtime import RiskRuntime
 from gateway.settings import GatewaySettings
@@ -50,12 +52,13 @@ from trading.orders.requests import (
 
 log = logging.getLogger("gateway")
 
-READS = frozenset({"orders", "positions", "account", "risk"})
+READS = frozenset({"orders", "positions", "account", "fills", "risk"})
 STRATEGY_COMMANDS = frozenset({"submit", "cancel", "modify", "cancel_all", "flatten"})
 ABOUT_AN_ORDER = frozenset({"cancel", "modify"})
 TOOLS_SENDER = "tools"          # owner_of() makes it "manual"
 ALARM = "refused_command"
 QUIET_S = 60.0                  # the alarm clears after this long without a refusal
+FILLS_MAX = 1000                # the most fills one `fills` answer carries
 
 Handler = Callable[[dict[str, Any], str], Awaitable[Any]]
 Alarm = Callable[[str, bool, str], None]
@@ -137,8 +140,10 @@ class Commands:
     def __init__(self, s: GatewaySettings, client: ProjectXClient, resolver: ContractResolver,
                  blotter: Blotter, risk: RiskRuntime, runner: GateRunner, placer: Placer,
                  closer: Closer, reconciler: Reconciler, publisher: Publisher, specs: Specs,
-                 clock: Clock, counters: dict[str, int], ready: Callable[[], bool]) -> None:
+                 journal: Journal, clock: Clock, counters: dict[str, int],
+                 ready: Callable[[], bool]) -> None:
         self.s, self.client, self.resolver, self.blotter = s, client, resolver, blotter
+        self.journal = journal
         self.risk, self.runner, self.placer, self.closer = risk, runner, placer, closer
         self.reconciler, self.publisher, self.specs = reconciler, publisher, specs
         self.clock, self.counters, self.ready = clock, counters, ready
@@ -148,7 +153,8 @@ class Commands:
         return {"submit": self.submit, "cancel": self.cancel, "modify": self.modify,
                 "cancel_all": self.cancel_all, "flatten": self.flatten,
                 "orders": self.orders, "positions": self.positions,
-                "account": self.account, "halt": self.halt, "resume": self.resume,
+                "account": self.account, "fills": self.fills, "halt": self.halt,
+                "resume": self.resume,
                 "risk": self.risk_report}
 
     async def submit(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
@@ -346,6 +352,25 @@ class Commands:
                    trading_state=self.blotter.trading_state,
                    can_cancel=self.blotter.book.can_cancel)
         return out
+
+    async def fills(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
+        """The account's fills of the current trading day (17:00 CT on, in market time), newest
+        first, each as its `fill` event: from the journal, so a page restarted mid-session
+        lists the day's fills again. `limit` (default and most FILLS_MAX)."""
+        limit = args.get("limit", FILLS_MAX)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= FILLS_MAX:
+            raise CommandError(f"fills: limit must be an integer from 1 to {FILLS_MAX}")
+        now = self.clock.now_ms()
+        rows = await self.journal.day_fills(self.blotter.account_id, session_start_ms(now),
+                                            limit)
+        bodies = []
+        for f in rows:
+            body = fill_msg(f, f.pnl).body()      # the venue's P&L of the trade
+            if body["vt"] is None:
+                body["vt"] = f.at_ms               # when the gateway took it: a time to draw
+            bodies.append(body)
+        return {"fills": bodies, "trading_date": trading_date(now).isoformat(),
+                "ready": self.ready()}
 
     async def halt(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
         """Latched at once (it only restricts); the gate acts on it (cancels, flatten) once

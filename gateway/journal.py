@@ -386,6 +386,15 @@ class Journal:
 
     # ------------------------------------------------------------------ reads (tests, tools)
 
+    async def day_fills(self, account: int, since_ms: int, limit: int) -> list[FillRecord]:
+        """The account's fills at or after `since_ms` (venue time, else when taken), newest
+        first, at most `limit`: the `fills` command (a page restarted mid-session)."""
+        rows = await self.query(
+            "SELECT * FROM fills WHERE account = ? AND COALESCE(vt, at_ms) >= ? "
+            "ORDER BY COALESCE(vt, at_ms) DESC, trade_id DESC LIMIT ?",
+            (account, since_ms, limit))
+        return [fill_of(r) for r in rows]
+
     async def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         return await self._run(lambda c: [dict(r) for r in c.execute(sql, params)])
 

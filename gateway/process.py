@@ -139,7 +139,7 @@ class GatewayService(Service):
         venue.on_order_changed = brackets.on_order_changed
         venue.on_position_changed = runner.watch_quotes
         commands = Commands(s, client, resolver, blotter, risk, runner, placer, closer,
-                            reconciler, publisher, specs, clock, c, ready)
+                            reconciler, publisher, specs, journal, clock, c, ready)
         # Who may ask what is decided by the door a command came through (gateway/commands.py)
         authority = Authority(commands.handlers(), c, self._alarm,
                               lambda args: commands.find(args).owner)

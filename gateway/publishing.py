@@ -1,7 +1,7 @@
 """The gateway's events on the bus: orders, positions, the account, the risk gate's and the
 gateway's alarms (docs/wire-format.md, the `order`, `position`, `account`, `risk` and `alarm`
-types). The messages built here are also the replies of the `orders`, `positions` and `account`
-queries."""
+types). The messages built here are also the replies of the `orders`, `positions`, `account`
+and `fills` queries."""
 
 from __future__ import annotations
 
@@ -12,14 +12,22 @@ from collections.abc import Callable, Hashable
 from chillly import topics
 from chillly.bus import Bus
 from chillly.clock import Clock
-from chillly.messages import AccountEvent, Alarm, OrderEvent, PositionEvent, RiskEvent
+from chillly.messages import AccountEvent, Alarm, FillEvent, OrderEvent, PositionEvent, RiskEvent
 from trading.risk.rules import RiskGate
 from trading.blotter import ACCOUNT, Blotter
-from trading.orders.records import IntentRecord, OrderRecord
+from trading.orders.records import FillRecord, IntentRecord, OrderRecord
 from trading.orders.requests import VENUE_TYPE
 from trading.venue_codes import OrderStatus
 
 log = logging.getLogger("gateway")
+
+
+def fill_msg(fill: FillRecord, pnl: float | None) -> FillEvent:
+    """A fill as the bus carries it; `pnl` is what its owner is told (None on an opening)."""
+    return FillEvent(account=fill.account, trade_id=fill.trade_id, order_id=fill.order_id,
+                     contract=fill.contract, side=fill.side, size=fill.size, price=fill.price,
+                     owner=fill.owner, client_id=fill.client_id, fees=fill.fees, pnl=pnl,
+                     vt=fill.vt)
 
 
 class Publisher:

@@ -15,9 +15,8 @@ from chillly import topics
 from chillly.bus import Bus
 from chillly.calendar import session_start_ms
 from chillly.clock import Clock
-from chillly.messages import FillEvent
 from gateway.journal import Journal
-from gateway.publishing import Publisher
+from gateway.publishing import Publisher, fill_msg
 from topstepx.contracts import ContractNotFound, ContractResolver, symbol_of
 from topstepx.errors import VenueError
 from topstepx.hub import user_events
@@ -128,11 +127,7 @@ class VenueEvents:
         for fill in ch.reattributed:     # its trades came first: now its owner's, told so
             self.counters["fills_reattributed"] += 1
             self.journal.write_soon(self.journal.fill_owner_job(fill))
-            self.bus.publish(topics.fill_event(fill.account, fill.owner), FillEvent(
-                account=fill.account, trade_id=fill.trade_id, order_id=fill.order_id,
-                contract=fill.contract, side=fill.side, size=fill.size, price=fill.price,
-                owner=fill.owner, client_id=fill.client_id, fees=fill.fees, pnl=None,
-                vt=fill.vt))
+            self.bus.publish(topics.fill_event(fill.account, fill.owner), fill_msg(fill, None))
             self.publisher.due.add((fill.owner, fill.contract))
             self.publisher.due.add((EXTERNAL, fill.contract))
         if ch.changed:
@@ -154,11 +149,8 @@ class VenueEvents:
         fill = taken.fill
         self.journal.write_soon(self.journal.fill_job(fill))   # the venue's P&L
         self.counters["fills"] += 1
-        self.bus.publish(topics.fill_event(fill.account, fill.owner), FillEvent(
-            account=fill.account, trade_id=fill.trade_id, order_id=fill.order_id,
-            contract=fill.contract, side=fill.side, size=fill.size, price=fill.price,
-            owner=fill.owner, client_id=fill.client_id, fees=fill.fees, pnl=taken.owner_pnl,
-            vt=fill.vt))
+        self.bus.publish(topics.fill_event(fill.account, fill.owner),
+                         fill_msg(fill, taken.owner_pnl))
         self.publisher.due.add((fill.owner, fill.contract))
 
     async def apply_position(self, p: Position, read_mark: int | None = None) -> None:

@@ -4,7 +4,9 @@ messages that keep an open page current.
 Panels are whole answers, exactly as the CLI prints them with `--json` (`risk`, `positions`,
 `orders`, `account` from the gateway, `strategies` from `chillly strategies --json`, `health`
 as `chillly status --json`), so the page and the tools cannot disagree. Fills and the gate's
-refusals are lists kept here, newest first; quotes and bars are the latest per key.
+refusals are lists kept here, newest first: fills as heard on the bus, merged with the day's
+fills the gateway answers (`fills`, asked at start and when the gateway is back), each once;
+quotes and bars are the latest per key.
 
 Every method that changes something returns the messages to push as (key, kind, data, urgent);
 the caller files them with the hub. Nothing here does I/O.
@@ -28,6 +30,7 @@ class Board:
         self.panels: dict[str, Any] = {}
         self.fills: deque[dict[str, Any]] = deque(maxlen=MAX_FILLS)
         self.fill_ids: set[tuple[Any, ...]] = set()
+        self.loads = 0                                    # gateway answers merged
         self.refusals: deque[dict[str, Any]] = deque(maxlen=MAX_REFUSALS)
         self.quotes: dict[str, dict[str, Any]] = {}
         self.contracts: list[str] = []
@@ -54,16 +57,34 @@ class Board:
         return [(f"panel:{name}", "panel", {"name": name, "data": data}, True)]
 
     def fill(self, f: dict[str, Any]) -> list[Push]:
-        key = (f.get("account"), f.get("trade_id"), f.get("order_id"))
+        key = _fill_key(f)
         if key in self.fill_ids:
             return []
         if len(self.fill_ids) > 10 * MAX_FILLS:
-            self.fill_ids = {(x.get("account"), x.get("trade_id"), x.get("order_id"))
-                             for x in self.fills}
+            self.fill_ids = {_fill_key(x) for x in self.fills}
         self.fill_ids.add(key)
         self.fills.appendleft(f)
         # the new fill alone (a page holds the list from its snapshot): one row to draw
         return [(f"fill:{key}", "fill", f, True)]
+
+    def load_fills(self, fills: list[dict[str, Any]]) -> list[Push]:
+        """The day's fills as the gateway journaled them: those not heard on the bus (before
+        this process started, or while the gateway was away) join the list, which stays newest
+        first (venue time) and at most MAX_FILLS long; the whole list goes to the pages."""
+        new: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for f in fills:
+            key = _fill_key(f)
+            if key not in self.fill_ids:
+                new.setdefault(key, f)
+        if not new:
+            return []
+        self.fill_ids.update(new)
+        merged = sorted([*self.fills, *new.values()], key=_fill_time, reverse=True)
+        self.fills = deque(merged[:MAX_FILLS], maxlen=MAX_FILLS)
+        self.loads += 1
+        # a key of its own: a pending list replaced in place could land before a single fill
+        # pushed after it, which the page would then draw twice
+        return [(f"fills:{self.loads}", "fills", list(self.fills), True)]
 
     def refusal(self, r: dict[str, Any]) -> list[Push]:
         self.refusals.appendleft(r)
@@ -105,3 +126,13 @@ class Board:
         return [{"contract": c, **{k: v for k, v in self.infos.get(c, {}).items()
                                    if k != "contract"}} for c in self.contracts]
 
+
+
+def _fill_key(f: dict[str, Any]) -> tuple[Any, ...]:
+    """A fill's identity, whichever way it came (the bus or the gateway's answer)."""
+    return (f.get("account"), f.get("trade_id"), f.get("order_id"))
+
+
+def _fill_time(f: dict[str, Any]) -> tuple[int, int]:
+    """Newest first by the venue's time (the bus's stamp when it has none), then trade id."""
+    return (f.get("vt") or f.get("ts") or 0, f.get("trade_id") or 0)

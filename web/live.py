@@ -7,6 +7,9 @@
   commands the CLI tools send (`risk`, `positions`, `orders`, `account`), so every panel is a
   `--json` answer. A refresh is coalesced (one in flight, one more if events came meanwhile)
   and also runs every WEB_REFRESH_INTERVAL while a page is open.
+- Today's fills: those heard on the bus, and the gateway's `fills` answer (the day's fills from
+  its journal), asked at start and again whenever the gateway comes back (a new gateway
+  instance heartbeats, or a refresh found it away), so a restart of either loses none.
 - Strategy rows are `chillly strategies --json` itself, run as a child every
   WEB_STRATEGIES_INTERVAL while a page is open: the same rows as the tool, by construction.
 - Quotes and bars are passed on as they come; the hub keeps only the latest per key per page.
@@ -34,7 +37,7 @@ from chillly.status import find_conf
 from chillly.timeframes import bar_problem
 from store import queries
 from trading.strategy.config_file import LoadError, parse_instances
-from web.board import Board, Push
+from web.board import MAX_FILLS, Board, Push
 from web.outbox import Hub
 from web.reports import scan
 from web.settings import WebSettings
@@ -72,6 +75,7 @@ class Live:
         self.own_heard = 0.0          # when our own heartbeat last came back (monotonic)
         self.gateway_at: float | None = None   # wall time of the last gateway answer
         self.gateway_error: str | None = "no answer from the gateway yet"
+        self.fills_due = True         # ask the gateway for the day's fills (start, it is back)
         self._dirty = asyncio.Event()
         self._opened = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -133,6 +137,9 @@ class Live:
             self.own_heard = now
         known = self.health.instances.get(p["name"], {}).get(p["pid"])
         changed = known is None or known.state != p["state"]
+        if known is None and p["name"] == "gateway":
+            self.fills_due = True     # a new gateway: its journal may hold fills not heard
+            self._dirty.set()
         self.health.on_heartbeat(p, now)
         if changed and self.hub.outboxes:
             self.publish_health()     # a stop, a fault or a new instance shows at once
@@ -185,6 +192,8 @@ class Live:
 
     async def _gateway_loop(self) -> None:
         while True:
+            if self.fills_due:        # with no page open too: the first page starts with them
+                await self.load_fills()
             try:
                 await asyncio.wait_for(self._dirty.wait(), self.s.web_refresh_interval)
             except asyncio.TimeoutError:
@@ -205,10 +214,21 @@ class Live:
                 self.push(self.board.panel(name, result))
         if errors:
             self.counters["gateway_errors"] += 1
+            self.fills_due = True     # away: when it answers again, ask for the day's fills
         else:
             self.gateway_at = time.time()
         self.gateway_error = errors[0] if errors else None
         self._gateway_missing()
+
+    async def load_fills(self) -> None:
+        """The day's fills from the gateway (its journal), merged into the list once each."""
+        result, error = await self._ask("fills", {"limit": MAX_FILLS})
+        if error is not None:
+            self.counters["gateway_errors"] += 1
+            return                    # still due: asked again at the next round
+        self.fills_due = False
+        fills = [{k: v for k, v in f.items() if k not in _ENVELOPE} for f in result["fills"]]
+        self.push(self.board.load_fills(fills))
 
     async def _ask(self, name: str, args: dict[str, Any]) -> tuple[Any, str | None]:
         try:

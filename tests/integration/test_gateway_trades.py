@@ -9,8 +9,12 @@ import os
 import re
 import subprocess
 import sys
+from typing import Any
 
 import pytest
+
+from chillly.bus import Bus
+from chillly.calendar import trading_date
 
 from tests.integration.test_gateway_support import Stack, Tap, stack_fixture
 from tests.support import ROOT, aeventually, eventually
@@ -18,6 +22,37 @@ from tests.support import ROOT, aeventually, eventually
 stack = stack_fixture()
 
 pytestmark = pytest.mark.timeout(180)
+
+
+FILL_FIELDS = ("account", "trade_id", "order_id", "contract", "side", "size", "price", "owner",
+               "client_id", "fees", "vt")
+
+
+async def the_days_fills_as_the_page_asks(stack: Stack, tap: Tap,
+                                          venue: list[dict[str, Any]]) -> None:
+    """`fills` over the bus as `web` asks it after a restart: the day's fills from the journal,
+    newest first, each as its `fill` event on the bus, the P&L the venue's; a `limit` cuts."""
+    web = Bus(stack.env["BUS_PUBLISH_ADDR"], stack.env["BUS_SUBSCRIBE_ADDR"], "web")
+    try:
+        await web.ready(timeout=15)
+        reply = await web.request("gateway", "fills", {"limit": 200}, timeout=5.0)
+        assert reply.ok, reply.error
+        fills = reply.result["fills"]
+        by_id = {v["id"]: v for v in venue}
+        assert sorted(f["trade_id"] for f in fills) == sorted(by_id)
+        assert fills == sorted(fills, key=lambda f: (f["vt"], f["trade_id"]), reverse=True)
+        heard = {f["trade_id"]: f for f in tap.of("fill")}
+        for f in fills:
+            assert {k: f[k] for k in FILL_FIELDS} == {k: heard[f["trade_id"]][k]
+                                                       for k in FILL_FIELDS}
+            assert f["pnl"] == by_id[f["trade_id"]]["profitAndLoss"]
+        assert reply.result["trading_date"] == trading_date(fills[0]["vt"]).isoformat()
+        two = await web.request("gateway", "fills", {"limit": 2}, timeout=5.0)
+        assert two.ok and two.result["fills"] == fills[:2]
+        bad = await web.request("gateway", "fills", {"limit": 0}, timeout=5.0)
+        assert not bad.ok and "limit must be an integer" in (bad.error or "")
+    finally:
+        await web.close()
 
 
 def run(stack: Stack, acc: int, *args: str) -> tuple[int, str, str]:
@@ -45,6 +80,7 @@ async def test_round_trips_and_the_report_add_up_to_the_venue_s_own_figures(stac
         j = stack.journal(acc)
         eventually(lambda: len(j.execute("SELECT trade_id FROM fills").fetchall()) == 6,
                    what="every fill in the journal")
+        await the_days_fills_as_the_page_asks(stack, tap, venue)
 
         rc, out, err = run(stack, acc, "trades", "--json")
         assert rc == 0, err

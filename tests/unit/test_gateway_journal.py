@@ -82,3 +82,26 @@ async def test_background_writes_the_disk_refuses_wait_and_land_in_order(
     assert [r["status"] for r in rows] == [1, 3]
     assert (await j.query("SELECT status FROM orders WHERE order_id=5"))[0]["status"] == 3
     await j.close()
+
+
+async def test_day_fills_are_the_account_s_since_the_session_open_newest_first(
+        tmp_path: Path) -> None:
+    """What the `fills` command answers: the account's fills at or after the day's open (the
+    venue's time, else when taken), newest first, cut at the limit."""
+    j = Journal(tmp_path / "orders.db")
+    await j.open()
+    opened = 1_000_000
+
+    def f(trade_id: int, vt: int | None, at_ms: int, account: int = 1001) -> FillRecord:
+        return FillRecord(trade_id=trade_id, account=account, order_id=trade_id, owner="manual",
+                          client_id=None, contract="C", side=0, size=1, price=1.0, fees=0.0,
+                          pnl=None, vt=vt, at_ms=at_ms)
+    for rec in (f(1, opened - 1, opened + 5),          # yesterday's, journaled today
+                f(2, opened, opened), f(3, opened + 30, opened + 31),
+                f(4, None, opened + 20),                # no venue time: when it was taken
+                f(5, opened + 40, opened + 41, account=2002)):
+        assert await j.add_fill(rec)
+    got = await j.day_fills(1001, opened, 10)
+    assert [r.trade_id for r in got] == [3, 4, 2]
+    assert [r.trade_id for r in await j.day_fills(1001, opened, 2)] == [3, 4]
+    await j.close()
