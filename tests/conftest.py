@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,6 +16,13 @@ from tests.support import Procs, free_port
 # points, a scan of every installed distribution's metadata) in each process that builds a model:
 # ~25 ms of CPU in every process a test starts, which inherit this. A value set by hand is kept.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
+# pytest keeps the test modules it rewrites (assertion rewriting) as .pyc files beside them, but
+# only while bytecode may be written: with PYTHONDONTWRITEBYTECODE=1 every pytest process (the
+# serial phase and each xdist worker) rewrote every test module again as it collected: ~4 s of
+# CPU each. This process may write them (scripts/test byte-compiles tests/ anyway); the children
+# a test starts keep the environment's setting.
+sys.dont_write_bytecode = False
 
 
 def pytest_configure(config: pytest.Config) -> None:
