@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 
+from chillly.calendar import trading_date
+from chillly.clock import iso_to_ms
+from gateway.journal import read_only
 from tests.integration.web_rig import (
     HEARTBEAT, WebStack, browser, money, need_chromium, num, open_page, page_risk, rows,
     screenshot, shows_what_the_tool_says, tool_risk, web_stack,
@@ -271,4 +274,55 @@ async def test_the_resume_and_cancel_buttons(stack: WebStack, tmp_path: Path) ->
         await page.wait_for_selector(f'#orders tr[data-order="{oid}"]', state="detached",
                                      timeout=30_000)
         await screenshot(page, tmp_path, "cancelled")
+        assert page.errors == []
+
+
+async def test_a_restarted_web_lists_the_day_s_fills_again(stack: WebStack, tmp_path: Path) -> None:
+    """`chillly web` restarted mid-session (supervisorctl restart web, a crash): the page lists
+    the day's fills the venue holds, not only those heard on the bus since it started (the
+    gateway's `fills` answer from its journal, merged with the bus's, each once)."""
+    await stack.page_up()
+    account = (await stack.cli("account"))["account_id"]
+    # A fill of its own at the venue (whatever the strategy and the tests above did).
+    placed = stack.venue("/api/Order/place", {"accountId": account, "contractId": stack.nq(),
+                                              "type": 2, "side": 0, "size": 1})
+    assert placed["success"], placed
+    journal = read_only(Path(stack.env["GATEWAY_DATABASE_PATH"]))
+
+    def before() -> list[int]:
+        """The venue's trades of the trading day of the newest, newest first (50 at most: the
+        strategy goes on trading meanwhile, and the list keeps 200), once the gateway has
+        journaled each (the page cannot show what the gateway never took)."""
+        trades = stack.venue("/api/Trade/search", {"accountId": account})["trades"]
+        if not any(t["orderId"] == placed["orderId"] for t in trades):
+            return []
+        when = {t["id"]: iso_to_ms(t["creationTimestamp"]) for t in trades}
+        day = trading_date(max(when.values()))
+        today = sorted((i for i in when if trading_date(when[i]) == day),
+                       key=lambda i: (when[i], i), reverse=True)[:50]
+        taken = {r[0] for r in journal.execute("SELECT trade_id FROM fills")}
+        return today if set(today) <= taken else []
+    want = await aeventually(before, 30, interval=0.5, what="the venue's fills journaled")
+    journal.close()
+
+    assert stack.started["web"].terminate() == 0
+    stack.web()
+    await stack.page_up()
+    async with browser() as ctx:
+        page = await open_page(ctx, stack)
+        shown: list[int] = []
+
+        async def listed() -> bool:
+            nonlocal shown
+            shown = [int(t) for t in await page.evaluate(
+                "() => [...document.querySelectorAll('#fills tr[data-trade]')]"
+                ".map(tr => tr.dataset.trade)")]
+            return set(want) <= set(shown)
+        try:
+            await aeventually(listed, 30, interval=0.2, what="the day's fills listed again")
+        except AssertionError:
+            raise AssertionError(f"fills at the venue not on the page: "
+                                 f"{sorted(set(want) - set(shown))} (page: {shown[:20]})")
+        assert len(shown) == len(set(shown)), "a fill drawn twice"
+        await screenshot(page, tmp_path, "restarted-fills")
         assert page.errors == []
