@@ -61,6 +61,7 @@ class Message:
     _fields: ClassVar[tuple[str, ...]] = ()
     _spec: ClassVar[tuple[tuple[str, tuple[type, ...], bool, bool], ...]] = ()
     _check: ClassVar[Any]
+    _compiled: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -88,8 +89,9 @@ class Message:
     @classmethod
     def _compile(cls) -> None:
         """Generate the class's schema check, `body` and `from_payload` and put them in place of
-        the first-use stubs (idempotent: two threads racing here install equal functions)."""
-        if "_spec" in cls.__dict__:
+        the first-use stubs (idempotent: two threads racing here install equal functions; the
+        mark is set last, so a thread that sees it finds the generated functions in place)."""
+        if cls.__dict__.get("_compiled"):
             return
         hints = typing.get_type_hints(cls)
         spec = []
@@ -102,6 +104,7 @@ class Message:
         cls.body, cls.from_payload = _compile_codec(cls)  # type: ignore[method-assign]
         cls._check = staticmethod(check)
         CHECKERS[cls.TYPE] = check
+        cls._compiled = True
 
     def body(self) -> dict[str, Any]:
         """The message's fields as a plain dict (without the envelope)."""
