@@ -24,15 +24,21 @@ _next_port: list[int] = []          # this process's next candidate (sequential 
 
 def _port_slice() -> tuple[int, int]:
     """The ports this process picks from: under pytest-xdist each worker has its own slice of
-    the range, so two workers never hand out the same port (a random pick checked by a bind is
+    the range (and the serial phase that scripts/test runs beside them the last one), so two
+    workers never hand out the same port (a random pick checked by a bind is
     free only until the child binds it: another worker's test could take it meanwhile)."""
     lo, hi = _BELOW_EPHEMERAL
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
-    if not worker.startswith("gw") or count < 2:
+    # scripts/test runs the serial phase beside the workers: one more slice, the last, for it.
+    slices = int(os.environ.get("CHILLLY_PORT_SLICES") or count)
+    if worker.startswith("gw") and slices >= 2:
+        k = int(worker[2:]) % slices
+    elif slices >= 2:
+        k = slices - 1
+    else:
         return lo, hi
-    size = (hi - lo) // count
-    k = int(worker[2:]) % count
+    size = (hi - lo) // slices
     return lo + k * size, lo + (k + 1) * size
 
 
