@@ -165,23 +165,32 @@ class ProjectXClient:
             delay = max(delay, min(retry_after, self.retry_after_max_s))
         await asyncio.sleep(delay)
 
+    async def _send(self, rate: RateBudget, path: str, body: dict[str, Any] | None,
+                    headers: dict[str, str]) -> httpx.Response:
+        """One request within its budget: it holds a place from before it is sent until its
+        answer (or failure), and is dated by the answer (topstepx/budget.py says why)."""
+        await rate.acquire()
+        self.counters["requests"] += 1
+        try:
+            return await self.http.post(path, json=body if body is not None else {},
+                                        headers=headers)
+        finally:
+            rate.answered(self.clock.now_ms())
+
     async def _call(self, path: str, body: dict[str, Any] | None, *, mode: str = READ,
                     budget: str = REST, token: str | None = None,
                     authenticated: bool = True) -> dict[str, Any]:
         attempt = 0
         refreshed = False
         while True:
-            await self.budgets[budget].acquire()
             headers: dict[str, str] = {}
             used = token
             if authenticated:
                 if used is None:
-                    used = await self.auth.token()
+                    used = await self.auth.token()   # may log in: before our place is taken
                 headers["Authorization"] = f"Bearer {used}"
-            self.counters["requests"] += 1
             try:
-                resp = await self.http.post(path, json=body if body is not None else {},
-                                            headers=headers)
+                resp = await self._send(self.budgets[budget], path, body, headers)
             except httpx.HTTPError as exc:
                 self.counters["transport_errors"] += 1
                 why = type(exc).__name__

@@ -12,7 +12,7 @@ import pytest
 from chillly.clock import MINUTE_MS, ManualClock, iso_to_ms
 from topstepx.auth import TokenManager, jwt_exp_ms, refresh_due_ms
 from feeds.bars import closing_buckets
-from topstepx.budget import RateBudget, priority
+from topstepx.budget import ON_ANSWER, RateBudget, priority
 from topstepx.contracts import matches, pick, symbol_of
 from feeds.finals import FinalTracker
 from topstepx.hub import user_events, with_token
@@ -166,11 +166,14 @@ async def test_budget_acquire_waits_for_room_and_for_a_block() -> None:
     b = RateBudget("rest", 2, 10.0, clock, margin_s=0)
     await b.acquire()
     await b.acquire()
+    b.answered(0)
+    b.answered(0)
     third = asyncio.ensure_future(b.acquire())
     await asyncio.sleep(0)
     assert not third.done()
     clock.advance(10_001)
     await asyncio.wait_for(third, 1)
+    b.answered(clock.now_ms())
     b.block_until(clock.now_ms() + 5_000)
     assert b.delay_ms(clock.now_ms()) >= 5_000
 
@@ -183,6 +186,7 @@ async def test_a_reserved_share_is_left_for_priority_calls() -> None:
     b = RateBudget("rest", 4, 10.0, clock, margin_s=0, reserved=1)
     for _ in range(3):
         await b.acquire()
+        b.answered(0)
     ordinary = asyncio.ensure_future(b.acquire())
     await asyncio.sleep(0)
     assert not ordinary.done()                       # 3 of 4 used: ordinary calls wait
@@ -194,6 +198,44 @@ async def test_a_reserved_share_is_left_for_priority_calls() -> None:
     await asyncio.wait_for(ordinary, 1)
     with pytest.raises(ValueError):
         RateBudget("rest", 4, 10.0, clock, reserved=4)
+
+
+async def test_a_request_delayed_on_the_way_is_dated_by_its_answer() -> None:
+    """The venue counts a request when it arrives. Dated by when it was sent, a request slow on
+    the way (a loaded machine) let the next window's requests go out while it was still
+    travelling, and the venue counted limit + 1 in one window (test_feeds_faults saw a 429 in
+    normal work at load 8). Fails on the old budget: the 4th request went at 10,001 ms."""
+    clock = ManualClock(0)
+    b = RateBudget("rest", 3, 10.0, clock, margin_s=0)
+    for _ in range(3):                                  # sent at 0; the venue gets them at 2,000
+        await b.acquire()
+    clock.advance(2_000)
+    for _ in range(3):
+        b.answered(clock.now_ms())
+    clock.advance(8_001)                                # 10,001: a window after they were sent
+    fourth = asyncio.ensure_future(b.acquire())
+    await asyncio.sleep(0)
+    assert not fourth.done()                            # the venue's window [2,000, 12,000] is full
+    assert b.delay_ms(clock.now_ms()) == 2_000
+    clock.advance(2_000)
+    await asyncio.wait_for(fourth, 1)
+
+
+async def test_places_held_in_flight_free_only_after_an_answer() -> None:
+    clock = ManualClock(0)
+    b = RateBudget("rest", 2, 10.0, clock, margin_s=0)
+    await b.acquire()
+    await b.acquire()
+    clock.advance(60_000)                               # no answer yet: still two in flight
+    assert b.delay_ms(clock.now_ms()) == ON_ANSWER and b.in_window(clock.now_ms()) == 2
+    third = asyncio.ensure_future(b.acquire())
+    await asyncio.sleep(0)
+    assert not third.done()
+    b.answered(clock.now_ms())                          # its place frees a window later
+    await asyncio.sleep(0)
+    assert not third.done()
+    clock.advance(10_001)
+    await asyncio.wait_for(third, 1)
 
 
 # ------------------------------------------------------------------ finals
