@@ -127,7 +127,6 @@ class Board:
                                    if k != "contract"}} for c in self.contracts]
 
 
-
 def _fill_key(f: dict[str, Any]) -> tuple[Any, ...]:
     """A fill's identity, whichever way it came (the bus or the gateway's answer)."""
     return (f.get("account"), f.get("trade_id"), f.get("order_id"))
