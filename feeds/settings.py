@@ -46,7 +46,7 @@ class FeedSettings(ClientSettings, TimeframeSettings):
 
     # subscriptions (real seconds)
     feed_set_interval: float = Field(default=5.0, gt=0)
-    feed_contract_info_interval: float = Field(default=60.0, gt=0)
+    feed_contract_info_interval: float = Field(default=10.0, gt=0)
     # contract roll of subscriptions by symbol (real seconds; feeds/rolls.py)
     feed_roll_check_interval: float = Field(default=60.0, gt=0)
 

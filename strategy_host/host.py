@@ -220,9 +220,16 @@ class Host(Service):
             else:
                 log.warning("no contract metadata for %s at start (%s): tick_size() is None "
                             "until the feeds publish it", text, error or "not in the answer")
+            # The subscriptions service resolved the symbol at the venue: ask the series cache
+            # by that id. By symbol, the cache knows a contract only once the store holds its
+            # metadata, which the feeds broadcast when it resolves and then every
+            # FEED_CONTRACT_INFO_INTERVAL: a store that joined after the first broadcast left
+            # the host waiting up to a minute ("series does not know ES yet").
+            ask_for = str(answer["contract"]) if ok and isinstance(answer, dict) \
+                and isinstance(answer.get("contract"), str) else text
             while True:
                 ok, result, error = await self._ask(
-                    "series", "window", {"contract": text, "tf": self.inst.timeframes[0],
+                    "series", "window", {"contract": ask_for, "tf": self.inst.timeframes[0],
                                          "last": 1})
                 if ok:
                     resolved.append(result["contract"])

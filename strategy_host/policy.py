@@ -11,7 +11,7 @@ timeframes, quotes, trades and contract metadata, its own order/fill/position ev
 replies and probes addressed to the child. Anything else is refused with a reason.
 
 Contracts are learned as the host resolves them: the configured texts (symbols or ids), and the
-id the series cache answers for one of them.
+id the subscriptions service or the series cache answers for one of them.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Policy:
         self.contracts = set(contracts)          # + the ids the series cache resolved
         self.timeframes = set(timeframes)
         self._mine = f"{process_name}-"          # the child's bus instances: NAME-pid-random
-        self._windows: dict[str, str] = {}       # rid -> contract text asked of the series
+        self._resolving: dict[str, str] = {}     # rid -> contract text being resolved
 
     # ------------------------------------------------------------------ subscriptions
 
@@ -78,18 +78,20 @@ class Policy:
             c = args.get("contract")
             if c in self.contracts:
                 if c in self.texts:
-                    self._windows[rid] = c
+                    self._resolving[rid] = c
                 return args, None
             return None, f"series window of {c!r}: not one of the instance's contracts"
         if service == "subscriptions" and name == "subscribe":
             if args.get("contract") in self.texts:
+                self._resolving[rid] = args["contract"]
                 return args, None
             return None, f"subscribe {args.get('contract')!r}: not one of the instance's contracts"
         return None, f"{service} {name}: not a strategy's command"
 
     def reply(self, rid: Any, ok: Any, result: Any) -> None:
-        """A reply on its way to the child: learn the id the series cache resolved."""
-        text = self._windows.pop(rid, None) if isinstance(rid, str) else None
+        """A reply on its way to the child: learn the id the subscriptions service or the
+        series cache resolved."""
+        text = self._resolving.pop(rid, None) if isinstance(rid, str) else None
         if text is not None and ok and isinstance(result, dict):
             cid = result.get("contract")
             if isinstance(cid, str) and cid:

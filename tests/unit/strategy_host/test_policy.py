@@ -34,6 +34,23 @@ def test_subscriptions_are_the_instances_own_topics_only() -> None:
     assert p.subscription(topics.bar("1m", ES)) is not None        # not its timeframe
 
 
+def test_the_id_the_subscriptions_service_resolves_becomes_the_instances() -> None:
+    """The host asks the series cache by the id the subscriptions service answered (the cache
+    knows a symbol only once the store holds its metadata)."""
+    p = policy()
+    mine = "reply.strategy-alpha-12-abc."
+    assert p.command("series", "window", {"contract": ES}, mine, "r0")[0] is None
+    assert p.command("subscriptions", "subscribe", {"contract": "ES"}, mine, "r1")[1] is None
+    p.reply("r1", True, {"contract": ES, "changed": False})
+    assert p.command("series", "window", {"contract": ES}, mine, "r2")[1] is None
+    assert p.subscription(topics.bar("5m", ES)) is None
+    # a failed answer teaches nothing
+    q = policy()
+    q.command("subscriptions", "subscribe", {"contract": "ES"}, mine, "r1")
+    q.reply("r1", False, {"contract": ES})
+    assert q.command("series", "window", {"contract": ES}, mine, "r2")[0] is None
+
+
 def test_commands_are_its_own_orders_and_reads_under_its_name() -> None:
     p = policy()
     mine = "reply.strategy-alpha-12-abc."
