@@ -102,13 +102,14 @@ def sim_counters(rig: Rig) -> dict[str, Any]:
     return dict(httpx.get(f"{rig.base}/admin/counters", timeout=5).json()["counters"])
 
 
-# Not serial: the gate's fallback (a quarter of a real second, then a venue poll) comes 20
-# times sooner than the feed's reconnect (FEED_STALE_MIN_REAL, 5 real s).
+# Not serial: the gate's fallback (RISK_MARK_MAX_AGE 120 market s, 2 real s, then a venue poll)
+# comes well before the feed's reconnect (FEED_STALE_MIN_REAL, 5 real s). At the default 15
+# market s (a quarter of a real second at 60x) a loaded machine's pause in the quotes right after
+# the fill, with the first venue poll not yet answered, raised `blind` before the silence began
+# (CI, once): two limits racing, not the fallback under test.
 async def test_the_gates_marks_fall_back_while_the_market_hub_is_silent(tmp_path: Path) -> None:
-    # The feed's reconnect waits at least FEED_STALE_MIN_REAL (5 real s), the gate's fallback
-    # RISK_MARK_MAX_AGE (15 market s, a quarter of a real second): the fallback comes first.
     async for rig in _rig(tmp_path, feed=True, DEFAULT_CONTRACTS="ES",
-                          FEED_STALE_MIN_REAL="5"):
+                          FEED_STALE_MIN_REAL="5", RISK_MARK_MAX_AGE="120"):
         await aeventually(lambda: rig.quotes > 0, timeout=20, what="quotes from feed-market")
         r = await rig.submit("buy", 2)
         assert r["status"] == "accepted", r
