@@ -536,3 +536,8 @@ class RiskEvent(Message):
     floor: float | None = None
     equity: float | None = None
     figures: dict[str, Any] = field(default_factory=dict)
+    #: a refusal's own id (the gateway instance and a count): the same refusal heard on the bus
+    #: and read back from the gateway's `refusals` answer is one refusal
+    refusal_id: str | None = None
+    #: a refusal's order as asked: contract, side, size, order_type, prices, order_id...
+    order: dict[str, Any] | None = None

@@ -8,7 +8,8 @@ Two doors (docs/architecture.md, "Trust"):
   as the trader's own user, so everything is served there, for any owner ("manual" orders);
 - the bus: a command's sender is the envelope's `src`, which only our own processes can set
   (strategy code has no bus socket: its trusted parent stamps `strategy-NAME`). Served there:
-  the reads (`orders`, `positions`, `account`, `fills`, `risk` without a setting), and a strategy's own
+  the reads (`orders`, `positions`, `account`, `fills`, `refusals`, `risk` without a setting;
+  a strategy host's parent relays none of `fills` and `refusals`), and a strategy's own
   order commands (`submit`, `cancel`, `modify`, `cancel_all`, `flatten`) about its own orders.
   Everything else is the trader's (halt, resume, risk settings, manual orders, another owner's
   order): refused, counted and alarmed, and the gateway goes on.
@@ -31,7 +32,7 @@ from trading.orders.views import Refusals, show_waiting_legs
 from gateway.closing import Closer
 from gateway.journal import Journal
 from gateway.placing import Placer
-from gateway.publishing import Publisher, fill_msg
+from gateway.publishing import Publisher, fill_msg, intent_fields, order_fields
 from gateway.reconcile import Reconciler
 from gateway.risk_runtime import RiskRuntime
 from gateway.settings import GatewaySettings
@@ -52,13 +53,14 @@ from trading.orders.requests import (
 
 log = logging.getLogger("gateway")
 
-READS = frozenset({"orders", "positions", "account", "fills", "risk"})
+READS = frozenset({"orders", "positions", "account", "fills", "refusals", "risk"})
 STRATEGY_COMMANDS = frozenset({"submit", "cancel", "modify", "cancel_all", "flatten"})
 ABOUT_AN_ORDER = frozenset({"cancel", "modify"})
 TOOLS_SENDER = "tools"          # owner_of() makes it "manual"
 ALARM = "refused_command"
 QUIET_S = 60.0                  # the alarm clears after this long without a refusal
 FILLS_MAX = 1000                # the most fills one `fills` answer carries
+REFUSALS_MAX = 1000             # the most refusals one `refusals` answer carries
 
 Handler = Callable[[dict[str, Any], str], Awaitable[Any]]
 Alarm = Callable[[str, bool, str], None]
@@ -153,8 +155,8 @@ class Commands:
         return {"submit": self.submit, "cancel": self.cancel, "modify": self.modify,
                 "cancel_all": self.cancel_all, "flatten": self.flatten,
                 "orders": self.orders, "positions": self.positions,
-                "account": self.account, "fills": self.fills, "halt": self.halt,
-                "resume": self.resume,
+                "account": self.account, "fills": self.fills, "refusals": self.day_refusals,
+                "halt": self.halt, "resume": self.resume,
                 "risk": self.risk_report}
 
     async def submit(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
@@ -211,7 +213,7 @@ class Commands:
             if not verdict.permits(intent):
                 rule = verdict.rule or "risk"
                 reason = verdict.reason or "refused by the risk gate"
-                self.publisher.risk_event("reject", reason, rule, owner, cid)
+                await self.publisher.refusal(reason, rule, owner, cid, intent_fields(intent))
                 return placer.rejected(cid, rule, reason, "rejected_gate")
             # Counted as working by the next check until the venue's order exists.
             self.blotter.judged(intent)
@@ -241,19 +243,21 @@ class Commands:
         except Invalid as exc:
             self.counters["rejected_invalid"] += 1
             return {"status": "rejected", "order_id": args.get("order_id"), "message": str(exc)}
-        refused = self._rate_refusal(sender, row.client_id)
+        refused = await self._rate_refusal(sender, row.client_id,
+                                           order_fields("cancel", row, None))
         if refused is not None:
             return {"status": "rejected", "order_id": row.order_id, **refused}
         return await self.closer.cancel(row)
 
-    def _rate_refusal(self, sender: str, client_id: str | None) -> dict[str, Any] | None:
+    async def _rate_refusal(self, sender: str, client_id: str | None,
+                      order: dict[str, Any]) -> dict[str, Any] | None:
         """A cancel counts in the fair-use rate like any order action (the gate's own cancels
         do not pass here); the refusal's rule and message when the minute's allowance is used."""
         owner = owner_of(sender)
         verdict = self.risk.gate.count_cancel(owner, self.clock.now_ms())
         if verdict.allowed:
             return None
-        self.publisher.risk_event("reject", verdict.reason, verdict.rule, owner, client_id)
+        await self.publisher.refusal(verdict.reason, verdict.rule, owner, client_id, order)
         return {"rule": verdict.rule, "message": verdict.reason}
 
     async def modify(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
@@ -278,8 +282,8 @@ class Commands:
         await self.runner.await_marks(intent)
         verdict = self.risk.gate.check(intent, self.runner.view())
         if not verdict.permits(intent):
-            self.publisher.risk_event("reject", verdict.reason, verdict.rule, row.owner,
-                                      row.client_id)
+            await self.publisher.refusal(verdict.reason, verdict.rule, row.owner,
+                                         row.client_id, intent_fields(intent))
             return {"status": "rejected", "order_id": row.order_id, "rule": verdict.rule,
                     "message": verdict.reason}
         self.counters["modifies"] += 1
@@ -305,7 +309,8 @@ class Commands:
         except Invalid as exc:
             return {"status": "rejected", "cancelled": [], "message": str(exc)}
         owner = owner_of(sender) if sender.startswith("strategy-") else args.get("owner")
-        refused = self._rate_refusal(sender, None)
+        refused = await self._rate_refusal(sender, None,
+                                           order_fields("cancel_all", None, contract))
         if refused is not None:
             return {"status": "rejected", "cancelled": [], **refused}
         return await self.closer.cancel_many(self.blotter.working(contract, owner))
@@ -357,9 +362,7 @@ class Commands:
         """The account's fills of the current trading day (17:00 CT on, in market time), newest
         first, each as its `fill` event: from the journal, so a page restarted mid-session
         lists the day's fills again. `limit` (default and most FILLS_MAX)."""
-        limit = args.get("limit", FILLS_MAX)
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= FILLS_MAX:
-            raise CommandError(f"fills: limit must be an integer from 1 to {FILLS_MAX}")
+        limit = _limit("fills", args, FILLS_MAX)
         now = self.clock.now_ms()
         rows = await self.journal.day_fills(self.blotter.account_id, session_start_ms(now),
                                             limit)
@@ -371,6 +374,18 @@ class Commands:
             bodies.append(body)
         return {"fills": bodies, "trading_date": trading_date(now).isoformat(),
                 "ready": self.ready()}
+
+    async def day_refusals(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
+        """The `refusals` command: the gate's refusals of the account's current trading day
+        (17:00 CT on, in market time), newest first, each as the `risk` event published then
+        with `ts` its time: from the journal, so a page restarted mid-session lists them again.
+        `limit` (default and most REFUSALS_MAX)."""
+        limit = _limit("refusals", args, REFUSALS_MAX)
+        now = self.clock.now_ms()
+        rows = await self.journal.day_refusals(self.blotter.account_id, session_start_ms(now),
+                                               limit)
+        return {"refusals": [{**msg.body(), "ts": at_ms} for at_ms, msg in rows],
+                "trading_date": trading_date(now).isoformat(), "ready": self.ready()}
 
     async def halt(self, args: dict[str, Any], sender: str) -> dict[str, Any]:
         """Latched at once (it only restricts); the gate acts on it (cancels, flatten) once
@@ -430,3 +445,11 @@ class Commands:
             return (await self.resolver.resolve(text)).id
         except ContractNotFound as exc:
             raise Invalid(f"unknown contract: {exc}") from None
+
+
+def _limit(command: str, args: dict[str, Any], most: int) -> int:
+    """A day's read's `limit`: an integer from 1 to `most` (its default)."""
+    limit = args.get("limit", most)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= most:
+        raise CommandError(f"{command}: limit must be an integer from 1 to {most}")
+    return limit

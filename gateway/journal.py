@@ -20,6 +20,7 @@ write can land before an earlier one that failed (an older order row would overw
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import queue
 import sqlite3
@@ -28,6 +29,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from chillly.messages import RiskEvent
 from gateway.migrations import migrate
 from trading.orders.records import FillRecord, IntentRecord, OrderRecord
 
@@ -368,6 +370,23 @@ class Journal:
         return lambda c: c.execute("UPDATE fills SET owner = ?, client_id = ? "
                                    "WHERE trade_id = ?", values).rowcount == 1
 
+    async def add_refusal(self, msg: RiskEvent, at_ms: int) -> None:
+        """Commit a refusal of the risk gate before its sender is answered; a disk that refuses
+        it now gets it as a background write, retried (the refusal itself stands)."""
+        job = self.refusal_job(msg, at_ms)
+        try:
+            await self._tx(job)
+        except sqlite3.OperationalError:
+            self.write_soon(job)
+
+    @staticmethod
+    def refusal_job(msg: RiskEvent, at_ms: int) -> Job:
+        """A refusal of the risk gate, kept as the event it was published as (the `refusals`
+        command answers it after a restart of the page or of the gateway)."""
+        values = (msg.refusal_id, msg.account, at_ms, json.dumps(msg.body()))
+        return lambda c: c.execute("INSERT OR IGNORE INTO refusals (refusal_id, account, at_ms, "
+                                   "event) VALUES (?, ?, ?, ?)", values).rowcount == 1
+
     async def save_risk(self, book_json: str, at_ms: int) -> None:
         """Replace the risk gate's book (migration 2)."""
         await self._tx(lambda c: c.execute(
@@ -394,6 +413,20 @@ class Journal:
             "ORDER BY COALESCE(vt, at_ms) DESC, trade_id DESC LIMIT ?",
             (account, since_ms, limit))
         return [fill_of(r) for r in rows]
+
+    async def day_refusals(self, account: int, since_ms: int,
+                           limit: int) -> list[tuple[int, RiskEvent]]:
+        """The account's refusals at or after `since_ms` as (when, the event), newest first, at
+        most `limit`: the `refusals` command."""
+        rows = await self.query(
+            "SELECT at_ms, event FROM refusals WHERE account = ? AND at_ms >= ? "
+            "ORDER BY at_ms DESC, rowid DESC LIMIT ?", (account, since_ms, limit))
+        out = []
+        for r in rows:
+            msg = RiskEvent.from_payload(json.loads(r["event"]))
+            assert isinstance(msg, RiskEvent)
+            out.append((int(r["at_ms"]), msg))
+        return out
 
     async def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         return await self._run(lambda c: [dict(r) for r in c.execute(sql, params)])

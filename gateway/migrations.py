@@ -65,6 +65,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         updated_ms  INTEGER NOT NULL
     );
     """),
+    (3, """
+    CREATE TABLE refusals (               -- the risk gate's refusals, each as its `risk` event
+        refusal_id  TEXT PRIMARY KEY,      -- the event's refusal_id (gateway instance : n)
+        account     INTEGER NOT NULL,
+        at_ms       INTEGER NOT NULL,      -- gateway clock (market time) of the refusal
+        event       TEXT NOT NULL          -- JSON: the event's body as published
+    );
+    CREATE INDEX refusals_day ON refusals(account, at_ms);
+    """),
 ]
 
 

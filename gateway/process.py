@@ -117,7 +117,7 @@ class GatewayService(Service):
         ready = lambda: self.ready  # noqa: E731
         c, clock = self.counters, self.clock
         self.publisher = publisher = Publisher(self.bus, self.process_name, self.alarms, blotter,
-                                               risk.gate, clock)
+                                               risk.gate, journal, clock)
         specs = Specs(resolver, blotter)
         venue = VenueEvents(blotter, journal, publisher, specs, self.bus, clock, c)
         self.placer = placer = Placer(client, journal, blotter, venue, publisher, clock, c,

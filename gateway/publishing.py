@@ -1,22 +1,25 @@
 """The gateway's events on the bus: orders, positions, the account, the risk gate's and the
 gateway's alarms (docs/wire-format.md, the `order`, `position`, `account`, `risk` and `alarm`
-types). The messages built here are also the replies of the `orders`, `positions`, `account`
-and `fills` queries."""
+types). The messages built here are also the replies of the `orders`, `positions`, `account`,
+`fills` and `refusals` queries: a refusal of the gate is journaled as the event published."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable, Hashable
+from typing import Any
 
 from chillly import topics
 from chillly.bus import Bus
 from chillly.clock import Clock
 from chillly.messages import AccountEvent, Alarm, FillEvent, OrderEvent, PositionEvent, RiskEvent
+from gateway.journal import Journal
 from trading.risk.rules import RiskGate
+from trading.risk.types import Intent
 from trading.blotter import ACCOUNT, Blotter
 from trading.orders.records import FillRecord, IntentRecord, OrderRecord
-from trading.orders.requests import VENUE_TYPE
+from trading.orders.requests import TYPE_NAME, VENUE_TYPE
 from trading.venue_codes import OrderStatus
 
 log = logging.getLogger("gateway")
@@ -30,13 +33,35 @@ def fill_msg(fill: FillRecord, pnl: float | None) -> FillEvent:
                      vt=fill.vt)
 
 
+def intent_fields(intent: Intent) -> dict[str, Any]:
+    """A refused submit or modify as the gate judged it (a modify: the order after the change),
+    the `order` of its refusal."""
+    return {"kind": intent.kind, "order_id": intent.order_id, "contract": intent.contract,
+            "symbol": intent.symbol, "side": intent.side, "size": intent.size,
+            "order_type": intent.order_type, "limit_price": intent.limit_price,
+            "stop_price": intent.stop_price, "trail_ticks": intent.trail_ticks,
+            "sl_ticks": intent.sl_ticks, "tp_ticks": intent.tp_ticks}
+
+
+def order_fields(kind: str, order: OrderRecord | None, contract: str | None) -> dict[str, Any]:
+    """A refused cancel (`order`) or cancel-all (`contract`, None: every contract), the
+    `order` of its refusal."""
+    if order is None:
+        return {"kind": kind, "contract": contract}
+    return {"kind": kind, "order_id": order.order_id, "contract": order.contract,
+            "side": order.side, "size": order.size,
+            "order_type": TYPE_NAME.get(order.order_type, "unknown"),
+            "limit_price": order.limit_price, "stop_price": order.stop_price}
+
+
 class Publisher:
     """Builds and publishes the gateway's events from the blotter."""
 
     def __init__(self, bus: Bus, name: str, alarms: dict[str, str], blotter: Blotter,
-                 gate: RiskGate, clock: Clock) -> None:
+                 gate: RiskGate, journal: Journal, clock: Clock) -> None:
         self.bus, self.name, self.alarms = bus, name, alarms
-        self.blotter, self.gate, self.clock = blotter, gate, clock
+        self.blotter, self.gate, self.journal, self.clock = blotter, gate, journal, clock
+        self.refusals = 0                 # the gate's refusals published by this instance
         #: (owner, contract) positions changed since the last publication
         self.due: set[tuple[str, str]] = set()
         #: the account goes out on change, at most 4 a real second (gateway/throttle.py)
@@ -102,16 +127,36 @@ class Publisher:
                                  msg.can_trade, msg.name)):
             self.bus.publish(topics.account_event(self.account), msg)
 
-    def risk_event(self, event: str, reason: str, rule: str | None, owner: str | None = None,
-                   client_id: str | None = None) -> None:
+    def risk_msg(self, event: str, reason: str, rule: str | None, owner: str | None = None,
+                 client_id: str | None = None, refusal_id: str | None = None,
+                 order: dict[str, Any] | None = None) -> RiskEvent:
         view = self.blotter.view(self.clock.now_ms())
         g = self.gate
         figures = dict(g.last_figures) if event == "reject" else {}
         figures.update(lots_allowed=g.max_lots(), day_pnl=round(g.day_pnl(view), 2))
-        self.bus.publish(topics.risk_event(self.account), RiskEvent(
+        return RiskEvent(
             account=self.account, event=event, state=self.blotter.trading_state, reason=reason,
             rule=rule, owner=owner, client_id=client_id, floor=g.floor(),
-            equity=round(g.equity(view), 2), figures=figures))
+            equity=round(g.equity(view), 2), figures=figures, refusal_id=refusal_id,
+            order=order)
+
+    def risk_event(self, event: str, reason: str, rule: str | None,
+                   owner: str | None = None) -> None:
+        """A change of trading state or an action of the gate."""
+        self.bus.publish(topics.risk_event(self.account), self.risk_msg(event, reason, rule,
+                                                                        owner))
+
+    async def refusal(self, reason: str, rule: str | None, owner: str, client_id: str | None,
+                      order: dict[str, Any]) -> None:
+        """A refusal of the gate: published, and journaled as that very event before its
+        sender is answered, so the day's refusals outlive a restart of the page or of the
+        gateway, even a SIGKILL (the `refusals` command). The id is this instance's and a
+        count: unique across restarts."""
+        self.refusals += 1
+        msg = self.risk_msg("reject", reason, rule, owner, client_id,
+                            f"{self.bus.instance}:{self.refusals}", order)
+        self.bus.publish(topics.risk_event(self.account), msg)
+        await self.journal.add_refusal(msg, self.clock.now_ms())
 
     def alarm(self, code: str, active: bool, text: str) -> None:
         """Raise or clear one of the gateway's alarms, published every time it is called."""

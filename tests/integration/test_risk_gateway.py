@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from chillly.bus import Bus
+from chillly.calendar import trading_date
 from tests.sim_client import login, wait_ready
 from tests.integration.test_gateway_support import gateway_ready
 from chillly.tools_socket import ask as ask_tools
@@ -84,6 +85,36 @@ async def _ready(rig: Rig, bus: Bus) -> None:
     await gateway_ready(bus, timeout=40)
 
 
+ENVELOPE = ("v", "src", "seq", "inst", "ts")
+
+
+async def the_days_refusals_outlive_the_gateway(bus: Bus, events: list[dict[str, Any]]) -> None:
+    """`refusals` over the bus (as `chillly web` asks it) from a gateway restarted after two of
+    the gate's refusals: all three of the day, newest first, each the event heard on the bus
+    (the order as asked included), ids unique across the two gateway instances."""
+    await aeventually(lambda: len([e for e in events if e["event"] == "reject"]) == 3,
+                      timeout=5)
+    heard = [{k: v for k, v in e.items() if k not in ENVELOPE}
+             for e in events if e["event"] == "reject"]
+    reply = await bus.request("gateway", "refusals", {}, timeout=5.0)
+    assert reply.ok, reply.error
+    got = reply.result["refusals"]
+    assert [r["rule"] for r in got] == ["halt", "halt", "max_position"]
+    assert [{k: v for k, v in r.items() if k not in ENVELOPE} for r in got] == heard[::-1]
+    assert [r["ts"] for r in got] == sorted((r["ts"] for r in got), reverse=True)
+    assert reply.result["trading_date"] == trading_date(got[0]["ts"]).isoformat()
+    first = got[2]
+    assert (first["owner"], first["order"]["kind"], first["order"]["side"],
+            first["order"]["size"], first["order"]["sl_ticks"]) == ("manual", "submit", 0, 4, 12)
+    assert first["order"]["contract"].startswith("CON.F.US.EP.")
+    assert len({r["refusal_id"] for r in got}) == 3
+    assert got[0]["refusal_id"].split(":")[0] != got[1]["refusal_id"].split(":")[0]
+    one = await bus.request("gateway", "refusals", {"limit": 1}, timeout=5.0)
+    assert one.ok and one.result["refusals"] == got[:1]
+    bad = await bus.request("gateway", "refusals", {"limit": True}, timeout=5.0)
+    assert not bad.ok and "limit must be an integer" in (bad.error or "")
+
+
 async def test_gate_rejects_halts_flattens_and_survives_a_sigkill(rig: Rig) -> None:
     rig.gateway()
     events: list[dict[str, Any]] = []
@@ -130,6 +161,7 @@ async def test_gate_rejects_halts_flattens_and_survives_a_sigkill(rig: Rig) -> N
         assert after["day_pnl"] == pytest.approx(before["day_pnl"], abs=0.01)
         r = await rig.submit(contract="ES", side="buy", size=1, sl_ticks=12)
         assert r["rule"] == "halt"
+        await the_days_refusals_outlive_the_gateway(bus, events)
 
         out = await rig.ask("resume")
         assert out["state"] == "ACTIVE", out

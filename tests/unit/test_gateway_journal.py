@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from chillly.messages import RiskEvent
 from gateway.journal import Journal, read_only
 from gateway.migrations import MIGRATIONS
 from trading.orders.records import PLACED, FillRecord, IntentRecord, OrderRecord
@@ -104,4 +105,33 @@ async def test_day_fills_are_the_account_s_since_the_session_open_newest_first(
     got = await j.day_fills(1001, opened, 10)
     assert [r.trade_id for r in got] == [3, 4, 2]
     assert [r.trade_id for r in await j.day_fills(1001, opened, 2)] == [3, 4]
+    await j.close()
+
+
+async def test_day_refusals_are_the_account_s_since_the_session_open_newest_first(
+        tmp_path: Path) -> None:
+    """What the `refusals` command answers: the gate's refusals journaled as their events, the
+    account's at or after the day's open, newest first, cut at the limit, each once; they
+    outlive the journal's close (a restarted gateway answers them too)."""
+    opened = 1_000_000
+
+    def r(n: int, at_ms: int, account: int = 1001) -> tuple[RiskEvent, int]:
+        return RiskEvent(account=account, event="reject", state="ACTIVE", reason=f"no {n}",
+                         rule="max_position", owner="manual", client_id=f"manual-{n}",
+                         figures={"lots": n}, refusal_id=f"gateway-1-ab:{n}",
+                         order={"kind": "submit", "contract": "C", "side": 0, "size": n}), at_ms
+
+    j = Journal(tmp_path / "orders.db")
+    await j.open()
+    for msg, at_ms in (r(1, opened - 1), r(2, opened), r(3, opened + 30), r(4, opened + 30),
+                       r(5, opened + 40, account=2002), r(3, opened + 50)):   # 3 again: once
+        j.write_soon(Journal.refusal_job(msg, at_ms))
+    await j.close()
+    j = Journal(tmp_path / "orders.db")
+    await j.open()
+    got = await j.day_refusals(1001, opened, 10)
+    assert [(at, m.client_id) for at, m in got] == [
+        (opened + 30, "manual-4"), (opened + 30, "manual-3"), (opened, "manual-2")]
+    assert got[0][1] == r(4, 0)[0]                  # the event as it was published
+    assert [m.client_id for _, m in await j.day_refusals(1001, opened, 1)] == ["manual-4"]
     await j.close()
