@@ -3,7 +3,9 @@
 The parent (strategy_host/parent.py) puts on the bus, under the instance's own name, only:
 - commands to the gateway about the instance's own orders (`submit`, `cancel`, `modify`,
   `cancel_all`, `flatten`; the gateway refuses another owner's order by that name) and the reads
-  the host needs (`orders` and `positions` of its own owner: the owner is rewritten, `account`);
+  the host needs (`orders` and `positions` of its own owner: the owner is rewritten, `account`).
+  Not the day's `fills` or the gate's `refusals`: every owner's, the trader's to read (a
+  strategy hears its own fills as they come, and a refused order in its command's reply);
 - the series cache's `window` and the subscriptions service's `subscribe` for its contracts;
 - its alarms and its readiness probe.
 It subscribes, for the child, only to the instance's topics: its contracts' bars of its

@@ -4,9 +4,9 @@ messages that keep an open page current.
 Panels are whole answers, exactly as the CLI prints them with `--json` (`risk`, `positions`,
 `orders`, `account` from the gateway, `strategies` from `chillly strategies --json`, `health`
 as `chillly status --json`), so the page and the tools cannot disagree. Fills and the gate's
-refusals are lists kept here, newest first: fills as heard on the bus, merged with the day's
-fills the gateway answers (`fills`, asked at start and when the gateway is back), each once;
-quotes and bars are the latest per key.
+refusals are lists kept here, newest first: as heard on the bus, merged with the day's fills
+and refusals the gateway answers (`fills`, `refusals`, asked at start and when the gateway is
+back), each once; quotes and bars are the latest per key.
 
 Every method that changes something returns the messages to push as (key, kind, data, urgent);
 the caller files them with the hub. Nothing here does I/O.
@@ -21,7 +21,7 @@ from web.outbox import encode
 
 Push = tuple[str, str, Any, bool]
 MAX_FILLS = 200
-MAX_REFUSALS = 100
+MAX_REFUSALS = MAX_FILLS
 
 
 class Board:
@@ -32,6 +32,7 @@ class Board:
         self.fill_ids: set[tuple[Any, ...]] = set()
         self.loads = 0                                    # gateway answers merged
         self.refusals: deque[dict[str, Any]] = deque(maxlen=MAX_REFUSALS)
+        self.refusal_ids: set[str] = set()
         self.quotes: dict[str, dict[str, Any]] = {}
         self.contracts: list[str] = []
         self.infos: dict[str, dict[str, Any]] = {}
@@ -87,7 +88,34 @@ class Board:
         return [(f"fills:{self.loads}", "fills", list(self.fills), True)]
 
     def refusal(self, r: dict[str, Any]) -> list[Push]:
+        """A refusal or an action of the gate heard on the bus (an action has no refusal_id:
+        each is its own)."""
+        rid = r.get("refusal_id")
+        if rid is not None:
+            if rid in self.refusal_ids:
+                return []
+            if len(self.refusal_ids) > 10 * MAX_REFUSALS:
+                self.refusal_ids = {x["refusal_id"] for x in self.refusals
+                                    if x.get("refusal_id") is not None}
+            self.refusal_ids.add(rid)
         self.refusals.appendleft(r)
+        return [("refusals", "refusals", list(self.refusals), True)]
+
+    def load_refusals(self, refusals: list[dict[str, Any]]) -> list[Push]:
+        """The day's refusals as the gateway journaled them: those not heard on the bus join
+        the list, which stays newest first (`ts`) and at most MAX_REFUSALS long. The list is
+        always pushed whole under one key, so the newest push is the one a page draws."""
+        new: dict[str, dict[str, Any]] = {}
+        for r in refusals:
+            rid = r.get("refusal_id")
+            if rid is not None and rid not in self.refusal_ids:
+                new.setdefault(rid, r)
+        if not new:
+            return []
+        self.refusal_ids.update(new)
+        merged = sorted([*self.refusals, *new.values()], key=lambda r: r.get("ts") or 0,
+                        reverse=True)
+        self.refusals = deque(merged[:MAX_REFUSALS], maxlen=MAX_REFUSALS)
         return [("refusals", "refusals", list(self.refusals), True)]
 
     def quote(self, q: dict[str, Any]) -> list[Push]:

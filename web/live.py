@@ -7,9 +7,10 @@
   commands the CLI tools send (`risk`, `positions`, `orders`, `account`), so every panel is a
   `--json` answer. A refresh is coalesced (one in flight, one more if events came meanwhile)
   and also runs every WEB_REFRESH_INTERVAL while a page is open.
-- Today's fills: those heard on the bus, and the gateway's `fills` answer (the day's fills from
-  its journal), asked at start and again whenever the gateway comes back (a new gateway
-  instance heartbeats, or a refresh found it away), so a restart of either loses none.
+- Today's fills and the gate's refusals: those heard on the bus, and the gateway's `fills` and
+  `refusals` answers (the day's, from its journal), asked at start and again whenever the
+  gateway comes back (a new gateway instance heartbeats, or a refresh found it away), so a
+  restart of either loses none. The gate's actions are only those heard.
 - Strategy rows are `chillly strategies --json` itself, run as a child every
   WEB_STRATEGIES_INTERVAL while a page is open: the same rows as the tool, by construction.
 - Quotes and bars are passed on as they come; the hub keeps only the latest per key per page.
@@ -37,7 +38,7 @@ from chillly.status import find_conf
 from chillly.timeframes import bar_problem
 from store import queries
 from trading.strategy.config_file import LoadError, parse_instances
-from web.board import MAX_FILLS, Board, Push
+from web.board import MAX_FILLS, MAX_REFUSALS, Board, Push
 from web.outbox import Hub
 from web.reports import scan
 from web.settings import WebSettings
@@ -59,7 +60,12 @@ def _price(x: Any) -> bool:
 
 
 def _body(env: Envelope) -> dict[str, Any]:
-    return {k: v for k, v in env.payload.items() if k not in _ENVELOPE}
+    return _plain(env.payload)
+
+
+def _plain(payload: dict[str, Any]) -> dict[str, Any]:
+    """A message's map without the envelope's routing fields (its `ts` stays: a time to draw)."""
+    return {k: v for k, v in payload.items() if k not in _ENVELOPE}
 
 
 class Live:
@@ -75,7 +81,8 @@ class Live:
         self.own_heard = 0.0          # when our own heartbeat last came back (monotonic)
         self.gateway_at: float | None = None   # wall time of the last gateway answer
         self.gateway_error: str | None = "no answer from the gateway yet"
-        self.fills_due = True         # ask the gateway for the day's fills (start, it is back)
+        self.day_due = True           # ask the gateway for the day's fills and refusals
+        #                               (at start, and when it is back)
         self._dirty = asyncio.Event()
         self._opened = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -138,7 +145,7 @@ class Live:
         known = self.health.instances.get(p["name"], {}).get(p["pid"])
         changed = known is None or known.state != p["state"]
         if known is None and p["name"] == "gateway":
-            self.fills_due = True     # a new gateway: its journal may hold fills not heard
+            self.day_due = True       # a new gateway: its journal may hold fills not heard
             self._dirty.set()
         self.health.on_heartbeat(p, now)
         if changed and self.hub.outboxes:
@@ -192,8 +199,8 @@ class Live:
 
     async def _gateway_loop(self) -> None:
         while True:
-            if self.fills_due:        # with no page open too: the first page starts with them
-                await self.load_fills()
+            if self.day_due:          # with no page open too: the first page starts with them
+                await self.load_day()
             try:
                 await asyncio.wait_for(self._dirty.wait(), self.s.web_refresh_interval)
             except asyncio.TimeoutError:
@@ -214,21 +221,26 @@ class Live:
                 self.push(self.board.panel(name, result))
         if errors:
             self.counters["gateway_errors"] += 1
-            self.fills_due = True     # away: when it answers again, ask for the day's fills
+            self.day_due = True       # away: when it answers again, ask for the day's lists
         else:
             self.gateway_at = time.time()
         self.gateway_error = errors[0] if errors else None
         self._gateway_missing()
 
-    async def load_fills(self) -> None:
-        """The day's fills from the gateway (its journal), merged into the list once each."""
-        result, error = await self._ask("fills", {"limit": MAX_FILLS})
-        if error is not None:
+    async def load_day(self) -> None:
+        """The day's fills and the gate's refusals from the gateway (its journal), each merged
+        into its list once each; both asked again at the next round unless both answered."""
+        (fills, f_error), (refusals, r_error) = await asyncio.gather(
+            self._ask("fills", {"limit": MAX_FILLS}),
+            self._ask("refusals", {"limit": MAX_REFUSALS}))
+        if f_error is None:
+            self.push(self.board.load_fills([_plain(f) for f in fills["fills"]]))
+        if r_error is None:
+            self.push(self.board.load_refusals([_plain(r) for r in refusals["refusals"]]))
+        if f_error is not None or r_error is not None:
             self.counters["gateway_errors"] += 1
             return                    # still due: asked again at the next round
-        self.fills_due = False
-        fills = [{k: v for k, v in f.items() if k not in _ENVELOPE} for f in result["fills"]]
-        self.push(self.board.load_fills(fills))
+        self.day_due = False
 
     async def _ask(self, name: str, args: dict[str, Any]) -> tuple[Any, str | None]:
         try:

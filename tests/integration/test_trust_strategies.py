@@ -187,7 +187,8 @@ STRATS = textwrap.dedent('''
                     lambda env: self.log.info("HOSTILE SAW %s", env.payload)))
                 loop = asyncio.get_event_loop()
                 for name, args in (("cancel", {"order_id": c.victim}),
-                                   ("resume", {}), ("risk", {"set_high_water": c.low_water})):
+                                   ("resume", {}), ("risk", {"set_high_water": c.low_water}),
+                                   ("refusals", {})):
                     async def ask(name=name, args=args):
                         try:
                             r = await bus.request("gateway", name, args, timeout=3, attempts=1)

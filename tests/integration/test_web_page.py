@@ -6,6 +6,7 @@ of each test is kept (paths printed). The deadlines are test_web_deadlines.py.""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -325,4 +326,52 @@ async def test_a_restarted_web_lists_the_day_s_fills_again(stack: WebStack, tmp_
                                  f"{sorted(set(want) - set(shown))} (page: {shown[:20]})")
         assert len(shown) == len(set(shown)), "a fill drawn twice"
         await screenshot(page, tmp_path, "restarted-fills")
+        assert page.errors == []
+
+
+async def test_a_restarted_web_lists_the_day_s_refusals_again(stack: WebStack,
+                                                              tmp_path: Path) -> None:
+    """`chillly web` restarted mid-session: the page lists the gate's refusals of the day the
+    gateway journaled, not only those heard on the bus since it started (the gateway's
+    `refusals` answer, merged with the bus's, each once)."""
+    await stack.page_up()
+    # A refusal of the trader's own by the gate (whatever the strategy and the tests above had
+    # refused): 50 lots pass every plan's maximum position.
+    refused = await stack.cli("buy", "NQ", "50", ok=False)
+    assert refused["status"] == "rejected" and refused["rule"] in ("max_position", "halt"), \
+        refused
+    journal = read_only(Path(stack.env["GATEWAY_DATABASE_PATH"]))
+    rows = [(r["refusal_id"], r["at_ms"], json.loads(r["event"])) for r in journal.execute(
+        "SELECT refusal_id, at_ms, event FROM refusals ORDER BY at_ms DESC, rowid DESC")]
+    journal.close()
+    # journaled before the trader was answered
+    assert any(e["client_id"] == refused["client_id"] for _, _, e in rows), rows[:3]
+    day = trading_date(rows[0][1])
+    want = [rid for rid, at_ms, _ in rows if trading_date(at_ms) == day][:50]
+
+    assert stack.started["web"].terminate() == 0
+    stack.web()
+    await stack.page_up()
+    async with browser() as ctx:
+        page = await open_page(ctx, stack)
+        shown: list[str] = []
+
+        async def listed() -> bool:
+            nonlocal shown
+            shown = await page.evaluate(
+                "() => [...document.querySelectorAll('#refusals tr[data-refusal]')]"
+                ".map(tr => tr.dataset.refusal)")
+            return set(want) <= set(shown)
+        try:
+            await aeventually(listed, 30, interval=0.2, what="the day's refusals listed again")
+        except AssertionError:
+            raise AssertionError(f"refusals journaled not on the page: "
+                                 f"{sorted(set(want) - set(shown))} (page: {shown[:20]})")
+        assert len(shown) == len(set(shown)), "a refusal listed twice"
+        mine = await page.evaluate(
+            "(id) => [...document.querySelector(`#refusals tr[data-refusal='${id}']`).cells]"
+            ".map(td => td.textContent)", next(rid for rid, _, e in rows
+                                               if e["client_id"] == refused["client_id"]))
+        assert mine[1:4] == ["reject", refused["rule"], "manual"], mine
+        await screenshot(page, tmp_path, "restarted-refusals")
         assert page.errors == []

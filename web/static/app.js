@@ -334,6 +334,7 @@ function addFill(f) {   // one new fill: one row on top, not the whole table aga
 
 function drawRefusals() {
   fillTable("refusals", S.refusals, (tr, r) => {
+    if (r.refusal_id) tr.dataset.refusal = r.refusal_id;   // a refusal of the gate, not an action
     cell(tr, hms(r.ts));
     cell(tr, r.event);
     cell(tr, r.rule || "");

@@ -62,6 +62,9 @@ def test_commands_are_its_own_orders_and_reads_under_its_name() -> None:
     for service, name, args in (("gateway", "halt", {}), ("gateway", "resume", {}),
                                 ("gateway", "risk", {"set_high_water": 1.0}),
                                 ("gateway", "risk", {}),
+                                # the account's day, every owner's: the trader's and web's
+                                ("gateway", "fills", {}), ("gateway", "refusals", {}),
+                                ("gateway", "refusals", {"owner": "alpha"}),
                                 ("subscriptions", "subscribe", {"contract": "NQ"}),
                                 ("subscriptions", "unsubscribe", {"contract": "ES"}),
                                 ("series", "window", {"contract": "NQ"}),
