@@ -68,6 +68,10 @@ async def test_a_grown_stop_reverses_the_position_at_the_venue_but_not_through_t
         out = await tap.ask("modify", {"order_id": leg["id"], "size": GROWN})
         assert out["status"] == "rejected" and out["rule"] == "max_position", out
         assert "protects" in out["message"], out
+        # The trader's tools read it back as the day's refusal: the order after the change.
+        (refusal,) = (await tap.ask("refusals"))["refusals"]
+        assert (refusal["rule"], refusal["order"]["kind"], refusal["order"]["order_id"],
+                refusal["order"]["size"]) == ("max_position", "modify", leg["id"], GROWN), refusal
         # The market falls through both stops.
         r = httpx.post(f"{stack.base}/admin/market", json={
             "contractId": es["id"], "ticks": -4 * SL, "over_seconds": 60}, timeout=5)
