@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,4 +136,42 @@ async def test_day_refusals_are_the_account_s_since_the_session_open_newest_firs
         (opened + 30, "manual-4"), (opened + 30, "manual-3"), (opened, "manual-2")]
     assert got[0][1] == r(4, 0)[0]                  # the event as it was published
     assert [m.client_id for _, m in await j.day_refusals(1001, opened, 1)] == ["manual-4"]
+    await j.close()
+
+
+async def test_a_refusal_the_disk_refuses_is_kept_and_written_when_it_takes_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gate's refusal stands whatever the disk does: `add_refusal` does not raise, the
+    journal reports the fault, and the refusal lands once the disk takes writes again."""
+    import gateway.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "RETRY_S", 0.05)
+    j = Journal(tmp_path / "orders.db")
+    await j.open()
+    faults: list[str | None] = []
+    j.on_fault = faults.append
+    disk = {"full": 2}
+    real = Journal.refusal_job
+
+    def refusing(msg: RiskEvent, at_ms: int) -> Callable[[sqlite3.Connection], Any]:
+        job = real(msg, at_ms)
+
+        def run(c: sqlite3.Connection) -> Any:
+            if disk["full"]:
+                disk["full"] -= 1
+                raise sqlite3.OperationalError("database or disk is full")
+            return job(c)
+        return run
+    monkeypatch.setattr(Journal, "refusal_job", staticmethod(refusing))
+    msg = RiskEvent(account=1001, event="reject", state="ACTIVE", reason="too big",
+                    rule="max_position", owner="manual", client_id="manual-1",
+                    refusal_id="gateway-1-aa:1", order={"kind": "submit", "size": 9})
+    await j.add_refusal(msg, 5)
+    assert faults and faults[0] is not None
+    for _ in range(100):
+        if j.backlog == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert j.backlog == 0 and faults[-1] is None
+    assert await j.day_refusals(1001, 0, 10) == [(5, msg)]
     await j.close()
