@@ -279,8 +279,9 @@ async def test_a_hostile_strategy_cannot_act_as_anyone_else(
         healthy = procs.chillly("strategy-host", "healthy", name="strategy-healthy", env=env)
         await w.wait_live("strategy-healthy", timeout=120)
         acct = (await judge.tools("account"))["account_id"]
-        es = (await w.ask("series", "window", {"contract": "ES", "tf": "1m", "last": 1}))[
-            "contract"]
+        # The id ES resolved to, from the service that resolves it (the series cache knows the
+        # symbol only once the store holds the metadata broadcast after it resolved).
+        es = (await w.ask("subscriptions", "subscribe", {"contract": "ES"}))["contract"]
         stop = await judge.healthy_stop(acct)
         # The trader records a high-water mark 500 above the start (the floor rises by as much).
         hw0 = (await judge.tools("risk"))["starting_balance"] + 500.0
