@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import schedule
-from tests.support import Procs, free_port
+from tests.support import START_TIMEOUT, Procs, free_port
 
 # No pydantic plugin is installed in the test environment, yet pydantic looks for one (its entry
 # points, a scan of every installed distribution's metadata) in each process that builds a model:
@@ -80,6 +80,6 @@ async def bus(broker, bus_env: dict[str, str]) -> AsyncIterator["object"]:  # ty
     from chillly.bus import Bus
 
     b = Bus(bus_env["BUS_PUBLISH_ADDR"], bus_env["BUS_SUBSCRIBE_ADDR"], "test")
-    await b.ready(timeout=15)
+    await b.ready(timeout=START_TIMEOUT)
     yield b
     await b.close()

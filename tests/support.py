@@ -22,6 +22,11 @@ from tests.sim_client import free_port  # noqa: F401  (one way to pick a port; r
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
+# How long a test waits for a process it started to come up (a broker, a bus loopback, a
+# heartbeat saying RUNNING). A wait, never a judgement: an idle machine starts one in well under
+# a second, but CI's 2 cores at nice 19 beside the serial phase took 10-15 s for a 9-process
+# system, and a lone broker missed the old 15 s beside two CPU burners.
+START_TIMEOUT = 60.0
 
 
 def eventually(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,

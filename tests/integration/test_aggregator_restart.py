@@ -12,7 +12,7 @@ from trading.aggregator import aggregate
 from tests.integration.test_store_support import (
     Heartbeats, serve_history, db_rows, key, publish_bars, synthetic_bars,
 )
-from tests.support import aeventually
+from tests.support import START_TIMEOUT, aeventually
 
 ENV = {"AGGREGATOR_GRACE": "1", "STORE_FLUSH_INTERVAL": "0.05", "STORE_RECOVER": "false"}
 
@@ -29,7 +29,8 @@ async def test_aggregator_restart_mid_bucket_loses_and_duplicates_nothing(procs,
     hb = Heartbeats(bus)
     procs.chillly("store", env=ENV)
     agg = procs.chillly("aggregator", env=ENV)
-    await aeventually(lambda: hb.running("store", "aggregator"), timeout=20, what="running")
+    await aeventually(lambda: hb.running("store", "aggregator"),
+                      timeout=START_TIMEOUT, what="running")
 
     a, b_, c = bars[:62], bars[62:150], bars[150:]   # 62: the kill falls inside a 5m bucket
     publish_bars(bus, a)
@@ -42,7 +43,7 @@ async def test_aggregator_restart_mid_bucket_loses_and_duplicates_nothing(procs,
     old_pid = hb.pid("aggregator")
     procs.chillly("aggregator", env=ENV)
     await aeventually(lambda: hb.pid("aggregator") != old_pid and hb.running("aggregator"),
-                      timeout=20, what="aggregator restarted")
+                      timeout=START_TIMEOUT, what="aggregator restarted")
     publish_bars(bus, c)
 
     for tf in ("5m", "15m", "1h", "4h", "1d"):

@@ -13,7 +13,7 @@ from chillly.clock import MINUTE_MS
 from chillly.messages import Bar
 from chillly.timeframes import BucketSpec
 from tests.integration.test_store_support import C, Heartbeats, serve_history
-from tests.support import aeventually
+from tests.support import START_TIMEOUT, aeventually
 
 OPEN = int(datetime(2026, 1, 13, 23, tzinfo=timezone.utc).timestamp() * 1000)  # Tue 17:00 CT
 
@@ -37,7 +37,8 @@ async def test_daily_bars_of_an_always_open_market_are_final_once_at_their_end(p
     hb = Heartbeats(bus)
     procs.chillly("aggregator", env={"FEED_MARKET_HOURS": "always", "AGGREGATOR_GRACE": "1",
                                      "AGGREGATOR_TIMEFRAMES": "4h,1d"})
-    await aeventually(lambda: hb.running("aggregator"), timeout=20, what="aggregator running")
+    await aeventually(lambda: hb.running("aggregator"),
+                      timeout=START_TIMEOUT, what="aggregator running")
     start, end = BucketSpec.of("1d").bounds(OPEN)
     assert start == OPEN
     for b in bars:

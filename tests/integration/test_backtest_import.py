@@ -12,7 +12,7 @@ import pytest
 
 from store.queries import bars_between, open_reader
 from tests.integration.test_store_support import Heartbeats
-from tests.support import aeventually
+from tests.support import START_TIMEOUT, aeventually
 
 CONTRACT = "CON.F.US.EP.H26"
 T0 = 1_767_621_600_000          # 2026-01-05 14:00 UTC, a Monday
@@ -149,7 +149,7 @@ def test_bad_input_is_one_line_and_exit_2(procs, tmp_path, content, why) -> None
 async def test_through_a_running_store_over_the_bus(procs, bus, bus_env, tmp_path) -> None:
     hb = Heartbeats(bus)
     store = procs.chillly("store", env={"STORE_RECOVER": "false"}, name="store")
-    await aeventually(lambda: hb.running("store"), timeout=20, what="store running")
+    await aeventually(lambda: hb.running("store"), timeout=START_TIMEOUT, what="store running")
     bars = _bars(1200)          # three BarBatch messages
     f = tmp_path / "es.csv"
     _write_csv(f, bars[:60])

@@ -18,7 +18,7 @@ from trading.aggregator import aggregate
 from tests.integration.test_store_support import (
     C, Heartbeats, serve_history, db_rows, key, publish_bars, synthetic_bars,
 )
-from tests.support import aeventually
+from tests.support import START_TIMEOUT, aeventually
 
 ENV = {"AGGREGATOR_GRACE": "1", "STORE_FLUSH_INTERVAL": "0.05", "STORE_RECOVER": "false"}
 
@@ -41,7 +41,7 @@ async def test_poison_bars_are_rejected_alone_by_every_consumer(procs, bus, bus_
     hb = Heartbeats(bus)
     for name in ("store", "aggregator", "series"):
         procs.chillly(name, env=ENV)
-    await aeventually(lambda: hb.running("store", "aggregator", "series"), timeout=20,
+    await aeventually(lambda: hb.running("store", "aggregator", "series"), timeout=START_TIMEOUT,
                       what="store, aggregator and series running")
     bars = synthetic_bars()
     first, rest = bars[:40], bars[40:]

@@ -21,7 +21,7 @@ from chillly.codec import Envelope
 from chillly.messages import Bar, Command, Probe
 from tests.integration import bus_rig
 from tests.integration.bus_rig import BusRig
-from tests.support import aeventually
+from tests.support import START_TIMEOUT, aeventually
 
 backend_kind, rig = bus_rig.backend_kind, bus_rig.rig   # the rig's fixtures, for this module
 
@@ -37,7 +37,7 @@ def bar(contract: str, i: int) -> Bar:
 
 async def ready(*buses: Bus) -> None:
     for b in buses:
-        await b.ready(timeout=20)
+        await b.ready(timeout=START_TIMEOUT)
 
 
 async def test_delivery_in_order_prefixes_and_contract_isolation(rig: BusRig) -> None:

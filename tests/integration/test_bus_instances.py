@@ -8,7 +8,7 @@ from typing import Any
 
 from chillly.bus import Bus
 from chillly.messages import Probe
-from tests.support import aeventually
+from tests.support import START_TIMEOUT, aeventually
 
 TOPIC = "test.tool."
 
@@ -22,7 +22,7 @@ async def test_two_instances_of_one_name_make_no_false_gaps(bus, bus_env) -> Non
                 for _ in range(2))
     try:
         for b in (old, new):
-            await b.ready(timeout=15)
+            await b.ready(timeout=START_TIMEOUT)
         n = 0
         for _ in range(3):          # the old instance alone first, then both interleaved
             n += 1
@@ -47,7 +47,7 @@ async def test_a_real_gap_within_one_instance_is_still_seen(bus, bus_env) -> Non
     bus.on_gap = lambda src, topic, first, last: gaps.append((src, topic, first, last))
     pub = Bus(bus_env["BUS_PUBLISH_ADDR"], bus_env["BUS_SUBSCRIBE_ADDR"], "chillly-tool")
     try:
-        await pub.ready(timeout=15)
+        await pub.ready(timeout=START_TIMEOUT)
         pub.publish(TOPIC, Probe(nonce=1))
         pub._seq[TOPIC] += 3        # three messages lost on the way
         pub.publish(TOPIC, Probe(nonce=2))

@@ -19,7 +19,7 @@ from chillly.codec import Envelope, decode
 from chillly.messages import Bar
 from tests.integration.bus_rig import start_redis
 from tests.integration.test_status import programs, write_conf
-from tests.support import Procs, aeventually, eventually
+from tests.support import START_TIMEOUT, Procs, aeventually, eventually
 
 EP = "CON.F.US.EP.Z26"
 
@@ -73,7 +73,7 @@ async def test_redis_acls_make_the_sender_unforgeable(procs: Procs, tmp_path: Pa
     reader.on(topics.bars(), got_open.append)
     forger = aioredis.Redis.from_url(open_url)
     try:
-        await reader.ready(timeout=20)
+        await reader.ready(timeout=START_TIMEOUT)
         assert not await reader.backend.check_vouched()        # type: ignore[attr-defined]
 
         async def forged_arrives() -> bool:
@@ -99,7 +99,7 @@ async def test_redis_acls_make_the_sender_unforgeable(procs: Procs, tmp_path: Pa
     raw_evil = aioredis.Redis.from_url(as_user("evil"))
     try:
         for b in (store, feed, evil):
-            await b.ready(timeout=20)
+            await b.ready(timeout=START_TIMEOUT)
         assert store.backend.vouched                                # type: ignore[attr-defined]
         with pytest.raises((NoPermissionError, ResponseError)):
             await raw_evil.publish(topics.bar("1m", EP) + "@feed", _encoded(bar(2)))
@@ -135,7 +135,7 @@ async def test_a_restarted_consumer_catches_up_from_the_family_stream(
     _, url = start_redis(procs, tmp_path)
     pub = Bus.over(RedisBackend(url, "feed-bars", stream_maxlen=1000), "feed-bars")
     try:
-        await pub.ready(timeout=20)
+        await pub.ready(timeout=START_TIMEOUT)
         for i in range(1, 51):            # nobody is subscribed: Pub/Sub alone would lose them
             pub.publish(topics.bar("1m", EP), bar(i))
         pub.publish(topics.quote(EP), bar(0))   # quotes are live only: no stream
@@ -171,7 +171,7 @@ async def test_tap_replays_the_newest_kept_messages_then_goes_live(
     bus_env.update({"BUS_BACKEND": "redis", "REDIS_URL": url})
     pub = Bus.over(RedisBackend(url, "feed-bars"), "feed-bars")
     try:
-        await pub.ready(timeout=20)
+        await pub.ready(timeout=START_TIMEOUT)
         for i in range(1, 31):            # before any tap runs
             pub.publish(topics.bar("1m", EP), bar(i))
         pub.publish(topics.bar("1m", "CON.F.US.ENQ.Z26"), bar(99))   # another contract, newest

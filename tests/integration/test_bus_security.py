@@ -10,7 +10,7 @@ from chillly.bus import Bus, BusNotReady
 from chillly.security import CurveKeys
 from chillly import topics
 from chillly.messages import Bar
-from tests.support import Procs, aeventually, free_port
+from tests.support import START_TIMEOUT, Procs, aeventually, free_port
 
 SERVER_PUB, SERVER_SEC = zmq.curve_keypair()
 CLIENT_PUB, CLIENT_SEC = zmq.curve_keypair()
@@ -43,7 +43,7 @@ async def test_curve_bus_admits_the_configured_client_only(procs: Procs, bus_env
     intruder.start()
     plain.start()
     try:
-        await good.ready(timeout=20)
+        await good.ready(timeout=START_TIMEOUT)
         seen = []
         good.on("bar.", lambda env: seen.append(env))
         bar = Bar(contract="X.Y", tf="1m", t=0, o=1, h=1, l=1, c=1, volume=1, final=True)
@@ -75,7 +75,7 @@ async def test_cli_tools_use_the_curve_keys(procs: Procs, bus_env) -> None:  # t
 
     server.serve("subscriptions", {"list": listing})
     try:
-        await server.ready(timeout=20)
+        await server.ready(timeout=START_TIMEOUT)
         tool = procs.chillly("subscriptions", "--json", env=KEYS_ENV, stdout_pipe=True)
         await aeventually(lambda: tool.popen.poll() is not None, 30, what="the tool done")
         out = tool.popen.stdout.read().decode()  # type: ignore[union-attr]

@@ -19,7 +19,7 @@ import zmq
 from chillly import topics
 from chillly.bus import Bus
 from chillly.messages import Command, Probe
-from tests.support import aeventually
+from tests.support import START_TIMEOUT, aeventually
 
 EP = "CON.F.US.EP.Z26"
 
@@ -38,7 +38,7 @@ async def served(bus: Bus, bus_env: dict[str, str]) -> tuple[Bus, list[str]]:
 
     server = Bus(bus_env["BUS_PUBLISH_ADDR"], bus_env["BUS_SUBSCRIBE_ADDR"], "server")
     server.serve("svc", {"list": listing, "unsubscribe": unsubscribe})
-    await server.ready(timeout=15)
+    await server.ready(timeout=START_TIMEOUT)
     return server, ran
 
 
@@ -94,7 +94,7 @@ def peak_rss_kb(pid: int) -> int:
 async def test_a_10_mb_message_is_dropped_by_libzmq(broker, bus, bus_env) -> None:
     got: list[dict[str, Any]] = []
     bus.on("test.big.", lambda env: got.append(env.payload))
-    await bus.ready(timeout=10)
+    await bus.ready(timeout=START_TIMEOUT)
     before = peak_rss_kb(broker.pid)
     ctx = zmq.Context()
     raw = ctx.socket(zmq.PUB)

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from tests.integration.test_store_support import Heartbeats
-from tests.support import ROOT, Procs, aeventually, eventually
+from tests.support import START_TIMEOUT, ROOT, Procs, aeventually, eventually
 
 
 async def test_a_mistyped_database_path_is_reported_by_every_reader(procs, bus, tmp_path) -> None:
@@ -23,7 +23,7 @@ async def test_a_mistyped_database_path_is_reported_by_every_reader(procs, bus, 
     hb = Heartbeats(bus)
     procs.chillly("series", env={"DATABASE_PATH": typo})
     procs.chillly("aggregator", env={"DATABASE_PATH": typo})
-    await aeventually(lambda: hb.running("series", "aggregator"), timeout=20,
+    await aeventually(lambda: hb.running("series", "aggregator"), timeout=START_TIMEOUT,
                       what="series and aggregator running")
     for name in ("series", "aggregator"):
         await aeventually(lambda: "no_database" in hb.last[name].get("alarms", {}), timeout=5,

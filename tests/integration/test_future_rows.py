@@ -15,7 +15,7 @@ from store.db import open_writer
 from tests.integration.test_store_support import (
     C, Heartbeats, db_rows, key, serve_history, synthetic_bars,
 )
-from tests.support import aeventually
+from tests.support import START_TIMEOUT, aeventually
 
 ENV = {"AGGREGATOR_GRACE": "1", "STORE_FLUSH_INTERVAL": "0.05", "STORE_RECOVER_DAYS": "3650",
        "AGGREGATOR_WARMUP_DAYS": "1", "STORE_REQUEST_TIMEOUT": "3"}
@@ -34,7 +34,7 @@ async def test_a_stored_future_bar_moves_no_window(procs, bus, bus_env) -> None:
     hb = Heartbeats(bus)
     for name in ("store", "aggregator", "series"):
         procs.chillly(name, env=ENV)
-    await aeventually(lambda: hb.running("store", "aggregator", "series"), timeout=20,
+    await aeventually(lambda: hb.running("store", "aggregator", "series"), timeout=START_TIMEOUT,
                       what="store, aggregator and series running")
     # The store's recovery starts at the newest real 1m bar.
     await aeventually(lambda: any(r["start"] == bars[-1].t for r in requests), timeout=15,

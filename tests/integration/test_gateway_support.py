@@ -19,7 +19,7 @@ from chillly.bus import Bus
 from chillly.codec import Envelope
 from tests.sim_client import login, set_faults, clear_faults, wait_ready
 from chillly.tools_socket import ask as ask_tools
-from tests.support import Proc, Procs, aeventually, eventually, free_port, tools_path
+from tests.support import START_TIMEOUT, Proc, Procs, aeventually, eventually, free_port, tools_path
 
 # Accounts 1001..1060 of each stack's sim (ids above are left to tests that add their own),
 # handed out in turn by that stack (Stack.new_account):
@@ -179,7 +179,7 @@ class Tap:
         self.events.append((env.topic, env.payload))
 
     async def __aenter__(self) -> "Tap":
-        await self.bus.ready(timeout=15)
+        await self.bus.ready(timeout=START_TIMEOUT)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

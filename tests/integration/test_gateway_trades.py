@@ -17,7 +17,7 @@ from chillly.bus import Bus
 from chillly.calendar import trading_date
 
 from tests.integration.test_gateway_support import Stack, Tap, stack_fixture
-from tests.support import ROOT, aeventually, eventually
+from tests.support import START_TIMEOUT, ROOT, aeventually, eventually
 
 stack = stack_fixture()
 
@@ -34,7 +34,7 @@ async def the_days_fills_as_the_page_asks(stack: Stack, tap: Tap,
     newest first, each as its `fill` event on the bus, the P&L the venue's; a `limit` cuts."""
     web = Bus(stack.env["BUS_PUBLISH_ADDR"], stack.env["BUS_SUBSCRIBE_ADDR"], "web")
     try:
-        await web.ready(timeout=15)
+        await web.ready(timeout=START_TIMEOUT)
         reply = await web.request("gateway", "fills", {"limit": 200}, timeout=5.0)
         assert reply.ok, reply.error
         fills = reply.result["fills"]

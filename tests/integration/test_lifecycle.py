@@ -11,7 +11,7 @@ import time
 from chillly import topics
 from chillly.messages import Probe
 from tests.integration.test_store_support import Heartbeats
-from tests.support import aeventually, eventually, free_port
+from tests.support import START_TIMEOUT, aeventually, eventually, free_port
 
 # supervisord's stopwaitsecs is 5; the bound is 2 s. The margin covers process
 # scheduling on a loaded 2-core machine, not the work (STOP_BUDGET is 1.8 s).
@@ -40,7 +40,8 @@ async def test_a_dead_receive_loop_faults_the_process(procs, bus) -> None:
     bus.on(topics.ALARMS, lambda env: alarms.append(env.payload))
     breaker = procs.spawn(["-m", "tests.integration.lifecycle_peer"], name="troubled",
                           env={"PEER_TROUBLE": "break"})
-    await aeventually(lambda: hb.running("troubled"), timeout=20, what="troubled running")
+    await aeventually(lambda: hb.running("troubled"),
+                      timeout=START_TIMEOUT, what="troubled running")
     bus.publish("test.break.now.", Probe(nonce=1))
     await aeventually(lambda: not breaker.alive(), timeout=5, what="the deaf process to exit")
     assert breaker.popen.returncode == 1

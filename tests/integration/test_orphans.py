@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import ROOT, eventually
+from tests.support import START_TIMEOUT, ROOT, eventually
 
 PARENT = """
 import subprocess, sys, time
@@ -44,7 +44,7 @@ def test_children_exit_when_their_parent_is_killed(tmp_path: Path, bus_env) -> N
         assert parent.stdout is not None
         kids = [int(p) for p in parent.stdout.readline().split()]
         eventually(lambda: running(tmp_path / "broker.log") and running(tmp_path / "store.log"),
-                   timeout=20, what="broker and store running")
+                   timeout=START_TIMEOUT, what="broker and store running")
         parent.kill()
         parent.wait()
         eventually(lambda: not any(alive(k) for k in kids), timeout=5,

@@ -32,7 +32,7 @@ from chillly.clock import SystemClock, iso_to_ms
 from tests.sim_client import anchor_for, clear_faults, login, set_faults, wait_ready
 from tests.integration.test_gateway_support import gateway_ready
 from chillly.tools_socket import ask as ask_tools
-from tests.support import Procs, aeventually, free_port, tools_path
+from tests.support import START_TIMEOUT, Procs, aeventually, free_port, tools_path
 
 ACCOUNT = 1001
 SPEED = 60.0
@@ -84,7 +84,7 @@ class Rig:
         bus.on("hb.gateway.", self._beat)
         bus.on("risk.", lambda e: self.risk.append(e.payload))
         bus.on("quote.", lambda e: setattr(self, "quotes", self.quotes + 1))
-        await bus.ready(timeout=30)
+        await bus.ready(timeout=START_TIMEOUT)
         await gateway_ready(bus)
         contracts = self.venue("Contract/available", {"live": False})["contracts"]
         self.es = next(c["id"] for c in contracts

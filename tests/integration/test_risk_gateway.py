@@ -20,7 +20,7 @@ from chillly.calendar import trading_date
 from tests.sim_client import login, wait_ready
 from tests.integration.test_gateway_support import gateway_ready
 from chillly.tools_socket import ask as ask_tools
-from tests.support import ROOT, Procs, aeventually, free_port, tools_path
+from tests.support import START_TIMEOUT, ROOT, Procs, aeventually, free_port, tools_path
 
 ACCOUNT = 1001
 
@@ -120,7 +120,7 @@ async def test_gate_rejects_halts_flattens_and_survives_a_sigkill(rig: Rig) -> N
     events: list[dict[str, Any]] = []
     bus = Bus(rig.env["BUS_PUBLISH_ADDR"], rig.env["BUS_SUBSCRIBE_ADDR"], "test-risk")
     bus.on("risk.", lambda e: events.append(e.payload))
-    await bus.ready(timeout=15)
+    await bus.ready(timeout=START_TIMEOUT)
     await _ready(rig, bus)
     try:
         rc, out, err = rig.cli("risk", "--json")

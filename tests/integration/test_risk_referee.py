@@ -30,7 +30,7 @@ from chillly.calendar import CHICAGO
 from chillly.clock import SystemClock, iso_to_ms
 from tests.sim_client import anchor_for, wait_ready
 from tests.integration.test_gateway_support import gateway_ready
-from tests.support import Procs, free_port
+from tests.support import START_TIMEOUT, Procs, free_port
 
 GW, DIRECT = 1001, 1002
 ACCOUNTS = f"{GW}:50KTC-V2-1-{GW}:50000,{DIRECT}:50KTC-V2-1-{DIRECT}:50000"
@@ -69,7 +69,7 @@ class Scenario:
         self.procs.chillly("feed-market", name="feed-market")
         self.procs.chillly("gateway", name="gateway")
         bus = Bus(self.env["BUS_PUBLISH_ADDR"], self.env["BUS_SUBSCRIBE_ADDR"], "test-referee")
-        await bus.ready(timeout=30)
+        await bus.ready(timeout=START_TIMEOUT)
         try:
             await gateway_ready(bus)
         finally:

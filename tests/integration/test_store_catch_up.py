@@ -15,7 +15,7 @@ from tests.integration.bus_rig import start_redis
 from tests.integration.test_store_support import (
     Heartbeats, db_rows, key, publish_bars, synthetic_bars,
 )
-from tests.support import Procs, aeventually
+from tests.support import START_TIMEOUT, Procs, aeventually
 
 ENV = {"STORE_FLUSH_INTERVAL": "0.05"}
 
@@ -32,8 +32,8 @@ async def test_a_restarted_store_stores_the_bars_it_missed_from_the_redis_histor
     test = Bus.over(RedisBackend(url, "test"), "test")
     hb = Heartbeats(test)
     try:
-        await feed.ready(timeout=20)
-        await test.ready(timeout=20)
+        await feed.ready(timeout=START_TIMEOUT)
+        await test.ready(timeout=START_TIMEOUT)
 
         async def store_running(name: str, env: dict[str, str]) -> object:
             old = hb.pid("store")

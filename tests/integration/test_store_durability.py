@@ -10,7 +10,7 @@ from chillly import topics
 from tests.integration.test_store_support import (
     C, Heartbeats, RawPublisher, db_rows, key, publish_bars, synthetic_bars,
 )
-from tests.support import aeventually
+from tests.support import START_TIMEOUT, aeventually
 
 
 async def test_sigterm_commits_everything_received(procs, bus, bus_env) -> None:
@@ -18,7 +18,7 @@ async def test_sigterm_commits_everything_received(procs, bus, bus_env) -> None:
     # Nothing would be written for 60 s: only the stop path can commit these rows.
     store = procs.chillly("store", env={"STORE_FLUSH_INTERVAL": "10", "STORE_BATCH_ROWS": "100000",
                                         "STORE_RECOVER": "false"})
-    await aeventually(lambda: hb.running("store"), timeout=20, what="store running")
+    await aeventually(lambda: hb.running("store"), timeout=START_TIMEOUT, what="store running")
     bars = synthetic_bars()
     publish_bars(bus, bars)
     await aeventually(lambda: hb.last["store"]["counters"].get("bars_in") == len(bars),
@@ -47,7 +47,7 @@ async def test_sequence_gap_on_a_bar_topic_is_backfilled(procs, bus, bus_env) ->
     bus.serve("feeds", {"backfill": backfill})
     hb = Heartbeats(bus)
     procs.chillly("store", env={"STORE_FLUSH_INTERVAL": "0.05", "STORE_RECOVER_DAYS": "3650"})
-    await aeventually(lambda: hb.running("store"), timeout=20, what="store running")
+    await aeventually(lambda: hb.running("store"), timeout=START_TIMEOUT, what="store running")
     raw = RawPublisher(bus_env["BUS_PUBLISH_ADDR"])
     try:
         await raw.connect(bus)
@@ -76,7 +76,7 @@ async def test_contracts_always_and_ticks_when_configured_are_recorded(procs, bu
     hb = Heartbeats(bus)
     procs.chillly("store", env={"STORE_RECORD_TICKS": "true", "STORE_RECOVER": "false",
                                 "STORE_FLUSH_INTERVAL": "0.05"})
-    await aeventually(lambda: hb.running("store"), timeout=20, what="store running")
+    await aeventually(lambda: hb.running("store"), timeout=START_TIMEOUT, what="store running")
     info = ContractInfo(contract=C, symbol="ES", symbol_id="F.US.EP", name="ESZ6",
                         description="E-mini S&P 500", tick_size=0.25, tick_value=12.5,
                         active=True)

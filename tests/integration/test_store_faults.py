@@ -17,7 +17,7 @@ from chillly import topics
 from tests.integration.test_store_support import (
     C, Heartbeats, db_rows, key, publish_bars, synthetic_bars,
 )
-from tests.support import aeventually
+from tests.support import START_TIMEOUT, aeventually
 
 MAX_QUEUED = 50
 
@@ -44,7 +44,7 @@ async def test_a_failing_disk_faults_the_store_bounds_its_queue_and_heals(procs,
     store = procs.chillly("store", env={
         "STORE_FLUSH_INTERVAL": "0.05", "STORE_RECOVER_DAYS": "3650", "STORE_RETRY_MAX": "0.8",
         "STORE_MAX_QUEUED": str(MAX_QUEUED), "STORE_BATCH_ROWS": "10", "LOG_LEVEL": "WARNING"})
-    await aeventually(lambda: hb.running("store"), timeout=20, what="store running")
+    await aeventually(lambda: hb.running("store"), timeout=START_TIMEOUT, what="store running")
     first, rest = bars[:30], bars[30:]
     publish_bars(bus, first)
     await aeventually(lambda: db_rows(db, "1m") == [key(b) for b in first], timeout=15,
@@ -119,7 +119,7 @@ async def test_a_refused_reconcile_is_retried_until_the_aggregator_acknowledges(
     hb = Heartbeats(bus)
     procs.chillly("store", env={"STORE_FLUSH_INTERVAL": "0.05", "STORE_RECOVER_DAYS": "3650",
                                 "STORE_REQUEST_TIMEOUT": "2"})
-    await aeventually(lambda: hb.running("store"), timeout=20, what="store running")
+    await aeventually(lambda: hb.running("store"), timeout=START_TIMEOUT, what="store running")
     raw = RawPublisher(bus_env["BUS_PUBLISH_ADDR"])
     try:
         await raw.connect(bus)

@@ -13,7 +13,7 @@ from trading.aggregator import aggregate
 from tests.integration.test_store_support import (
     C, Heartbeats, serve_history, db_rows, key, publish_bars, synthetic_bars,
 )
-from tests.support import aeventually, market_at, next_weekday_at
+from tests.support import START_TIMEOUT, aeventually, market_at, next_weekday_at
 
 ENV = {"AGGREGATOR_GRACE": "1", "STORE_FLUSH_INTERVAL": "0.05", "STORE_RECOVER": "false"}
 
@@ -23,7 +23,7 @@ async def test_final_1m_bars_become_stored_bars_at_every_timeframe(procs, bus, b
     history = serve_history(bus, bars)
     hb = Heartbeats(bus)
     started = {name: procs.chillly(name, env=ENV) for name in ("store", "aggregator", "series")}
-    await aeventually(lambda: hb.running("store", "aggregator", "series"), timeout=20,
+    await aeventually(lambda: hb.running("store", "aggregator", "series"), timeout=START_TIMEOUT,
                       what="store, aggregator and series running")
     publish_bars(bus, bars)
     db = bus_env["DATABASE_PATH"]
@@ -82,8 +82,8 @@ async def test_final_1m_bars_become_stored_bars_at_every_timeframe(procs, bus, b
     old_pid = hb.pid("series")
     started["series"].kill()
     procs.chillly("series", env=ENV)
-    await aeventually(lambda: hb.pid("series") != old_pid and hb.running("series"), timeout=20,
-                      what="series restarted")
+    await aeventually(lambda: hb.pid("series") != old_pid and hb.running("series"),
+                      timeout=START_TIMEOUT, what="series restarted")
     after = await bus.request("series", "window", {"contract": C, "tf": "1h", "last": 10},
                               timeout=3)
     assert after.ok and after.result == before.result

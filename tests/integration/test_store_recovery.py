@@ -17,7 +17,7 @@ from trading.aggregator import aggregate
 from tests.integration.test_store_support import (
     C, Heartbeats, db_rows, key, publish_bars, synthetic_bars,
 )
-from tests.support import aeventually
+from tests.support import START_TIMEOUT, aeventually
 
 ENV = {"AGGREGATOR_GRACE": "1", "STORE_FLUSH_INTERVAL": "0.05", "STORE_RECOVER_DAYS": "3650",
        "STORE_BATCH_ROWS": "50"}
@@ -41,7 +41,7 @@ async def test_store_killed_mid_stream_recovers_every_final_bar_once(procs, bus,
     hb = Heartbeats(bus)
     store = procs.chillly("store", env=ENV)
     procs.chillly("aggregator", env=ENV)
-    await aeventually(lambda: hb.running("store", "aggregator"), timeout=20,
+    await aeventually(lambda: hb.running("store", "aggregator"), timeout=START_TIMEOUT,
                       what="store and aggregator running")
 
     a, b_, c = bars[:80], bars[80:170], bars[170:]
@@ -59,8 +59,8 @@ async def test_store_killed_mid_stream_recovers_every_final_bar_once(procs, bus,
 
     old_pid = hb.pid("store")
     procs.chillly("store", env=ENV)
-    await aeventually(lambda: hb.pid("store") != old_pid and hb.running("store"), timeout=20,
-                      what="store restarted")
+    await aeventually(lambda: hb.pid("store") != old_pid and hb.running("store"),
+                      timeout=START_TIMEOUT, what="store restarted")
     publish_bars(bus, c)
 
     await aeventually(lambda: db_rows(db, "1m") == [key(x) for x in bars], timeout=20,

@@ -20,7 +20,7 @@ from chillly.timeframes import BucketSpec
 from trading.aggregator import aggregate
 from tests.sim_client import anchor_for, login, wait_ready
 from tests.integration.test_store_support import Heartbeats, db_rows
-from tests.support import aeventually
+from tests.support import START_TIMEOUT, aeventually
 
 SPEED = 60
 MARKET_START = int(datetime(2026, 1, 14, 0, 30, tzinfo=timezone.utc).timestamp() * 1000)
@@ -91,7 +91,7 @@ async def test_stored_bars_equal_the_venues_and_daily_bars_are_session_aggregate
                if env.payload["final"] else None)
     base, _ = await start_system(procs, bus_env, hb)
     await aeventually(lambda: hb.running("store", "aggregator", "subscriptions", "feed-bars"),
-                      timeout=30, what="every process running")
+                      timeout=START_TIMEOUT, what="every process running")
     db = bus_env["DATABASE_PATH"]
     contract = (await aeventually(lambda: contracts_in(db), timeout=30, what="1m bars stored"))[0]
     token = login(base)
@@ -139,7 +139,7 @@ async def test_store_killed_under_the_real_feed_recovers_from_the_venue(procs, b
     bus.on("bar.1m.", on_1m)
     base, started = await start_system(procs, bus_env, hb)
     await aeventually(lambda: hb.running("store", "aggregator", "subscriptions", "feed-bars"),
-                      timeout=30, what="every process running")
+                      timeout=START_TIMEOUT, what="every process running")
     db = bus_env["DATABASE_PATH"]
     contract = (await aeventually(lambda: contracts_in(db), timeout=30, what="1m bars stored"))[0]
     await aeventually(lambda: newest["t"] >= MARKET_START, timeout=30, what="live finals")
@@ -149,8 +149,8 @@ async def test_store_killed_under_the_real_feed_recovers_from_the_venue(procs, b
                       what="three more finals published while the store is down")
     old_pid = hb.pid("store")
     procs.chillly("store", env=started["env"])
-    await aeventually(lambda: hb.pid("store") != old_pid and hb.running("store"), timeout=20,
-                      what="store restarted")
+    await aeventually(lambda: hb.pid("store") != old_pid and hb.running("store"),
+                      timeout=START_TIMEOUT, what="store restarted")
     token = login(base)
     end = newest["t"] + 60_000
     end -= end % (5 * 60_000)

@@ -21,7 +21,7 @@ from chillly import topics
 from chillly.codec import Envelope
 from chillly.tools_socket import ask as ask_tools
 from tests.integration.strategy_rig import Watcher, start_system, system_env
-from tests.support import Procs, aeventually, tools_path
+from tests.support import START_TIMEOUT, Procs, aeventually, tools_path
 
 PROBE = '''
 from strategy_host.api import Strategy
@@ -87,7 +87,7 @@ async def test_a_strategy_is_told_its_tick_enums_and_its_own_pnl(
                 mids.append((q["bid"] + q["ask"]) / 2)
 
         w.bus.on(topics.quote(es), on_quote)
-        await w.bus.ready(timeout=30)
+        await w.bus.ready(timeout=START_TIMEOUT)
         sim = f"http://127.0.0.1:{bus_env['SIM_PORT']}"
         r = httpx.post(f"{sim}/admin/market", json={"contractId": es, "ticks": 60,
                                                      "over_seconds": 120, "volatility": 0.3},

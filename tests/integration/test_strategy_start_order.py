@@ -14,7 +14,7 @@ from typing import Any
 
 from chillly import topics
 from chillly.messages import OrderEvent, PositionEvent
-from tests.support import Procs, aeventually
+from tests.support import START_TIMEOUT, Procs, aeventually
 
 CID = "CON.F.US.EP.H26"
 ACCOUNT = 7
@@ -78,7 +78,7 @@ async def test_events_the_gateways_answer_already_holds_are_not_replayed(
     bus.serve("subscriptions", {"subscribe": subscribe})
     bus.serve("series", {"window": window})
     bus.serve("gateway", {"account": account, "orders": orders, "positions": positions})
-    await bus.ready(timeout=10)   # our command subscriptions have reached the broker
+    await bus.ready(timeout=START_TIMEOUT)   # our command subscriptions have reached the broker
     host = procs.chillly("strategy-host", "viewer", name="strategy-viewer", env={
         "STRATEGIES_FILE": str(tmp_path / "strategies.toml"),
         "STRATEGY_STATE_DIR": str(tmp_path / "state")})

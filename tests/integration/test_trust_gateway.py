@@ -22,7 +22,7 @@ import pytest
 from chillly.bus import Bus
 from chillly.codec import pack_frame, unpack_frame
 from tests.integration.test_gateway_support import Stack, Tap, stack_fixture
-from tests.support import aeventually
+from tests.support import START_TIMEOUT, aeventually
 
 stack = stack_fixture()
 
@@ -73,8 +73,8 @@ async def test_the_bus_refuses_the_traders_commands_and_the_tools_socket_serves_
     alarms: list[dict] = []
     beta.on("alarm.gateway.", lambda e: alarms.append(e.payload))
     async with Tap(env) as tap:
-        await alpha.ready(timeout=15)
-        await beta.ready(timeout=15)
+        await alpha.ready(timeout=START_TIMEOUT)
+        await beta.ready(timeout=START_TIMEOUT)
         await tap.ready()
         es = stack.venue.contract("EP")
         px, _ = stack.venue.quote(es["id"])

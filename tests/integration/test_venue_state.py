@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 
 from tests.integration.test_store_support import Heartbeats
-from tests.support import aeventually
+from tests.support import START_TIMEOUT, aeventually
 
 LIVE = {"TOPSTEP_API_KEY": "not-used-by-the-store", "STORE_RECOVER": "false"}
 
@@ -25,7 +25,7 @@ async def test_a_sim_database_is_refused_by_a_live_configuration(procs, bus) -> 
     hb = Heartbeats(bus)
     db = procs.env["DATABASE_PATH"]
     sim = procs.chillly("store", env={"STORE_RECOVER": "false"}, name="store-sim")
-    await aeventually(lambda: hb.running("store"), timeout=20, what="sim store running")
+    await aeventually(lambda: hb.running("store"), timeout=START_TIMEOUT, what="sim store running")
     assert sim.terminate() == 0
     assert venue_of(db) == "sim"
     live = procs.chillly("store", env=LIVE, name="store-live")
@@ -48,11 +48,11 @@ async def test_by_default_each_venue_writes_its_own_database(procs, bus) -> None
     run = procs.tmp / "run"
     sim = procs.chillly("store", env={"STORE_RECOVER": "false", "DATABASE_PATH": ""},
                         name="store-sim")
-    await aeventually(lambda: hb.running("store"), timeout=20, what="sim store running")
+    await aeventually(lambda: hb.running("store"), timeout=START_TIMEOUT, what="sim store running")
     assert sim.terminate() == 0
     live = procs.chillly("store", env={**LIVE, "DATABASE_PATH": ""}, name="store-live")
-    await aeventually(lambda: hb.pid("store") == live.pid and hb.running("store"), timeout=20,
-                      what="live store running on its own database")
+    await aeventually(lambda: hb.pid("store") == live.pid and hb.running("store"),
+                      timeout=START_TIMEOUT, what="live store running on its own database")
     assert live.terminate() == 0
     assert venue_of(run / "sim" / "market.db") == "sim"
     assert venue_of(run / "topstepx" / "market.db") == "topstepx"
