@@ -35,7 +35,10 @@ async def test_daily_bars_of_an_always_open_market_are_final_once_at_their_end(p
     daily: list[dict[str, Any]] = []
     bus.on(topics.bars("1d"), lambda env: daily.append(env.payload))
     hb = Heartbeats(bus)
-    procs.chillly("aggregator", env={"FEED_MARKET_HOURS": "always", "AGGREGATOR_GRACE": "1",
+    # The day ends by the next session's first bars, not by the clock: a grace of an hour (the
+    # bars are old, so any quiet longer than the grace finished the day early, then revised it:
+    # a 1 s grace failed whenever a loaded machine paused the stream for a second).
+    procs.chillly("aggregator", env={"FEED_MARKET_HOURS": "always", "AGGREGATOR_GRACE": "3600",
                                      "AGGREGATOR_TIMEFRAMES": "4h,1d"})
     await aeventually(lambda: hb.running("aggregator"),
                       timeout=START_TIMEOUT, what="aggregator running")
