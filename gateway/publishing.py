@@ -123,9 +123,9 @@ class Publisher:
             self.bus.publish(topics.position_event(self.account, owner),
                              self.position_msg(contract, owner))
         msg = self.account_msg()
-        if self.account_out.due((msg.balance, msg.equity, msg.realized_pnl, msg.open_pnl,
-                                 msg.can_trade, msg.name)):
-            self.bus.publish(topics.account_event(self.account), msg)
+        self.account_out.send((msg.balance, msg.equity, msg.realized_pnl, msg.open_pnl,
+                               msg.can_trade, msg.name),
+                              lambda: self.bus.publish(topics.account_event(self.account), msg))
 
     def risk_msg(self, event: str, reason: str, rule: str | None, owner: str | None = None,
                  client_id: str | None = None, refusal_id: str | None = None,
@@ -185,11 +185,17 @@ class ChangeThrottle:
         self.last_key: Hashable = object()
         self.last_at = float("-inf")
 
-    def due(self, key: Hashable) -> bool:
-        """Whether content `key` should go out now; if so, it is recorded as sent."""
+    def send(self, key: Hashable, publish: Callable[[], None]) -> bool:
+        """Call `publish` if content `key` should go out now; True if it did.
+
+        The gap is measured from the end of the last `publish`, not from its check: the bus
+        stamps a message's time inside `publish`, so a process descheduled between the check
+        and the stamp (a loaded machine) would otherwise send two stamps closer than
+        `min_gap_s` (test_gateway_account_rate judges the stamps)."""
         now = self.clock()
         since = now - self.last_at
         if since < self.min_gap_s or (key == self.last_key and since < self.refresh_s):
             return False
-        self.last_key, self.last_at = key, now
+        publish()
+        self.last_key, self.last_at = key, self.clock()
         return True
