@@ -22,9 +22,11 @@ from tests.integration.test_gateway_support import Stack, Tap, _stack, dump
 from tests.sim_client import anchor_for, counters
 from tests.support import aeventually, eventually
 
-#: Friday 2026-12-04 15:58:30 CT when the sim starts, 4 market seconds a real second: the
-#: session closes at 16:00, some 20 real seconds later.
-FRIDAY_1558 = int(datetime(2026, 12, 4, 21, 58, 30, tzinfo=timezone.utc).timestamp() * 1000)
+#: Friday 2026-12-04 15:57:30 CT when the sim starts, 4 market seconds a real second: the
+#: session closes at 16:00, some 37 real seconds later. Before then the broker and sim must
+#: start and the entry fill with its legs: a loaded CI machine took 10-15 s to start 9
+#: processes, so the 20 s left from 15:58:30 CT were too near.
+FRIDAY_1557 = int(datetime(2026, 12, 4, 21, 57, 30, tzinfo=timezone.utc).timestamp() * 1000)
 SPEED = 4
 pytestmark = pytest.mark.timeout(240)
 
@@ -32,7 +34,7 @@ pytestmark = pytest.mark.timeout(240)
 @pytest.fixture(scope="module", name="stack")
 def stack_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     yield from _stack(tmp_path_factory, SIM_ALWAYS_OPEN="0", CLOCK_SPEED=str(SPEED),
-                      CLOCK_ANCHOR=anchor_for(FRIDAY_1558, SPEED),
+                      CLOCK_ANCHOR=anchor_for(FRIDAY_1557, SPEED),
                       SIM_ENFORCE="max_position,mll,daily_loss")
 
 
