@@ -12,7 +12,7 @@ import pytest
 import zmq
 
 from chillly.bus import Bus, RequestTimeout
-from tests.support import Procs, aeventually, eventually
+from tests.support import START_TIMEOUT, Procs, aeventually, eventually
 
 EP = "CON.F.US.EP.Z26"
 EP_LOOKALIKE = "CON.F.US.EP.Z261"  # shares EP's prefix: must never leak into EP's stream
@@ -148,7 +148,7 @@ async def test_malformed_messages_are_counted_and_dropped_without_dying(procs: P
 async def test_request_reply_is_idempotent_on_request_id(procs: Procs, bus: Bus, bus_env) -> None:  # type: ignore[no-untyped-def]
     server = procs.spawn(["-m", "tests.integration.peer"], name="server", env={
         "PEER_MODE": "serve", "PEER_NAME": "server", "PEER_SERVICE": "peer", "PEER_DELAY": "0.5"})
-    eventually(lambda: "READY" in server.log(), 20, what="server ready")
+    eventually(lambda: "READY" in server.log(), START_TIMEOUT, what="server ready")
     # A short time-out makes the client resend the same id while the first is still running.
     reply = await bus.request("peer", "add", {"x": 7}, timeout=0.15, attempts=20)
     assert reply.ok and reply.result == {"served": 1, "echo": 7}

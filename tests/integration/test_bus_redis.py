@@ -39,7 +39,7 @@ async def test_processes_tap_and_status_run_on_redis(procs: Procs, bus_env: dict
         "PEER_MODE": "sub", "PEER_NAME": "sub", "PEER_PREFIXES": "bar.", "PEER_OUT": str(out)})
     eventually(lambda: "READY" in sub.log(), 30, what="the subscriber ready on redis")
     tap = procs.chillly("tap", "bar.1m.", "--json", "--count", "5", stdout_pipe=True)
-    await aeventually(lambda: "listening" in tap.log(), 30, what="tap listening")
+    await aeventually(lambda: "listening" in tap.log(), START_TIMEOUT, what="tap listening")
     procs.spawn(["-m", "tests.integration.peer"], name="pub", env={
         "PEER_MODE": "pub", "PEER_NAME": "pub", "PEER_CONTRACTS": EP, "PEER_INTERVAL": "0.02"})
     await aeventually(lambda: tap.popen.poll() is not None, 30, what="tap done after 5")
@@ -179,7 +179,7 @@ async def test_tap_replays_the_newest_kept_messages_then_goes_live(
                           what="the stream written")
         tap = procs.chillly("tap", topics.bar("1m", EP), "--json", "--replay", "5", "--count",
                             "6", stdout_pipe=True)
-        await aeventually(lambda: "listening" in tap.log(), 30, what="tap listening")
+        await aeventually(lambda: "listening" in tap.log(), START_TIMEOUT, what="tap listening")
         # One more, live: the tap prints it after the five kept ones, and exits at six.
         async def sixth_printed() -> bool:
             pub.publish(topics.bar("1m", EP), bar(31))

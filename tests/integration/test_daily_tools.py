@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from tests.support import Procs, aeventually, market_at, next_weekday_at
+from tests.support import START_TIMEOUT, Procs, aeventually, market_at, next_weekday_at
 
 SATURDAY = 5
 TUESDAY = 1
@@ -27,7 +27,7 @@ def test_bars_refuses_a_timeframe_no_process_builds(procs: Procs) -> None:
 async def test_tap_and_status_say_the_market_is_closed_and_when_it_opens(procs, broker) -> None:
     closed = market_at(next_weekday_at(SATURDAY, 12, open_market=False))
     tap = procs.chillly("tap", "bar.1m.", env=closed, name="tap-closed")
-    await aeventually(lambda: "listening" in tap.log(), 20, what="tap listening")
+    await aeventually(lambda: "listening" in tap.log(), START_TIMEOUT, what="tap listening")
     note = next(ln for ln in tap.log().splitlines() if "the market is closed" in ln)
     assert "it opens Sun " in note and "17:00 CT" in note and "at CLOCK_SPEED=" in note
 
@@ -47,10 +47,10 @@ async def test_tap_and_status_say_the_market_is_closed_and_when_it_opens(procs, 
                            name="status-open")
     status.wait(60)
     assert json.loads(status.popen.stdout.read().decode())["market_closed"] is None  # type: ignore[union-attr]
-    await aeventually(lambda: "listening" in tap.log(), 20, what="tap listening")
+    await aeventually(lambda: "listening" in tap.log(), START_TIMEOUT, what="tap listening")
     assert "closed" not in tap.log()
     # A market that never closes (the sim's SIM_ALWAYS_OPEN demo) has nothing to say.
     tap = procs.chillly("tap", "bar.1m.", env={**closed, "FEED_MARKET_HOURS": "always"},
                         name="tap-always")
-    await aeventually(lambda: "listening" in tap.log(), 20, what="tap listening")
+    await aeventually(lambda: "listening" in tap.log(), START_TIMEOUT, what="tap listening")
     assert "closed" not in tap.log()

@@ -13,7 +13,7 @@ import httpx
 from chillly.clock import MINUTE_MS, iso_to_ms, ms_to_iso
 from chillly.messages import Bar
 from tests import sim_client as testing
-from tests.support import Procs, aeventually
+from tests.support import START_TIMEOUT, Procs, aeventually
 
 
 def anchor_now() -> str:
@@ -39,7 +39,7 @@ class Stack:
 
     async def start_sim(self) -> None:
         self.children["sim"] = self.procs.chillly("sim")
-        await asyncio.to_thread(testing.wait_ready, self.base, 30.0)
+        await asyncio.to_thread(testing.wait_ready, self.base, START_TIMEOUT)
 
     def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Any:
         cmd = ("subscriptions", "serve") if name == "subscriptions" else (name, *args)

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.integration.test_gateway_support import Stack, Tap, dump, stack_fixture
-from tests.support import aeventually, eventually
+from tests.support import START_TIMEOUT, aeventually, eventually
 
 stack = stack_fixture()
 pytestmark = pytest.mark.timeout(120)
@@ -137,7 +137,7 @@ async def test_bad_commands_are_refused_with_reasons_and_counted(stack: Stack) -
 def test_one_gateway_per_journal_and_the_account_choice(stack: Stack) -> None:
     acc = stack.new_account()
     first = stack.gateway(acc)
-    eventually(lambda: "ready" in first.log(), timeout=30, what="first gateway ready")
+    eventually(lambda: "ready" in first.log(), timeout=START_TIMEOUT, what="first gateway ready")
     second = stack.procs.chillly("gateway", name="gateway-second",
                                  env=stack.gateway_env(acc))
     assert second.wait(60) == 2

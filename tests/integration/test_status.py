@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import PYTHON, ROOT, Procs, aeventually
+from tests.support import PYTHON, ROOT, START_TIMEOUT, Procs, aeventually
 
 
 def write_conf(tmp: Path, programs: list[str], included: list[str]) -> Path:
@@ -55,7 +55,7 @@ async def test_status_marks_missing_doubled_alarmed_and_exits_by_health(
     peer(procs, "alpha")
     peer(procs, "alpha")
     peer(procs, "beta")
-    await aeventually(lambda: sum("READY" in p.log() for p in procs.children) == 3, 30,
+    await aeventually(lambda: sum("READY" in p.log() for p in procs.children) == 3, START_TIMEOUT,
                       what="peers ready")
     rc, rows = programs(bus_env, conf)
     assert rc == 1
@@ -74,7 +74,8 @@ async def test_status_marks_missing_doubled_alarmed_and_exits_by_health(
     next(p for p in procs.children if p.name == "alpha").kill()
     (tmp_path / "run" / "strategies" / "strategy-x.conf").unlink()
     peer(procs, "gamma", alarm="disk_full")
-    await aeventually(lambda: "READY" in procs.children[-1].log(), 30, what="gamma ready")
+    await aeventually(lambda: "READY" in procs.children[-1].log(), START_TIMEOUT,
+                      what="gamma ready")
     rc, rows = programs(bus_env, conf)
     assert rc == 1 and set(rows) == {"broker", "alpha", "beta", "gamma"}
     assert rows["alpha"]["healthy"] and rows["beta"]["healthy"]

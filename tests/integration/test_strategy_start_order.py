@@ -82,7 +82,7 @@ async def test_events_the_gateways_answer_already_holds_are_not_replayed(
     host = procs.chillly("strategy-host", "viewer", name="strategy-viewer", env={
         "STRATEGIES_FILE": str(tmp_path / "strategies.toml"),
         "STRATEGY_STATE_DIR": str(tmp_path / "state")})
-    await aeventually(lambda: "VIEW start" in host.log(), timeout=30, what="on_start")
+    await aeventually(lambda: "VIEW start" in host.log(), timeout=START_TIMEOUT, what="on_start")
     # Newer than the answers: delivered.
     bus.publish(topics.order_event(ACCOUNT, "viewer"), order("filled", 2, 1))
     await aeventually(lambda: "VIEW order viewer-1 filled" in host.log(), timeout=10,

@@ -10,7 +10,7 @@ import zmq
 from chillly.bus import Bus
 from chillly import topics
 from chillly.messages import Bar, Quote
-from tests.support import Procs, aeventually
+from tests.support import START_TIMEOUT, Procs, aeventually
 
 EP = "CON.F.US.EP.Z26"
 
@@ -22,7 +22,7 @@ def bar(i: int) -> Bar:
 
 async def test_tap_prints_matching_messages_and_marks_bad_ones(procs: Procs, bus: Bus, bus_env) -> None:  # type: ignore[no-untyped-def]
     tap = procs.chillly("tap", "bar.1m.", "--count", "4", stdout_pipe=True)
-    await aeventually(lambda: "listening" in tap.log(), 20, what="tap listening")
+    await aeventually(lambda: "listening" in tap.log(), START_TIMEOUT, what="tap listening")
     raw = zmq.Context.instance().socket(zmq.PUB)
     raw.setsockopt(zmq.LINGER, 0)
     raw.connect(bus_env["BUS_PUBLISH_ADDR"])
@@ -56,7 +56,7 @@ async def test_tap_prints_matching_messages_and_marks_bad_ones(procs: Procs, bus
 
 async def test_tap_json_lines(procs: Procs, bus: Bus) -> None:
     tap = procs.chillly("tap", "bar.", "--json", "--count", "2", stdout_pipe=True)
-    await aeventually(lambda: "listening" in tap.log(), 20, what="tap listening")
+    await aeventually(lambda: "listening" in tap.log(), START_TIMEOUT, what="tap listening")
 
     def published_and_done() -> bool:
         bus.publish(topics.bar("1m", EP), bar(1))
@@ -72,7 +72,7 @@ async def test_tap_json_lines(procs: Procs, bus: Bus) -> None:
 
 async def test_tap_marks_schema_invalid_messages(procs: Procs, bus: Bus, bus_env) -> None:  # type: ignore[no-untyped-def]
     tap = procs.chillly("tap", "bar.", "--count", "1", stdout_pipe=True)
-    await aeventually(lambda: "listening" in tap.log(), 20, what="tap listening")
+    await aeventually(lambda: "listening" in tap.log(), START_TIMEOUT, what="tap listening")
     raw = zmq.Context.instance().socket(zmq.PUB)
     raw.setsockopt(zmq.LINGER, 0)
     raw.connect(bus_env["BUS_PUBLISH_ADDR"])
