@@ -14,7 +14,7 @@ from chillly.bus import RequestTimeout
 from chillly.tools_socket import ask as ask_tools
 from tests.sim_client import counters
 from tests.integration.test_gateway_support import Stack, Tap, dump, stack_fixture
-from tests.support import aeventually, eventually
+from tests.support import START_TIMEOUT, aeventually, eventually
 
 stack = stack_fixture()
 pytestmark = pytest.mark.timeout(120)
@@ -95,7 +95,7 @@ async def test_sigkill_while_place_is_in_flight_leaves_exactly_one_order(stack: 
                 assert not ok and "reconciling" in (error or ""), (name, result, error)
         finally:
             stack.venue.clear_faults()
-        await tap.ready(timeout=40)
+        await tap.ready(timeout=START_TIMEOUT)
         rows = stack.venue.tagged(acc, cid)
         assert len(rows) == 1, dump(stack.venue.orders(acc))
         intent = _intent(stack, acc, cid)

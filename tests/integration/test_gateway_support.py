@@ -196,8 +196,9 @@ class Tap:
         assert ok, error
         return result
 
-    async def ready(self, timeout: float = 30.0) -> None:
-        """Until the gateway answers `account` with ready true."""
+    async def ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Until the gateway answers `account` with ready true (a gateway's start: imports, login,
+        the start-up reconcile, up to 10 s for the user hub; slow on a loaded machine)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -232,7 +233,7 @@ def dump(obj: Any) -> str:
 __all__ = ["Stack", "Tap", "Venue", "stack_fixture", "eventually", "dump"]
 
 
-async def gateway_ready(bus: Any, timeout: float = 60.0) -> None:
+async def gateway_ready(bus: Any, timeout: float = START_TIMEOUT) -> None:
     """Wait until the gateway answers `account` with ready (its start-up reconcile done)."""
     async def ready() -> bool:
         try:

@@ -82,7 +82,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 
 
 async def _ready(rig: Rig, bus: Bus) -> None:
-    await gateway_ready(bus, timeout=40)
+    await gateway_ready(bus, timeout=START_TIMEOUT)
 
 
 ENVELOPE = ("v", "src", "seq", "inst", "ts")
