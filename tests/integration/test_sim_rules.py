@@ -167,7 +167,9 @@ def test_a_position_open_at_1510_ct_is_liquidated(tmp_path: Path) -> None:
                       SIM_ROOTS="EP",
                       CLOCK_ANCHOR=anchor_for(deadline - lead_minutes * 60_000, 120))
         with running_sim(run, env) as base:
-            if httpx.get(f"{base}/admin/state").json()["now"] > deadline - 120_000:
+            # 4 market minutes (2 real s) for the login, the contract search and the entry: with
+            # 2 (1 real s) a loaded machine could place it after 15:10 CT, refused.
+            if httpx.get(f"{base}/admin/state").json()["now"] > deadline - 240_000:
                 continue
             sim = Sim(base, login(base))
             r = sim.place(1001, type=2, side=0, size=1)
