@@ -21,7 +21,7 @@ from chillly.bus import Bus
 from chillly.clock import MINUTE_MS
 from chillly.codec import encode_payload
 from chillly.messages import Bar
-from tests.support import Procs, aeventually
+from tests.support import START_TIMEOUT, Procs, aeventually
 
 C = "CON.F.US.EP.Z26"
 
@@ -50,8 +50,8 @@ async def test_a_killed_store_still_recovers_the_hole_it_owed(procs: Procs, brok
     t0 = (int(time.time() * 1000) // MINUTE_MS - 20) * MINUTE_MS
     db = bus_env["DATABASE_PATH"]
     try:
-        await test.ready(timeout=15)
-        await aeventually(lambda: "running" in store.log(), 30, what="store running")
+        await test.ready(timeout=START_TIMEOUT)
+        await aeventually(lambda: "running" in store.log(), START_TIMEOUT, what="store running")
 
         def send(seq: int, t: int) -> None:
             bar = Bar(contract=C, tf="1m", t=t, o=1.0, h=2.0, l=0.5, c=1.5, volume=1, final=True)
