@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from chillly import topics
 from chillly.messages import Probe
 from tests.integration.test_store_support import Heartbeats
@@ -18,6 +20,7 @@ from tests.support import START_TIMEOUT, aeventually, eventually, free_port
 STOP_BOUND = 2.5
 
 
+@pytest.mark.serial      # judged by time: stopped within 2 s of SIGTERM
 def test_sigterm_while_starting_stops_every_process_within_2s(procs) -> None:
     # Nothing listens on these ports: every process sits in bus.ready() (10 s time-out).
     nowhere = {"BUS_PUBLISH_ADDR": f"tcp://127.0.0.1:{free_port()}",
@@ -50,6 +53,7 @@ async def test_a_dead_receive_loop_faults_the_process(procs, bus) -> None:
     assert any(a["code"] == "bus_receive" and a["active"] for a in alarms), alarms
 
 
+@pytest.mark.serial      # judged by time: stopped within 2 s of SIGTERM
 async def test_sigterm_during_a_blocking_warm_up_stops_within_2s(procs, bus) -> None:
     blocked = procs.spawn(["-m", "tests.integration.lifecycle_peer"], name="troubled",
                           env={"PEER_TROUBLE": "block"})
