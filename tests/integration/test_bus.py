@@ -110,6 +110,7 @@ def test_traffic_resumes_after_broker_is_killed_and_restarted(procs: Procs, tran
     assert seqs == sorted(seqs)  # still one ordered stream, with a gap over the outage
 
 
+@pytest.mark.serial      # judged by time: stopped within 2 s of SIGTERM
 def test_sigterm_stops_every_process_with_exit_0_within_2s(procs: Procs, bus_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     broker = procs.spawn(["-m", "broker"], name="broker")
     sub, _ = start_sub(procs, tmp_path, "sub", "bar.")
