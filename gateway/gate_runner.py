@@ -127,7 +127,7 @@ class GateRunner:
                     for c in M.polls_due(held, book.quotes, book.venue_marks,
                                          self._mark_tried, now, self._mark_age_ms(), interval):
                         self._start_poll(c, now)
-                self.check_blind()
+                self.check_blind(now)       # the same instant as the polls just decided
                 wake = M.next_due_ms(held, book.quotes, self._mark_tried, now,
                                      self._mark_age_ms(), interval,
                                      self._mark_polls if s.risk_mark_fallback else None)
@@ -189,19 +189,16 @@ class GateRunner:
                 self.run_gate()
         self.check_blind()
 
-    def check_blind(self) -> None:
+    def check_blind(self, now: int | None = None) -> None:
         """Alarm `blind` while a held contract has no fresh mark (the gate then refuses entries
-        that add risk). A contract whose first venue poll is still under way (for less than a
-        poll interval) is judged when it answers, so a quote outage the venue's bars cover
-        raises no alarm."""
-        now = self.clock.now_ms()
+        that add risk); a contract whose venue poll is under way is judged when it answers
+        (`M.blind_unpolled`). `now`: the instant the mark loop decided its polls at."""
+        now = self.clock.now_ms() if now is None else now
         book = self.blotter.book
-        ages = M.blind(book.held(), book.marks(), now,
-                       self._mark_age_ms()) if self.ready() else {}
-        interval = self.s.risk_mark_poll_interval * 1000
-        for c in [c for c in ages if c in self._mark_polls
-                  and now - self._mark_tried.get(c, now) < interval]:
-            del ages[c]
+        ages = M.blind_unpolled(book.held(), book.marks(), self._mark_polls, self._mark_tried,
+                                now, self._mark_age_ms(),
+                                int(self.s.risk_mark_poll_interval * 1000)) \
+            if self.ready() else {}
         self.counters["marks_blind_contracts"] = len(ages)
         if ages:
             text = (f"no price for {', '.join(sorted(ages))}: quotes "

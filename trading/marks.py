@@ -65,6 +65,20 @@ def blind(held: Iterable[str], marks: Mapping[str, QuoteView], now_ms: int,
     return out
 
 
+def blind_unpolled(held: Iterable[str], marks: Mapping[str, QuoteView], polling: Collection[str],
+                   tried: Mapping[str, int], now_ms: int, max_age_ms: int,
+                   interval_ms: int) -> dict[str, int | None]:
+    """`blind` less the contracts whose venue poll is under way and began less than a poll
+    interval ago: those are judged when the poll answers, so a quote outage the venue's bars
+    cover raises no alarm. The runner decides the polls (`polls_due`) and this at one `now`:
+    read apart, a quote that turned stale between the two reads was blind with no poll started
+    (the `blind` alarm rose and cleared within a millisecond, CI)."""
+    ages = blind(held, marks, now_ms, max_age_ms)
+    for c in [c for c in ages if c in polling and now_ms - tried.get(c, now_ms) < interval_ms]:
+        del ages[c]
+    return ages
+
+
 def polls_due(held: Iterable[str], quotes: Mapping[str, QuoteView],
               venue: Mapping[str, QuoteView], tried: Mapping[str, int], now_ms: int,
               max_age_ms: int, interval_ms: int) -> list[str]:

@@ -75,11 +75,13 @@ def test_stalled_subscriber_slows_neither_publisher_nor_others(procs: Procs, bus
     _, fast_out = start_sub(procs, tmp_path, "sub-fast", "bar.")
     os.kill(stalled.pid, signal.SIGSTOP)  # it stops reading entirely
     try:
-        # Paced at most 25,000 a second (500, then 20 ms): a reader that keeps up never loses
-        # one even on a loaded machine, while the stalled one, which reads nothing, overflows.
+        # Paced at most 10,000 a second (500, then 50 ms): a reader that keeps up never loses
+        # one even on a loaded machine (the broker holds 1,000 for it: 100 ms of a stall; at
+        # 25,000 a second, 40 ms, and a loaded CI run lost one), while the stalled one, which
+        # reads nothing, overflows.
         pub = start_pub(procs, "pub", EP, count=30_000, interval=0.0,
                         env={"BUS_HWM": "1000", "PEER_THEN_INTERVAL": "0.05",
-                             "PEER_BURST_PAUSE": "0.02"})
+                             "PEER_BURST_PAUSE": "0.05"})
         # The burst goes out: PUB never waits for a subscriber that does not read.
         eventually(lambda: "SENT 30000" in pub.log(), 60, what="publisher done with its burst")
         eventually(lambda: len(read_lines(fast_out)) >= 30_000, 30, what="fast subscriber")

@@ -91,18 +91,15 @@ class Heartbeats:
         return self.last.get(name, {}).get("pid")
 
 
-def db_rows(path: str | Path, tf: str, contract: str = C, finals_only: bool = False
-            ) -> list[tuple]:
-    """(t, o, h, l, c, volume) of stored bars, oldest first; [] while the file is not there.
-    The store also keeps the forming bar (final = 0): `finals_only` leaves it out."""
+def db_rows(path: str | Path, tf: str, contract: str = C) -> list[tuple]:
+    """(t, o, h, l, c, volume) of stored bars, oldest first; [] while the file is not there."""
     try:
         conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
     except sqlite3.OperationalError:
         return []
     try:
         return conn.execute("SELECT t, o, h, l, c, volume FROM bars WHERE contract=? AND tf=? "
-                            + ("AND final=1 " if finals_only else "") + "ORDER BY t",
-                            (contract, tf)).fetchall()
+                            "ORDER BY t", (contract, tf)).fetchall()
     except sqlite3.OperationalError:
         return []
     finally:

@@ -61,3 +61,28 @@ def test_the_loop_wakes_when_a_quote_goes_stale_or_a_poll_is_due() -> None:
     assert M.next_due_ms([MES], quotes, {MES: WED - 9_000}, WED, AGE, 3_000,
                          busy={MES}) == WED + 3_000
     assert M.next_due_ms([MES], quotes, {}, WED, AGE, 3_000, busy=None) == WED + 3_000
+
+
+def _step(held: list[str], quotes: dict[str, QuoteView], tried: dict[str, int], polling: set[str],
+          polls_at: int, judged_at: int, interval: int = 3_000) -> dict[str, int | None]:
+    """The gateway's mark loop, one step: the polls due at `polls_at` start, then blindness is
+    judged at `judged_at` (the runner now uses one instant for both)."""
+    for c in M.polls_due(held, quotes, {}, tried, polls_at, AGE, interval):
+        tried[c] = polls_at
+        polling.add(c)
+    return M.blind_unpolled(held, quotes, polling, tried, judged_at, AGE, interval)
+
+
+def test_a_quote_turning_stale_is_polled_before_it_is_ever_blind() -> None:
+    quote = q(ES, 6000.0, 6000.25, WED)
+    for now in range(WED + AGE - 120, WED + AGE + 120, 7):     # across the staleness boundary
+        # One instant for both: stale means a poll started now, so never blind meanwhile.
+        assert _step([ES], {ES: quote}, {}, set(), now, now) == {}, now
+    # Judged a moment after the polls were decided (two clock reads; a 1 ms stall is 60 market
+    # ms at 60x): the quote turned stale in between, no poll was started, and it was blind.
+    assert _step([ES], {ES: quote}, {}, set(), WED + AGE, WED + AGE + 60) == {ES: AGE + 60}
+    # A poll under way for longer than an interval no longer hides it (the venue is not
+    # answering: blind is true then).
+    tried = {ES: WED + AGE + 1}
+    assert M.blind_unpolled([ES], {ES: quote}, {ES}, tried, WED + AGE + 3_001, AGE, 3_000) \
+        == {ES: AGE + 3_001}
