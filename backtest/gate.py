@@ -17,7 +17,7 @@ from trading.marks import QuoteView
 from trading.orders.requests import Invalid, build_intent, parse_submit
 from trading.risk.calendar import CmeCalendar
 from trading.risk.config import StrategyLimits, resolve
-from trading.risk.rules import RiskGate
+from trading.risk.gate import RiskGate
 from trading.risk.types import (ACTIVE, BUY, LONG, SELL, SHORT, BookView, CancelEntries,
                                 CancelOrders, Flatten, PositionView, SetTradingState,
                                 WorkingOrder)

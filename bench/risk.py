@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from trading.risk.types import BUY, LONG, SELL, SHORT, AllowAll, BookView, Intent  # noqa: E402
 from trading.risk.types import PositionView, QuoteView, WorkingOrder  # noqa: E402
-from trading.risk.rules import RiskGate  # noqa: E402
+from trading.risk.gate import RiskGate  # noqa: E402
 from trading.risk.calendar import CmeCalendar  # noqa: E402
 from trading.risk.config import StrategyLimits, resolve  # noqa: E402
 

@@ -15,7 +15,7 @@ from chillly.bus import Bus
 from chillly.clock import Clock
 from chillly.messages import AccountEvent, Alarm, FillEvent, OrderEvent, PositionEvent, RiskEvent
 from gateway.journal import Journal
-from trading.risk.rules import RiskGate
+from trading.risk.gate import RiskGate
 from trading.risk.types import Intent
 from trading.blotter import ACCOUNT, Blotter
 from trading.orders.records import FillRecord, IntentRecord, OrderRecord

@@ -32,7 +32,7 @@ from topstepx.models import HalfTrade
 from trading.risk.calendar import AlwaysOpenCalendar, CmeCalendar
 from trading.risk.config import StrategyLimits
 from trading.risk.memory import RiskMemory, missed_eod, rebuild_eod
-from trading.risk.rules import RiskGate
+from trading.risk.gate import RiskGate
 from trading.risk.types import BookView
 from trading.strategy.config_file import field_error
 from trading.strategy.instance import Limits

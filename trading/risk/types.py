@@ -9,7 +9,7 @@ account change and on a clock tick (at least once a second), and executes the ac
 in order. A gate is a pure core: no I/O, no clock of its own (time is `view.now_ms` / `now_ms`),
 no mutation of the view; the gateway owns the book and the venue calls.
 
-`RiskGate` (trading/risk/rules.py) is the gate. `AllowAll` allows everything and never acts:
+`RiskGate` (trading/risk/gate.py) is the gate. `AllowAll` allows everything and never acts:
 the baseline the risk gate's benchmark measures against (bench/risk.py, the seam's call cost
 alone); the gateway always runs the risk gate.
 

@@ -8,7 +8,7 @@ from typing import Any
 from chillly.calendar import CHICAGO
 from trading.risk.types import BUY, LONG, SELL, SHORT, BookView, Intent, PositionView, QuoteView, \
     WorkingOrder
-from trading.risk.rules import RiskGate
+from trading.risk.gate import RiskGate
 from trading.risk.memory import RiskMemory
 from trading.risk.calendar import CmeCalendar
 from trading.risk.config import resolve

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from trading.risk.types import (BUY, LONG, SELL, SHORT, BookView, CancelEntries, CancelOrders,
                           Flatten, Intent,
                           PositionView, QuoteView, SetTradingState, WorkingOrder)
-from trading.risk.rules import RiskGate
+from trading.risk.gate import RiskGate
 from trading.risk.calendar import CmeCalendar
 from trading.risk.config import resolve
 from tests.unit.trading.risk.rig import ES, MES, NQ, ct
