@@ -1,7 +1,7 @@
 """The risk gate's side of the gateway: the marks of held contracts (the bus's quotes, else the
 venue's forming 1m bar: trading/marks.py), and the gate's due actions (trading state, cancels,
 flatten) run after every quote, every venue mark and every second. The view the gate judges
-is the blotter's (trading/blotter.py)."""
+is the blotter's (trading/blotter/)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ GATEWAY_RECONCILE_INTERVAL, and positions/account published on change and every 
 
 This module is the service: it builds the parts, each handed what it works with, and runs
 them. What the account is (orders, intents, fills, positions, the gate's view) is the blotter's
-(trading/blotter.py); the parts here are the venue I/O around it: venue_events.py (reports
+(trading/blotter/); the parts here are the venue I/O around it: venue_events.py (reports
 applied), placing.py (placing exactly once), closing.py (cancel, flatten), brackets.py
 (managed OCO), reconcile.py (catch-up, compare, gap reads), gate_runner.py (marks, the gate's actions),
 publishing.py (events), commands.py (who may ask what, the commands), journal.py (the order

@@ -17,7 +17,8 @@ from chillly.messages import AccountEvent, Alarm, FillEvent, OrderEvent, Positio
 from gateway.journal import Journal
 from trading.risk.gate import RiskGate
 from trading.risk.types import Intent
-from trading.blotter import ACCOUNT, Blotter
+from trading.blotter import Blotter
+from trading.positions import ACCOUNT
 from trading.orders.records import FillRecord, IntentRecord, OrderRecord
 from trading.orders.requests import TYPE_NAME, VENUE_TYPE
 from trading.venue_codes import OrderStatus

@@ -18,7 +18,8 @@ from topstepx.budget import priority
 from topstepx.errors import VenueError
 from topstepx.hub import HubAgent, OpenHandler
 from topstepx.models import Order
-from trading.blotter import ACCOUNT, Blotter
+from trading.blotter import Blotter
+from trading.positions import ACCOUNT
 from trading.orders.records import FillRecord
 from trading.venue_codes import WORKING_STATUSES
 

@@ -1,6 +1,6 @@
 """The venue's reports applied: orders, trades, positions and the account, whether from the
 user hub or from a REST read (gateway/reconcile.py). Each is decoded from the venue's model
-into the blotter's plain report (trading/blotter.py), applied there, and what changed is
+into the blotter's plain report (trading/blotter/reports.py), applied there, and what changed is
 journaled and published; a changed order is handed on (`on_order_changed`: the managed
 brackets), a changed position too (`on_position_changed`: the marks watch its quotes).
 Also the contracts' tick specs the P&L needs, fetched from the venue once per contract."""
@@ -21,14 +21,9 @@ from topstepx.contracts import ContractNotFound, ContractResolver, symbol_of
 from topstepx.errors import VenueError
 from topstepx.hub import user_events
 from topstepx.models import Account, Contract, HalfTrade, Order, Position
-from trading.blotter import (
-    ACCOUNT,
-    AccountReport,
-    Blotter,
-    OrderReport,
-    PositionReport,
-    TradeReport,
-)
+from trading.blotter import Blotter
+from trading.blotter.reports import AccountReport, OrderReport, PositionReport, TradeReport
+from trading.positions import ACCOUNT
 from trading.orders.records import EXTERNAL, PLACED, OrderRecord
 from trading.positions import Spec
 

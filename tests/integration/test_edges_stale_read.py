@@ -21,7 +21,8 @@ import pytest
 from tests.integration.test_gateway_support import Stack, Tap, dump, stack_fixture
 from tests.sim_client import counters, set_faults
 from tests.support import aeventually, eventually
-from trading.blotter import Blotter, PositionReport
+from trading.blotter import Blotter
+from trading.blotter.reports import PositionReport
 from trading.venue_codes import OrderStatus, OrderType, PositionType, Side
 
 stack = stack_fixture()

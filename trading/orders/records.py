@@ -1,5 +1,5 @@
 """The typed records of the order path: what was asked (an intent), what the venue holds (an
-order), what it filled (a fill). Plain mutable dataclasses: the blotter (trading/blotter.py)
+order), what it filled (a fill). Plain mutable dataclasses: the blotter (trading/blotter/)
 owns them and changes them as venue reports arrive; the gateway's journal maps them to and
 from its rows (gateway/journal.py), so no other code ever sees a row keyed by strings.
 """

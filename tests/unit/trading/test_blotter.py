@@ -5,7 +5,8 @@ position)."""
 from __future__ import annotations
 
 from chillly.clock import ManualClock
-from trading.blotter import Blotter, OrderReport, PositionReport, TradeReport
+from trading.blotter import Blotter
+from trading.blotter.reports import OrderReport, PositionReport, TradeReport
 from trading.risk.types import BookView, Intent
 from trading.orders.records import (
     CANCELLED,

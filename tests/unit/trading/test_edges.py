@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from trading.blotter import AccountReport, Blotter, OrderReport, PositionReport, TradeReport
+from trading.blotter import Blotter
+from trading.blotter.reports import AccountReport, OrderReport, PositionReport, TradeReport
 from trading.orders.records import EXTERNAL
 from trading.positions import Spec
 from trading.venue_codes import OrderStatus, OrderType, PositionType, Side
@@ -206,7 +207,7 @@ def test_a_trade_before_its_order_is_reattributed_when_the_order_comes() -> None
 def test_an_account_that_cannot_cancel_takes_no_resting_entry() -> None:
     """Before: a limit entry was placed on a live account; the venue then refused every cancel
     (errorCode 6), so a flatten or halt left it resting, free to open a position."""
-    from trading.blotter import AccountReport
+    from trading.blotter.reports import AccountReport
     b = _blotter()
     assert b.resting_refusal("limit", None) is None
     b.apply_account(AccountReport(ACC, 50_000.0, True, simulated=False))

@@ -11,7 +11,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 
-from trading.blotter import AccountReport, Blotter, OrderReport, PositionReport
+from trading.blotter import Blotter
+from trading.blotter.reports import AccountReport, OrderReport, PositionReport
 from trading.marks import QuoteView
 from trading.orders.leg_close import FIRE_TICKS, plan_close
 from trading.orders.records import EXTERNAL, WORKING, OrderRecord
