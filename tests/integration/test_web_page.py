@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +279,32 @@ async def test_the_resume_and_cancel_buttons(stack: WebStack, tmp_path: Path) ->
         assert page.errors == []
 
 
+@asynccontextmanager
+async def restarted_page_listing(stack: WebStack, rows: str, key: str, want: list[str],
+                                 what: str) -> AsyncIterator[Any]:
+    """`chillly web` restarted mid-session and the page opened on it: every id in `want` is
+    listed (the rows matching the CSS selector `rows`, their `data-<key>`), none twice."""
+    assert stack.started["web"].terminate() == 0
+    stack.web()
+    await stack.page_up()
+    async with browser() as ctx:
+        page = await open_page(ctx, stack)
+        shown: list[str] = []
+
+        async def listed() -> bool:
+            nonlocal shown
+            shown = await page.evaluate(
+                f"() => [...document.querySelectorAll({rows!r})].map(tr => tr.dataset.{key})")
+            return set(want) <= set(shown)
+        try:
+            await aeventually(listed, 30, interval=0.2, what=f"{what} listed again")
+        except AssertionError:
+            raise AssertionError(f"{what} not on the page: {sorted(set(want) - set(shown))} "
+                                 f"(page: {shown[:20]})") from None
+        assert len(shown) == len(set(shown)), f"{what}: one listed twice"
+        yield page
+
+
 async def test_a_restarted_web_lists_the_day_s_fills_again(stack: WebStack, tmp_path: Path) -> None:
     """`chillly web` restarted mid-session (supervisorctl restart web, a crash): the page lists
     the day's fills the venue holds, not only those heard on the bus since it started (the
@@ -306,25 +333,8 @@ async def test_a_restarted_web_lists_the_day_s_fills_again(stack: WebStack, tmp_
     want = await aeventually(before, 30, interval=0.5, what="the venue's fills journaled")
     journal.close()
 
-    assert stack.started["web"].terminate() == 0
-    stack.web()
-    await stack.page_up()
-    async with browser() as ctx:
-        page = await open_page(ctx, stack)
-        shown: list[int] = []
-
-        async def listed() -> bool:
-            nonlocal shown
-            shown = [int(t) for t in await page.evaluate(
-                "() => [...document.querySelectorAll('#fills tr[data-trade]')]"
-                ".map(tr => tr.dataset.trade)")]
-            return set(want) <= set(shown)
-        try:
-            await aeventually(listed, 30, interval=0.2, what="the day's fills listed again")
-        except AssertionError:
-            raise AssertionError(f"fills at the venue not on the page: "
-                                 f"{sorted(set(want) - set(shown))} (page: {shown[:20]})")
-        assert len(shown) == len(set(shown)), "a fill drawn twice"
+    async with restarted_page_listing(stack, "#fills tr[data-trade]", "trade",
+                                      [str(t) for t in want], "the day's fills") as page:
         await screenshot(page, tmp_path, "restarted-fills")
         assert page.errors == []
 
@@ -349,25 +359,8 @@ async def test_a_restarted_web_lists_the_day_s_refusals_again(stack: WebStack,
     day = trading_date(rows[0][1])
     want = [rid for rid, at_ms, _ in rows if trading_date(at_ms) == day][:50]
 
-    assert stack.started["web"].terminate() == 0
-    stack.web()
-    await stack.page_up()
-    async with browser() as ctx:
-        page = await open_page(ctx, stack)
-        shown: list[str] = []
-
-        async def listed() -> bool:
-            nonlocal shown
-            shown = await page.evaluate(
-                "() => [...document.querySelectorAll('#refusals tr[data-refusal]')]"
-                ".map(tr => tr.dataset.refusal)")
-            return set(want) <= set(shown)
-        try:
-            await aeventually(listed, 30, interval=0.2, what="the day's refusals listed again")
-        except AssertionError:
-            raise AssertionError(f"refusals journaled not on the page: "
-                                 f"{sorted(set(want) - set(shown))} (page: {shown[:20]})")
-        assert len(shown) == len(set(shown)), "a refusal listed twice"
+    async with restarted_page_listing(stack, "#refusals tr[data-refusal]", "refusal", want,
+                                      "the day's refusals") as page:
         mine = await page.evaluate(
             "(id) => [...document.querySelector(`#refusals tr[data-refusal='${id}']`).cells]"
             ".map(td => td.textContent)", next(rid for rid, _, e in rows

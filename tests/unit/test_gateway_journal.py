@@ -52,10 +52,10 @@ async def test_intents_commit_together_and_read_back(tmp_path: Path) -> None:
     await j2.close()
 
 
-async def test_background_writes_the_disk_refuses_wait_and_land_in_order(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A refused background write is kept, retried when the disk takes writes, and nothing
-    queued after it lands before it (an older order row must never overwrite a newer one)."""
+async def full_disk_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                            ) -> tuple[Journal, list[str | None], dict[str, int]]:
+    """An open journal that retries background writes every 50 ms, the faults it reports, and
+    a disk that a test's job makes refuse the next `disk["full"]` writes (2)."""
     import gateway.journal as journal_module
 
     monkeypatch.setattr(journal_module, "RETRY_S", 0.05)
@@ -63,7 +63,21 @@ async def test_background_writes_the_disk_refuses_wait_and_land_in_order(
     await j.open()
     faults: list[str | None] = []
     j.on_fault = faults.append
-    disk = {"full": 2}
+    return j, faults, {"full": 2}
+
+
+async def drained(j: Journal) -> None:
+    """Wait (at most 2 s) for the journal's background writes to land."""
+    for _ in range(100):
+        if j.backlog == 0:
+            return
+        await asyncio.sleep(0.02)
+
+async def test_background_writes_the_disk_refuses_wait_and_land_in_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused background write is kept, retried when the disk takes writes, and nothing
+    queued after it lands before it (an older order row must never overwrite a newer one)."""
+    j, faults, disk = await full_disk_journal(tmp_path, monkeypatch)
 
     def refusing(c: sqlite3.Connection) -> None:
         if disk["full"]:
@@ -75,10 +89,7 @@ async def test_background_writes_the_disk_refuses_wait_and_land_in_order(
     j.write_soon(refusing)                                 # the disk is full from here
     order.status, order.state = 3, "cancelled"             # the job took the row as it was
     j.write_soon(j.order_job(order, 2, "hub", True))
-    for _ in range(100):
-        if j.backlog == 0:
-            break
-        await asyncio.sleep(0.02)
+    await drained(j)
     assert j.backlog == 0 and j.later_failed == 0
     assert faults and faults[0] is not None and faults[-1] is None   # faulted, then healed
     rows = await j.query("SELECT status FROM order_events WHERE order_id=5 ORDER BY seq")
@@ -143,14 +154,7 @@ async def test_a_refusal_the_disk_refuses_is_kept_and_written_when_it_takes_writ
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The gate's refusal stands whatever the disk does: `add_refusal` does not raise, the
     journal reports the fault, and the refusal lands once the disk takes writes again."""
-    import gateway.journal as journal_module
-
-    monkeypatch.setattr(journal_module, "RETRY_S", 0.05)
-    j = Journal(tmp_path / "orders.db")
-    await j.open()
-    faults: list[str | None] = []
-    j.on_fault = faults.append
-    disk = {"full": 2}
+    j, faults, disk = await full_disk_journal(tmp_path, monkeypatch)
     real = Journal.refusal_job
 
     def refusing(msg: RiskEvent, at_ms: int) -> Callable[[sqlite3.Connection], Any]:
@@ -168,10 +172,7 @@ async def test_a_refusal_the_disk_refuses_is_kept_and_written_when_it_takes_writ
                     refusal_id="gateway-1-aa:1", order={"kind": "submit", "size": 9})
     await j.add_refusal(msg, 5)
     assert faults and faults[0] is not None
-    for _ in range(100):
-        if j.backlog == 0:
-            break
-        await asyncio.sleep(0.02)
+    await drained(j)
     assert j.backlog == 0 and faults[-1] is None
     assert await j.day_refusals(1001, 0, 10) == [(5, msg)]
     await j.close()
