@@ -120,7 +120,7 @@ class SimService(Service):
                 hub.abort_all()
         await self.runner.cleanup()
         try:
-            await venue.save_state()
+            await venue.save_state(stopping=True)
         except OSError:
             log.exception("saving the trading state failed")
 

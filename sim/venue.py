@@ -164,9 +164,13 @@ class Venue:
         self.counters["prints"] += n
         return n
 
-    async def save_state(self) -> None:
-        """Write the trading state when it changed (no-op without SIM_STATE_PATH)."""
+    async def save_state(self, stopping: bool = False) -> None:
+        """Write the trading state when it changed (no-op without SIM_STATE_PATH). `stopping`:
+        write it whatever changed, so the state says the market time the sim stopped at, not
+        that of its last change (a restart must not go back before either)."""
         if self.state is not None:
+            if stopping:
+                self.engine.dirty = True
             await self.state.save()
 
     def add_drift(self, contract_id: str, ticks: float, over_s: float,

@@ -70,8 +70,12 @@ def test_sim_restart_keeps_market_time_moving_forward(tmp_path: Path) -> None:
                                                     "type": 2, "side": 0, "size": 2}
                          ).json()["success"]
         time.sleep(1.0)                       # an hour of market time
+        stopped_after = market_now(anchor, 3600)
         assert sim.terminate() == 0
         saved_ms = json.loads(state.read_text())["market_ms"]
+        # The state says when the sim stopped, not when it last changed (the fill, an hour
+        # earlier: a loaded-or-not start decided how far that was from the anchor).
+        assert saved_ms >= stopped_after
 
         # The old scripts/run pinned the anchor to now: restarted at 60x, market time is back
         # hours behind the state. (At 3600x the same anchor would overtake the saved hour in
